@@ -1,0 +1,1 @@
+"""The shared base: task spec, prompt format, model registry and predictors."""

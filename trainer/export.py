@@ -117,7 +117,9 @@ def write_gguf(model, out_path: str | Path, tokenizer_gguf: str | Path, *, name:
 def quantize_gguf(src: str | Path, dst: str | Path, method: str = "q8_0", threads: int = 0) -> Path:
     """Quantize a GGUF file with llama.cpp (q8_0, q4_k_m or q4_0)."""
     import llama_cpp
+    from llama_cpp import _logger
 
+    _logger.set_verbose(False)  # otherwise llama.cpp prints a line per tensor
     method = method.lower()
     if method not in QUANT_TYPES:
         raise ModelError(f"unknown quantization {method!r}; choose one of {', '.join(QUANT_TYPES)}")

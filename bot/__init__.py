@@ -1,0 +1,1 @@
+"""The system of record and the conversation: store, import, CLI, and (later) Slack and webhooks."""

@@ -1,0 +1,193 @@
+"""The `tuesday` command."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from bot.jobs import TRAIN_JOB, run_job
+from bot.report import metrics_table, models_table, suggestion_card
+from bot.runtime import Runtime
+from bot.settings import Settings
+from inference.errors import TuesdayError
+
+
+def _emit(as_json: bool, data, text: str) -> None:
+    click.echo(json.dumps(data, indent=2, default=str) if as_json else text)
+
+
+class _Group(click.Group):
+    """Translate Tuesday's own errors into a clean message and exit code 1."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except TuesdayError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=_Group)
+@click.option("--data-dir", type=click.Path(path_type=Path), help="Data folder [env TUESDAY_DATA_DIR, default .tuesday].")
+@click.option("--task", "task_file", type=click.Path(path_type=Path), help="Task YAML [env TUESDAY_TASK_FILE, default: demo task].")
+@click.pass_context
+def main(ctx: click.Context, data_dir: Path | None, task_file: Path | None) -> None:
+    """Tuesday: a triage assistant that learns your team's labels from your team's clicks."""
+    overrides = {k: v for k, v in {"data_dir": data_dir, "task_file": task_file}.items() if v is not None}
+    ctx.obj = Runtime(Settings(**overrides))
+
+
+@main.command("import")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--source", default="import", show_default=True, help="Namespace of the rows' ids (dedupe key).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_obj
+def import_cmd(rt: Runtime, file: Path, source: str, as_json: bool) -> None:
+    """Load labelled examples (JSONL or CSV: text, label, optional reason, optional id)."""
+    from bot.importer import import_file
+
+    report = import_file(file, rt.task, rt.sessions, source=source)
+    lines = [f"added {report.added}, already present {report.duplicates}, refused {len(report.errors)}"]
+    lines += [f"  line {n}: {msg}" for n, msg in report.errors]
+    _emit(as_json, report.to_dict(), "\n".join(lines))
+    if report.errors:
+        sys.exit(1)
+
+
+def _snapshot(rt: Runtime, data: Path | None) -> Path:
+    """A snapshot of the store, or of a labelled file given with --data (the store is left alone)."""
+    from bot.importer import read_labelled
+    from bot.store import snapshot_store
+    from inference.snapshot import write_snapshot
+
+    out = rt.settings.data_dir / "snapshots"
+    if data is None:
+        return snapshot_store(rt.sessions, rt.task, out, rt.settings.holdout_fraction)
+    rows, errors = read_labelled(data, rt.task)
+    if errors:
+        raise click.ClickException("\n".join([f"{data}: {len(errors)} bad rows"] + [f"  line {n}: {m}" for n, m in errors]))
+    return write_snapshot(rows, out, rt.settings.holdout_fraction)
+
+
+def train_and_gate(rt: Runtime, *, base: Path | None = None, config: dict | None = None, data: Path | None = None,
+                   promote: bool = True, by: str = "cli", progress: bool = True) -> dict:
+    """Snapshot → train job → promotion gate; returns the job summary plus the decision."""
+    from bot.promotion import apply_gate
+
+    snapshot = _snapshot(rt, data)
+    tokenizer_gguf = rt.settings.tokenizer_gguf
+    summary = run_job(TRAIN_JOB, snapshot=str(snapshot), task_file=str(rt.task_path),
+                      base=str(rt.base_model(base)), models_dir=str(rt.settings.models_dir), config=config or {},
+                      tokenizer_gguf=str(tokenizer_gguf) if tokenizer_gguf else None, progress=progress,
+                      threads=rt.settings.threads)
+    if promote:
+        decision = apply_gate(rt.registry, summary, by=by, min_gain=rt.settings.min_gain)
+        summary["promoted"], summary["why"] = decision.promote, decision.why
+    else:
+        summary["promoted"], summary["why"] = False, "--no-promote"
+    return summary
+
+
+@main.command()
+@click.option("--base", type=click.Path(path_type=Path), help="Base model: GGUF file or HF folder [env TUESDAY_BASE_MODEL].")
+@click.option("--config", "config_file", type=click.Path(path_type=Path), help="YAML/JSON of training config overrides.")
+@click.option("--data", type=click.Path(path_type=Path), help="Train on this labelled file instead of the store.")
+@click.option("--no-promote", is_flag=True, help="Keep the new version a candidate even if it passes the gate.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.pass_obj
+def train(rt: Runtime, base: Path | None, config_file: Path | None, data: Path | None, no_promote: bool, as_json: bool) -> None:
+    """Train a new model version, then promote it if it beats production on the holdout."""
+    summary = train_and_gate(rt, base=base, config=read_config(config_file), data=data, promote=not no_promote,
+                             progress=not as_json)
+    text = (f"{summary['version']}: {'promoted to production' if summary['promoted'] else 'kept as candidate'}"
+            f" ({summary['why']})\n" + metrics_table(rt.task, {summary["version"]: summary["metrics"]}))
+    _emit(as_json, summary, text)
+
+
+def read_config(path: Path | None) -> dict:
+    """Training overrides as a plain dict; the trainer validates the keys and values."""
+    if path is None:
+        return {}
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise click.ClickException(f"config file not found: {path}") from None
+    except yaml.YAMLError as exc:
+        raise click.ClickException(f"{path}: not valid YAML/JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise click.ClickException(f"{path}: expected a mapping of training config keys")
+    return data
+
+
+@main.command("eval")
+@click.option("--version", help="Model version (default: production, else newest).")
+@click.option("--data", type=click.Path(path_type=Path), help="Labelled file to score (default: the store's holdout).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def eval_cmd(rt: Runtime, version: str | None, data: Path | None, as_json: bool) -> None:
+    """Score a version and print accuracy, macro-F1, per-label precision/recall, hand-off recall."""
+    from bot.importer import read_labelled
+    from bot.store import holdout_rows
+    from inference.evaluation import evaluate
+
+    if data is not None:
+        rows, errors = read_labelled(data, rt.task)
+        if errors:
+            raise click.ClickException(f"{data}: line {errors[0][0]}: {errors[0][1]} ({len(errors)} bad rows)")
+    else:
+        rows = holdout_rows(rt.sessions, rt.task, rt.settings.holdout_fraction)
+    if not rows:
+        raise click.ClickException("nothing to evaluate: import labelled examples or pass --data FILE")
+    predictor = rt.predictor(version, reasons=False)
+    try:
+        metrics = evaluate(predictor, rt.task, rows, progress=not as_json)
+    finally:
+        predictor.close()
+    metrics.pop("predictions")
+    metrics["version"] = predictor.version
+    _emit(as_json, metrics, metrics_table(rt.task, {predictor.version: metrics}))
+
+
+@main.command()
+@click.argument("text")
+@click.option("--version", help="Model version (default: production, else newest).")
+@click.option("--no-reason", is_flag=True, help="Skip the generated reason (faster).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def predict(rt: Runtime, text: str, version: str | None, no_reason: bool, as_json: bool) -> None:
+    """Suggest a label for one message."""
+    from bot.pii import mask_pii
+
+    masked = mask_pii(text)
+    predictor = rt.predictor(version, reasons=False if no_reason else None)
+    try:
+        suggestion = predictor.predict(masked)
+    finally:
+        predictor.close()
+    _emit(as_json, suggestion.to_dict(), suggestion_card(suggestion, masked))
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def models(rt: Runtime, as_json: bool) -> None:
+    """List model versions with their status and holdout metrics."""
+    versions = rt.registry.versions()
+    data = [{"version": v.name, "status": v.status, "created_at": v.manifest.get("created_at"),
+             "metrics": v.metrics, "base": v.manifest.get("license", {}).get("model")} for v in versions]
+    _emit(as_json, data, models_table(versions))
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON at the end.")
+@click.option("--config", "config_file", type=click.Path(path_type=Path), help="Training config overrides for the demo run.")
+@click.pass_obj
+def demo(rt: Runtime, as_json: bool, config_file: Path | None) -> None:
+    """Import the demo task, train, export, quantize and show before/after on the holdout."""
+    from bot.demo import run_demo
+
+    run_demo(rt, config_file=config_file, as_json=as_json)

@@ -1,0 +1,90 @@
+"""`tuesday demo`: the whole model pipeline on the built-in insurance task, in one terminal."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import click
+
+from bot.cli import read_config, train_and_gate
+from bot.importer import import_file
+from bot.report import metrics_table, suggestion_card
+from bot.runtime import Runtime
+from bot.store import holdout_rows
+from inference.evaluation import evaluate
+from inference.llama_predictor import LlamaPredictor
+from inference.task import demo_examples_path
+
+DEMO_CONFIG = Path(__file__).resolve().parent.parent / "inference" / "demo" / "train.yaml"
+
+
+def _step(text: str) -> None:
+    click.secho(f"\n== {text}", bold=True)
+
+
+def pick_examples(rows: list[dict], n: int = 3) -> list[dict]:
+    """n holdout rows with different gold labels, in a stable order."""
+    picked, labels = [], set()
+    for row in sorted(rows, key=lambda r: r["id"]):
+        if row["label"] not in labels:
+            picked.append(row)
+            labels.add(row["label"])
+        if len(picked) == n:
+            break
+    return picked
+
+
+def run_demo(rt: Runtime, *, config_file: Path | None = None, as_json: bool = False) -> dict:
+    started = time.perf_counter()
+    task = rt.task
+    _step(f"task {task.name!r}: {len(task.labels)} labels, hand-off label {task.handoff_label!r}")
+    report = import_file(demo_examples_path(), task, rt.sessions, source="demo")
+    click.echo(f"imported demo examples into {rt.settings.store_url}: "
+               f"added {report.added}, already present {report.duplicates}, refused {len(report.errors)}")
+    holdout = holdout_rows(rt.sessions, task, rt.settings.holdout_fraction)
+
+    base = rt.base_model()
+    columns = {}
+    if base.suffix == ".gguf":
+        _step(f"zero-shot base model {base.name} on the holdout ({len(holdout)} rows)")
+        predictor = LlamaPredictor(base, task, version="base", reasons=False, n_threads=rt.settings.threads)
+        try:
+            columns["base (zero-shot)"] = evaluate(predictor, task, holdout, desc="base")
+        finally:
+            predictor.close()
+
+    _step("training a LoRA adapter, merging, exporting GGUF, quantizing, evaluating")
+    config = read_config(config_file or DEMO_CONFIG)
+    summary = train_and_gate(rt, config=config, by="tuesday demo")
+    version = rt.registry.get(summary["version"])
+    metrics = json.loads((version.path / "metrics.json").read_text())
+    columns[f"{version.name} ({version.manifest['serve'].upper()})"] = metrics
+    click.echo(f"{version.name}: {'promoted to production' if summary['promoted'] else 'kept as candidate'} "
+               f"({summary['why']})")
+
+    _step("before / after on the holdout")
+    click.echo(metrics_table(task, columns))
+
+    _step("three suggestions as an agent would see them")
+    examples = []
+    predictor = rt.predictor(version.name, reasons=True)
+    try:
+        for row in pick_examples(holdout):
+            suggestion = predictor.predict(row["text"])
+            click.echo(suggestion_card(suggestion, row["text"]) + f"\n  agent's label: {row['label']}\n")
+            examples.append({"text": row["text"], "gold": row["label"], **suggestion.to_dict()})
+    finally:
+        predictor.close()
+
+    t = summary["timings"]
+    total = time.perf_counter() - started
+    click.echo(f"timings: train {t['train_s']:.0f} s, export+quantize {t['export_s']:.0f} s, "
+               f"holdout eval {t['eval_s']:.0f} s; demo total {total:.0f} s")
+    result = {"version": version.name, "promoted": summary["promoted"], "why": summary["why"],
+              "metrics": {k: {kk: vv for kk, vv in v.items() if kk != "predictions"} for k, v in columns.items()},
+              "examples": examples, "timings": {**t, "demo_total_s": total}}
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    return result

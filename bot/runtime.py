@@ -1,0 +1,45 @@
+"""What a command needs, built once from the settings and passed along (no module singletons)."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from bot.settings import Settings
+from bot.store import make_session_factory
+from inference.base_models import smollm2_gguf
+from inference.registry import Registry
+from inference.task import Task, demo_task_path, load_task
+
+
+class Runtime:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    @cached_property
+    def task_path(self) -> Path:
+        return self.settings.task_file or demo_task_path()
+
+    @cached_property
+    def task(self) -> Task:
+        return load_task(self.task_path)
+
+    @cached_property
+    def sessions(self):
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        return make_session_factory(self.settings.store_url)
+
+    @cached_property
+    def registry(self) -> Registry:
+        return Registry(self.settings.models_dir)
+
+    def base_model(self, override: Path | None = None) -> Path:
+        return override or self.settings.base_model or smollm2_gguf()
+
+    def predictor(self, version: str | None = None, *, reasons: bool | None = None):
+        """A llama.cpp predictor for a version (default: production, else the newest)."""
+        from inference.llama_predictor import LlamaPredictor
+
+        info = self.registry.resolve(version)
+        return LlamaPredictor(info.gguf(), self.task, version=info.name, n_threads=self.settings.threads,
+                              reasons=self.settings.reasons if reasons is None else reasons)

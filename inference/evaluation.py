@@ -1,0 +1,29 @@
+"""Run a predictor over labelled rows and score it."""
+
+from __future__ import annotations
+
+import time
+
+from tqdm.auto import tqdm
+
+from inference.metrics import classification_report
+from inference.predictor import Predictor
+from inference.task import Task
+
+
+def evaluate(predictor: Predictor, task: Task, rows: list[dict], *, progress: bool = True,
+             desc: str = "evaluating") -> dict:
+    """Metrics of `predictor` on rows with 'text' and 'label'; adds latency percentiles in ms."""
+    gold, predicted, latencies = [], [], []
+    for row in tqdm(rows, desc=desc, unit="ticket", disable=not progress):
+        started = time.perf_counter()
+        suggestion = predictor.predict(row["text"])
+        latencies.append((time.perf_counter() - started) * 1000)
+        gold.append(row["label"])
+        predicted.append(suggestion.label)
+    report = classification_report(task, gold, predicted)
+    ordered = sorted(latencies)
+    if ordered:
+        report["latency_ms"] = {"p50": ordered[len(ordered) // 2], "p95": ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))]}
+    report["predictions"] = predicted
+    return report

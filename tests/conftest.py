@@ -1,0 +1,93 @@
+"""Shared fixtures: isolated environment, a tiny random model, a trained tiny version, stores."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from inference.task import Task, demo_examples_path, demo_task_path, load_task
+from tests.tiny_model import build_tiny_llama
+
+TINY_CONFIG = {"epochs": 3, "batch_size": 8, "learning_rate": 0.02, "rank": 8, "alpha": 16, "dropout": 0.0}
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(monkeypatch, tmp_path):
+    """No TUESDAY_* variable or .env file from the developer's shell leaks into a test."""
+    for key in list(os.environ):
+        if key.startswith("TUESDAY_"):
+            monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TUESDAY_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("TUESDAY_THREADS", "2")
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory) -> tuple[Path, Path]:
+    """(HF folder, f16 GGUF) of a tiny random Llama with SmolLM2's tokenizer."""
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="session")
+def task() -> Task:
+    return load_task(demo_task_path())
+
+
+@pytest.fixture(scope="session")
+def demo_rows() -> list[dict]:
+    return [json.loads(line) for line in demo_examples_path().read_text(encoding="utf-8").splitlines()]
+
+
+@pytest.fixture(scope="session")
+def trained_version(tiny_base, task, demo_rows, tmp_path_factory):
+    """A tiny model trained on a slice of the demo data, committed to a registry."""
+    from inference.registry import Registry
+    from inference.splits import in_holdout
+    from trainer.config import TrainConfig
+    from trainer.pipeline import build_version
+
+    train = [r for r in demo_rows if not in_holdout(r["id"])][:120]
+    holdout = [r for r in demo_rows if in_holdout(r["id"])][:60]
+    registry = Registry(tmp_path_factory.mktemp("registry"))
+    version = build_version(registry, task, tiny_base[1], train, holdout, TrainConfig(**TINY_CONFIG),
+                            progress=False, log=lambda _: None)
+    return registry, version, train, holdout
+
+
+def postgres_url() -> str | None:
+    """A fresh database on the local PostgreSQL, or None where there is none (CI must have one)."""
+    try:
+        import psycopg2
+    except ImportError:
+        psycopg2 = None
+    if psycopg2 is not None:
+        try:
+            psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="test", connect_timeout=3).close()
+            return "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+        except psycopg2.OperationalError:
+            pass
+    if os.environ.get("CI") == "true":
+        pytest.fail("CI=true but PostgreSQL at 127.0.0.1:5432 (user postgres, db test) is not reachable")
+    return None
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path):
+    """A SQLAlchemy URL of an empty store, on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store.db'}"
+        return
+    url = postgres_url()
+    if url is None:
+        pytest.skip("PostgreSQL not running on 127.0.0.1:5432")
+    from sqlalchemy import create_engine
+
+    from bot.store import Base
+
+    engine = create_engine(url)
+    Base.metadata.drop_all(engine)
+    engine.dispose()
+    yield url

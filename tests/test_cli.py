@@ -1,0 +1,104 @@
+"""Every `tuesday` command through click's runner, with a tiny model as the base."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from bot.cli import main
+from tests.conftest import TINY_CONFIG
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def run(tiny_base, monkeypatch, tmp_path):
+    monkeypatch.setenv("TUESDAY_BASE_MODEL", str(tiny_base[1]))
+    (tmp_path / "tiny.yaml").write_text(json.dumps(TINY_CONFIG))
+
+    def invoke(*args, ok=True):
+        result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+        if ok:
+            assert result.exit_code == 0, result.output
+        return result
+
+    return invoke
+
+
+@pytest.fixture
+def labelled(tmp_path, demo_rows):
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in demo_rows[:150]))
+    return path
+
+
+def test_help_lists_the_commands(run):
+    out = run("--help").output
+    for command in ("demo", "import", "train", "eval", "predict", "models"):
+        assert command in out
+
+
+def test_import_reports_bad_lines_and_exits_nonzero(run, tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"text": "my claim?", "label": "claim_status"}\n{"text": "x", "label": "nope"}\n')
+    result = run("import", str(path), "--json", ok=False)
+    assert result.exit_code == 1
+    report = json.loads(result.output)
+    assert report["added"] == 1 and report["errors"][0]["line"] == 2
+
+
+def test_import_missing_file_is_a_clean_error(run, tmp_path):
+    result = run("import", str(tmp_path / "nope.jsonl"), ok=False)
+    assert result.exit_code == 1 and "file not found" in result.output
+
+
+def test_train_eval_predict_models_round_trip(run, labelled, tmp_path):
+    assert json.loads(run("import", str(labelled), "--json").output)["added"] == 150
+    summary = json.loads(run("train", "--config", str(tmp_path / "tiny.yaml"), "--json").output)
+    assert summary["version"] == "v1" and summary["promoted"] is True
+    assert 0 <= summary["metrics"]["accuracy"] <= 1
+
+    listed = json.loads(run("models", "--json").output)
+    assert [(m["version"], m["status"]) for m in listed] == [("v1", "production")]
+    assert "v1" in run("models").output and "production" in run("models").output
+
+    metrics = json.loads(run("eval", "--json").output)
+    assert metrics["version"] == "v1" and metrics["n"] == summary["metrics"]["n"]
+    assert set(metrics["per_label"]) >= {"claim_status", "hand_off"}
+    assert "macro-F1" in run("eval").output
+
+    suggestion = json.loads(run("predict", "mail me at a@b.co about claim CLM-1", "--json", "--no-reason").output)
+    assert suggestion["model_version"] == "v1" and abs(sum(suggestion["probabilities"].values()) - 1) < 1e-6
+    assert "label" in run("predict", "where is my claim", "--version", "v1").output
+
+
+def test_second_training_on_same_data_is_not_promoted(run, labelled, tmp_path):
+    run("import", str(labelled))
+    run("train", "--config", str(tmp_path / "tiny.yaml"))
+    summary = json.loads(run("train", "--config", str(tmp_path / "tiny.yaml"), "--json").output)
+    assert summary["production"] == "v1" and summary["production_metrics"] is not None
+    assert summary["promoted"] is False  # seeded: identical metrics do not beat production
+
+
+def test_train_from_data_file_and_bad_config(run, labelled, tmp_path):
+    (tmp_path / "bad.yaml").write_text("rank: 0\n")
+    result = run("train", "--data", str(labelled), "--config", str(tmp_path / "bad.yaml"), ok=False)
+    assert result.exit_code == 1 and "rank must be >= 1" in result.output
+    summary = json.loads(run("train", "--data", str(labelled), "--config", str(tmp_path / "tiny.yaml"),
+                             "--no-promote", "--json").output)
+    assert summary["promoted"] is False
+    assert json.loads(run("models", "--json").output)[0]["status"] == "candidate"
+
+
+def test_eval_and_predict_without_models_say_what_to_do(run):
+    result = run("predict", "hello", ok=False)
+    assert result.exit_code == 1 and "tuesday train" in result.output
+
+
+def test_demo_runs_end_to_end_on_tiny_model(run, tmp_path):
+    result = run("demo", "--config", str(tmp_path / "tiny.yaml"), "--json")
+    payload = json.loads(result.output[result.output.index("{\n"):])
+    assert payload["version"] == "v1" and payload["promoted"] is True
+    assert set(payload["metrics"]) == {"base (zero-shot)", "v1 (Q8_0)"}
+    assert len(payload["examples"]) == 3
+    assert "before / after on the holdout" in result.output

@@ -1,0 +1,102 @@
+"""Training configuration: one dataclass, saved beside the model it produced."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from inference.errors import TuesdayError
+from trainer.export import QUANT_TYPES
+
+
+class ConfigError(TuesdayError):
+    """A training configuration value makes no sense."""
+
+
+@dataclass
+class TrainConfig:
+    # LoRA shape: rank of the update matrices and its scaling (alpha / rank).
+    rank: int = 16
+    alpha: int = 32
+    dropout: float = 0.1
+    # Which linear layers get adapters; attention and MLP of every block by default.
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    # Adapt only the top N transformer blocks (0 = all). Fewer blocks train much faster on CPU.
+    layers: int = 0
+    learning_rate: float = 5e-4
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.06
+    # Passes over the training rows; fractions allowed (0.5 = half an epoch).
+    epochs: float = 2.0
+    batch_size: int = 8
+    # Longer examples are skipped (and counted) rather than cut, so the prompt seen in training
+    # is always the prompt served.
+    max_length: int = 768
+    seed: int = 0
+    # Train the reason line where an example has a reviewer's reason.
+    with_reasons: bool = True
+    # Served quantization of the merged GGUF.
+    quantization: str = "q8_0"
+    # "auto" picks CUDA when present.
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        self.target_modules = tuple(self.target_modules)
+        problems = []
+        if self.rank < 1:
+            problems.append("rank must be >= 1")
+        if self.layers < 0:
+            problems.append("layers must be >= 0 (0 = all blocks)")
+        if self.alpha <= 0:
+            problems.append("alpha must be > 0")
+        if not 0 <= self.dropout < 1:
+            problems.append("dropout must be in [0, 1)")
+        if not 0 < self.learning_rate < 1:
+            problems.append("learning_rate must be in (0, 1)")
+        if self.epochs <= 0:
+            problems.append("epochs must be > 0")
+        if self.batch_size < 1:
+            problems.append("batch_size must be >= 1")
+        if self.max_length < 32:
+            problems.append("max_length must be >= 32")
+        if not 0 <= self.warmup_ratio < 1:
+            problems.append("warmup_ratio must be in [0, 1)")
+        if self.quantization not in QUANT_TYPES:
+            problems.append(f"quantization must be one of {', '.join(QUANT_TYPES)}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            problems.append("device must be auto, cpu or cuda")
+        if not self.target_modules:
+            problems.append("target_modules must name at least one layer")
+        if problems:
+            raise ConfigError("bad training config: " + "; ".join(problems))
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["target_modules"] = list(self.target_modules)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown training config keys: {', '.join(unknown)}")
+        return cls(**data)
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrainConfig:
+        """Read a JSON or YAML file of overrides."""
+        import yaml
+
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping of config keys")
+        return cls.from_dict(data)
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")

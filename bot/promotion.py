@@ -23,10 +23,10 @@ def decide(candidate: dict, production: dict | None, *, min_gain: float = 0.0) -
     if production is None:
         return Decision(True, f"no production model yet; candidate macro-F1 {candidate['macro_f1']:.3f}")
     gain = candidate["macro_f1"] - production["macro_f1"]
-    handoff_drop = production["handoff_recall"] - candidate["handoff_recall"]
+    handoff_drop = (production.get("handoff_recall") or 0.0) - (candidate.get("handoff_recall") or 0.0)
     if handoff_drop > HANDOFF_TOLERANCE:
         return Decision(False, f"hand-off recall would fall {production['handoff_recall']:.3f} → "
-                               f"{candidate['handoff_recall']:.3f}")
+                               f"{candidate.get('handoff_recall') or 0.0:.3f}")
     if gain > min_gain:
         return Decision(True, f"macro-F1 {production['macro_f1']:.3f} → {candidate['macro_f1']:.3f} (+{gain:.3f})")
     return Decision(False, f"macro-F1 {candidate['macro_f1']:.3f} does not beat production's "

@@ -26,7 +26,7 @@ def classification_report(task: Task, gold: list[str], predicted: list[str]) -> 
         "n": n,
         "accuracy": sum(g == p for g, p in zip(gold, predicted)) / n if n else 0.0,
         "macro_f1": sum(m["f1"] for m in present) / len(present) if present else 0.0,
-        "handoff_recall": per_label[task.handoff_label]["recall"],
+        "handoff_recall": per_label[task.handoff_label]["recall"] if task.handoff_label else None,
         "escalation_recall": (sum(predicted[i] in escalations for i in esc_gold) / len(esc_gold)) if esc_gold else 0.0,
         "per_label": per_label,
     }
@@ -37,4 +37,5 @@ def headline(metrics: dict) -> str:
     if not metrics:
         return "no metrics"
     return (f"acc {metrics['accuracy']:.3f} · F1 {metrics['macro_f1']:.3f} · "
-            f"hand-off {metrics['handoff_recall']:.2f} (n={metrics['n']})")
+            + (f"hand-off {metrics['handoff_recall']:.2f} " if metrics.get("handoff_recall") is not None else "")
+            + f"(n={metrics['n']})")

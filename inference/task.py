@@ -14,11 +14,14 @@ from inference.errors import TaskError
 
 @dataclass(frozen=True)
 class Task:
-    """One triage job. Label order is the order of the task file and is kept everywhere."""
+    """One triage job. Label order is the order of the task file and is kept everywhere.
+
+    handoff_label names the label that means "a human must look"; a task may have none.
+    """
 
     name: str
     labels: dict[str, str]
-    handoff_label: str
+    handoff_label: str | None
     escalation_labels: tuple[str, ...] = ()
     description: str = ""
     priority: tuple[str, ...] = field(default=())
@@ -29,7 +32,8 @@ class Task:
         for label in self.labels:
             if not label or label != label.strip() or "\n" in label:
                 raise TaskError(f"label {label!r} must be a non-empty single line without outer spaces")
-        unknown = [x for x in (self.handoff_label, *self.escalation_labels, *self.priority) if x not in self.labels]
+        named = ([self.handoff_label] if self.handoff_label else []) + [*self.escalation_labels, *self.priority]
+        unknown = [x for x in named if x not in self.labels]
         if unknown:
             raise TaskError(f"task {self.name!r} refers to labels it does not define: {', '.join(unknown)}")
 
@@ -58,7 +62,7 @@ class Task:
     def from_dict(cls, data: dict, source: str = "task") -> Task:
         if not isinstance(data, dict):
             raise TaskError(f"{source}: expected a mapping at the top level")
-        missing = [k for k in ("name", "labels", "handoff_label") if k not in data]
+        missing = [k for k in ("name", "labels") if k not in data]
         if missing:
             raise TaskError(f"{source}: missing {', '.join(missing)}")
         labels = data["labels"]
@@ -70,7 +74,7 @@ class Task:
             name=str(data["name"]),
             description=str(data.get("description") or ""),
             labels={str(k): " ".join(str(v or "").split()) for k, v in labels.items()},
-            handoff_label=str(data["handoff_label"]),
+            handoff_label=str(data["handoff_label"]) if data.get("handoff_label") else None,
             escalation_labels=tuple(data.get("escalation_labels") or ()),
             priority=tuple(data.get("priority") or ()),
         )

@@ -11,7 +11,7 @@ import pytest
 from inference.task import Task, demo_examples_path, demo_task_path, load_task
 from tests.tiny_model import build_tiny_llama
 
-TINY_CONFIG = {"epochs": 3, "batch_size": 8, "learning_rate": 0.02, "rank": 8, "alpha": 16, "dropout": 0.0}
+TINY_CONFIG = {"epochs": 3, "batch_size": 8, "learning_rate": 0.05, "rank": 8, "alpha": 16, "dropout": 0.0}
 
 
 @pytest.fixture(autouse=True)

@@ -124,7 +124,7 @@ def model_card(task: Task, manifest: dict, metrics: dict) -> str:
     ]
     if metrics:
         lines += [f"accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}, "
-                  f"hand-off recall {metrics['handoff_recall']:.3f}", "",
+                  f"hand-off recall {metrics['handoff_recall'] if metrics['handoff_recall'] is not None else 'n/a'}", "",
                   "| label | precision | recall | support |", "|---|---|---|---|"]
         lines += [f"| {label} | {m['precision']:.3f} | {m['recall']:.3f} | {m['support']} |"
                   for label, m in metrics["per_label"].items()]

@@ -43,7 +43,7 @@ def test_import_reports_bad_lines_and_exits_nonzero(run, tmp_path):
     path.write_text('{"text": "my claim?", "label": "claim_status"}\n{"text": "x", "label": "nope"}\n')
     result = run("import", str(path), "--json", ok=False)
     assert result.exit_code == 1
-    report = json.loads(result.output)
+    report = json.loads(result.stdout)
     assert report["added"] == 1 and report["errors"][0]["line"] == 2
 
 
@@ -53,21 +53,21 @@ def test_import_missing_file_is_a_clean_error(run, tmp_path):
 
 
 def test_train_eval_predict_models_round_trip(run, labelled, tmp_path):
-    assert json.loads(run("import", str(labelled), "--json").output)["added"] == 150
-    summary = json.loads(run("train", "--config", str(tmp_path / "tiny.yaml"), "--json").output)
+    assert json.loads(run("import", str(labelled), "--json").stdout)["added"] == 150
+    summary = json.loads(run("train", "--config", str(tmp_path / "tiny.yaml"), "--json").stdout)
     assert summary["version"] == "v1" and summary["promoted"] is True
     assert 0 <= summary["metrics"]["accuracy"] <= 1
 
-    listed = json.loads(run("models", "--json").output)
+    listed = json.loads(run("models", "--json").stdout)
     assert [(m["version"], m["status"]) for m in listed] == [("v1", "production")]
     assert "v1" in run("models").output and "production" in run("models").output
 
-    metrics = json.loads(run("eval", "--json").output)
+    metrics = json.loads(run("eval", "--json").stdout)
     assert metrics["version"] == "v1" and metrics["n"] == summary["metrics"]["n"]
     assert set(metrics["per_label"]) >= {"claim_status", "hand_off"}
     assert "macro-F1" in run("eval").output
 
-    suggestion = json.loads(run("predict", "mail me at a@b.co about claim CLM-1", "--json", "--no-reason").output)
+    suggestion = json.loads(run("predict", "mail me at a@b.co about claim CLM-1", "--json", "--no-reason").stdout)
     assert suggestion["model_version"] == "v1" and abs(sum(suggestion["probabilities"].values()) - 1) < 1e-6
     assert "label" in run("predict", "where is my claim", "--version", "v1").output
 
@@ -75,7 +75,7 @@ def test_train_eval_predict_models_round_trip(run, labelled, tmp_path):
 def test_second_training_on_same_data_is_not_promoted(run, labelled, tmp_path):
     run("import", str(labelled))
     run("train", "--config", str(tmp_path / "tiny.yaml"))
-    summary = json.loads(run("train", "--config", str(tmp_path / "tiny.yaml"), "--json").output)
+    summary = json.loads(run("train", "--config", str(tmp_path / "tiny.yaml"), "--json").stdout)
     assert summary["production"] == "v1" and summary["production_metrics"] is not None
     assert summary["promoted"] is False  # seeded: identical metrics do not beat production
 
@@ -85,9 +85,9 @@ def test_train_from_data_file_and_bad_config(run, labelled, tmp_path):
     result = run("train", "--data", str(labelled), "--config", str(tmp_path / "bad.yaml"), ok=False)
     assert result.exit_code == 1 and "rank must be >= 1" in result.output
     summary = json.loads(run("train", "--data", str(labelled), "--config", str(tmp_path / "tiny.yaml"),
-                             "--no-promote", "--json").output)
+                             "--no-promote", "--json").stdout)
     assert summary["promoted"] is False
-    assert json.loads(run("models", "--json").output)[0]["status"] == "candidate"
+    assert json.loads(run("models", "--json").stdout)[0]["status"] == "candidate"
 
 
 def test_eval_and_predict_without_models_say_what_to_do(run):
@@ -97,7 +97,7 @@ def test_eval_and_predict_without_models_say_what_to_do(run):
 
 def test_demo_runs_end_to_end_on_tiny_model(run, tmp_path):
     result = run("demo", "--config", str(tmp_path / "tiny.yaml"), "--json")
-    payload = json.loads(result.output[result.output.index("{\n"):])
+    payload = json.loads(result.stdout[result.stdout.index("\n{\n") + 1:])
     assert payload["version"] == "v1" and payload["promoted"] is True
     assert set(payload["metrics"]) == {"base (zero-shot)", "v1 (Q8_0)"}
     assert len(payload["examples"]) == 3

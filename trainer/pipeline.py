@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -37,8 +38,9 @@ def training_pairs(task: Task, rows: list[dict], chat_template: str | None, with
 
 def build_version(registry: Registry, task: Task, base: Path, train_rows: list[dict], holdout_rows: list[dict],
                   config: TrainConfig, *, tokenizer_gguf: Path | None = None, progress: bool = True,
-                  log: Callable[[str], None] = print, extra: dict | None = None) -> VersionInfo:
+                  log: Callable[[str], None] | None = None, extra: dict | None = None) -> VersionInfo:
     """Train, export, quantize and evaluate one version; commit it to the registry as a candidate."""
+    log = log or (lambda message: print(message, file=sys.stderr, flush=True))
     base = Path(base)
     tokenizer_gguf = tokenizer_gguf or (base if base.suffix == ".gguf" else None)
     if tokenizer_gguf is None:

@@ -25,6 +25,17 @@ class BaselineResult:
     predict_seconds_per_text: float
 
 
+def _result(classes, probabilities, train_seconds: float, predict_seconds: float, n_test: int) -> BaselineResult:
+    classes = [str(c) for c in classes]
+    return BaselineResult(
+        predictions=[classes[i] for i in probabilities.argmax(axis=1)],
+        probabilities=probabilities,
+        classes=classes,
+        train_seconds=train_seconds,
+        predict_seconds_per_text=predict_seconds / max(n_test, 1),
+    )
+
+
 def _logreg() -> LogisticRegression:
     """The classifier head both baselines share."""
     return LogisticRegression(C=10, max_iter=2000)
@@ -47,14 +58,7 @@ def tfidf_lr(train_texts: list[str], train_labels: list[str], test_texts: list[s
     probabilities = model.predict_proba(test_texts)
     predict_seconds = time.perf_counter() - start
 
-    classes = [str(c) for c in model.classes_]
-    return BaselineResult(
-        predictions=[classes[i] for i in probabilities.argmax(axis=1)],
-        probabilities=probabilities,
-        classes=classes,
-        train_seconds=train_seconds,
-        predict_seconds_per_text=predict_seconds / max(len(test_texts), 1),
-    )
+    return _result(model.classes_, probabilities, train_seconds, predict_seconds, len(test_texts))
 
 
 def _minilm_dir() -> Path:
@@ -119,11 +123,4 @@ def minilm_lr(train_texts: list[str], train_labels: list[str], test_texts: list[
     probabilities = clf.predict_proba(embed_minilm(test_texts))
     predict_seconds = time.perf_counter() - start
 
-    classes = [str(c) for c in clf.classes_]
-    return BaselineResult(
-        predictions=[classes[i] for i in probabilities.argmax(axis=1)],
-        probabilities=probabilities,
-        classes=classes,
-        train_seconds=train_seconds,
-        predict_seconds_per_text=predict_seconds / max(len(test_texts), 1),
-    )
+    return _result(clf.classes_, probabilities, train_seconds, predict_seconds, len(test_texts))

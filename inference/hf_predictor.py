@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 
-from inference.predictor import Suggestion
+from inference.predictor import Suggestion, make_suggestion, softmax
 from inference.prompt import build_prompt, label_target
 from inference.task import Task
 
@@ -46,14 +46,8 @@ class TransformersPredictor:
         for k, ids in enumerate(self._label_ids):
             for j, token in enumerate(ids):
                 scores[k] += float(logprobs[k, len(prompt) + j - 1, token])
-        probs = np.exp(scores - scores.max())
-        return probs / probs.sum()
+        return softmax(scores)
 
     def predict(self, text: str) -> Suggestion:
         started = time.perf_counter()
-        probs = self.probabilities(text)
-        best = int(np.argmax(probs))
-        labels = self.task.label_names
-        return Suggestion(label=labels[best], confidence=float(probs[best]),
-                          probabilities=dict(zip(labels, map(float, probs))), model_version=self.version,
-                          latency_ms=(time.perf_counter() - started) * 1000)
+        return make_suggestion(self.task, self.probabilities(text), started=started, version=self.version)

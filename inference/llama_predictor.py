@@ -23,7 +23,7 @@ import numpy as np
 from llama_cpp import _internals, _logger
 
 from inference.errors import ModelError
-from inference.predictor import Suggestion
+from inference.predictor import Suggestion, make_suggestion, softmax
 from inference.prompt import REASON_PREFIX, build_prompt, end_of_turn, label_target
 from inference.task import Task
 
@@ -191,19 +191,10 @@ class LlamaPredictor:
     def probabilities(self, text: str) -> np.ndarray:
         """Probability of each task label (task order), renormalised over the labels."""
         tokens = self.prompt_tokens(text)
-        scores = self._score_labels(self._feed_prompt(tokens), len(tokens))
-        probs = np.exp(scores - scores.max())
-        return probs / probs.sum()
+        return softmax(self._score_labels(self._feed_prompt(tokens), len(tokens)))
 
     def predict(self, text: str) -> Suggestion:
         started = time.perf_counter()
         probs = self.probabilities(text)
-        best = int(np.argmax(probs))
-        reason = self._generate_reason(best) if self.reasons else ""
-        labels = self.task.label_names
-        return Suggestion(
-            label=labels[best], confidence=float(probs[best]),
-            probabilities={label: float(p) for label, p in zip(labels, probs)},
-            reason=reason, model_version=self.version,
-            latency_ms=(time.perf_counter() - started) * 1000,
-        )
+        reason = self._generate_reason(int(np.argmax(probs))) if self.reasons else ""
+        return make_suggestion(self.task, probs, started=started, reason=reason, version=self.version)

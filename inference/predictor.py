@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
+
+import numpy as np
+
+from inference.task import Task
 
 
 @dataclass
@@ -29,3 +34,18 @@ class Predictor(Protocol):
     """One method: a new model family is one new class with it."""
 
     def predict(self, text: str) -> Suggestion: ...
+
+
+def softmax(scores: np.ndarray) -> np.ndarray:
+    """Label scores (log-probabilities) to a distribution over the labels."""
+    probs = np.exp(scores - scores.max())
+    return probs / probs.sum()
+
+
+def make_suggestion(task: Task, probs: np.ndarray, *, started: float, reason: str = "", version: str = "") -> Suggestion:
+    """The top label of a distribution in task order; latency counted from `started` (perf_counter)."""
+    best = int(np.argmax(probs))
+    labels = task.label_names
+    return Suggestion(label=labels[best], confidence=float(probs[best]),
+                      probabilities={label: float(p) for label, p in zip(labels, probs)},
+                      reason=reason, model_version=version, latency_ms=(time.perf_counter() - started) * 1000)

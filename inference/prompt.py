@@ -44,9 +44,10 @@ def instruction(task: Task) -> str:
     lines = ["Label the customer message with one label, then give a short reason."]
     if task.description:
         lines.append(f"Context: {task.description}")
-    lines.append("Labels:")
-    for label, description in task.labels.items():
-        lines.append(f"{label}: {description}" if description else label)
+    if task.list_labels:
+        lines.append("Labels:")
+        for label, description in task.labels.items():
+            lines.append(f"{label}: {description}" if description else label)
     return "\n".join(lines)
 
 

@@ -25,6 +25,9 @@ class Task:
     escalation_labels: tuple[str, ...] = ()
     description: str = ""
     priority: tuple[str, ...] = field(default=())
+    # With many labels the list dominates every prompt; a task may leave it out and let the
+    # adapter learn the names from examples (the prompt still says what to do).
+    list_labels: bool = True
 
     def __post_init__(self) -> None:
         if not self.labels:
@@ -49,6 +52,7 @@ class Task:
             "handoff_label": self.handoff_label,
             "escalation_labels": list(self.escalation_labels),
             "priority": list(self.priority),
+            "list_labels": self.list_labels,
         }
 
     def to_yaml(self) -> str:
@@ -77,6 +81,7 @@ class Task:
             handoff_label=str(data["handoff_label"]) if data.get("handoff_label") else None,
             escalation_labels=tuple(data.get("escalation_labels") or ()),
             priority=tuple(data.get("priority") or ()),
+            list_labels=bool(data.get("list_labels", True)),
         )
 
 

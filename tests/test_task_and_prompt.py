@@ -50,3 +50,11 @@ def test_build_example_prompt_is_the_serving_prompt(task):
 def test_labels_must_be_single_lines():
     with pytest.raises(TaskError):
         Task(name="x", labels={"a\nb": ""}, handoff_label="a\nb")
+
+
+def test_a_task_may_leave_the_label_list_out_of_the_prompt(task):
+    from dataclasses import replace
+
+    short = build_prompt(replace(task, list_labels=False), "hi", CHATML)
+    assert "claim_status" not in short and "one label" in short
+    assert len(short) < len(build_prompt(task, "hi", CHATML))

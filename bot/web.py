@@ -1,0 +1,121 @@
+"""The HTTP face of Tuesday: helpdesk webhooks in, a health check out."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
+
+from bot import intake
+from bot.intake import IncomingTicket, IntakeError
+from bot.queues import Queues
+from bot.runtime import Runtime
+from bot.store import add_ticket, latest_suggestion
+
+log = logging.getLogger(__name__)
+
+# Every refusal is one of intake's named errors; this is the only place they become statuses.
+STATUS = [
+    (intake.NotConfigured, 503),
+    (intake.BadSignature, 401),
+    (intake.StaleRequest, 401),
+    (intake.TooLarge, 413),
+    (intake.BadPayload, 400),
+    (intake.InvalidTicket, 422),
+]
+
+
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """The raw body, refused as soon as it grows past max_bytes (whatever Content-Length claimed)."""
+    intake.check_declared_size(request.headers.get("content-length"), max_bytes)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise intake.TooLarge(f"body is over the limit of {max_bytes} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def accept_ticket(runtime: Runtime, queues: Queues, incoming: IncomingTicket) -> JSONResponse:
+    """Store the ticket once and queue its suggestion; a redelivery changes nothing."""
+    ticket, created = add_ticket(runtime.sessions, source=incoming.source, external_id=incoming.external_id,
+                                 text=incoming.text, subject=incoming.subject, url=incoming.url,
+                                 requester=incoming.requester)
+    if created:
+        # If Redis is down this raises and the sender gets 503 and retries; the ticket stays
+        # stored, and the retry below queues the job it never got.
+        job, _ = queues.enqueue_suggest(ticket.id)
+        log.info("ticket %s (%s:%s) stored, job %s queued", ticket.id, ticket.source, ticket.external_id, job.id)
+        return JSONResponse({"ticket_id": ticket.id, "status": "queued", "job_id": job.id}, status_code=202)
+    with runtime.sessions() as session:
+        suggested = latest_suggestion(session, ticket.id) is not None
+    if not suggested:
+        # No suggestion yet: the job is queued or running (then this collapses into it), or it
+        # was lost with Redis (then this queues it again).
+        job, enqueued = queues.enqueue_suggest(ticket.id)
+        if enqueued:
+            log.warning("ticket %s had no suggest job; queued %s again", ticket.id, job.id)
+            return JSONResponse({"ticket_id": ticket.id, "status": "requeued", "job_id": job.id}, status_code=202)
+    return JSONResponse({"ticket_id": ticket.id, "status": "duplicate"}, status_code=200)
+
+
+def create_app(runtime: Runtime, queues: Queues, *, clock: Callable[[], float] = time.time) -> FastAPI:
+    """The FastAPI app; dependencies come in built, clock is injectable for timestamp tests."""
+    settings = runtime.settings
+    runtime.sessions  # build the engine and tables at start-up, not on the first webhook
+    app = FastAPI(title="Tuesday", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.exception_handler(IntakeError)
+    async def refuse(request: Request, exc: IntakeError) -> JSONResponse:
+        status = next(code for kind, code in STATUS if isinstance(exc, kind))
+        return JSONResponse({"error": str(exc)}, status_code=status)
+
+    @app.exception_handler(RedisError)
+    async def queue_down(request: Request, exc: RedisError) -> JSONResponse:
+        log.error("Redis unavailable: %s", exc)
+        return JSONResponse({"error": "queue unavailable, retry later"}, status_code=503)
+
+    @app.post("/webhooks/zendesk")
+    async def zendesk(request: Request) -> JSONResponse:
+        body = await read_body(request, settings.webhook_max_bytes)
+        intake.verify_zendesk(settings.zendesk_webhook_secret, request.headers.get(intake.ZENDESK_SIGNATURE),
+                              request.headers.get(intake.ZENDESK_TIMESTAMP), body, now=clock(),
+                              tolerance_s=settings.webhook_tolerance_s)
+        incoming = intake.parse_zendesk(body)
+        if incoming is None:
+            return JSONResponse({"status": "ignored"}, status_code=200)
+        return await run_in_threadpool(accept_ticket, runtime, queues, incoming)
+
+    @app.post("/webhooks/generic")
+    async def generic(request: Request) -> JSONResponse:
+        body = await read_body(request, settings.webhook_max_bytes)
+        intake.verify_generic(settings.generic_webhook_secret, request.headers.get(intake.GENERIC_SIGNATURE),
+                              request.headers.get(intake.GENERIC_TIMESTAMP), body, now=clock(),
+                              tolerance_s=settings.webhook_tolerance_s)
+        incoming = intake.parse_generic(body)
+        return await run_in_threadpool(accept_ticket, runtime, queues, incoming)
+
+    @app.get("/healthz")
+    def healthz() -> JSONResponse:
+        checks = {"sql": "ok", "redis": "ok"}
+        try:
+            with runtime.sessions() as session:
+                session.execute(text("SELECT 1"))
+        except SQLAlchemyError as exc:
+            checks["sql"] = f"error: {type(exc).__name__}"
+        try:
+            queues.ping()
+        except RedisError as exc:
+            checks["redis"] = f"error: {type(exc).__name__}"
+        ok = all(v == "ok" for v in checks.values())
+        return JSONResponse({"ok": ok, **checks}, status_code=200 if ok else 503)
+
+    return app

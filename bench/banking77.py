@@ -28,7 +28,7 @@ from inference.task import Task
 
 OUT = Path(__file__).resolve().parent / "out"
 # Measured-then-fixed defaults; no tuning on the test split.
-DEFAULT_CONFIG = {"epochs": 3, "rank": 16, "alpha": 32, "learning_rate": 1e-3, "layers": 0, "batch_size": 8,
+DEFAULT_CONFIG = {"epochs": 3, "rank": 16, "alpha": 32, "learning_rate": 1e-3, "layers": 10, "batch_size": 8,
                   "dropout": 0.1, "with_reasons": False}
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import click
 
-from bot.jobs import TRAIN_JOB, run_job
 from bot.report import metrics_table, models_table, suggestion_card
 from bot.runtime import Runtime
 from bot.settings import Settings
+from bot.training import load_config, train_and_gate
 from inference.errors import TuesdayError
 
 
@@ -56,40 +56,6 @@ def import_cmd(rt: Runtime, file: Path, source: str, as_json: bool) -> None:
         sys.exit(1)
 
 
-def _snapshot(rt: Runtime, data: Path | None) -> Path:
-    """A snapshot of the store, or of a labelled file given with --data (the store is left alone)."""
-    from bot.importer import read_labelled
-    from bot.store import snapshot_store
-    from inference.snapshot import write_snapshot
-
-    out = rt.settings.data_dir / "snapshots"
-    if data is None:
-        return snapshot_store(rt.sessions, rt.task, out, rt.settings.holdout_fraction)
-    rows, errors = read_labelled(data, rt.task)
-    if errors:
-        raise click.ClickException("\n".join([f"{data}: {len(errors)} bad rows"] + [f"  line {n}: {m}" for n, m in errors]))
-    return write_snapshot(rows, out, rt.settings.holdout_fraction)
-
-
-def train_and_gate(rt: Runtime, *, base: Path | None = None, config: dict | None = None, data: Path | None = None,
-                   promote: bool = True, by: str = "cli", progress: bool = True) -> dict:
-    """Snapshot → train job → promotion gate; returns the job summary plus the decision."""
-    from bot.promotion import apply_gate
-
-    snapshot = _snapshot(rt, data)
-    tokenizer_gguf = rt.settings.tokenizer_gguf
-    summary = run_job(TRAIN_JOB, snapshot=str(snapshot), task_file=str(rt.task_path),
-                      base=str(rt.base_model(base)), models_dir=str(rt.settings.models_dir), config=config or {},
-                      tokenizer_gguf=str(tokenizer_gguf) if tokenizer_gguf else None, progress=progress,
-                      threads=rt.settings.threads)
-    if promote:
-        decision = apply_gate(rt.registry, summary, by=by, min_gain=rt.settings.min_gain)
-        summary["promoted"], summary["why"] = decision.promote, decision.why
-    else:
-        summary["promoted"], summary["why"] = False, "--no-promote"
-    return summary
-
-
 @main.command()
 @click.option("--base", type=click.Path(path_type=Path), help="Base model: GGUF file or HF folder [env TUESDAY_BASE_MODEL].")
 @click.option("--config", "config_file", type=click.Path(path_type=Path), help="YAML/JSON of training config overrides.")
@@ -99,28 +65,11 @@ def train_and_gate(rt: Runtime, *, base: Path | None = None, config: dict | None
 @click.pass_obj
 def train(rt: Runtime, base: Path | None, config_file: Path | None, data: Path | None, no_promote: bool, as_json: bool) -> None:
     """Train a new model version, then promote it if it beats production on the holdout."""
-    summary = train_and_gate(rt, base=base, config=read_config(config_file), data=data, promote=not no_promote,
+    summary = train_and_gate(rt, base=base, config=load_config(config_file), data=data, promote=not no_promote,
                              progress=not as_json)
     text = (f"{summary['version']}: {'promoted to production' if summary['promoted'] else 'kept as candidate'}"
             f" ({summary['why']})\n" + metrics_table(rt.task, {summary["version"]: summary["metrics"]}))
     _emit(as_json, summary, text)
-
-
-def read_config(path: Path | None) -> dict:
-    """Training overrides as a plain dict; the trainer validates the keys and values."""
-    if path is None:
-        return {}
-    import yaml
-
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise click.ClickException(f"config file not found: {path}") from None
-    except yaml.YAMLError as exc:
-        raise click.ClickException(f"{path}: not valid YAML/JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise click.ClickException(f"{path}: expected a mapping of training config keys")
-    return data
 
 
 @main.command("eval")
@@ -185,13 +134,33 @@ def models(rt: Runtime, as_json: bool) -> None:
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON at the end.")
 @click.option("--config", "config_file", type=click.Path(path_type=Path), help="Training config overrides for the demo run.")
+@click.option("--online", is_flag=True, help="Run the Slack loop against local stand-ins (needs a production model).")
 @click.pass_obj
-def demo(rt: Runtime, as_json: bool, config_file: Path | None) -> None:
-    """Import the demo task, train, export, quantize and show before/after on the holdout."""
+def demo(rt: Runtime, as_json: bool, config_file: Path | None, online: bool) -> None:
+    """Import the demo task, train, export, quantize and show before/after on the holdout.
+
+    With --online: webhook tickets → Slack suggestions → scripted clicks → /tuesday retrain → report.
+    """
+    if online:
+        from bot.online_demo import run_online_demo
+
+        summary = run_online_demo(rt, retrain_config=config_file)
+        if as_json:
+            click.echo(json.dumps(summary, indent=2))
+        return
     from bot.demo import run_demo
 
     run_demo(rt, config_file=config_file, as_json=as_json)
 
-from bot.cli_serve import serve, worker  # noqa: E402  (their own module keeps this one short)
+
+from bot.cli_serve import serve, socket, worker  # noqa: E402  (their own module keeps this one short)
 main.add_command(serve)
+main.add_command(socket)
 main.add_command(worker)
+
+from bot.cli_admin import pause, resume, retrain, rollback, status  # noqa: E402
+main.add_command(status)
+main.add_command(retrain)
+main.add_command(rollback)
+main.add_command(pause)
+main.add_command(resume)

@@ -1,4 +1,4 @@
-"""`tuesday serve` (the webhook endpoints) and `tuesday worker` (RQ workers for suggest and train)."""
+"""`tuesday serve` (the webhook endpoints), `tuesday socket` (Slack over Socket Mode) and `tuesday worker` (RQ workers)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from bot.runtime import Runtime
 @click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
 @click.pass_obj
 def serve(rt: Runtime, host: str, port: int) -> None:
-    """Serve the helpdesk webhooks and /healthz over HTTP."""
+    """Serve the helpdesk webhooks, Slack clicks (/slack/events) and /healthz over HTTP."""
     import uvicorn
 
     from bot.queues import Queues
@@ -47,8 +47,58 @@ def worker(rt: Runtime, queue_name: str, burst: bool) -> None:
     # SimpleWorker runs jobs in this process: no fork, so CUDA stays usable for training, and
     # the suggest worker keeps its loaded model between tickets (a forked child would not).
     # with_scheduler runs the delayed retries that queues.enqueue_suggest asks for.
+    scheduler = None
+    if queue_name == "train" and rt.settings.retrain_schedule_hours > 0:
+        from bot.schedule import RetrainScheduler
+
+        # Checked once now (so a burst run sees a due retrain), then every minute while working.
+        scheduler = RetrainScheduler(rt, queues)
+        scheduler.tick()
+        if not burst:
+            scheduler.start()
     try:
         SimpleWorker([queues[queue_name]], connection=queues.connection, serializer=JSONSerializer).work(
             burst=burst, with_scheduler=True)
+    finally:
+        if scheduler is not None:
+            scheduler.stop()
+        queues.close()
+
+
+def socket_handler(rt: Runtime, queues):
+    """The bolt app of `tuesday serve`, wired to Slack over Socket Mode instead of HTTP (nothing connects yet)."""
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    from bot.slack_app import create_slack_app, web_client
+
+    check_socket_tokens(rt.settings)
+    # Socket Mode requests arrive over the app token's websocket, so bolt skips the signature
+    # check; the signing secret may be empty here.
+    client = web_client(rt.settings)
+    return SocketModeHandler(create_slack_app(rt, queues, client), app_token=rt.settings.slack_app_token,
+                             web_client=client)
+
+
+def check_socket_tokens(settings) -> None:
+    """Refuse, with what to set, when a token Socket Mode needs is missing or of the wrong kind."""
+    missing = [name for name, value in (("TUESDAY_SLACK_BOT_TOKEN", settings.slack_bot_token),
+                                        ("TUESDAY_SLACK_APP_TOKEN", settings.slack_app_token)) if not value]
+    if missing:
+        raise click.ClickException(f"Socket Mode needs {' and '.join(missing)} (see deploy/README.md).")
+    if not settings.slack_app_token.startswith("xapp-"):
+        raise click.ClickException("TUESDAY_SLACK_APP_TOKEN must be an app-level token (xapp-...), "
+                                   "made under Basic Information > App-Level Tokens with connections:write.")
+
+
+@click.command()
+@click.pass_obj
+def socket(rt: Runtime) -> None:
+    """Connect to Slack over Socket Mode (no public URL): the same listeners as `tuesday serve`'s /slack/events."""
+    from bot.queues import Queues
+
+    check_socket_tokens(rt.settings)  # before Redis, so a missing token is the first thing said
+    queues = Queues.from_settings(rt.settings)
+    try:
+        socket_handler(rt, queues).start()
     finally:
         queues.close()

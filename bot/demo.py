@@ -8,11 +8,11 @@ from pathlib import Path
 
 import click
 
-from bot.cli import read_config, train_and_gate
 from bot.importer import import_file
 from bot.report import metrics_table, suggestion_card
 from bot.runtime import Runtime
 from bot.store import holdout_rows
+from bot.training import load_config, train_and_gate
 from inference.evaluation import evaluate
 from inference.llama_predictor import LlamaPredictor
 from inference.task import demo_examples_path
@@ -56,7 +56,7 @@ def run_demo(rt: Runtime, *, config_file: Path | None = None, as_json: bool = Fa
             predictor.close()
 
     _step("training a LoRA adapter, merging, exporting GGUF, quantizing, evaluating")
-    config = read_config(config_file or DEMO_CONFIG)
+    config = load_config(config_file or DEMO_CONFIG)
     summary = train_and_gate(rt, config=config, by="tuesday demo")
     version = rt.registry.get(summary["version"])
     metrics = json.loads((version.path / "metrics.json").read_text())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -30,12 +30,32 @@ class Settings(BaseSettings):
     webhook_max_bytes: int = Field(256 * 1024, ge=1024, description="Largest webhook body accepted, in bytes; larger ones get 413.")
     webhook_tolerance_s: int = Field(300, ge=1, description="How far a webhook's signed timestamp may be from now, in seconds, before it is refused as stale.")
 
+    # -- helpdesk write-back ---------------------------------------------------------------------
+    zendesk_url: str = Field("", description="Zendesk account URL (https://<subdomain>.zendesk.com) to write decided labels back to as tags and an internal note; empty means no write-back.")
+    zendesk_email: str = Field("", description="Email of the Zendesk agent whose API token writes back.")
+    zendesk_api_token: str = Field("", description="Zendesk API token of that agent (basic auth as <email>/token).")
+
     # -- Slack -----------------------------------------------------------------------------------
     slack_bot_token: str = Field("", description="Slack bot token (xoxb-...); empty means suggestions are stored but not posted.")
     slack_signing_secret: str = Field("", description="Slack signing secret, to verify button clicks and slash commands.")
     slack_api_url: str = Field("https://slack.com/api/", description="Base URL of the Slack Web API (tests point it at a local fake).")
     triage_channel: str = Field("", description="Slack channel id (or name) where suggestions are posted; empty means none are posted.")
+    intake_channel: str = Field("", description="Slack channel id whose new top-level messages become tickets (source slack); empty turns Slack intake off.")
+    slack_app_token: str = Field("", description="Slack app-level token (xapp-..., scope connections:write) for `tuesday socket` (Socket Mode); unused by `tuesday serve`.")
     confidence_threshold: float = Field(0.5, ge=0.0, le=1.0, description="Below this confidence the message shows no label and asks the agent to pick one.")
+
+    # -- slash commands and retraining -------------------------------------------------------------
+    managers: str = Field("", description="Comma-separated Slack user ids and user-group ids (S...) allowed to /tuesday retrain and eval; admins may too.")
+    admins: str = Field("", description="Comma-separated Slack user ids allowed to /tuesday pause, resume and rollback.")
+    retrain_after_labels: int = Field(50, ge=0, description="Request a retrain once this many labelled examples arrived since the last training; 0 turns it off.")
+    retrain_schedule_hours: float = Field(0.0, ge=0.0, description="With new labels, retrain when the last run finished longer ago than this (checked each minute by `tuesday worker --queue train`); 0 turns it off.")
+    retrain_config: Path | None = Field(None, description="YAML/JSON of training config overrides for queued retrains; empty means the trainer's defaults.")
+
+    @field_validator("task_file", "base_model", "tokenizer_gguf", "retrain_config", mode="before")
+    @classmethod
+    def _empty_path_is_none(cls, value):
+        # `.env.example` copied as-is sets these to "", which would otherwise become Path(".").
+        return None if isinstance(value, str) and not value.strip() else value
 
     @property
     def store_url(self) -> str:
@@ -44,3 +64,16 @@ class Settings(BaseSettings):
     @property
     def models_dir(self) -> Path:
         return self.data_dir / "models"
+
+    @property
+    def manager_ids(self) -> set[str]:
+        return _id_set(self.managers)
+
+    @property
+    def admin_ids(self) -> set[str]:
+        return _id_set(self.admins)
+
+
+def _id_set(value: str) -> set[str]:
+    """'U1, S2,,U3' -> {'U1', 'S2', 'U3'}."""
+    return {part.strip() for part in value.split(",") if part.strip()}

@@ -1,14 +1,16 @@
-"""The system of record: labelled examples, incoming tickets and the suggestions made for them."""
+"""The system of record: labelled examples, incoming tickets, the suggestions made for them and the feedback on them."""
 
 from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
 
-from sqlalchemy import (DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint, create_engine,
-                        select)
+from sqlalchemy import (Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint, create_engine,
+                        inspect, select, text, update)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from inference.errors import TuesdayError
 
 
 def _now() -> datetime:
@@ -32,6 +34,13 @@ class Example(Base):
     label: Mapped[str] = mapped_column(String(128))
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    # JSON list of every label reviewers gave this text when they disagreed; None while they agree.
+    # The first label stays in `label`; snapshots asked to skip conflicts leave such rows out.
+    conflict_labels: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+    @property
+    def conflicted(self) -> bool:
+        return self.conflict_labels is not None
 
     @property
     def key(self) -> str:
@@ -46,7 +55,23 @@ def make_session_factory(url: str) -> sessionmaker[Session]:
     """Engine + tables + a session factory for a SQLAlchemy URL."""
     engine = create_engine(url, future=True)
     Base.metadata.create_all(engine)
+    _add_missing_columns(engine)
     return sessionmaker(engine, expire_on_commit=False)
+
+
+# Columns added to existing tables after their first release: create_all only creates missing
+# tables, so a store made by an older Tuesday gets them here (all nullable, so no backfill).
+ADDED_COLUMNS = {"examples": {"conflict_labels": "TEXT"}}
+
+
+def _add_missing_columns(engine) -> None:
+    have = inspect(engine)
+    for table, columns in ADDED_COLUMNS.items():
+        present = {c["name"] for c in have.get_columns(table)}
+        with engine.begin() as conn:
+            for name, kind in columns.items():
+                if name not in present:
+                    conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {name} {kind}"))
 
 
 def existing_ids(session: Session, source: str) -> set[str]:
@@ -57,21 +82,29 @@ def all_examples(session: Session) -> list[Example]:
     return list(session.scalars(select(Example).order_by(Example.id)))
 
 
-def snapshot_store(sessions: sessionmaker[Session], task, out_dir, holdout_fraction: float):
-    """Freeze every example whose label the task knows into a snapshot file; returns its path."""
+def _usable_rows(sessions: sessionmaker[Session], task, skip_conflicts: bool) -> list[dict]:
+    with sessions() as session:
+        return [e.to_row() for e in all_examples(session)
+                if e.label in task.labels and not (skip_conflicts and e.conflicted)]
+
+
+def snapshot_store(sessions: sessionmaker[Session], task, out_dir, holdout_fraction: float, *,
+                   skip_conflicts: bool = False):
+    """Freeze every example whose label the task knows into a snapshot file; returns its path.
+
+    skip_conflicts leaves out examples reviewers gave different labels (see Example.conflict_labels).
+    """
     from inference.snapshot import write_snapshot
 
-    with sessions() as session:
-        rows = [e.to_row() for e in all_examples(session) if e.label in task.labels]
-    return write_snapshot(rows, out_dir, holdout_fraction)
+    return write_snapshot(_usable_rows(sessions, task, skip_conflicts), out_dir, holdout_fraction)
 
 
-def holdout_rows(sessions: sessionmaker[Session], task, holdout_fraction: float) -> list[dict]:
+def holdout_rows(sessions: sessionmaker[Session], task, holdout_fraction: float, *,
+                 skip_conflicts: bool = False) -> list[dict]:
     """The frozen holdout as it stands in the store."""
     from inference.splits import in_holdout
 
-    with sessions() as session:
-        rows = [e.to_row() for e in all_examples(session) if e.label in task.labels]
+    rows = _usable_rows(sessions, task, skip_conflicts)
     return [r for r in rows if in_holdout(r["id"], holdout_fraction)]
 
 
@@ -183,3 +216,113 @@ def set_slack_message(session: Session, suggestion_id: int, channel: str, ts: st
     row.slack_channel, row.slack_ts = channel, ts
     session.commit()
     return row
+
+
+# -- feedback -------------------------------------------------------------------------------------
+
+FEEDBACK_ACTIONS = ("accept", "change", "reject", "handoff")
+FEEDBACK_SOURCE = "feedback"  # Example.source of labels that came from clicks
+MAX_WHY_CHARS = 500
+
+
+class FeedbackError(TuesdayError):
+    """A click cannot be recorded as feedback."""
+
+
+class UnknownSuggestion(FeedbackError):
+    """The click names a suggestion the store does not hold."""
+
+
+class UnknownLabel(FeedbackError):
+    """The label is not one of the task's labels (or there is none to accept)."""
+
+
+class Feedback(Base):
+    """One reviewer decision on a suggestion. Append-only: a later click adds a row, never edits one."""
+
+    __tablename__ = "feedback"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    suggestion_id: Mapped[int] = mapped_column(ForeignKey("suggestions.id"), index=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
+    user_id: Mapped[str] = mapped_column(String(64))
+    user_name: Mapped[str] = mapped_column(String(255), default="")
+    action: Mapped[str] = mapped_column(String(16))  # one of FEEDBACK_ACTIONS
+    label: Mapped[str] = mapped_column(String(128))
+    why: Mapped[str | None] = mapped_column(Text, nullable=True)  # PII-masked
+    model_version: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    # True when this label disagrees with an earlier feedback label on the same ticket.
+    conflict: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+def feedback_example_id(ticket_id: int) -> str:
+    """Example.external_id of the training example a ticket's feedback makes."""
+    return f"ticket-{int(ticket_id)}"
+
+
+def ticket_feedback(session: Session, ticket_id: int) -> list[Feedback]:
+    """Every decision on a ticket, oldest first."""
+    return list(session.scalars(select(Feedback).where(Feedback.ticket_id == ticket_id).order_by(Feedback.id)))
+
+
+def ticket_labels(session: Session, ticket_id: int) -> list[str]:
+    """The distinct labels reviewers gave a ticket, in the order they were first given."""
+    return list(dict.fromkeys(f.label for f in ticket_feedback(session, ticket_id)))
+
+
+def _feedback_example(session: Session, ticket: Ticket, label: str, why: str | None,
+                      labels_given: list[str]) -> Example:
+    """Add the ticket's training example, or mark the existing one conflicted (its label is kept)."""
+    external_id = feedback_example_id(ticket.id)
+    example = session.scalar(select(Example).where(Example.source == FEEDBACK_SOURCE,
+                                                   Example.external_id == external_id))
+    if example is None:
+        example = Example(source=FEEDBACK_SOURCE, external_id=external_id, text=ticket.model_text, label=label,
+                          reason=why)
+        session.add(example)
+    distinct = list(dict.fromkeys([example.label, *labels_given]))
+    if len(distinct) > 1:
+        example.conflict_labels = json.dumps(distinct)
+    return example
+
+
+def record_feedback(sessions: sessionmaker[Session], *, suggestion_id: int, action: str, label: str | None,
+                    user_id: str, user_name: str = "", why: str | None = None,
+                    labels) -> tuple[Feedback, list[str]]:
+    """Store one decision and its training example; returns (row, earlier labels it disagrees with).
+
+    label None means the suggested label (an accept); labels is the task's label set.
+    """
+    from bot.pii import mask_pii
+
+    if action not in FEEDBACK_ACTIONS:
+        raise FeedbackError(f"unknown action {action!r}")
+    with sessions() as session:
+        suggestion = session.get(Suggestion, suggestion_id)
+        if suggestion is None:
+            raise UnknownSuggestion(f"no suggestion {suggestion_id} in the store (it may have been deleted)")
+        ticket_id, model_version = suggestion.ticket_id, suggestion.model_version
+        label = label if label is not None else suggestion.label
+    if label is None:
+        raise UnknownLabel("Tuesday suggested no label here, so there is nothing to accept: choose one")
+    if label not in labels:
+        raise UnknownLabel(f"'{label}' is not a label of this task")
+    # One line, masked like everything else that comes in; an empty answer is no answer.
+    why = " ".join(mask_pii(why or "").split())[:MAX_WHY_CHARS] or None
+
+    with sessions() as session:
+        # Lock the ticket first, so two reviewers clicking at once are recorded one after the
+        # other and the second sees the first's label: a row lock on PostgreSQL, the write lock
+        # on SQLite (it is this transaction's first statement, so SQLite waits instead of failing).
+        session.execute(update(Ticket).where(Ticket.id == ticket_id).values(id=Ticket.id))
+        ticket = session.get(Ticket, ticket_id)
+        earlier = ticket_labels(session, ticket_id)
+        conflicts = [other for other in earlier if other != label]
+        row = Feedback(suggestion_id=suggestion_id, ticket_id=ticket_id, user_id=user_id, user_name=user_name or "",
+                       action=action, label=label, why=why, model_version=model_version or "",
+                       conflict=bool(conflicts))
+        session.add(row)
+        _feedback_example(session, ticket, label, why, [*earlier, label])
+        session.commit()
+        return row, conflicts

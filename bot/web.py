@@ -1,4 +1,4 @@
-"""The HTTP face of Tuesday: helpdesk webhooks in, a health check out."""
+"""The HTTP face of Tuesday: helpdesk webhooks and Slack clicks in, a health check out."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ import time
 from typing import Callable
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from redis.exceptions import RedisError
+from slack_bolt.adapter.starlette.handler import to_bolt_request, to_starlette_response
+from slack_sdk import WebClient
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
@@ -17,6 +19,7 @@ from bot import intake
 from bot.intake import IncomingTicket, IntakeError
 from bot.queues import Queues
 from bot.runtime import Runtime
+from bot.slack_app import create_slack_app, web_client
 from bot.store import add_ticket, latest_suggestion
 
 log = logging.getLogger(__name__)
@@ -67,11 +70,17 @@ def accept_ticket(runtime: Runtime, queues: Queues, incoming: IncomingTicket) ->
     return JSONResponse({"ticket_id": ticket.id, "status": "duplicate"}, status_code=200)
 
 
-def create_app(runtime: Runtime, queues: Queues, *, clock: Callable[[], float] = time.time) -> FastAPI:
-    """The FastAPI app; dependencies come in built, clock is injectable for timestamp tests."""
+def create_app(runtime: Runtime, queues: Queues, *, clock: Callable[[], float] = time.time,
+               slack: WebClient | None = None) -> FastAPI:
+    """The FastAPI app; dependencies come in built, clock is injectable for timestamp tests.
+
+    slack is the Web API client for answering clicks (default: one from the settings' bot token).
+    """
     settings = runtime.settings
     runtime.sessions  # build the engine and tables at start-up, not on the first webhook
     app = FastAPI(title="Tuesday", docs_url=None, redoc_url=None, openapi_url=None)
+    slack = slack or web_client(settings)
+    slack_app = create_slack_app(runtime, queues, slack) if settings.slack_signing_secret and slack else None
 
     @app.exception_handler(IntakeError)
     async def refuse(request: Request, exc: IntakeError) -> JSONResponse:
@@ -102,6 +111,18 @@ def create_app(runtime: Runtime, queues: Queues, *, clock: Callable[[], float] =
                               tolerance_s=settings.webhook_tolerance_s)
         incoming = intake.parse_generic(body)
         return await run_in_threadpool(accept_ticket, runtime, queues, incoming)
+
+    @app.post("/slack/events")
+    async def slack_events(request: Request) -> Response:
+        if slack_app is None:
+            return JSONResponse({"error": "Slack is not configured: set TUESDAY_SLACK_SIGNING_SECRET and "
+                                          "TUESDAY_SLACK_BOT_TOKEN"}, status_code=503)
+        # The converters of bolt's FastAPI adapter (SlackRequestHandler), without its handle():
+        # that reads an unbounded body and dispatches on the event loop. Bolt verifies the
+        # signature and the 5-minute window (401), then answers once the listener acks.
+        body = await read_body(request, settings.webhook_max_bytes)
+        bolt_response = await run_in_threadpool(slack_app.dispatch, to_bolt_request(request, body))
+        return to_starlette_response(bolt_response)
 
     @app.get("/healthz")
     def healthz() -> JSONResponse:

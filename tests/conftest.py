@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 
 import pytest
+from redis import Redis
+from redis.exceptions import RedisError
 
 from inference.task import Task, demo_examples_path, demo_task_path, load_task
 from tests.tiny_model import build_tiny_llama
@@ -55,6 +57,28 @@ def trained_version(tiny_base, task, demo_rows, tmp_path_factory):
     version = build_version(registry, task, tiny_base[1], train, holdout, TrainConfig(**TINY_CONFIG),
                             progress=False, log=lambda _: None)
     return registry, version, train, holdout
+
+
+def local_redis(db: int) -> Redis:
+    """The test Redis at 127.0.0.1:6379 (database db), or a skip where there is none (CI must have one)."""
+    conn = Redis(host="127.0.0.1", port=6379, db=db, socket_connect_timeout=2)
+    try:
+        conn.ping()
+    except RedisError:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI=true but Redis at 127.0.0.1:6379 is not reachable")
+        pytest.skip("Redis not running on 127.0.0.1:6379")
+    return conn
+
+
+@pytest.fixture
+def redis_url(request):
+    """A flushed database on the local Redis: the test module's REDIS_DB (9 if it names none)."""
+    db = getattr(request.module, "REDIS_DB", 9)
+    conn = local_redis(db)
+    conn.flushdb()
+    yield f"redis://127.0.0.1:6379/{db}"
+    conn.flushdb()
 
 
 def postgres_url() -> str | None:

@@ -23,20 +23,12 @@ from inference.errors import ModelError
 from inference.registry import Registry
 from tests.fake_slack import FakeSlack
 from tests.test_intake import EVENT
-from tests.test_web import SECRET, local_redis, post_zendesk
+from tests.test_web import SECRET, post_zendesk
 
 pytestmark = pytest.mark.slow
 
 REDIS_DB = 11  # this module's own database on the local Redis, flushed around every test
 CHANNEL = "C0TRIAGE"
-
-
-@pytest.fixture
-def redis_url():
-    conn = local_redis(REDIS_DB)
-    conn.flushdb()
-    yield f"redis://127.0.0.1:6379/{REDIS_DB}"
-    conn.flushdb()
 
 
 @pytest.fixture

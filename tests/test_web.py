@@ -1,7 +1,6 @@
 """The webhook endpoints against real Redis and a real store, with requests signed as the senders sign them."""
 
 import json
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
@@ -10,7 +9,6 @@ import pytest
 from fastapi.testclient import TestClient
 from redis import Redis
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
 from redis.retry import Retry
 from sqlalchemy import func, select
 
@@ -30,26 +28,6 @@ REDIS_DB = 9  # this module's own database on the local Redis, flushed around ev
 def unreachable_queues() -> Queues:
     """Queues on a port nothing listens on, failing at once (no retries)."""
     return Queues(Redis(host="127.0.0.1", port=1, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0)))
-
-
-def local_redis(db: int) -> Redis:
-    """The test Redis at 127.0.0.1:6379 (database db), or a skip where there is none (CI must have one)."""
-    conn = Redis(host="127.0.0.1", port=6379, db=db, socket_connect_timeout=2)
-    try:
-        conn.ping()
-    except RedisError:
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI=true but Redis at 127.0.0.1:6379 is not reachable")
-        pytest.skip("Redis not running on 127.0.0.1:6379")
-    return conn
-
-
-@pytest.fixture
-def redis_url():
-    conn = local_redis(REDIS_DB)
-    conn.flushdb()
-    yield f"redis://127.0.0.1:6379/{REDIS_DB}"
-    conn.flushdb()
 
 
 @pytest.fixture

@@ -1,0 +1,68 @@
+"""Slack listeners, grouped by kind; each module has a register(app, ...) that wires its plain functions."""
+
+from __future__ import annotations
+
+from slack_sdk import WebClient
+
+from bot.feedback import Reviewer
+from bot.intake import MAX_ID_CHARS, IncomingTicket, InvalidTicket
+from bot.queues import Queues
+from bot.runtime import Runtime
+from bot.store import Ticket, add_ticket, latest_suggestion
+from inference.errors import TuesdayError
+
+SLACK_SOURCE = "slack"
+
+
+def reviewer(body: dict) -> Reviewer:
+    """Who clicked or submitted, from an interactivity payload."""
+    user = body.get("user") or {}
+    return Reviewer(user_id=str(user.get("id") or ""), user_name=str(user.get("name") or user.get("username") or ""))
+
+
+def message_of(body: dict) -> tuple[str | None, str | None]:
+    """(channel, ts) of the message a button sits on."""
+    container = body.get("container") or {}
+    channel = container.get("channel_id") or (body.get("channel") or {}).get("id")
+    ts = container.get("message_ts") or (body.get("message") or {}).get("ts")
+    return channel, ts
+
+
+def tell(client: WebClient, channel: str | None, user_id: str, error: TuesdayError) -> None:
+    """Answer a refused click with a message only the clicker sees (there is no HTTP status to give)."""
+    if channel and user_id:
+        client.chat_postEphemeral(channel=channel, user=user_id, text=f":warning: Not recorded: {error}")
+
+
+def permalink(channel: str, ts: str) -> str:
+    """Slack's archive link to a message: https://slack.com/archives/C123/p1764489600000100."""
+    return f"https://slack.com/archives/{channel}/p{ts.replace('.', '')}"
+
+
+def slack_ticket(channel: str, message: dict) -> IncomingTicket:
+    """A ticket from a Slack message, keyed '<channel>:<ts>' so a redelivery or a second shortcut is the same ticket."""
+    ts = str(message.get("ts") or "")
+    text = str(message.get("text") or "").strip()
+    if not channel or not ts:
+        raise InvalidTicket("the message has no channel or timestamp")
+    if not text:
+        raise InvalidTicket("the message has no text to triage")
+    external_id = f"{channel}:{ts}"
+    if len(external_id) > MAX_ID_CHARS:
+        raise InvalidTicket("the message id is too long")
+    return IncomingTicket(SLACK_SOURCE, external_id, text, url=permalink(channel, ts),
+                          requester=message.get("user") or None)
+
+
+def take_in(runtime: Runtime, queues: Queues, incoming: IncomingTicket) -> tuple[Ticket, bool]:
+    """Store the ticket (PII-masked) once and queue its suggestion, as the webhooks do; returns (ticket, created)."""
+    ticket, created = add_ticket(runtime.sessions, source=incoming.source, external_id=incoming.external_id,
+                                 text=incoming.text, subject=incoming.subject, url=incoming.url,
+                                 requester=incoming.requester)
+    if not created:
+        with runtime.sessions() as session:
+            if latest_suggestion(session, ticket.id) is not None:
+                return ticket, False
+    # The job id is per ticket, so this collapses into a job already queued or running.
+    queues.enqueue_suggest(ticket.id)
+    return ticket, created

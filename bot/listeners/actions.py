@@ -1,0 +1,72 @@
+"""Button and select clicks on a suggestion message: Accept, Change label, Reject (opens a modal), Hand off."""
+
+from __future__ import annotations
+
+import json
+
+from slack_bolt import Ack, App
+from slack_sdk import WebClient
+
+from bot.blocks import ACCEPT, CHANGE, HANDOFF, REJECT, reject_modal
+from bot.feedback import FeedbackDesk, parse_suggestion_id
+from bot.listeners import message_of, reviewer, tell
+from bot.store import FeedbackError
+
+
+def _decide(body: dict, client: WebClient, desk: FeedbackDesk, value, *, action: str, label: str | None) -> None:
+    by = reviewer(body)
+    channel, ts = message_of(body)
+    try:
+        desk.decide(client, parse_suggestion_id(value), action=action, label=label, by=by, channel=channel, ts=ts)
+    except FeedbackError as exc:
+        tell(client, channel, by.user_id, exc)
+
+
+def accept(ack: Ack, body: dict, action: dict, client: WebClient, desk: FeedbackDesk) -> None:
+    """Accept: the suggested label is right."""
+    ack()
+    _decide(body, client, desk, action.get("value"), action="accept", label=None)
+
+
+def change(ack: Ack, body: dict, action: dict, client: WebClient, desk: FeedbackDesk) -> None:
+    """Change label: the option's value is '<suggestion id>:<label>'."""
+    ack()
+    value = (action.get("selected_option") or {}).get("value") or ""
+    # The split of blocks.parse_option_value, without its int(): a bad id is told, not raised.
+    suggestion_id, _, label = value.partition(":")
+    _decide(body, client, desk, suggestion_id, action="change", label=label)
+
+
+def handoff(ack: Ack, body: dict, action: dict, client: WebClient, desk: FeedbackDesk) -> None:
+    """Hand off: a human must look; recorded as the task's hand-off label."""
+    ack()
+    try:
+        label = desk.handoff_label()
+    except FeedbackError as exc:
+        tell(client, message_of(body)[0], reviewer(body).user_id, exc)
+        return
+    _decide(body, client, desk, action.get("value"), action="handoff", label=label)
+
+
+def reject(ack: Ack, body: dict, action: dict, client: WebClient, desk: FeedbackDesk) -> None:
+    """Reject: ask for the right label (and why) in a modal; its submission is the feedback (views.py)."""
+    ack()
+    channel, ts = message_of(body)
+    try:
+        suggestion = desk.suggestion(parse_suggestion_id(action.get("value")))
+    except FeedbackError as exc:
+        tell(client, channel, reviewer(body).user_id, exc)
+        return
+    # The submission arrives without the message, so the modal carries where to show the decision.
+    metadata = json.dumps({"suggestion_id": suggestion.id, "channel": channel, "ts": ts})
+    # trigger_id expires 3 s after the click: open the modal before anything else slow.
+    client.views_open(trigger_id=body["trigger_id"], view=reject_modal(desk.runtime.task, suggestion, metadata))
+
+
+def register(app: App, desk: FeedbackDesk) -> None:
+    """Wire the suggestion message's buttons to the listeners above."""
+    # Bolt injects listener arguments by name, so the desk is bound in with a closure.
+    app.action(ACCEPT)(lambda ack, body, action, client: accept(ack, body, action, client, desk))
+    app.action(CHANGE)(lambda ack, body, action, client: change(ack, body, action, client, desk))
+    app.action(REJECT)(lambda ack, body, action, client: reject(ack, body, action, client, desk))
+    app.action(HANDOFF)(lambda ack, body, action, client: handoff(ack, body, action, client, desk))

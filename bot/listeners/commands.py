@@ -1,0 +1,135 @@
+"""`/tuesday ...`: retrain, eval, status, pause, resume, rollback, help.
+
+Every subcommand answers with one ephemeral ack. What runs before the ack is quick (a few SQL
+queries, a Redis push, at most one usergroups.users.list call), well inside Slack's three
+seconds; training itself is queued on "train" and reports back in the triage channel.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from redis.exceptions import RedisError
+from slack_sdk.errors import SlackApiError
+from sqlalchemy.exc import SQLAlchemyError
+
+from bot import control, status
+from bot.store import holdout_rows
+from inference.errors import TuesdayError
+
+log = logging.getLogger(__name__)
+
+COMMAND = "/tuesday"
+MANAGER, ADMIN, ANYONE = "manager", "admin", "anyone"
+
+
+class NotAllowed(control.ControlError):
+    """The user lacks the role a subcommand needs."""
+
+
+def is_admin(settings, user_id: str) -> bool:
+    return user_id in settings.admin_ids
+
+
+def is_manager(client, settings, user_id: str) -> bool:
+    """A listed manager or admin, or a member of a listed user group (asked of Slack, S... ids only)."""
+    if user_id in settings.manager_ids or is_admin(settings, user_id):
+        return True
+    for group in sorted(g for g in settings.manager_ids if g.startswith("S")):
+        if user_id in client.usergroups_users_list(usergroup=group).get("users", []):
+            return True
+    return False
+
+
+def check_role(role: str, client, settings, user_id: str) -> None:
+    if role == ADMIN and not is_admin(settings, user_id):
+        raise NotAllowed("only Tuesday's admins (TUESDAY_ADMINS) can do that")
+    if role == MANAGER and not is_manager(client, settings, user_id):
+        raise NotAllowed("only Tuesday's managers (TUESDAY_MANAGERS, users or user groups) can do that")
+
+
+# -- subcommands: (runtime, queues, user_id, args) -> reply text ---------------------------------
+
+def do_retrain(runtime, queues, user_id: str, args: str) -> str:
+    run, created = control.request_retrain(runtime, queues, requested_by=user_id, trigger="command")
+    return status.retrain_reply(run.to_dict(), created)
+
+
+def do_eval(runtime, queues, user_id: str, args: str) -> str:
+    # The stored numbers answer at once; a fresh holdout evaluation needs the model loaded, which
+    # is work for a worker (and every retrain re-scores production anyway).
+    live = runtime.registry.production()
+    held = len(holdout_rows(runtime.sessions, runtime.task, runtime.settings.holdout_fraction))
+    return status.eval_reply(None if live is None else {"version": live.name, "metrics": live.metrics}, held)
+
+
+def do_status(runtime, queues, user_id: str, args: str) -> str:
+    return status.status_text(status.gather_status(runtime, queues))
+
+
+def do_pause(runtime, queues, user_id: str, args: str) -> str:
+    if not control.set_paused(runtime.sessions, True, by=user_id):
+        return "Retraining was already paused."
+    return "Retraining is paused: no retrains (by command, label count or schedule) until `/tuesday resume`. " \
+           "Suggestions and feedback go on."
+
+
+def do_resume(runtime, queues, user_id: str, args: str) -> str:
+    if not control.set_paused(runtime.sessions, False, by=user_id):
+        return "Retraining was not paused."
+    return "Retraining resumed."
+
+
+def do_rollback(runtime, queues, user_id: str, args: str) -> str:
+    version, _, note = args.strip().partition(" ")
+    if not version:
+        return "Usage: `/tuesday rollback <version>` (e.g. `/tuesday rollback v3`); `/tuesday status` shows production."
+    event = control.rollback(runtime.registry, version, by=f"slack:{user_id}", note=note.strip())
+    return f"Rolled back: production is now *{event['version']}* (was {event['previous'] or 'none'}); logged in history."
+
+
+def do_help(runtime, queues, user_id: str, args: str) -> str:
+    return status.HELP
+
+
+SUBCOMMANDS = {
+    "retrain": (MANAGER, do_retrain),
+    "eval": (MANAGER, do_eval),
+    "status": (ANYONE, do_status),
+    "pause": (ADMIN, do_pause),
+    "resume": (ADMIN, do_resume),
+    "rollback": (ADMIN, do_rollback),
+    "help": (ANYONE, do_help),
+}
+
+
+def answer(runtime, queues, client, user_id: str, text: str) -> str:
+    """The reply to `/tuesday <text>` from user_id; our own errors become a short message."""
+    name, _, args = (text or "").strip().partition(" ")
+    role, handler = SUBCOMMANDS.get(name.lower(), (ANYONE, None))
+    if handler is None:
+        prefix = f"Unknown command `{name}`.\n" if name else ""
+        return prefix + status.HELP
+    try:
+        check_role(role, client, runtime.settings, user_id)
+        return handler(runtime, queues, user_id, args)
+    except TuesdayError as exc:
+        return f":no_entry: {exc}"
+    except SlackApiError as exc:
+        log.warning("/tuesday %s: Slack said %s", name, exc.response.get("error"))
+        return f":warning: could not check your user groups with Slack ({exc.response.get('error')})"
+    except RedisError as exc:
+        log.warning("/tuesday %s: Redis: %s", name, exc)
+        return ":warning: the job queue is unreachable right now; nothing was queued. Try again shortly."
+    except SQLAlchemyError as exc:
+        log.warning("/tuesday %s: store: %s", name, exc)
+        return ":warning: Tuesday's database is unreachable right now. Try again shortly."
+
+
+def register(app, runtime, queues) -> None:
+    """Attach `/tuesday` to a bolt App; runtime and queues are the process's own."""
+
+    def tuesday_command(ack, command, client):
+        ack(response_type="ephemeral", text=answer(runtime, queues, client, command["user_id"], command.get("text", "")))
+
+    app.command(COMMAND)(tuesday_command)

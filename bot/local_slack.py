@@ -1,0 +1,91 @@
+"""A local stand-in for the Slack Web API: records every call, answers like Slack does.
+
+Tests use it as the fake at Slack's network boundary; `tuesday demo --online` uses it to show,
+without a workspace, every message Tuesday would post.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
+from urllib.parse import parse_qsl
+
+
+class LocalSlack:
+    """Serve http://127.0.0.1:<port>/api/<method> in a thread; `calls` holds what arrived."""
+
+    def __init__(self, echo: Callable[[str, dict], None] | None = None):
+        # Called with (method, body) for every call, e.g. to print what would be posted.
+        self.echo = echo
+        # Each call: {"method", "headers", "body"}, the body decoded from JSON or a form.
+        self.calls: list[dict] = []
+        # Slack error codes (e.g. "internal_error") the next calls answer with, {"ok": false, ...}.
+        self.fail_next: list[str] = []
+        # Seconds a method takes to answer, to show what waits on Slack and what does not.
+        self.delays: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/api/"
+
+    def start(self) -> LocalSlack:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def calls_to(self, method: str) -> list[dict]:
+        with self._lock:
+            return [c for c in self.calls if c["method"] == method]
+
+    def _answer(self, method: str, headers: dict, body: dict) -> dict:
+        time.sleep(self.delays.get(method, 0))
+        if self.echo is not None:
+            self.echo(method, body)
+        with self._lock:
+            self.calls.append({"method": method, "headers": headers, "body": body})
+            if self.fail_next:
+                return {"ok": False, "error": self.fail_next.pop(0)}
+            ts = f"1764489600.{len(self.calls):06d}"
+        if method == "chat.postMessage":
+            # Slack answers with the channel's id even when a name was given.
+            return {"ok": True, "channel": body.get("channel"), "ts": ts,
+                    "message": {"ts": ts, "text": body.get("text")}}
+        if method == "chat.update":
+            return {"ok": True, "channel": body.get("channel"), "ts": body.get("ts"), "text": body.get("text")}
+        if method == "auth.test":
+            # bolt asks once, on the first request, whose token it holds.
+            return {"ok": True, "url": "https://tuesday-test.slack.com/", "team": "Tuesday Test", "user": "tuesday",
+                    "team_id": "T0TEST", "user_id": "U0TUESDAY", "bot_id": "B0TUESDAY", "is_enterprise_install": False}
+        return {"ok": True}
+
+    def _handler(self):
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (http.server's naming)
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.headers.get("Content-Type", "").startswith("application/json"):
+                    body = json.loads(raw or b"{}")
+                else:
+                    body = dict(parse_qsl(raw.decode()))
+                method = self.path.rsplit("/", 1)[-1]
+                answer = json.dumps(fake._answer(method, dict(self.headers), body)).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json; charset=utf-8")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *args):  # keep pytest output clean
+                pass
+
+        return Handler

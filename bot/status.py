@@ -1,0 +1,171 @@
+"""What `/tuesday` and `tuesday status` say: one gatherer, then pure text builders over plain dicts."""
+
+from __future__ import annotations
+
+from redis.exceptions import RedisError
+
+from bot.control import active_run, as_utc, labels_since_last_training, last_run, pause_state
+
+HELP = """*`/tuesday` commands*
+• `/tuesday status`: production model, its holdout metrics, new labels, queues, workers, last retrain
+• `/tuesday retrain`: train a new version on the labels so far; it goes live only if it beats production (managers)
+• `/tuesday eval`: production's holdout metrics (managers)
+• `/tuesday pause` / `/tuesday resume`: stop or allow retraining; suggestions go on either way (admins)
+• `/tuesday rollback <version>`: put a version that was production before back in production (admins)
+• `/tuesday help`: this list"""
+
+METRICS = (("macro-F1", "macro_f1"), ("accuracy", "accuracy"), ("hand-off recall", "handoff_recall"))
+TRIGGER_WORDS = {"command": "/tuesday retrain", "threshold": "enough new labels", "schedule": "the schedule",
+                 "cli": "`tuesday retrain`"}
+
+
+def gather_status(runtime, queues) -> dict:
+    """Everything the status text shows, as JSON-safe data; Redis being down is reported, not raised."""
+    registry = runtime.registry
+    production = registry.production()
+    promoted = next((e for e in reversed(registry.history()) if production and e.get("version") == production.name), None)
+    flag = pause_state(runtime.sessions)
+    settings = runtime.settings
+    data = {
+        "production": None if production is None else {
+            "version": production.name, "metrics": production.metrics,
+            "since": promoted.get("at") if promoted else None, "by": promoted.get("by") if promoted else None},
+        "labels_since_training": labels_since_last_training(runtime),
+        "retrain_after_labels": settings.retrain_after_labels,
+        "retrain_schedule_hours": settings.retrain_schedule_hours,
+        "paused": flag is not None,
+        "paused_by": flag.set_by if flag else None,
+        "paused_at": as_utc(flag.set_at).isoformat(timespec="seconds") if flag else None,
+        "last_run": _as_dict(last_run(runtime.sessions)),
+        "active_run": _as_dict(active_run(runtime.sessions)),
+        "queues": None, "workers": None, "queue_error": None,
+    }
+    try:
+        data["queues"] = {name: queue.count for name, queue in queues.queues.items()}
+        data["workers"] = count_workers(queues)
+    except RedisError as exc:
+        data["queue_error"] = f"{type(exc).__name__}: {exc}"
+    return data
+
+
+def count_workers(queues) -> dict[str, int]:
+    """Registered (heartbeating) RQ workers per queue name."""
+    from rq import Worker
+
+    counts = {name: 0 for name in queues.queues}
+    for worker in Worker.all(connection=queues.connection):
+        for name in worker.queue_names():
+            counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def _as_dict(run) -> dict | None:
+    return None if run is None else run.to_dict()
+
+
+# -- pure text builders ---------------------------------------------------------------------------
+
+def pct(value) -> str:
+    return "–" if value is None else f"{100 * value:.1f}%"
+
+
+def metrics_line(metrics: dict | None) -> str:
+    """'macro-F1 50.3% · accuracy 61.0% · hand-off recall 80.0% (n=120)'."""
+    if not metrics:
+        return "no holdout metrics"
+    parts = [f"{title} {pct(metrics.get(key))}" for title, key in METRICS]
+    return " · ".join(parts) + (f" (n={metrics['n']})" if metrics.get("n") is not None else "")
+
+
+def who(name: str | None) -> str:
+    """A Slack user id as a mention, anything else as given."""
+    if name and name[:1] in "UW" and name[1:].isalnum() and name.upper() == name:
+        return f"<@{name}>"
+    return name or "someone"
+
+
+def run_line(run: dict) -> str:
+    """One line about a retrain run, whatever its state."""
+    head = f"run {run['id']} ({TRIGGER_WORDS.get(run['trigger'], run['trigger'])}, {who(run['requested_by'])})"
+    status = run["status"]
+    if status in ("queued", "running"):
+        return f"{head}: {status} since {(run['started_at'] or run['created_at'])[:16].replace('T', ' ')} UTC"
+    when = (run["finished_at"] or "")[:16].replace("T", " ")
+    if status == "failed":
+        return f"{head}: failed at {when} UTC: {run['error'] or run['why'] or 'no error recorded'}"
+    verdict = "promoted to production" if status == "promoted" else "kept as candidate"
+    return f"{head}: {run['candidate_version']} {verdict} at {when} UTC ({run['why']})"
+
+
+def status_text(data: dict) -> str:
+    """The reply to `/tuesday status` (Slack mrkdwn, also fine in a terminal)."""
+    lines = ["*Tuesday status*"]
+    live = data["production"]
+    if live is None:
+        lines.append("• production: none yet (`/tuesday retrain` or `tuesday train`)")
+    else:
+        since = f", since {live['since'][:16].replace('T', ' ')} UTC by {live['by']}" if live.get("since") else ""
+        lines.append(f"• production: *{live['version']}*{since}")
+        lines.append(f"   holdout: {metrics_line(live['metrics'])}")
+    auto = (f"auto-retrain at {data['retrain_after_labels']}" if data["retrain_after_labels"] else "auto-retrain off")
+    if data.get("retrain_schedule_hours"):
+        auto += f", scheduled every {data['retrain_schedule_hours']:g} h"
+    lines.append(f"• labels since last training: {data['labels_since_training']} ({auto})")
+    if data["queue_error"]:
+        lines.append(f"• queues: unreachable ({data['queue_error']})")
+    else:
+        depths = ", ".join(f"{name} {count}" for name, count in data["queues"].items())
+        workers = ", ".join(f"{name} {count}" for name, count in data["workers"].items())
+        lines.append(f"• queue depths: {depths}")
+        lines.append(f"• workers alive: {workers}")
+    if data["active_run"] and data["active_run"]["id"] != (data["last_run"] or {}).get("id"):
+        lines.append(f"• in progress: {run_line(data['active_run'])}")
+    lines.append(f"• last retrain: {run_line(data['last_run']) if data['last_run'] else 'none yet'}")
+    if data["paused"]:
+        lines.append(f"• *paused* by {who(data['paused_by'])} at {data['paused_at'][:16].replace('T', ' ')} UTC: "
+                     "no retrains until `/tuesday resume` (suggestions go on)")
+    else:
+        lines.append("• not paused")
+    return "\n".join(lines)
+
+
+def retrain_reply(run: dict, created: bool) -> str:
+    """The ephemeral answer to a retrain request."""
+    if created:
+        return (f"Retrain queued as run {run['id']}. The report will be posted in the triage channel; "
+                "the new version goes live only if it beats production on the holdout.")
+    state = "already running" if run["status"] == "running" else "already queued"
+    return (f"A retrain is {state} as run {run['id']} (requested by {who(run['requested_by'])}); "
+            "your request joins it.")
+
+
+def eval_reply(production: dict | None, holdout_now: int) -> str:
+    """Production's stored holdout metrics, saying plainly that they are not a fresh evaluation."""
+    if production is None:
+        return "No production model yet: `/tuesday retrain` trains and gates one."
+    return (f"Production *{production['version']}* on the holdout, as measured when it was built: "
+            f"{metrics_line(production['metrics'])}.\n"
+            f"These are the stored numbers, not a new evaluation; the holdout now has {holdout_now} rows "
+            "(`tuesday eval` re-scores it, and every retrain re-scores production on the current holdout).")
+
+
+def report_text(run: dict) -> str:
+    """The retrain report posted in the triage channel: old vs new on the same holdout, and the verdict."""
+    head = f"*Retrain run {run['id']}* (requested by {who(run['requested_by'])} via " \
+           f"{TRIGGER_WORDS.get(run['trigger'], run['trigger'])})"
+    if run["status"] == "failed":
+        return f"{head} *failed*: {run['error'] or run['why']}\nProduction is unchanged ({run['production_before'] or 'none'})."
+    new, old = run["metrics"].get("candidate") or {}, run["metrics"].get("production")
+    before = run["production_before"]
+    verdict = (f"*{run['candidate_version']} promoted to production*" if run["status"] == "promoted"
+               else f"*{run['candidate_version']} kept as candidate*; {before} stays in production")
+    lines = [head, f"{verdict}: {run['why']}"]
+    cols = [(f"{before} (before)", old)] if before and old else []
+    cols.append((f"{run['candidate_version']} (new)", new))
+    width = max(16, *(len(name) + 2 for name, _ in cols))
+    table = ["holdout".ljust(18) + "".join(name.rjust(width) for name, _ in cols)]
+    for title, key in METRICS:
+        table.append(title.ljust(18) + "".join(pct(m.get(key)).rjust(width) for _, m in cols))
+    table.append(f"rows: {new.get('n', '?')}" + ("" if old else " (no production model to compare with)"))
+    lines.append("```\n" + "\n".join(table) + "\n```")
+    return "\n".join(lines)

@@ -1,0 +1,459 @@
+"""Clicks become feedback: signed Slack interactivity requests against the app, a real store and Redis, Slack and
+Zendesk faked at HTTP."""
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+import types
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlencode
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from rq import SimpleWorker
+from rq.serializers import JSONSerializer
+from sqlalchemy import create_engine, inspect, select, text
+
+from bot.blocks import ACCEPT, CHANGE, HANDOFF, REJECT, REJECT_MODAL
+from bot.helpdesk import WRITE_BACK_JOB, HelpdeskError, ZendeskAdapter, label_tag, write_back_job
+from bot.queues import Queues
+from bot.runtime import Runtime
+from bot.settings import Settings
+from bot.slack_app import _register_commands
+from bot.store import (Example, Feedback, Ticket, UnknownLabel, UnknownSuggestion, add_suggestion, add_ticket,
+                       make_session_factory, record_feedback, set_slack_message, snapshot_store)
+from bot.web import create_app
+from inference.snapshot import read_snapshot
+from tests.fake_helpdesk import FakeZendesk
+from tests.fake_slack import FakeSlack
+from tests.test_web import local_redis
+
+SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+CHANNEL, TS = "C0TRIAGE", "1764489600.000001"
+ZENDESK_EMAIL, ZENDESK_TOKEN = "bot@acme.example", "zd-api-token"
+
+
+# -- fixtures ---------------------------------------------------------------------------------------
+
+def flushed_redis(db: int):
+    conn = local_redis(db)
+    conn.flushdb()
+    return conn
+
+
+@pytest.fixture
+def fake_slack():
+    slack = FakeSlack().start()
+    yield slack
+    slack.stop()
+
+
+@pytest.fixture
+def fake_zendesk():
+    zendesk = FakeZendesk(ZENDESK_EMAIL, ZENDESK_TOKEN).start()
+    yield zendesk
+    zendesk.stop()
+
+
+@pytest.fixture
+def env(monkeypatch, store_url, fake_slack, fake_zendesk):
+    """The environment `tuesday serve` and a suggest worker would run with (Redis database 12)."""
+    conn = flushed_redis(12)
+    for key, value in {"REDIS_URL": "redis://127.0.0.1:6379/12", "DATABASE_URL": store_url,
+                       "SLACK_SIGNING_SECRET": SIGNING_SECRET, "SLACK_BOT_TOKEN": "xoxb-test-token",
+                       "SLACK_API_URL": fake_slack.url, "TRIAGE_CHANNEL": CHANNEL, "ZENDESK_URL": fake_zendesk.url,
+                       "ZENDESK_EMAIL": ZENDESK_EMAIL, "ZENDESK_API_TOKEN": ZENDESK_TOKEN}.items():
+        monkeypatch.setenv(f"TUESDAY_{key}", value)
+    yield
+    conn.flushdb()
+
+
+@pytest.fixture
+def parts(env):
+    """(runtime, queues, client) wired from the environment, as `tuesday serve` wires them."""
+    settings = Settings()
+    runtime, queues = Runtime(settings), Queues.from_settings(settings)
+    yield runtime, queues, TestClient(create_app(runtime, queues))
+    queues.close()
+
+
+def posted(runtime, *, source="generic", external_id="T-1", label="claim_status", confidence=0.82) -> int:
+    """A stored ticket with a suggestion posted to the triage channel; returns the suggestion id."""
+    ticket, _ = add_ticket(runtime.sessions, source=source, external_id=external_id, subject="Where is my claim?",
+                           text="Filed last week, any news?")
+    prediction = types.SimpleNamespace(label=label, confidence=confidence, reason="Asks about an open claim.",
+                                       probabilities={label: confidence}, model_version="v1", latency_ms=120.0)
+    with runtime.sessions() as session:
+        row = add_suggestion(session, ticket.id, prediction, threshold=0.5)
+        set_slack_message(session, row.id, CHANNEL, TS)
+    return row.id
+
+
+# -- Slack, as Slack sends it ---------------------------------------------------------------------
+
+def slack_sign(secret: str, timestamp: str, body: str) -> str:
+    """X-Slack-Signature: v0=hex(HMAC-SHA256(signing secret, "v0:" + timestamp + ":" + raw body))."""
+    return "v0=" + hmac.new(secret.encode(), f"v0:{timestamp}:{body}".encode(), hashlib.sha256).hexdigest()
+
+
+def post_slack(client, payload: dict, *, secret=SIGNING_SECRET, ts=None, signature=None):
+    body = urlencode({"payload": json.dumps(payload)})
+    ts = ts or str(int(time.time()))
+    return client.post("/slack/events", content=body, headers={
+        "Content-Type": "application/x-www-form-urlencoded", "X-Slack-Request-Timestamp": ts,
+        "X-Slack-Signature": signature or slack_sign(secret, ts, body)})
+
+
+def user(uid: str, name: str) -> dict:
+    return {"id": uid, "username": name, "name": name, "team_id": "T0TEST"}
+
+
+def click(suggestion_id, action_id: str, *, uid="U123", name="jane", selected: str | None = None) -> dict:
+    """A block_actions payload for one click on the suggestion message."""
+    if selected is None:
+        action = {"type": "button", "action_id": action_id, "value": str(suggestion_id)}
+    else:
+        action = {"type": "static_select", "action_id": action_id,
+                  "selected_option": {"text": {"type": "plain_text", "text": selected}, "value": selected}}
+    action.update(block_id=f"tuesday_suggestion_{suggestion_id}", action_ts="1764489700.000100")
+    return {"type": "block_actions", "team": {"id": "T0TEST", "domain": "tuesday-test"}, "user": user(uid, name),
+            "api_app_id": "A0TUESDAY", "token": "unused-verification-token", "trigger_id": "1234.5678.abcdef",
+            "container": {"type": "message", "message_ts": TS, "channel_id": CHANNEL, "is_ephemeral": False},
+            "channel": {"id": CHANNEL, "name": "triage"}, "message": {"type": "message", "ts": TS, "text": "x"},
+            "response_url": "https://hooks.slack.invalid/actions/T0TEST/1/x", "actions": [action]}
+
+
+def submission(view: dict, label: str, why: str | None, *, uid="U123", name="jane") -> dict:
+    """The view_submission Slack sends when the modal it was asked to open is saved."""
+    values = {"label": {"label": {"type": "static_select", "selected_option": {
+        "text": {"type": "plain_text", "text": label}, "value": label}}},
+        "why": {"why": {"type": "plain_text_input", "value": why}}}
+    return {"type": "view_submission", "team": {"id": "T0TEST", "domain": "tuesday-test"}, "user": user(uid, name),
+            "api_app_id": "A0TUESDAY", "token": "unused-verification-token", "trigger_id": "1234.5678.abcdef",
+            "view": {"id": "V0MODAL", "team_id": "T0TEST", "type": "modal", "callback_id": view["callback_id"],
+                     "private_metadata": view["private_metadata"], "state": {"values": values}, "hash": "1.abc"},
+            "response_urls": []}
+
+
+def wait_for(check, timeout: float = 5.0):
+    """Poll until check() is truthy: the listener's work continues after the ack."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.02)
+    raise AssertionError("timed out waiting for the listener")
+
+
+def updates(slack: FakeSlack, n: int) -> list[dict]:
+    """The bodies of the first n chat.update calls, once they have arrived."""
+    wait_for(lambda: len(slack.calls_to("chat.update")) >= n)
+    return [c["body"] for c in slack.calls_to("chat.update")]
+
+
+def feedback_rows(runtime) -> list[Feedback]:
+    with runtime.sessions() as session:
+        return list(session.scalars(select(Feedback).order_by(Feedback.id)))
+
+
+def examples(runtime) -> list[Example]:
+    with runtime.sessions() as session:
+        return list(session.scalars(select(Example).order_by(Example.id)))
+
+
+def context_lines(blocks: list[dict]) -> list[str]:
+    return [b["elements"][0]["text"] for b in blocks if b["type"] == "context"]
+
+
+# -- clicks -----------------------------------------------------------------------------------------
+
+def test_accept_acks_before_slow_work_then_records_and_updates_the_message(parts, fake_slack):
+    runtime, queues, client = parts
+    sid = posted(runtime)
+    fake_slack.delays["chat.update"] = 1.5  # Slack being slow must not delay the answer to the click
+    started = time.monotonic()
+    response = post_slack(client, click(sid, ACCEPT))
+    assert response.status_code == 200, response.text
+    assert time.monotonic() - started < 1.0
+
+    [update] = updates(fake_slack, 1)
+    assert (update["channel"], update["ts"]) == (CHANNEL, TS)
+    lines = context_lines(update["blocks"])
+    assert "✅ Accepted as `claim_status` by <@U123>" in lines
+    assert not any(b["type"] == "actions" for b in update["blocks"])  # the buttons are gone
+    assert "Where is my claim?" in json.dumps(update["blocks"]) and "model v1" in json.dumps(update["blocks"])
+    assert update["text"].startswith("✅ Accepted as claim_status by <@U123>")
+
+    [row] = feedback_rows(runtime)
+    assert (row.suggestion_id, row.ticket_id, row.user_id, row.user_name) == (sid, 1, "U123", "jane")
+    assert (row.action, row.label, row.model_version, row.conflict, row.why) == ("accept", "claim_status", "v1",
+                                                                                 False, None)
+    [example] = examples(runtime)
+    assert (example.source, example.external_id, example.label) == ("feedback", "ticket-1", "claim_status")
+    assert example.text == "Where is my claim?\n\nFiled last week, any news?" and not example.conflicted
+    assert queues.suggest.count == 0  # a generic ticket has no helpdesk to write back to
+
+
+def test_change_label_records_the_new_label(parts, fake_slack):
+    runtime, _, client = parts
+    sid = posted(runtime)
+    assert post_slack(client, click(sid, CHANGE, selected=f"{sid}:billing_dispute")).status_code == 200
+    [update] = updates(fake_slack, 1)
+    assert "✏️ Changed to `billing_dispute` by <@U123>" in context_lines(update["blocks"])
+    [row] = feedback_rows(runtime)
+    assert (row.action, row.label, row.conflict) == ("change", "billing_dispute", False)
+    assert [e.label for e in examples(runtime)] == ["billing_dispute"]
+
+
+def test_hand_off_records_the_tasks_handoff_label(parts, fake_slack):
+    runtime, _, client = parts
+    sid = posted(runtime, label=None, confidence=0.3)  # abstained: Change and Hand off only
+    assert post_slack(client, click(sid, HANDOFF)).status_code == 200
+    [update] = updates(fake_slack, 1)
+    assert "🙋 Handed off (`hand_off`) by <@U123>" in context_lines(update["blocks"])
+    assert [(r.action, r.label) for r in feedback_rows(runtime)] == [("handoff", "hand_off")]
+
+
+def test_reject_opens_a_modal_and_its_submission_is_stored_with_a_masked_why(parts, fake_slack, task):
+    runtime, _, client = parts
+    sid = posted(runtime)
+    assert post_slack(client, click(sid, REJECT)).status_code == 200
+    [opened] = [c["body"] for c in wait_for(lambda: fake_slack.calls_to("views.open"))]
+    assert opened["trigger_id"] == "1234.5678.abcdef"
+    view = opened["view"]
+    assert view["callback_id"] == REJECT_MODAL
+    assert json.loads(view["private_metadata"]) == {"suggestion_id": sid, "channel": CHANNEL, "ts": TS}
+    [select_block] = [b for b in view["blocks"] if b.get("block_id") == "label"]
+    assert [o["value"] for o in select_block["element"]["options"]] == task.label_names
+    assert feedback_rows(runtime) == []  # the click alone decides nothing
+
+    why = "Customer j.doe@example.com disputes the premium, call 555-013-2299"
+    response = post_slack(client, submission(view, "billing_dispute", why))
+    assert response.status_code == 200 and response.text == ""  # an empty answer closes the modal
+    [update] = updates(fake_slack, 1)
+    assert (update["channel"], update["ts"]) == (CHANNEL, TS)
+    masked = "Customer [EMAIL] disputes the premium, call [PHONE]"
+    assert f"❌ Rejected by <@U123>; the right label is `billing_dispute` — “{masked}”" in context_lines(
+        update["blocks"])
+    [row] = feedback_rows(runtime)
+    assert (row.action, row.label, row.why) == ("reject", "billing_dispute", masked)
+    [example] = examples(runtime)
+    assert (example.label, example.reason) == ("billing_dispute", masked)
+
+
+def test_a_second_reviewer_who_disagrees_is_recorded_as_a_conflict(parts, fake_slack, tmp_path, task):
+    runtime, _, client = parts
+    sid = posted(runtime)
+    assert post_slack(client, click(sid, ACCEPT, uid="U1", name="ann")).status_code == 200
+    updates(fake_slack, 1)
+    assert post_slack(client, click(sid, CHANGE, uid="U2", name="bob", selected=f"{sid}:billing_dispute")
+                      ).status_code == 200
+    second = updates(fake_slack, 2)[1]
+
+    first, later = feedback_rows(runtime)
+    assert (first.user_id, first.label, first.conflict) == ("U1", "claim_status", False)
+    assert (later.user_id, later.label, later.conflict) == ("U2", "billing_dispute", True)
+    lines = context_lines(second["blocks"])
+    assert "✅ Accepted as `claim_status` by <@U1>" in lines and "✏️ Changed to `billing_dispute` by <@U2>" in lines
+    [conflict] = [line for line in lines if line.startswith("⚠️ Conflict:")]
+    assert "<@U1> chose `claim_status`" in conflict and "<@U2> chose `billing_dispute`" in conflict
+    assert "(labels conflict)" in second["text"]
+
+    [example] = examples(runtime)  # the first label is kept, and marked
+    assert example.label == "claim_status"
+    assert json.loads(example.conflict_labels) == ["claim_status", "billing_dispute"]
+    rows = lambda path: [r for part in read_snapshot(path) for r in part]  # noqa: E731
+    assert rows(snapshot_store(runtime.sessions, task, tmp_path / "all", 0.2)) != []
+    assert rows(snapshot_store(runtime.sessions, task, tmp_path / "clean", 0.2, skip_conflicts=True)) == []
+
+
+def test_racing_clicks_are_serialized_per_ticket(parts, task):
+    runtime, _, _ = parts
+    sid = posted(runtime)
+    labels = ["claim_status", "billing_dispute"] * 4
+
+    def decide(n):
+        return record_feedback(runtime.sessions, suggestion_id=sid, action="change", label=labels[n],
+                               user_id=f"U{n}", labels=task.labels)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(decide, range(8)))
+    rows = feedback_rows(runtime)
+    # Each click saw every earlier one: a row is flagged exactly when an earlier label differs.
+    assert [r.conflict for r in rows] == [any(o.label != r.label for o in rows[:i]) for i, r in enumerate(rows)]
+    [example] = examples(runtime)
+    assert example.label == rows[0].label and example.conflicted
+
+
+@pytest.mark.parametrize("case", ["unknown suggestion", "label not in task", "not a number", "nothing to accept"])
+def test_bad_clicks_are_told_to_the_clicker_and_store_nothing(parts, fake_slack, case):
+    runtime, _, client = parts
+    sid = posted(runtime, label=None if case == "nothing to accept" else "claim_status", confidence=0.3)
+    payload = {"unknown suggestion": click(sid + 100, ACCEPT), "not a number": click("abc", REJECT),
+               "label not in task": click(sid, CHANGE, selected=f"{sid}:refunds"),
+               "nothing to accept": click(sid, ACCEPT)}[case]
+    assert post_slack(client, payload).status_code == 200
+    [told] = [c["body"] for c in wait_for(lambda: fake_slack.calls_to("chat.postEphemeral"))]
+    assert (told["channel"], told["user"]) == (CHANNEL, "U123") and "Not recorded" in told["text"]
+    assert feedback_rows(runtime) == [] and examples(runtime) == []
+    assert fake_slack.calls_to("chat.update") == [] and fake_slack.calls_to("views.open") == []
+
+
+@pytest.mark.parametrize("case", ["wrong secret", "no signature", "tampered"])
+def test_bad_signature_is_401_and_nothing_is_stored(parts, fake_slack, case):
+    runtime, _, client = parts
+    sid = posted(runtime)
+    if case == "wrong secret":
+        response = post_slack(client, click(sid, ACCEPT), secret="guess")
+    elif case == "no signature":
+        response = client.post("/slack/events", content=urlencode({"payload": json.dumps(click(sid, ACCEPT))}),
+                               headers={"Content-Type": "application/x-www-form-urlencoded"})
+    else:
+        ts = str(int(time.time()))
+        signed = urlencode({"payload": json.dumps(click(sid, ACCEPT))})
+        response = post_slack(client, click(sid, ACCEPT, uid="U666"), ts=ts,
+                              signature=slack_sign(SIGNING_SECRET, ts, signed))
+    assert response.status_code == 401
+    time.sleep(0.2)  # a listener, had one started, would have stored by now
+    assert feedback_rows(runtime) == [] and fake_slack.calls == []
+
+
+def test_stale_timestamp_is_401(parts, fake_slack):
+    runtime, _, client = parts
+    sid = posted(runtime)
+    response = post_slack(client, click(sid, ACCEPT), ts=str(int(time.time()) - 600))  # correctly signed, but old
+    assert response.status_code == 401
+    time.sleep(0.2)
+    assert feedback_rows(runtime) == [] and fake_slack.calls == []
+
+
+def test_without_a_signing_secret_the_endpoint_answers_503(env, monkeypatch):
+    monkeypatch.delenv("TUESDAY_SLACK_SIGNING_SECRET")
+    settings = Settings()
+    runtime, queues = Runtime(settings), Queues.from_settings(settings)
+    response = post_slack(TestClient(create_app(runtime, queues)), click(1, ACCEPT))
+    assert response.status_code == 503 and "SIGNING_SECRET" in response.json()["error"]
+    queues.close()
+
+
+def test_oversized_slack_body_is_413(parts):
+    _, _, client = parts
+    payload = {**click(1, ACCEPT), "padding": "x" * 300_000}
+    assert post_slack(client, payload).status_code == 413
+
+
+# -- helpdesk write-back ----------------------------------------------------------------------------
+
+def test_zendesk_write_back_adds_a_tag_and_an_internal_note_through_the_worker(parts, fake_slack, fake_zendesk):
+    runtime, queues, client = parts
+    sid = posted(runtime, source="zendesk", external_id="5158")
+    fake_zendesk.tags["5158"] = ["vip", "auto"]
+    assert post_slack(client, click(sid, ACCEPT)).status_code == 200
+    updates(fake_slack, 1)
+    [row] = feedback_rows(runtime)
+    job = wait_for(lambda: queues.fetch(f"writeback-{row.id}"))
+    assert (job.func_name, job.args, job.origin) == (WRITE_BACK_JOB, [row.id], "suggest")
+    assert fake_zendesk.requests == []  # nothing is written inside the click
+
+    SimpleWorker([queues.suggest], connection=queues.connection, serializer=JSONSerializer).work(burst=True)
+    assert job.get_status(refresh=True) == "finished"
+    assert job.return_value()["written"] is True
+    tags, note = fake_zendesk.requests
+    auth = "Basic " + base64.b64encode(f"{ZENDESK_EMAIL}/token:{ZENDESK_TOKEN}".encode()).decode()
+    assert (tags["method"], tags["path"], tags["body"]) == ("PUT", "/api/v2/tickets/5158/tags.json",
+                                                            {"tags": ["tuesday_claim_status"]})
+    assert tags["headers"]["Authorization"] == auth and note["headers"]["Authorization"] == auth
+    assert (note["method"], note["path"]) == ("PUT", "/api/v2/tickets/5158.json")
+    comment = note["body"]["ticket"]["comment"]
+    assert comment["public"] is False
+    assert comment["body"].startswith("Tuesday triage label: claim_status\njane accepted in Slack.")
+    assert fake_zendesk.tags["5158"] == ["vip", "auto", "tuesday_claim_status"]  # added, nothing replaced
+
+
+def test_a_conflicting_label_is_not_written_back(parts, fake_slack):
+    runtime, queues, client = parts
+    sid = posted(runtime, source="zendesk", external_id="77")
+    post_slack(client, click(sid, ACCEPT, uid="U1"))
+    updates(fake_slack, 1)
+    post_slack(client, click(sid, CHANGE, uid="U2", selected=f"{sid}:policy_change"))
+    updates(fake_slack, 2)
+    first, later = feedback_rows(runtime)
+    assert later.conflict
+    assert queues.suggest.job_ids == [f"writeback-{first.id}"]
+
+
+def test_write_back_job_without_zendesk_settings_writes_nothing(env, monkeypatch, fake_zendesk):
+    monkeypatch.setenv("TUESDAY_ZENDESK_URL", "")
+    runtime = Runtime(Settings())
+    sid = posted(runtime, source="zendesk", external_id="9")
+    row, _ = record_feedback(runtime.sessions, suggestion_id=sid, action="accept", label=None, user_id="U1",
+                             labels=runtime.task.labels)
+    assert write_back_job(row.id)["written"] is False
+    assert fake_zendesk.requests == []
+
+
+def test_zendesk_refusal_raises_so_the_job_is_retried(fake_zendesk):
+    ticket = Ticket(id=1, source="zendesk", external_id="12", text="x")
+    with httpx.Client() as http:
+        adapter = ZendeskAdapter(fake_zendesk.url, ZENDESK_EMAIL, "wrong-token", http)
+        with pytest.raises(HelpdeskError, match="401"):
+            adapter.write_back(ticket, "claim_status", "because")
+        with pytest.raises(HelpdeskError, match="not a Zendesk ticket id"):
+            adapter.write_back(Ticket(id=2, source="zendesk", external_id="12/../../users", text="x"), "a", "b")
+    assert label_tag("Claim Status / EU") == "tuesday_claim_status_eu"
+
+
+# -- store and wiring -------------------------------------------------------------------------------
+
+def test_record_feedback_refuses_unknown_suggestions_and_labels(parts, task):
+    runtime, _, _ = parts
+    sid = posted(runtime)
+    with pytest.raises(UnknownSuggestion):
+        record_feedback(runtime.sessions, suggestion_id=sid + 1, action="accept", label=None, user_id="U1",
+                        labels=task.labels)
+    with pytest.raises(UnknownLabel):
+        record_feedback(runtime.sessions, suggestion_id=sid, action="change", label="refunds", user_id="U1",
+                        labels=task.labels)
+    assert feedback_rows(runtime) == []
+
+
+def test_an_older_store_gets_the_conflict_column(store_url):
+    engine = create_engine(store_url)
+    with engine.begin() as conn:  # the examples table as the first release created it
+        conn.execute(text("CREATE TABLE examples (id INTEGER PRIMARY KEY, source VARCHAR(64) NOT NULL, "
+                          "external_id VARCHAR(255) NOT NULL, text TEXT NOT NULL, label VARCHAR(128) NOT NULL, "
+                          "reason TEXT, created_at TIMESTAMP)"))
+        conn.execute(text("INSERT INTO examples (id, source, external_id, text, label) "
+                          "VALUES (1, 'import', 'a', 'where is my claim', 'claim_status')"))
+    sessions = make_session_factory(store_url)
+    assert "conflict_labels" in {c["name"] for c in inspect(engine).get_columns("examples")}
+    with sessions() as session:
+        [old] = session.scalars(select(Example)).all()
+    assert (old.label, old.conflicted) == ("claim_status", False)
+    make_session_factory(store_url)  # and again: nothing left to add
+    engine.dispose()
+
+
+def test_commands_register_gets_the_dependencies_it_names():
+    got = {}
+    module = types.SimpleNamespace(register=lambda app, runtime, queues: got.update(app=app, runtime=runtime,
+                                                                                     queues=queues))
+    _register_commands("app", module, {"runtime": "rt", "queues": "q", "client": "c", "desk": "d"})
+    assert got == {"app": "app", "runtime": "rt", "queues": "q"}
+
+
+def test_enough_new_labels_queue_a_retrain(env, monkeypatch, fake_slack):
+    monkeypatch.setenv("TUESDAY_RETRAIN_AFTER_LABELS", "1")
+    settings = Settings()
+    runtime, queues = Runtime(settings), Queues.from_settings(settings)
+    try:
+        sid = posted(runtime)
+        assert post_slack(TestClient(create_app(runtime, queues)), click(sid, ACCEPT)).status_code == 200
+        wait_for(lambda: queues.train.count == 1)
+        assert queues.train.jobs[0].func_name == "bot.retrain.retrain_job"
+    finally:
+        queues.close()

@@ -1,0 +1,38 @@
+"""`tuesday demo --online` end to end on a tiny model: the loop a new user sees in one terminal."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from bot.cli import main
+from tests.conftest import TINY_CONFIG
+
+pytestmark = pytest.mark.slow
+
+
+def test_online_demo_runs_ticket_to_retrain(tiny_base, monkeypatch, tmp_path):
+    import redis
+
+    conn = redis.Redis(host="127.0.0.1", port=6379, db=8)
+    conn.flushdb()
+    monkeypatch.setenv("TUESDAY_REDIS_URL", "redis://127.0.0.1:6379/8")
+    monkeypatch.setenv("TUESDAY_BASE_MODEL", str(tiny_base[1]))
+    config = tmp_path / "tiny.yaml"
+    config.write_text(json.dumps(TINY_CONFIG))
+    runner = CliRunner()
+    refused = runner.invoke(main, ["demo", "--online"])
+    assert refused.exit_code == 1 and "tuesday demo" in refused.output
+    assert runner.invoke(main, ["demo", "--config", str(config)], catch_exceptions=False).exit_code == 0
+
+    result = runner.invoke(main, ["demo", "--online", "--config", str(config), "--json"], catch_exceptions=False)
+    conn.flushdb()
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout[result.stdout.rindex("\n{\n") + 1:])
+    assert [t["status"] for t in summary["tickets"]] == ["queued"] * 6
+    assert len(summary["clicks"]) == 6 and summary["updated"] >= 6
+    # six suggestions and one retrain report were posted
+    assert summary["posted"] == 7
+    assert "Tuesday posts" in result.output and "/tuesday retrain" in result.output
+    assert "not allowed" in result.output.lower() or "only managers" in result.output.lower()
+    assert summary["production"] in ("v1", "v2")

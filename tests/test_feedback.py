@@ -29,7 +29,7 @@ from bot.web import create_app
 from inference.snapshot import read_snapshot
 from tests.fake_helpdesk import FakeZendesk
 from tests.fake_slack import FakeSlack
-from tests.test_web import local_redis
+from tests.conftest import local_redis
 
 SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 CHANNEL, TS = "C0TRIAGE", "1764489600.000001"

@@ -34,5 +34,6 @@ def test_online_demo_runs_ticket_to_retrain(tiny_base, monkeypatch, tmp_path):
     # six suggestions and one retrain report were posted
     assert summary["posted"] == 7
     assert "Tuesday posts" in result.output and "/tuesday retrain" in result.output
-    assert "not allowed" in result.output.lower() or "only managers" in result.output.lower()
+    refusal = next(line for line in result.output.splitlines() if line.strip().startswith("U0STRANGER:"))
+    assert "only Tuesday's managers" in refusal
     assert summary["production"] in ("v1", "v2")

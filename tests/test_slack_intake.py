@@ -17,7 +17,7 @@ from bot.runtime import Runtime
 from bot.settings import Settings
 from bot.store import Ticket
 from bot.web import create_app
-from tests.test_feedback import SIGNING_SECRET, fake_slack, flushed_redis, post_slack, slack_sign, wait_for  # noqa: F401
+from tests.test_feedback import SIGNING_SECRET, fake_slack, flushed_redis, parts, post_slack, slack_sign, wait_for  # noqa: F401
 
 INTAKE, OTHER = "C0INTAKE", "C0RANDOM"
 TS = "1764489700.000200"
@@ -36,14 +36,6 @@ def env(monkeypatch, tmp_path, fake_slack):  # noqa: F811 (the fixture imported 
         monkeypatch.setenv(f"TUESDAY_{key}", value)
     yield
     conn.flushdb()
-
-
-@pytest.fixture
-def parts(env):
-    settings = Settings()
-    runtime, queues = Runtime(settings), Queues.from_settings(settings)
-    yield runtime, queues, TestClient(create_app(runtime, queues))
-    queues.close()
 
 
 def message(channel=INTAKE, ts=TS, text=QUESTION, **extra) -> dict:

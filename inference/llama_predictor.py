@@ -33,8 +33,11 @@ class LlamaPredictor:
 
     def __init__(self, gguf_path: str | Path, task: Task, *, version: str = "", reasons: bool = True,
                  n_threads: int | None = None, n_ctx: int = 2048, max_reason_tokens: int = 40,
-                 single_pass_nodes: int = 64, prune_margin: float = 12.0):
+                 single_pass_nodes: int = 64, prune_margin: float = 12.0, temperature: float = 1.0,
+                 evidence=None, reuse_prefix: bool = True):
         self.task, self.version, self.reasons = task, version, reasons
+        self.temperature, self.evidence = temperature, evidence  # evidence: an encoder_predictor.Evidence
+        self.reuse_prefix = reuse_prefix  # off only to measure what the cached instruction prefix saves
         # Small label sets are scored exactly in one decode; big ones depth by depth with pruning.
         self.single_pass_nodes, self.prune_margin = single_pass_nodes, prune_margin
         self.max_reason_tokens = max_reason_tokens
@@ -68,6 +71,8 @@ class LlamaPredictor:
         self._cached: list[int] = []  # tokens held in sequence 0
 
     def close(self) -> None:
+        if self.evidence is not None:
+            self.evidence.close()
         if self._batch is not None:
             llama_cpp.llama_batch_free(self._batch)
             self._batch = None
@@ -109,7 +114,7 @@ class LlamaPredictor:
         if len(tokens) >= self._n_ctx - 64:
             raise ModelError(f"prompt of {len(tokens)} tokens does not fit the context of {self._n_ctx}")
         keep = 0
-        for a, b in zip(self._cached, tokens):
+        for a, b in zip(self._cached if self.reuse_prefix else [], tokens):
             if a != b:
                 break
             keep += 1
@@ -197,4 +202,8 @@ class LlamaPredictor:
         started = time.perf_counter()
         probs = self.probabilities(text)
         reason = self._generate_reason(int(np.argmax(probs))) if self.reasons else ""
-        return make_suggestion(self.task, probs, started=started, reason=reason, version=self.version)
+        suggestion = make_suggestion(self.task, probs, started=started, reason=reason, version=self.version,
+                                     temperature=self.temperature)
+        if self.evidence is not None:
+            suggestion.evidence = self.evidence.for_text(text)
+        return suggestion

@@ -11,7 +11,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from inference.task import Task, demo_examples_path, demo_task_path, load_task
-from tests.tiny_model import build_tiny_llama
+from tests.tiny_model import build_tiny_bert, build_tiny_llama
 
 TINY_CONFIG = {"epochs": 3, "batch_size": 8, "learning_rate": 0.05, "rank": 8, "alpha": 16, "dropout": 0.0}
 
@@ -34,6 +34,12 @@ def tiny_base(tmp_path_factory) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> Path:
+    """HF folder of a tiny random BERT with all-MiniLM-L6-v2's tokenizer."""
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture(scope="session")
 def task() -> Task:
     return load_task(demo_task_path())
 
@@ -44,8 +50,8 @@ def demo_rows() -> list[dict]:
 
 
 @pytest.fixture(scope="session")
-def trained_version(tiny_base, task, demo_rows, tmp_path_factory):
-    """A tiny model trained on a slice of the demo data, committed to a registry."""
+def trained_version(tiny_base, tiny_bert, task, demo_rows, tmp_path_factory):
+    """A tiny decoder trained on a slice of the demo data (evidence from the tiny BERT), committed to a registry."""
     from inference.registry import Registry
     from inference.splits import in_holdout
     from trainer.config import TrainConfig
@@ -55,7 +61,7 @@ def trained_version(tiny_base, task, demo_rows, tmp_path_factory):
     holdout = [r for r in demo_rows if in_holdout(r["id"])][:60]
     registry = Registry(tmp_path_factory.mktemp("registry"))
     version = build_version(registry, task, tiny_base[1], train, holdout, TrainConfig(**TINY_CONFIG),
-                            progress=False, log=lambda _: None)
+                            encoder_base=tiny_bert, progress=False, log=lambda _: None)
     return registry, version, train, holdout
 
 

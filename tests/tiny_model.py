@@ -30,3 +30,21 @@ def build_tiny_llama(out_dir: Path, seed: int = 0) -> tuple[Path, Path]:
     tokenizer.save_pretrained(hf_dir)
     gguf_path = write_gguf(model, out_dir / "tiny-base.gguf", tokenizer_gguf=base, name="tiny-random-llama")
     return hf_dir, gguf_path
+
+
+def build_tiny_bert(out_dir: Path, seed: int = 0) -> Path:
+    """A tiny random BERT with all-MiniLM-L6-v2's tokenizer, as a Hugging Face folder."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from inference.base_models import minilm_dir
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm_dir(), local_files_only=True)
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                        num_attention_heads=4, max_position_embeddings=512, type_vocab_size=2)
+    model = BertModel(config, add_pooling_layer=False).eval()
+    folder = out_dir / "tiny-bert"
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from inference.errors import TuesdayError
@@ -97,6 +97,115 @@ class TrainConfig:
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping of config keys")
         return cls.from_dict(data)
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+
+
+@dataclass
+class EncoderConfig:
+    """The encoder family: LoRA on a sentence encoder plus a cosine classification head."""
+
+    rank: int = 16
+    alpha: int = 32
+    dropout: float = 0.1
+    # BERT's linear layers: attention projections and both MLP layers ("dense" covers output ones).
+    target_modules: tuple[str, ...] = ("query", "key", "value", "dense")
+    learning_rate: float = 1e-3
+    head_learning_rate: float = 1e-2
+    weight_decay: float = 0.01
+    epochs: float = 8.0
+    batch_size: int = 32
+    # Tickets are cut to this many tokens in training and serving alike.
+    max_length: int = 128
+    label_smoothing: float = 0.1
+    # Add each label's name and description as one more example of it.
+    label_examples: bool = True
+    seed: int = 0
+    quantization: str = "q8_0"
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        self.target_modules = tuple(self.target_modules)
+        problems = []
+        if self.rank < 1:
+            problems.append("rank must be >= 1")
+        if self.alpha <= 0:
+            problems.append("alpha must be > 0")
+        if not 0 <= self.dropout < 1:
+            problems.append("dropout must be in [0, 1)")
+        if not 0 < self.learning_rate < 1 or not 0 < self.head_learning_rate < 1:
+            problems.append("learning rates must be in (0, 1)")
+        if self.epochs <= 0:
+            problems.append("epochs must be > 0")
+        if self.batch_size < 2:
+            problems.append("batch_size must be >= 2")
+        if not 8 <= self.max_length <= 512:
+            problems.append("max_length must be in [8, 512]")
+        if not 0 <= self.label_smoothing < 1:
+            problems.append("label_smoothing must be in [0, 1)")
+        if self.quantization not in QUANT_TYPES:
+            problems.append(f"quantization must be one of {', '.join(QUANT_TYPES)}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            problems.append("device must be auto, cpu or cuda")
+        if problems:
+            raise ConfigError("bad encoder config: " + "; ".join(problems))
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["target_modules"] = list(self.target_modules)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> EncoderConfig:
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ConfigError(f"unknown encoder config keys: {', '.join(unknown)}")
+        return cls(**data)
+
+
+FAMILIES = ("encoder", "decoder")
+
+
+@dataclass
+class RunConfig:
+    """One training run: which families to train, each family's config, and the calibration target.
+
+    As a mapping: {"families": [...], "encoder": {...}, "decoder": {...}, "max_wrong": 0.05};
+    other top-level keys are decoder keys (the shape older config files have).
+    """
+
+    families: tuple[str, ...] = FAMILIES
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    decoder: TrainConfig = field(default_factory=TrainConfig)
+    # The abstain threshold is chosen on the holdout so that at most this share of shown
+    # suggestions is wrong; the hand-off threshold so that at most this share of tickets
+    # the team could handle is escalated.
+    max_wrong: float = 0.05
+    evidence_k: int = 3
+
+    def __post_init__(self) -> None:
+        self.families = tuple(self.families)
+        bad = [f for f in self.families if f not in FAMILIES]
+        if bad or not self.families:
+            raise ConfigError(f"families must name one or both of {', '.join(FAMILIES)} (got {', '.join(bad) or 'none'})")
+        if not 0 < self.max_wrong < 1:
+            raise ConfigError("max_wrong must be in (0, 1)")
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RunConfig:
+        data = dict(data or {})
+        families = data.pop("families", FAMILIES)
+        if isinstance(families, str):
+            families = [f.strip() for f in families.split(",") if f.strip()]
+        encoder = EncoderConfig.from_dict(data.pop("encoder", None) or {})
+        top = {k: data.pop(k) for k in ("max_wrong", "evidence_k") if k in data}
+        decoder = TrainConfig.from_dict({**(data.pop("decoder", None) or {}), **data})
+        return cls(families=tuple(families), encoder=encoder, decoder=decoder, **top)
+
+    def to_dict(self) -> dict:
+        return {"families": list(self.families), "encoder": self.encoder.to_dict(), "decoder": self.decoder.to_dict(),
+                "max_wrong": self.max_wrong, "evidence_k": self.evidence_k}
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")

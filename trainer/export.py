@@ -1,5 +1,7 @@
 """Export a merged transformers model to GGUF (f16) and quantize it with llama.cpp.
 
+Decoders (Llama, Qwen2) and BERT encoders are supported.
+
 Tensor names come from gguf's own name map; tokenizer metadata (vocabulary,
 merges, special tokens, chat template) is copied verbatim from a GGUF that
 shares the tokenizer (the base model's), so llama.cpp tokenizes exactly as
@@ -105,6 +107,83 @@ def write_gguf(model, out_path: str | Path, tokenizer_gguf: str | Path, *, name:
         # llama.cpp wants norms and biases in f32; matrices go to f16
         data = data.astype(np.float16 if data.ndim == 2 else np.float32)
         writer.add_tensor(_tensor_name(name_map, hf_name), data)
+
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    os.replace(tmp, out_path)
+    return out_path
+
+
+def _wordpiece_vocab(tokenizer) -> tuple[list[str], list[int]]:
+    """BERT's WordPiece vocabulary in llama.cpp's form: '##piece' -> 'piece', a word start gets '▁'."""
+    vocab = tokenizer.get_vocab()
+    by_id = sorted(vocab.items(), key=lambda kv: kv[1])
+    if [i for _, i in by_id] != list(range(len(by_id))):
+        raise ModelError("the tokenizer's vocabulary ids are not contiguous")
+    special = set(tokenizer.all_special_tokens)
+    tokens, types = [], []
+    for token, _ in by_id:
+        if token in special or (token.startswith("[") and token.endswith("]")):
+            tokens.append(token)
+            types.append(gguf.TokenType.UNKNOWN if token == tokenizer.unk_token else gguf.TokenType.CONTROL)
+        else:
+            tokens.append(token[2:] if token.startswith("##") else "\u2581" + token)
+            types.append(gguf.TokenType.NORMAL)
+    return tokens, types
+
+
+def write_encoder_gguf(model, tokenizer, out_path: str | Path, *, name: str = "tuesday-encoder",
+                       license_id: str = "", description: str = "") -> Path:
+    """Write a merged BERT encoder (transformers BertModel, float weights) as an f16 GGUF with mean pooling."""
+    config = model.config
+    if config.model_type != "bert":
+        raise ModelError(f"cannot export encoder model_type {config.model_type!r}; supported: bert")
+    arch = gguf.MODEL_ARCH.BERT
+    out_path = Path(out_path)
+    tmp = out_path.with_suffix(".part")
+    writer = gguf.GGUFWriter(str(tmp), gguf.MODEL_ARCH_NAMES[arch])
+    writer.add_type(gguf.GGUFType.MODEL)
+    writer.add_name(name)
+    if license_id:
+        writer.add_license(license_id)
+    if description:
+        writer.add_description(description)
+    writer.add_context_length(config.max_position_embeddings)
+    writer.add_embedding_length(config.hidden_size)
+    writer.add_block_count(config.num_hidden_layers)
+    writer.add_feed_forward_length(config.intermediate_size)
+    writer.add_head_count(config.num_attention_heads)
+    writer.add_layer_norm_eps(float(config.layer_norm_eps))
+    writer.add_causal_attention(False)
+    writer.add_pooling_type(gguf.PoolingType.MEAN)  # sentence-transformers' pooling for MiniLM
+    writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
+
+    tokens, types = _wordpiece_vocab(tokenizer)
+    writer.add_tokenizer_model("bert")
+    writer.add_tokenizer_pre("default")
+    writer.add_token_list(tokens)
+    writer.add_token_types(types)
+    writer.add_token_type_count(config.type_vocab_size)
+    for token, add in (("cls", writer.add_bos_token_id), ("sep", writer.add_sep_token_id),
+                       ("unk", writer.add_unk_token_id), ("pad", writer.add_pad_token_id),
+                       ("mask", writer.add_mask_token_id)):
+        token_id = getattr(tokenizer, f"{token}_token_id", None)
+        if token_id is not None:
+            add(token_id)
+    writer.add_add_bos_token(True)
+    writer.add_add_sep_token(True)
+
+    name_map = gguf.get_tensor_name_map(arch, config.num_hidden_layers)
+    for hf_name, tensor in model.state_dict().items():
+        if hf_name.startswith("pooler.") or hf_name.endswith("position_ids"):
+            continue  # the [CLS] pooler is unused with mean pooling
+        data = tensor.detach().float().cpu().numpy()
+        gguf_name = _tensor_name(name_map, hf_name)
+        # llama.cpp adds a row of the token-type table to f32 activations directly: keep it f32
+        small = data.ndim < 2 or gguf_name.startswith("token_types")
+        writer.add_tensor(gguf_name, data.astype(np.float32 if small else np.float16))
 
     writer.write_header_to_file()
     writer.write_kv_data_to_file()

@@ -1,6 +1,11 @@
-"""Rows + task + base + config in, a committed model version out.
+"""Rows + task + bases + config in, a committed model version out.
 
-train -> merge -> GGUF f16 -> quantize -> evaluate the served file on the holdout.
+For each family the run trains (encoder, decoder or both): train -> merge -> GGUF f16 ->
+quantize -> evaluate the served file on the holdout -> calibrate on the holdout. The family
+that wins by the gate's rules becomes the version's served family; the other stays in the
+folder with its numbers, so the report can say why. Every version also holds the evidence
+index: the training rows embedded by the version's encoder (the untuned base encoder when
+only the decoder was trained).
 """
 
 from __future__ import annotations
@@ -13,16 +18,21 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from inference.base_models import license_note_for
+import numpy as np
+
+from inference.base_models import license_note_for, minilm_dir
+from inference.calibration import calibrate
+from inference.encoder_predictor import EncoderPredictor, LlamaEmbedder
 from inference.errors import ModelError
 from inference.evaluation import evaluate
+from inference.evidence import EvidenceIndex
+from inference.gate import choose_family
 from inference.llama_predictor import LlamaPredictor
 from inference.prompt import build_example
 from inference.registry import Registry, VersionInfo
 from inference.task import Task
-from trainer.config import TrainConfig
-from trainer.export import quantize_gguf, write_gguf
-from trainer.lora import load_base, merge_adapter, train_adapter
+from trainer.config import RunConfig, TrainConfig
+from trainer.export import quantize_gguf, write_encoder_gguf, write_gguf
 
 
 def data_hash(rows: list[dict]) -> str:
@@ -36,14 +46,106 @@ def training_pairs(task: Task, rows: list[dict], chat_template: str | None, with
             for r in rows]
 
 
+def as_run_config(config: RunConfig | TrainConfig | dict | None) -> RunConfig:
+    """A RunConfig; a bare decoder TrainConfig means a decoder-only run."""
+    if isinstance(config, RunConfig):
+        return config
+    if isinstance(config, TrainConfig):
+        return RunConfig(families=("decoder",), decoder=config)
+    return RunConfig.from_dict(config or {})
+
+
+def _decoder(staging: Path, task: Task, base: Path, tokenizer_gguf: Path, rows: list[dict], config: TrainConfig,
+             progress: bool, log) -> dict:
+    from trainer.lora import load_base, merge_adapter, train_adapter
+
+    log(f"decoder: loading base model {base.name}")
+    model, tokenizer = load_base(base)
+    pairs = training_pairs(task, rows, tokenizer.chat_template, config.with_reasons)
+    log(f"decoder: training LoRA on {len(pairs)} examples ({config.epochs} epochs, rank {config.rank})")
+    peft_model, result = train_adapter(model, tokenizer, pairs, config, progress=progress)
+    peft_model.save_pretrained(staging / "adapter")
+    t = time.perf_counter()
+    log("decoder: merging adapter and writing GGUF (f16)")
+    note = license_note_for(base)
+    f16 = write_gguf(merge_adapter(peft_model), staging / "model-f16.gguf", tokenizer_gguf, name=f"tuesday-{task.name}",
+                     license_id=note.license, description=f"Tuesday triage model (decoder) for {task.name}")
+    log(f"decoder: quantizing to {config.quantization}")
+    quantized = quantize_gguf(f16, staging / f"model-{config.quantization}.gguf", config.quantization)
+    return {"base": str(base), "license": note.to_dict(), "config": config.to_dict(),
+            "files": {"adapter": "adapter", "f16": f16.name, config.quantization: quantized.name},
+            "serve": config.quantization,
+            "training": {"steps": result.steps, "first_loss": result.first_loss, "final_loss": result.final_loss,
+                         "skipped_too_long": result.skipped_too_long},
+            "timings": {"train_s": result.seconds, "export_s": time.perf_counter() - t}}
+
+
+def _encoder(staging: Path, task: Task, base: Path, rows: list[dict], config: RunConfig, train: bool,
+             progress: bool, log) -> dict:
+    """Train the encoder family, or (train=False) export the untuned base encoder for evidence only."""
+    import torch
+
+    from trainer.encoder import load_encoder, train_encoder
+
+    cfg = config.encoder
+    log(f"encoder: loading base encoder {base.name}")
+    model, tokenizer = load_encoder(base)
+    part: dict = {"base": str(base), "license": license_note_for(base).to_dict(), "config": cfg.to_dict(), "files": {}}
+    if train:
+        log(f"encoder: training LoRA + head on {len(rows)} examples ({cfg.epochs} epochs, rank {cfg.rank})")
+        peft_model, head, result = train_encoder(model, tokenizer, task, rows, cfg, progress=progress)
+        peft_model.save_pretrained(staging / "encoder-adapter")
+        model = peft_model.merge_and_unload().to("cpu").eval()
+        head.save(staging / "head.npz")
+        part["files"].update({"encoder-adapter": "encoder-adapter", "head": "head.npz"})
+        part["training"] = {"steps": result.steps, "first_loss": result.first_loss, "final_loss": result.final_loss}
+        part["timings"] = {"train_s": result.seconds}
+    t = time.perf_counter()
+    with torch.inference_mode():
+        f16 = write_encoder_gguf(model, tokenizer, staging / "encoder-f16.gguf", name=f"tuesday-{task.name}-encoder",
+                                 license_id=part["license"]["license"],
+                                 description=f"Tuesday encoder for {task.name}" + ("" if train else " (untuned base)"))
+    quantized = quantize_gguf(f16, staging / f"encoder-{cfg.quantization}.gguf", cfg.quantization)
+    part["files"].update({"encoder-f16": f16.name, f"encoder-{cfg.quantization}": quantized.name})
+    part["serve"] = f"encoder-{cfg.quantization}"
+    part.setdefault("timings", {})["export_s"] = time.perf_counter() - t
+    return part
+
+
+def _score(staging: Path, family: str, part: dict, task: Task, holdout: list[dict], config: RunConfig,
+           threads: int | None, progress: bool) -> tuple[dict, dict]:
+    """(metrics, calibration) of a family's served file on the holdout."""
+    from inference.encoder_head import EncoderHead
+
+    path = staging / part["files"][part["serve"]]
+    if family == "encoder":
+        predictor = EncoderPredictor(path, EncoderHead.load(staging / part["files"]["head"]), task, n_threads=threads)
+    else:
+        predictor = LlamaPredictor(path, task, reasons=False, n_threads=threads)
+    try:
+        metrics = evaluate(predictor, task, holdout, progress=progress, desc=f"holdout ({family})")
+    finally:
+        predictor.close()
+    metrics.pop("predictions")
+    probs = np.array(metrics.pop("probabilities"))
+    index = {label: i for i, label in enumerate(task.labels)}
+    gold = np.array([index[r["label"]] for r in holdout])
+    in_scope = np.array([r["label"] != task.handoff_label for r in holdout]) if task.handoff_label else None
+    calibration = calibrate(probs, gold, max_wrong=config.max_wrong, in_scope=in_scope)
+    return metrics, calibration.to_dict()
+
+
 def build_version(registry: Registry, task: Task, base: Path, train_rows: list[dict], holdout_rows: list[dict],
-                  config: TrainConfig, *, tokenizer_gguf: Path | None = None, progress: bool = True,
+                  config: RunConfig | TrainConfig | dict | None = None, *, encoder_base: Path | None = None,
+                  tokenizer_gguf: Path | None = None, progress: bool = True, threads: int | None = None,
                   log: Callable[[str], None] | None = None, extra: dict | None = None) -> VersionInfo:
-    """Train, export, quantize and evaluate one version; commit it to the registry as a candidate."""
+    """Train, export, quantize, evaluate and calibrate the configured families; commit the version."""
     log = log or (lambda message: print(message, file=sys.stderr, flush=True))
+    config = as_run_config(config)
     base = Path(base)
+    encoder_base = Path(encoder_base) if encoder_base else minilm_dir()
     tokenizer_gguf = tokenizer_gguf or (base if base.suffix == ".gguf" else None)
-    if tokenizer_gguf is None:
+    if "decoder" in config.families and tokenizer_gguf is None:
         raise ModelError("a Hugging Face directory base needs a GGUF with the same tokenizer (--tokenizer-gguf)")
     if not train_rows:
         raise ModelError("no training rows")
@@ -53,83 +155,102 @@ def build_version(registry: Registry, task: Task, base: Path, train_rows: list[d
 
     staging = registry.stage()
     try:
-        timings = {}
         started = time.perf_counter()
-        log(f"loading base model {base.name}")
-        model, tokenizer = load_base(base)
-        pairs = training_pairs(task, train_rows, tokenizer.chat_template, config.with_reasons)
-        log(f"training LoRA on {len(pairs)} examples ({config.epochs} epochs, rank {config.rank})")
-        peft_model, result = train_adapter(model, tokenizer, pairs, config, progress=progress)
-        timings["train_s"] = result.seconds
-        peft_model.save_pretrained(staging / "adapter")
-
-        t = time.perf_counter()
-        log("merging adapter and writing GGUF (f16)")
-        merged = merge_adapter(peft_model)
-        license_note = license_note_for(base)
-        f16 = write_gguf(merged, staging / "model-f16.gguf", tokenizer_gguf, name=f"tuesday-{task.name}",
-                         license_id=license_note.license, description=f"Tuesday triage model for {task.name}")
-        log(f"quantizing to {config.quantization}")
-        quantized = quantize_gguf(f16, staging / f"model-{config.quantization}.gguf", config.quantization)
-        timings["export_s"] = time.perf_counter() - t
-
-        t = time.perf_counter()
-        predictor = LlamaPredictor(quantized, task, reasons=False)
+        parts = {"encoder": _encoder(staging, task, encoder_base, train_rows, config, "encoder" in config.families,
+                                     progress, log)}
+        embedder_file = parts["encoder"]["files"][parts["encoder"]["serve"]]
+        if "decoder" in config.families:
+            parts["decoder"] = _decoder(staging, task, base, tokenizer_gguf, train_rows, config.decoder, progress, log)
+        if "encoder" not in config.families:
+            evidence_only = parts.pop("encoder")
+        log("indexing the training rows as evidence")
+        embedder = LlamaEmbedder(staging / embedder_file, max_length=config.encoder.max_length, n_threads=threads)
         try:
-            metrics = evaluate(predictor, task, holdout_rows, progress=progress, desc="holdout") if holdout_rows else {}
+            EvidenceIndex(train_rows, embedder.embed([r["text"] for r in train_rows])).save(staging)
         finally:
-            predictor.close()
-        metrics.pop("predictions", None)
-        timings["eval_s"] = time.perf_counter() - t
-        timings["total_s"] = time.perf_counter() - started
+            embedder.close()
 
+        per_label = {}
+        for family in config.families:
+            t = time.perf_counter()
+            metrics, calibration = (_score(staging, family, parts[family], task, holdout_rows, config, threads, progress)
+                                    if holdout_rows else ({}, {}))
+            per_label[family] = metrics.pop("per_label", {})
+            parts[family].update(metrics=metrics, calibration=calibration)
+            parts[family]["timings"]["eval_s"] = time.perf_counter() - t
+        family, why = choose_family({f: parts[f]["metrics"] for f in config.families})
+        log(f"chosen family: {family} ({why})")
+        chosen = parts[family]
+
+        files = {k: v for part in parts.values() for k, v in part["files"].items()}
+        if "encoder" not in config.families:
+            files.update(evidence_only["files"])
         (staging / "task.yaml").write_text(task.to_yaml(), encoding="utf-8")
         config.save(staging / "config.json")
-        (staging / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-        (staging / "license.json").write_text(json.dumps(license_note.to_dict(), indent=2) + "\n", encoding="utf-8")
+        stored = {**chosen["metrics"], "per_label": per_label[family]} if chosen["metrics"] else {}
+        (staging / "metrics.json").write_text(json.dumps(stored, indent=2) + "\n", encoding="utf-8")
+        (staging / "license.json").write_text(json.dumps(chosen["license"], indent=2) + "\n", encoding="utf-8")
         manifest = {
             "task": task.name,
             "task_fingerprint": task.fingerprint(),
-            "family": "decoder",
-            "base": str(base),
-            "license": license_note.to_dict(),
+            "family": family,
+            "choice": why,
+            "families": parts,
+            "base": chosen["base"],
+            "license": chosen["license"],
             "data": {"sha256": data_hash(train_rows), "n_train": len(train_rows), "n_holdout": len(holdout_rows),
                      "holdout_ids_sha256": data_hash(holdout_rows) if holdout_rows else None},
-            "training": {"steps": result.steps, "first_loss": result.first_loss, "final_loss": result.final_loss,
-                         "skipped_too_long": result.skipped_too_long},
-            "timings": timings,
-            "metrics": {k: v for k, v in metrics.items() if k != "per_label"},
-            "files": {"adapter": "adapter", "f16": f16.name, config.quantization: quantized.name},
-            "serve": config.quantization,
+            "training": chosen.get("training", {}),
+            "timings": {**chosen["timings"], "total_s": time.perf_counter() - started},
+            "metrics": chosen["metrics"],
+            "calibration": chosen["calibration"],
+            "evidence": {"embedder": embedder_file, "rows": len(train_rows), "k": config.evidence_k,
+                         "max_length": config.encoder.max_length},
+            "files": files,
+            "serve": chosen["serve"],
             **(extra or {}),
         }
-        (staging / "MODEL_CARD.md").write_text(model_card(task, manifest, metrics), encoding="utf-8")
+        (staging / "MODEL_CARD.md").write_text(model_card(task, manifest, per_label), encoding="utf-8")
         return registry.commit(staging, manifest)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
 
 
-def model_card(task: Task, manifest: dict, metrics: dict) -> str:
+def _pct(value) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def model_card(task: Task, manifest: dict, per_label: dict[str, dict]) -> str:
     """A human-readable paper trail next to the weights."""
-    lic = manifest["license"]
-    lines = [
-        f"# Tuesday model for `{task.name}`", "",
-        f"- Base: {lic['model']} ({lic['license']}), from {lic['source']}, version {lic['version']}",
-        f"- Restrictions: {lic['restrictions']}",
-        f"- Base approved by: {lic['approved_by'] or 'NOT APPROVED'} {lic['approved_at']}",
-        f"- Training rows: {manifest['data']['n_train']} (sha256 {manifest['data']['sha256'][:16]}…); "
-        f"holdout rows: {manifest['data']['n_holdout']}",
-        f"- Loss: {manifest['training']['first_loss']:.3f} → {manifest['training']['final_loss']:.3f} "
-        f"over {manifest['training']['steps']} steps",
-        "", "## Holdout (served GGUF)", "",
-    ]
-    if metrics:
-        lines += [f"accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}, "
-                  f"hand-off recall {metrics['handoff_recall'] if metrics['handoff_recall'] is not None else 'n/a'}", "",
+    lines = [f"# Tuesday model for `{task.name}`", "",
+             f"Served family: **{manifest['family']}** ({manifest['choice']}).", "",
+             f"- Training rows: {manifest['data']['n_train']} (sha256 {manifest['data']['sha256'][:16]}…); "
+             f"holdout rows: {manifest['data']['n_holdout']}",
+             f"- Evidence: {manifest['evidence']['rows']} training rows embedded by {manifest['evidence']['embedder']} "
+             "(holdout rows are never shown as evidence)", ""]
+    for family, part in manifest["families"].items():
+        lic, m, cal = part["license"], part.get("metrics") or {}, part.get("calibration") or {}
+        lines += [f"## {family}", "",
+                  f"- Base: {lic['model']} ({lic['license']}), from {lic['source']}, version {lic['version']}",
+                  f"- Restrictions: {lic['restrictions']}",
+                  f"- Base approved by: {lic['approved_by'] or 'NOT APPROVED'} {lic['approved_at']}"]
+        if part.get("training"):
+            t = part["training"]
+            lines.append(f"- Loss: {t['first_loss']:.3f} → {t['final_loss']:.3f} over {t['steps']} steps "
+                         f"({part['timings']['train_s']:.0f} s)")
+        if m:
+            lines.append(f"- Holdout (served file): accuracy {m['accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f}, "
+                         f"hand-off recall {_pct(m['handoff_recall'])}")
+        if cal:
+            lines.append(f"- Calibration: temperature {cal['temperature']:.2f}, ECE {cal['ece_before']:.3f} → "
+                         f"{cal['ece_after']:.3f}; abstain below {cal['abstain_threshold']:.2f} "
+                         f"(answers {cal['coverage']:.0%} of the holdout, {cal['wrong_when_shown']:.1%} of those wrong; "
+                         f"target ≤ {cal['max_wrong']:.0%}); hand off below {cal['handoff_threshold']:.2f}")
+        lines.append("")
+    table = per_label.get(manifest["family"])
+    if table:
+        lines += [f"## Per label ({manifest['family']}, holdout)", "",
                   "| label | precision | recall | support |", "|---|---|---|---|"]
-        lines += [f"| {label} | {m['precision']:.3f} | {m['recall']:.3f} | {m['support']} |"
-                  for label, m in metrics["per_label"].items()]
-    else:
-        lines.append("no holdout rows")
+        lines += [f"| {label} | {v['precision']:.3f} | {v['recall']:.3f} | {v['support']} |" for label, v in table.items()]
     return "\n".join(lines) + "\n"

@@ -1,0 +1,126 @@
+"""Serve the encoder family with llama.cpp: mean-pooled embeddings of a BERT GGUF, head in numpy."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import llama_cpp
+import numpy as np
+from llama_cpp import _internals, _logger
+
+from inference.encoder_head import EncoderHead, unit
+from inference.errors import ModelError
+from inference.evidence import EvidenceIndex
+from inference.predictor import Suggestion, make_suggestion
+from inference.task import Task
+
+
+class LlamaEmbedder:
+    """Sentence embeddings from a BERT GGUF (mean pooling), one llama.cpp context; not thread-safe."""
+
+    def __init__(self, gguf_path: str | Path, *, max_length: int = 128, n_threads: int | None = None,
+                 batch_tokens: int = 2048, max_sequences: int = 16):
+        self.path = Path(gguf_path)
+        if not self.path.exists():
+            raise ModelError(f"encoder file not found: {self.path}")
+        _logger.set_verbose(False)
+        try:
+            self._model = _internals.LlamaModel(
+                path_model=str(self.path), params=llama_cpp.llama_model_default_params(), verbose=False)
+        except ValueError as exc:
+            raise ModelError(f"llama.cpp cannot load {self.path}: {exc}") from None
+        self.max_length = min(max_length, batch_tokens)
+        params = llama_cpp.llama_context_default_params()
+        # an encoder sees all of a batch at once: the whole batch must fit one micro-batch
+        params.n_ctx = params.n_batch = params.n_ubatch = batch_tokens
+        params.n_seq_max = max_sequences
+        params.embeddings = True
+        params.pooling_type = llama_cpp.LLAMA_POOLING_TYPE_MEAN
+        params.n_threads = params.n_threads_batch = n_threads or min(4, os.cpu_count() or 1)
+        self._ctx = _internals.LlamaContext(model=self._model, params=params, verbose=False)
+        self._batch = _internals.LlamaBatch(n_tokens=batch_tokens, embd=0, n_seq_max=max_sequences, verbose=False)
+        self._batch_tokens, self._max_sequences = batch_tokens, max_sequences
+        self.dim = self._model.n_embd()
+
+    def close(self) -> None:
+        self._batch.close()
+        self._ctx.close()
+        self._model.close()
+
+    def tokens(self, text: str) -> list[int]:
+        """[CLS] text [SEP], cut to max_length the way the transformers tokenizer cuts it."""
+        ids = list(self._model.tokenize(text.encode("utf-8"), add_bos=True, special=False))
+        if len(ids) > self.max_length:
+            ids = ids[:self.max_length - 1] + ids[-1:]
+        return ids
+
+    def _run(self, sequences: list[list[int]], out: list[np.ndarray]) -> None:
+        self._ctx.kv_cache_clear()
+        self._batch.reset()
+        for seq, ids in enumerate(sequences):
+            self._batch.add_sequence(ids, seq, True)
+        self._ctx.decode(self._batch)
+        for seq in range(len(sequences)):
+            ptr = llama_cpp.llama_get_embeddings_seq(self._ctx.ctx, seq)
+            out.append(np.ctypeslib.as_array(ptr, shape=(self.dim,)).copy())
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """Mean-pooled embeddings (not normalised), one row per text."""
+        out: list[np.ndarray] = []
+        pending: list[list[int]] = []
+        for text in texts:
+            ids = self.tokens(text)
+            if pending and (sum(map(len, pending)) + len(ids) > self._batch_tokens or len(pending) == self._max_sequences):
+                self._run(pending, out)
+                pending = []
+            pending.append(ids)
+        if pending:
+            self._run(pending, out)
+        return np.stack(out) if out else np.zeros((0, self.dim), dtype=np.float32)
+
+
+class Evidence:
+    """Nearest labelled training examples of a ticket, by the embeddings of one encoder."""
+
+    def __init__(self, embedder: LlamaEmbedder, index: EvidenceIndex, k: int = 3):
+        self.embedder, self.index, self.k = embedder, index, k
+
+    def close(self) -> None:
+        self.embedder.close()
+
+    def for_vector(self, vector: np.ndarray) -> list[dict]:
+        return self.index.nearest(vector, self.k)
+
+    def for_text(self, text: str) -> list[dict]:
+        return self.for_vector(self.embedder.embed([text])[0])
+
+
+class EncoderPredictor:
+    """Label probabilities from the head over the ticket's embedding; evidence from the same embedding."""
+
+    def __init__(self, gguf_path: str | Path, head: EncoderHead, task: Task, *, version: str = "",
+                 temperature: float = 1.0, index: EvidenceIndex | None = None, evidence_k: int = 3,
+                 n_threads: int | None = None):
+        if head.labels != task.label_names:
+            raise ModelError("the classification head was trained for a different label set than the task's")
+        self.task, self.head, self.version, self.temperature = task, head, version, temperature
+        self.embedder = LlamaEmbedder(gguf_path, max_length=head.max_length, n_threads=n_threads)
+        self.evidence = Evidence(self.embedder, index, evidence_k) if index is not None else None
+
+    def close(self) -> None:
+        self.embedder.close()
+
+    def probabilities(self, text: str) -> np.ndarray:
+        return self.head.probabilities(self.embedder.embed([text]))[0]
+
+    def predict(self, text: str) -> Suggestion:
+        started = time.perf_counter()
+        vector = unit(self.embedder.embed([text])[0])
+        probs = self.head.probabilities(vector[None, :])[0]
+        suggestion = make_suggestion(self.task, probs, started=started, version=self.version,
+                                     temperature=self.temperature)
+        if self.evidence is not None:
+            suggestion.evidence = self.evidence.for_vector(vector)
+        return suggestion

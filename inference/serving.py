@@ -1,0 +1,32 @@
+"""Open the predictor a model version serves, whichever family it is, with its calibration and evidence."""
+
+from __future__ import annotations
+
+from inference.encoder_head import EncoderHead
+from inference.encoder_predictor import Evidence, EncoderPredictor, LlamaEmbedder
+from inference.evidence import EvidenceIndex
+from inference.llama_predictor import LlamaPredictor
+from inference.registry import VersionInfo
+from inference.task import Task
+
+
+def load_predictor(info: VersionInfo, task: Task, *, threads: int | None = None, reasons: bool = True,
+                   family: str | None = None, calibrated: bool = True, evidence: bool = True):
+    """The served predictor of a version (or of one of its families); close() it when done."""
+    manifest = info.manifest
+    family = family or manifest.get("family", "decoder")
+    part = manifest.get("families", {}).get(family, {})
+    temperature = part.get("calibration", {}).get("temperature", 1.0) if calibrated else 1.0
+    index = EvidenceIndex.load(info.path) if evidence else None
+    k = manifest.get("evidence", {}).get("k", 3)
+    if family == "encoder":
+        head = EncoderHead.load(info.path / manifest["files"]["head"])
+        return EncoderPredictor(info.gguf(part.get("serve", "encoder-q8_0")), head, task, version=info.name,
+                                temperature=temperature, index=index, evidence_k=k, n_threads=threads)
+    helper = None
+    if index is not None:
+        embedder = LlamaEmbedder(info.path / manifest["evidence"]["embedder"],
+                                 max_length=manifest["evidence"].get("max_length", 128), n_threads=threads)
+        helper = Evidence(embedder, index, k)
+    return LlamaPredictor(info.gguf(part.get("serve")), task, version=info.name, reasons=reasons,
+                          n_threads=threads, temperature=temperature, evidence=helper)

@@ -1,0 +1,143 @@
+"""The encoder family: LoRA on a sentence encoder plus a cosine classification head.
+
+Embeddings are mean-pooled over real tokens and L2-normalised, exactly as llama.cpp
+serves them from the exported GGUF. The head scores a ticket against one unit vector
+per label (logits = scale * cos(embedding, label vector) + bias); it starts at each
+label's mean training embedding, so step 0 is already a nearest-centroid classifier,
+and LoRA adapters on every linear layer of the encoder train together with it.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from inference.encoder_head import EncoderHead
+from inference.errors import ModelError
+from inference.task import Task
+from trainer.config import EncoderConfig
+from trainer.lora import TrainResult, pick_device
+
+
+def load_encoder(base: str | Path):
+    """(BertModel, tokenizer) from a local Hugging Face folder (sentence-transformers layout is fine)."""
+    from transformers import AutoModel, AutoTokenizer
+
+    base = Path(base)
+    if not base.is_dir():
+        raise ModelError(f"encoder base not found (a Hugging Face folder): {base}")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
+        model = AutoModel.from_pretrained(base, local_files_only=True, dtype=torch.float32)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot load encoder base {base}: {exc}") from None
+    return model, tokenizer
+
+
+def mean_pool(model, batch) -> torch.Tensor:
+    """Mean of the last hidden states over real tokens (sentence-transformers' pooling)."""
+    hidden = model(**batch).last_hidden_state
+    mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+
+
+def embed(model, tokenizer, texts: list[str], max_length: int, batch_size: int = 64) -> np.ndarray:
+    """Unit-length embeddings of texts (transformers; the reference for llama.cpp parity)."""
+    device = next(model.parameters()).device
+    out = []
+    model.eval()
+    with torch.inference_mode():
+        for i in range(0, len(texts), batch_size):
+            batch = tokenizer(texts[i:i + batch_size], padding=True, truncation=True, max_length=max_length,
+                              return_tensors="pt").to(device)
+            out.append(torch.nn.functional.normalize(mean_pool(model, batch), dim=-1).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, model.config.hidden_size), dtype=np.float32)
+
+
+def label_text(label: str, description: str) -> str:
+    """'card_arrival' + description -> 'card arrival: <description>'."""
+    name = label.replace("_", " ").replace("-", " ")
+    return f"{name}: {description}" if description else name
+
+
+def training_rows(task: Task, rows: list[dict], config: EncoderConfig) -> tuple[list[str], list[int]]:
+    index = {label: i for i, label in enumerate(task.labels)}
+    texts = [r["text"] for r in rows]
+    labels = [index[r["label"]] for r in rows]
+    if config.label_examples:
+        texts += [label_text(label, description) for label, description in task.labels.items()]
+        labels += list(range(len(task.labels)))
+    return texts, labels
+
+
+def train_encoder(model, tokenizer, task: Task, rows: list[dict], config: EncoderConfig, *, progress: bool = True):
+    """Train LoRA + head; returns (peft_model, EncoderHead, TrainResult)."""
+    from peft import LoraConfig, get_peft_model
+
+    random.seed(config.seed)
+    torch.manual_seed(config.seed)
+    rng = random.Random(config.seed)
+    device = pick_device(config)
+    texts, labels = training_rows(task, rows, config)
+    if not texts:
+        raise ModelError("no training rows for the encoder")
+    n_labels = len(task.labels)
+
+    # Head starts at the label centroids of the untuned encoder.
+    model = model.to(device)
+    start = torch.tensor(embed(model, tokenizer, texts, config.max_length), device=device)
+    target = torch.tensor(labels, device=device)
+    centroids = torch.zeros(n_labels, start.shape[1], device=device).index_add_(0, target, start)
+    counts = torch.bincount(target, minlength=n_labels).clamp(min=1).unsqueeze(1)
+    weight = torch.nn.Parameter(torch.nn.functional.normalize(centroids / counts, dim=-1))
+    bias = torch.nn.Parameter(torch.zeros(n_labels, device=device))
+    log_scale = torch.nn.Parameter(torch.tensor(math.log(20.0), device=device))
+
+    lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
+                      target_modules=list(config.target_modules))
+    model = get_peft_model(model, lora)
+    model.train()
+    lora_params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW([
+        {"params": lora_params, "lr": config.learning_rate, "weight_decay": config.weight_decay},
+        {"params": [weight, bias, log_scale], "lr": config.head_learning_rate, "weight_decay": 0.0},
+    ])
+    steps_per_epoch = math.ceil(len(texts) / config.batch_size)
+    total = max(1, round(steps_per_epoch * config.epochs))
+    warmup = max(1, int(total * 0.06))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: (s + 1) / warmup if s < warmup else max(0.0, (total - s) / max(1, total - warmup)))
+
+    result = TrainResult(steps=total)
+    started = time.perf_counter()
+    order: list[int] = []
+    bar = tqdm(total=total, desc="training encoder", unit="step", disable=not progress)
+    for _ in range(total):
+        if len(order) < config.batch_size:
+            order += rng.sample(range(len(texts)), len(texts))
+        idx, order = order[:config.batch_size], order[config.batch_size:]
+        batch = tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=config.max_length,
+                          return_tensors="pt").to(device)
+        emb = torch.nn.functional.normalize(mean_pool(model, batch), dim=-1)
+        logits = log_scale.exp() * emb @ torch.nn.functional.normalize(weight, dim=-1).T + bias
+        loss = torch.nn.functional.cross_entropy(logits, target[idx], label_smoothing=config.label_smoothing)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(lora_params + [weight], 1.0)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        result.losses.append(float(loss.detach()))
+        bar.set_postfix(loss=f"{result.losses[-1]:.3f}")
+        bar.update()
+    bar.close()
+    result.seconds = time.perf_counter() - started
+    model.eval()
+    head = EncoderHead(labels=task.label_names, weight=weight.detach().cpu().numpy(),
+                       bias=bias.detach().cpu().numpy(), scale=float(log_scale.detach().exp()), max_length=config.max_length)
+    return model, head, result

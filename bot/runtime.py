@@ -37,9 +37,9 @@ class Runtime:
         return override or self.settings.base_model or smollm2_gguf()
 
     def predictor(self, version: str | None = None, *, reasons: bool | None = None):
-        """A llama.cpp predictor for a version (default: production, else the newest)."""
-        from inference.llama_predictor import LlamaPredictor
+        """The served predictor of a version (default: production, else the newest), calibrated, with evidence."""
+        from inference.serving import load_predictor
 
         info = self.registry.resolve(version)
-        return LlamaPredictor(info.gguf(), self.task, version=info.name, n_threads=self.settings.threads,
+        return load_predictor(info, self.task, threads=self.settings.threads,
                               reasons=self.settings.reasons if reasons is None else reasons)

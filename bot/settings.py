@@ -42,7 +42,7 @@ class Settings(BaseSettings):
     triage_channel: str = Field("", description="Slack channel id (or name) where suggestions are posted; empty means none are posted.")
     intake_channel: str = Field("", description="Slack channel id whose new top-level messages become tickets (source slack); empty turns Slack intake off.")
     slack_app_token: str = Field("", description="Slack app-level token (xapp-..., scope connections:write) for `tuesday socket` (Socket Mode); unused by `tuesday serve`.")
-    confidence_threshold: float = Field(0.5, ge=0.0, le=1.0, description="Below this confidence the message shows no label and asks the agent to pick one.")
+    confidence_threshold: float | None = Field(None, ge=0.0, le=1.0, description="Below this confidence the message shows no label and asks the agent to pick one; empty means the served version's calibrated threshold (chosen on the holdout to meet max_wrong).")
 
     # -- slash commands and retraining -------------------------------------------------------------
     managers: str = Field("", description="Comma-separated Slack user ids and user-group ids (S...) allowed to /tuesday retrain and eval; admins may too.")
@@ -51,10 +51,12 @@ class Settings(BaseSettings):
     retrain_schedule_hours: float = Field(0.0, ge=0.0, description="With new labels, retrain when the last run finished longer ago than this (checked each minute by `tuesday worker --queue train`); 0 turns it off.")
     retrain_config: Path | None = Field(None, description="YAML/JSON of training config overrides for queued retrains; empty means the trainer's defaults.")
 
-    @field_validator("task_file", "base_model", "tokenizer_gguf", "retrain_config", mode="before")
+    @field_validator("task_file", "base_model", "tokenizer_gguf", "retrain_config", "confidence_threshold",
+                     mode="before")
     @classmethod
-    def _empty_path_is_none(cls, value):
-        # `.env.example` copied as-is sets these to "", which would otherwise become Path(".").
+    def _empty_is_none(cls, value):
+        # `.env.example` copied as-is sets these to "", which would otherwise become Path(".")
+        # or fail to parse as a number.
         return None if isinstance(value, str) and not value.strip() else value
 
     @property

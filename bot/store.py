@@ -61,7 +61,8 @@ def make_session_factory(url: str) -> sessionmaker[Session]:
 
 # Columns added to existing tables after their first release: create_all only creates missing
 # tables, so a store made by an older Tuesday gets them here (all nullable, so no backfill).
-ADDED_COLUMNS = {"examples": {"conflict_labels": "TEXT"}}
+ADDED_COLUMNS = {"examples": {"conflict_labels": "TEXT"},
+                 "suggestions": {"routing": "VARCHAR(16)", "evidence": "TEXT"}}
 
 
 def _add_missing_columns(engine) -> None:
@@ -133,6 +134,26 @@ class Ticket(Base):
         return self.text
 
 
+SUGGESTED, UNSURE, OUT_OF_SCOPE = "suggested", "unsure", "out_of_scope"
+ROUTINGS = (SUGGESTED, UNSURE, OUT_OF_SCOPE)
+
+
+def route(label: str, confidence: float, *, threshold: float, handoff_threshold: float = 0.0,
+          handoff_label: str | None = None) -> tuple[str, str | None]:
+    """(routing, label shown) of a prediction: hand-off first, then suggest or abstain.
+
+    >>> route("claim_status", 0.1, threshold=0.5, handoff_threshold=0.2, handoff_label="hand_off")
+    ('out_of_scope', 'hand_off')
+    """
+    # Below the hand-off threshold the model is not merely unsure between labels: the ticket
+    # looks unlike anything the team handles, so it goes to a human whatever the abstain threshold.
+    if handoff_label and confidence < handoff_threshold:
+        return OUT_OF_SCOPE, handoff_label
+    if confidence >= threshold:
+        return SUGGESTED, label
+    return UNSURE, None
+
+
 class Suggestion(Base):
     """What the model said about a ticket, and where in Slack it was posted."""
 
@@ -149,14 +170,26 @@ class Suggestion(Base):
     slack_channel: Mapped[str | None] = mapped_column(String(64), nullable=True)
     slack_ts: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    # One of ROUTINGS; None on rows stored before routing existed (read them by `abstained`).
+    routing: Mapped[str | None] = mapped_column(String(16), nullable=True, default=SUGGESTED)
+    # JSON list of the nearest labelled training examples: {id, text, label, reason, similarity}.
+    evidence: Mapped[str | None] = mapped_column(Text, nullable=True, default="[]")
 
     @property
     def probs(self) -> dict[str, float]:
         return json.loads(self.probabilities or "{}")
 
     @property
+    def evidence_rows(self) -> list[dict]:
+        return json.loads(self.evidence or "[]")
+
+    @property
     def abstained(self) -> bool:
         return self.label is None
+
+    @property
+    def out_of_scope(self) -> bool:
+        return self.routing == OUT_OF_SCOPE
 
 
 def _find_ticket(session: Session, source: str, external_id: str) -> Ticket | None:
@@ -199,12 +232,17 @@ def latest_suggestion(session: Session, ticket_id: int) -> Suggestion | None:
                           .order_by(Suggestion.id.desc()).limit(1))
 
 
-def add_suggestion(session: Session, ticket_id: int, prediction, *, threshold: float) -> Suggestion:
-    """Record a predictor's suggestion; below the threshold the label is left empty (abstained)."""
-    row = Suggestion(ticket_id=ticket_id, label=prediction.label if prediction.confidence >= threshold else None,
+def add_suggestion(session: Session, ticket_id: int, prediction, *, threshold: float, handoff_threshold: float = 0.0,
+                   handoff_label: str | None = None) -> Suggestion:
+    """Record a predictor's suggestion, routed by `route`: below the threshold the label is left
+    empty (unsure); below the hand-off threshold it is the hand-off label (out of scope)."""
+    routing, label = route(prediction.label, float(prediction.confidence), threshold=threshold,
+                           handoff_threshold=handoff_threshold, handoff_label=handoff_label)
+    row = Suggestion(ticket_id=ticket_id, label=label, routing=routing,
                      confidence=float(prediction.confidence), probabilities=json.dumps(prediction.probabilities),
                      reason=prediction.reason or "", model_version=prediction.model_version or "",
-                     latency_ms=float(prediction.latency_ms))
+                     latency_ms=float(prediction.latency_ms),
+                     evidence=json.dumps(getattr(prediction, "evidence", None) or [], ensure_ascii=False))
     session.add(row)
     session.commit()
     return row

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -14,8 +15,8 @@ from bot.settings import Settings
 from bot.store import add_suggestion, get_ticket, latest_suggestion, set_slack_message
 from inference.errors import RegistryError, TuesdayError
 from inference.predictor import Predictor
-from inference.registry import Registry
-from inference.task import load_task
+from inference.registry import Registry, VersionInfo
+from inference.task import Task, load_task
 
 log = logging.getLogger(__name__)
 
@@ -55,17 +56,42 @@ class PredictorCache:
         self.predictor, self.version = None, None
 
 
-def load_version(runtime: Runtime, name: str) -> Predictor:
-    """A llama.cpp predictor for a version, with the task it was trained on."""
-    from inference.llama_predictor import LlamaPredictor
-
+def version_task(runtime: Runtime, info: VersionInfo) -> Task:
+    """The task a version was trained on (its own task.yaml), else the runtime's."""
     # The version's own task.yaml fixes the prompt and labels it learned, so serving stays
     # identical to training even after the team edits the task file (until the next retrain).
-    info = runtime.registry.get(name)
     task_file = Path(info.path) / "task.yaml"
-    task = load_task(task_file) if task_file.exists() else runtime.task
-    return LlamaPredictor(info.gguf(), task, version=info.name, n_threads=runtime.settings.threads,
+    return load_task(task_file) if task_file.exists() else runtime.task
+
+
+def load_version(runtime: Runtime, name: str) -> Predictor:
+    """The served predictor of a version (whatever its family), calibrated, with evidence."""
+    from inference.serving import load_predictor
+
+    info = runtime.registry.get(name)
+    return load_predictor(info, version_task(runtime, info), threads=runtime.settings.threads,
                           reasons=runtime.settings.reasons)
+
+
+DEFAULT_THRESHOLD = 0.5  # abstain threshold of a version without calibration (older, or built without a holdout)
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Where a version's suggestions are cut: below `abstain` unsure, below `handoff` out of scope."""
+
+    abstain: float
+    handoff: float = 0.0
+    handoff_label: str | None = None
+
+
+def version_thresholds(info: VersionInfo, task: Task, override: float | None = None) -> Thresholds:
+    """The version's calibrated thresholds; `override` (TUESDAY_CONFIDENCE_THRESHOLD) replaces the abstain one."""
+    calibration = info.manifest.get("calibration") or {}
+    abstain = override if override is not None else calibration.get("abstain_threshold")
+    handoff = calibration.get("handoff_threshold") if task.handoff_label else None
+    return Thresholds(abstain=DEFAULT_THRESHOLD if abstain is None else float(abstain),
+                      handoff=float(handoff or 0.0), handoff_label=task.handoff_label)
 
 
 def slack_client(settings: Settings) -> WebClient | None:
@@ -82,6 +108,7 @@ class Suggester:
     def __init__(self, runtime: Runtime, slack: WebClient | None, predictors: PredictorCache | None = None):
         self.runtime, self.slack = runtime, slack
         self.predictors = predictors or PredictorCache(runtime.registry, lambda name: load_version(runtime, name))
+        self._thresholds: dict[str, Thresholds] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Suggester:
@@ -89,6 +116,14 @@ class Suggester:
 
     def close(self) -> None:
         self.predictors.close()
+
+    def thresholds(self, version: str) -> Thresholds:
+        """A version's thresholds under this process's settings (kept: a committed version never changes)."""
+        if version not in self._thresholds:
+            info = self.runtime.registry.get(version)
+            self._thresholds[version] = version_thresholds(info, version_task(self.runtime, info),
+                                                           self.runtime.settings.confidence_threshold)
+        return self._thresholds[version]
 
     def run(self, ticket_id: int) -> dict:
         """Predict (once), store, post (once); safe to re-run after a failure at any step."""
@@ -102,17 +137,23 @@ class Suggester:
         # A retried job (Slack was down) reuses the stored suggestion instead of predicting again.
         if row is None:
             prediction = self.predictors.get().predict(ticket.model_text)
+            cut = self.thresholds(prediction.model_version)
             with sessions() as session:
-                row = add_suggestion(session, ticket.id, prediction, threshold=settings.confidence_threshold)
-            log.info("ticket %s: %s (%.2f) by %s", ticket.id, row.label or "unsure", row.confidence, row.model_version)
+                row = add_suggestion(session, ticket.id, prediction, threshold=cut.abstain,
+                                     handoff_threshold=cut.handoff, handoff_label=cut.handoff_label)
+            log.info("ticket %s: %s %s (%.2f) by %s", ticket.id, row.routing, row.label or "-", row.confidence,
+                     row.model_version)
         if row.slack_ts is None and self.slack is not None:
+            handoff = self.thresholds(row.model_version).handoff if row.out_of_scope else None
             response = self.slack.chat_postMessage(
                 channel=settings.triage_channel, text=suggestion_text(ticket, row),
-                blocks=suggestion_blocks(ticket, row, self.runtime.task), unfurl_links=False, unfurl_media=False)
+                blocks=suggestion_blocks(ticket, row, self.runtime.task, handoff_threshold=handoff),
+                unfurl_links=False, unfurl_media=False)
             with sessions() as session:
                 row = set_slack_message(session, row.id, response["channel"], response["ts"])
-        return {"ticket_id": ticket.id, "suggestion_id": row.id, "label": row.label, "confidence": row.confidence,
-                "model_version": row.model_version, "slack_channel": row.slack_channel, "slack_ts": row.slack_ts}
+        return {"ticket_id": ticket.id, "suggestion_id": row.id, "label": row.label, "routing": row.routing,
+                "confidence": row.confidence, "model_version": row.model_version,
+                "slack_channel": row.slack_channel, "slack_ts": row.slack_ts}
 
 
 # The queue runs suggest_ticket(ticket_id) by dotted path in an inference worker, which builds

@@ -1,5 +1,8 @@
 from pathlib import Path
 
+import pytest
+from pydantic import ValidationError
+
 from bot.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -20,3 +23,23 @@ def test_settings_read_the_environment(monkeypatch, tmp_path):
     settings = Settings()
     assert settings.store_url == f"sqlite:///{(tmp_path / 'd' / 'tuesday.db').resolve()}"
     assert settings.models_dir == tmp_path / "d" / "models"
+
+
+def test_confidence_threshold_empty_means_the_versions_calibration(monkeypatch):
+    assert Settings().confidence_threshold is None
+    monkeypatch.setenv("TUESDAY_CONFIDENCE_THRESHOLD", "")  # as `.env.example` sets it
+    assert Settings().confidence_threshold is None
+    monkeypatch.setenv("TUESDAY_CONFIDENCE_THRESHOLD", "0.35")
+    assert Settings().confidence_threshold == 0.35
+    monkeypatch.setenv("TUESDAY_CONFIDENCE_THRESHOLD", "0")
+    assert Settings().confidence_threshold == 0.0
+    monkeypatch.setenv("TUESDAY_CONFIDENCE_THRESHOLD", "1.5")
+    with pytest.raises(ValidationError):
+        Settings()
+
+
+def test_env_example_as_copied_loads(tmp_path, monkeypatch):
+    (tmp_path / ".env").write_text((ROOT / ".env.example").read_text())
+    monkeypatch.chdir(tmp_path)
+    settings = Settings()
+    assert settings.confidence_threshold is None and settings.task_file is None

@@ -11,12 +11,12 @@ from rq.serializers import JSONSerializer
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import select
 
-from bot.blocks import ACCEPT, CHANGE, HANDOFF, REJECT, parse_option_value
+from bot.blocks import ACCEPT, CHANGE, HANDOFF, REJECT, escaped_excerpt, parse_option_value
 from bot.cli import main
 from bot.queues import Queues
 from bot.runtime import Runtime
 from bot.settings import Settings
-from bot.store import Suggestion, add_ticket
+from bot.store import OUT_OF_SCOPE, SUGGESTED, UNSURE, Suggestion, add_ticket, route
 from bot.suggest import PredictorCache, Suggester, slack_client
 from bot.web import create_app
 from inference.errors import ModelError
@@ -38,11 +38,18 @@ def fake_slack():
     slack.stop()
 
 
-def copy_version(registry: Registry, version):
-    """Commit a copy of a trained version into another registry (it gets that registry's next name)."""
+NOTHING = 1.0 + 1e-9  # a threshold above every confidence, as the calibrator writes it
+
+
+def copy_version(registry: Registry, version, calibration: dict | None = None):
+    """Commit a copy of a trained version into another registry (it gets that registry's next name),
+    optionally with other calibrated thresholds."""
     staging = registry.stage()
     shutil.copytree(version.path, staging, dirs_exist_ok=True)
-    return registry.commit(staging, json.loads((version.path / "version.json").read_text()))
+    manifest = json.loads((version.path / "version.json").read_text())
+    if calibration is not None:
+        manifest["calibration"] = {**(manifest.get("calibration") or {}), **calibration}
+    return registry.commit(staging, manifest)
 
 
 @pytest.fixture
@@ -55,7 +62,8 @@ def served(trained_version, monkeypatch, redis_url, fake_slack):
     monkeypatch.setenv("TUESDAY_TRIAGE_CHANNEL", CHANNEL)
     monkeypatch.setenv("TUESDAY_CONFIDENCE_THRESHOLD", "0")
     registry = Registry(Settings().models_dir)
-    v1 = copy_version(registry, trained_version[1])
+    # Never out of scope, so the tests below know which message to expect whatever the tiny model says.
+    v1 = copy_version(registry, trained_version[1], {"handoff_threshold": 0.0})
     registry.promote(v1.name, by="test", reason="fixture")
     return registry
 
@@ -119,7 +127,7 @@ def test_below_threshold_the_message_asks_for_a_label(served, fake_slack, task, 
     assert row.label is None and row.confidence < 1.0
     [call] = fake_slack.calls_to("chat.postMessage")
     text = json.dumps(call["body"]["blocks"])
-    assert "Tuesday is unsure" in text and "Suggested label" not in text and "Reason" not in text
+    assert "Tuesday is unsure" in text and "Suggested label" not in text and "Reason (generated" not in text
     buttons = elements(call["body"]["blocks"])
     assert list(buttons) == [CHANGE, HANDOFF]
     assert [o["text"]["text"] for o in buttons[CHANGE]["options"]] == task.label_names
@@ -192,3 +200,110 @@ def test_predictor_cache_without_production_raises():
     cache = PredictorCache(Registry(Settings().models_dir), load=lambda name: pytest.fail("nothing to load"))
     with pytest.raises(RegistryError, match="no production model"):
         cache.get()
+
+
+def post(suggester: Suggester, fake_slack, runtime, external_id: str, text: str) -> tuple[Suggestion, dict]:
+    """Run the suggest job on a new ticket; (stored row, body of the message posted)."""
+    ticket, _ = add_ticket(runtime.sessions, source="generic", external_id=external_id, text=text)
+    result = suggester.run(ticket.id)
+    [row] = [r for r in suggestions(runtime) if r.id == result["suggestion_id"]]
+    assert result["routing"] == row.routing
+    return row, fake_slack.calls_to("chat.postMessage")[-1]["body"]
+
+
+def promote_copy(served, trained_version, calibration: dict):
+    version = copy_version(served, trained_version[1], calibration)
+    served.promote(version.name, by="test", reason="thresholds")
+    return version
+
+
+def test_routing_follows_the_served_versions_calibration(served, trained_version, fake_slack, task, monkeypatch):
+    monkeypatch.setenv("TUESDAY_CONFIDENCE_THRESHOLD", "")  # the version's own thresholds
+    settings = Settings()
+    runtime = Runtime(settings)
+    suggester = Suggester(runtime, slack_client(settings))
+    text = "Where is my claim? Filed last week."
+
+    promote_copy(served, trained_version, {"abstain_threshold": NOTHING, "handoff_threshold": 0.0})
+    row, body = post(suggester, fake_slack, runtime, "unsure", text)
+    assert (row.routing, row.label) == (UNSURE, None)
+    assert "Tuesday is unsure" in json.dumps(body["blocks"]) and list(elements(body["blocks"])) == [CHANGE, HANDOFF]
+
+    promote_copy(served, trained_version, {"abstain_threshold": 0.0, "handoff_threshold": NOTHING})
+    row, body = post(suggester, fake_slack, runtime, "out", text)
+    assert (row.routing, row.label) == (OUT_OF_SCOPE, task.handoff_label) and row.confidence < 1.0
+    blocks = json.dumps(body["blocks"])
+    assert "*Out of scope for Tuesday*" in blocks and "below the hand-off threshold 100%" in blocks
+    assert f"handed to a human as `{task.handoff_label}`" in blocks and "Suggested label" not in blocks
+    assert list(elements(body["blocks"])) == [ACCEPT, CHANGE, REJECT, HANDOFF]
+    assert body["text"].startswith(f"Out of scope for Tuesday ({100 * row.confidence:.0f}%), handed to a human")
+
+    promote_copy(served, trained_version, {"abstain_threshold": 0.0, "handoff_threshold": 0.0})
+    row, body = post(suggester, fake_slack, runtime, "shown", text)
+    assert row.routing == SUGGESTED and row.label == max(row.probs, key=row.probs.get)
+    assert body["text"].startswith(f"Suggested {row.label} ")
+    suggester.close()
+
+
+def test_the_setting_overrides_the_calibrated_abstain_threshold(served, trained_version, fake_slack, monkeypatch):
+    promote_copy(served, trained_version, {"abstain_threshold": NOTHING, "handoff_threshold": 0.0})
+    monkeypatch.setenv("TUESDAY_CONFIDENCE_THRESHOLD", "0")
+    settings = Settings()
+    runtime = Runtime(settings)
+    suggester = Suggester(runtime, slack_client(settings))
+    row, body = post(suggester, fake_slack, runtime, "1", "cancel my policy please")
+    assert row.routing == SUGGESTED and row.label is not None  # the calibration alone would have said unsure
+    assert "Suggested label" in json.dumps(body["blocks"])
+    suggester.close()
+
+
+def test_the_trained_versions_own_thresholds_route_its_suggestions(served, trained_version, fake_slack, task,
+                                                                    monkeypatch):
+    monkeypatch.setenv("TUESDAY_CONFIDENCE_THRESHOLD", "")
+    live = copy_version(served, trained_version[1])  # its calibration as trained, hand-off threshold included
+    served.promote(live.name, by="test", reason="as trained")
+    calibration = live.manifest["calibration"]
+    assert {"abstain_threshold", "handoff_threshold"} <= set(calibration)  # the fixture's holdout calibrated it
+    settings = Settings()
+    runtime = Runtime(settings)
+    suggester = Suggester(runtime, None)
+    for n, text in enumerate(["Where is my claim?", "I want to cancel my policy", "hello there",
+                              "my card was charged twice for the premium"]):
+        ticket, _ = add_ticket(runtime.sessions, source="generic", external_id=f"own-{n}", text=text)
+        suggester.run(ticket.id)
+    for row in suggestions(runtime):
+        top = max(row.probs, key=row.probs.get)
+        assert (row.routing, row.label) == route(top, row.confidence,
+                                                 threshold=calibration["abstain_threshold"],
+                                                 handoff_threshold=calibration["handoff_threshold"],
+                                                 handoff_label=task.handoff_label)
+    suggester.close()
+
+
+def test_evidence_is_stored_and_shown_under_the_suggestion(served, trained_version, fake_slack):
+    settings = Settings()
+    runtime = Runtime(settings)
+    suggester = Suggester(runtime, slack_client(settings))
+    row, body = post(suggester, fake_slack, runtime, "ev", "Where is my claim? I filed it two weeks ago.")
+    suggester.close()
+
+    _, version, train, holdout = trained_version
+    evidence = row.evidence_rows
+    assert evidence, "the served version returned no evidence"
+    assert len(evidence) <= version.manifest.get("evidence", {}).get("k", 3)
+    training = {r["id"]: r for r in train}
+    assert {e["id"] for e in evidence} <= set(training)  # training rows only, never the holdout
+    assert not {e["id"] for e in evidence} & {r["id"] for r in holdout}
+    for e in evidence:
+        assert (e["text"], e["label"]) == (training[e["id"]]["text"], training[e["id"]]["label"])
+    sims = [e["similarity"] for e in evidence]
+    assert sims == sorted(sims, reverse=True)
+
+    [block] = [b for b in body["blocks"] if b["type"] == "context" and "Similar labelled tickets" in json.dumps(b)]
+    shown = block["elements"][0]["text"]
+    for e, line in zip(evidence, shown.splitlines()[1:]):
+        assert f"`{e['label']}`" in line and escaped_excerpt(e["text"], 80) in line
+        if e["reason"]:
+            assert f"_{escaped_excerpt(e['reason'], 160)}_" in line
+    if row.reason:
+        assert "Reason (generated by the model)" in json.dumps(body["blocks"])

@@ -12,6 +12,7 @@ from bot.report import metrics_table, models_table, suggestion_card
 from bot.runtime import Runtime
 from bot.settings import Settings
 from bot.training import load_config, train_and_gate
+from inference.calibration import expected_calibration_error
 from inference.errors import TuesdayError
 
 
@@ -96,9 +97,12 @@ def eval_cmd(rt: Runtime, version: str | None, data: Path | None, as_json: bool)
         metrics = evaluate(predictor, rt.task, rows, progress=not as_json)
     finally:
         predictor.close()
-    metrics.pop("predictions")
+    probabilities = metrics.pop("probabilities")
+    correct = [p == r["label"] for p, r in zip(metrics.pop("predictions"), rows)]
+    metrics["ece"] = expected_calibration_error([max(p) for p in probabilities], correct)
     metrics["version"] = predictor.version
-    _emit(as_json, metrics, metrics_table(rt.task, {predictor.version: metrics}))
+    _emit(as_json, metrics, metrics_table(rt.task, {predictor.version: metrics})
+          + f"\nexpected calibration error (served confidence): {metrics['ece']:.3f}")
 
 
 @main.command()

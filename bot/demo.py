@@ -59,10 +59,17 @@ def run_demo(rt: Runtime, *, config_file: Path | None = None, as_json: bool = Fa
     config = load_config(config_file or DEMO_CONFIG)
     summary = train_and_gate(rt, config=config, by="tuesday demo")
     version = rt.registry.get(summary["version"])
-    metrics = json.loads((version.path / "metrics.json").read_text())
-    columns[f"{version.name} ({version.manifest['serve'].upper()})"] = metrics
+    for family in version.manifest["families"]:
+        columns[f"{version.name} {family}"] = json.loads((version.path / f"metrics-{family}.json").read_text())
+    click.echo(f"{version.name} serves the {version.manifest['family']} family ({version.manifest['choice']})")
     click.echo(f"{version.name}: {'promoted to production' if summary['promoted'] else 'kept as candidate'} "
                f"({summary['why']})")
+    cal = version.manifest.get("calibration") or {}
+    if cal:
+        click.echo(f"calibration on the holdout: temperature {cal['temperature']:.2f}, ECE {cal['ece_before']:.3f} → "
+                   f"{cal['ece_after']:.3f}; suggests a label above {100 * cal['abstain_threshold']:.0f}% confidence "
+                   f"({100 * cal['coverage']:.0f}% of holdout tickets, {100 * cal['wrong_when_shown']:.1f}% of those "
+                   f"wrong, target ≤ {100 * cal['max_wrong']:.0f}%); hands off below {100 * cal['handoff_threshold']:.0f}%")
 
     _step("before / after on the holdout")
     click.echo(metrics_table(task, columns))
@@ -80,10 +87,15 @@ def run_demo(rt: Runtime, *, config_file: Path | None = None, as_json: bool = Fa
 
     t = summary["timings"]
     total = time.perf_counter() - started
-    click.echo(f"timings: train {t['train_s']:.0f} s, export+quantize {t['export_s']:.0f} s, "
-               f"holdout eval {t['eval_s']:.0f} s; demo total {total:.0f} s")
+    for family, part in version.manifest["families"].items():
+        ft = part["timings"]
+        click.echo(f"{family}: train {ft['train_s']:.0f} s, export+quantize {ft['export_s']:.0f} s, "
+                   f"holdout eval {ft['eval_s']:.0f} s")
+    click.echo(f"demo total {total:.0f} s")
     result = {"version": version.name, "promoted": summary["promoted"], "why": summary["why"],
-              "metrics": {k: {kk: vv for kk, vv in v.items() if kk != "predictions"} for k, v in columns.items()},
+              "family": version.manifest["family"], "choice": version.manifest["choice"], "calibration": cal,
+              "metrics": {k: {kk: vv for kk, vv in v.items() if kk not in ("predictions", "probabilities")}
+                          for k, v in columns.items()},
               "examples": examples, "timings": {**t, "demo_total_s": total}}
     if as_json:
         click.echo(json.dumps(result, indent=2))

@@ -89,7 +89,11 @@ def run_retrain(runtime: Runtime, slack: WebClient | None, run_id: int) -> dict:
     run = finish_run(sessions, run_id, "promoted" if summary["promoted"] else "kept",
                      candidate_version=summary["version"], production_before=summary["production"],
                      why=summary["why"], metrics={"candidate": _headline(summary["metrics"]),
-                                                  "production": _headline(summary.get("production_metrics"))})
+                                                  "production": _headline(summary.get("production_metrics")),
+                                                  "families": {name: _headline(part.get("metrics") or None)
+                                                               for name, part in summary.get("families", {}).items()},
+                                                  "family": summary.get("family"), "choice": summary.get("choice"),
+                                                  "calibration": summary.get("calibration")})
     log.info("retrain run %s: %s %s (%s)", run.id, run.candidate_version, run.status, run.why)
     _post(runtime, slack, run)
     return get_run(sessions, run_id).to_dict()

@@ -160,6 +160,17 @@ def report_text(run: dict) -> str:
     verdict = (f"*{run['candidate_version']} promoted to production*" if run["status"] == "promoted"
                else f"*{run['candidate_version']} kept as candidate*; {before} stays in production")
     lines = [head, f"{verdict}: {run['why']}"]
+    families = {name: m for name, m in (run["metrics"].get("families") or {}).items() if m}
+    if len(families) > 1:
+        scores = ", ".join(f"{name} macro-F1 {pct(m.get('macro_f1')).strip()}" for name, m in families.items())
+        lines.append(f"Families on the same holdout: {scores}; serving *{run['metrics'].get('family')}* "
+                     f"({run['metrics'].get('choice')}).")
+    cal = run["metrics"].get("calibration") or {}
+    if cal:
+        lines.append(f"Suggests a label above {100 * cal['abstain_threshold']:.0f}% confidence: "
+                     f"{100 * cal['coverage']:.0f}% of holdout tickets, {100 * cal['wrong_when_shown']:.1f}% of those "
+                     f"wrong (target ≤ {100 * cal['max_wrong']:.0f}%); calibration error {cal['ece_before']:.3f} → "
+                     f"{cal['ece_after']:.3f}.")
     cols = [(f"{before} (before)", old)] if before and old else []
     cols.append((f"{run['candidate_version']} (new)", new))
     width = max(16, *(len(name) + 2 for name, _ in cols))

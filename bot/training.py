@@ -52,11 +52,13 @@ def train_and_gate(rt: Runtime, *, base: Path | None = None, config: dict | None
     from bot.promotion import apply_gate
 
     snapshot = snapshot or snapshot_for_training(rt, data)
-    tokenizer_gguf = rt.settings.tokenizer_gguf
+    settings = rt.settings
+    config = {"families": settings.families, "max_wrong": settings.max_wrong, **(config or {})}
     summary = run_job(TRAIN_JOB, snapshot=str(snapshot), task_file=str(rt.task_path),
-                      base=str(rt.base_model(base)), models_dir=str(rt.settings.models_dir), config=config or {},
-                      tokenizer_gguf=str(tokenizer_gguf) if tokenizer_gguf else None, progress=progress,
-                      threads=rt.settings.threads)
+                      base=str(rt.base_model(base)), models_dir=str(settings.models_dir), config=config,
+                      tokenizer_gguf=str(settings.tokenizer_gguf) if settings.tokenizer_gguf else None,
+                      encoder_base=str(settings.encoder_model) if settings.encoder_model else None,
+                      progress=progress, threads=settings.threads)
     if promote:
         decision = apply_gate(rt.registry, summary, by=by, min_gain=rt.settings.min_gain)
         summary["promoted"], summary["why"] = decision.promote, decision.why

@@ -17,7 +17,7 @@ def unit(vectors: np.ndarray) -> np.ndarray:
 
 @dataclass
 class EncoderHead:
-    """logits = scale * cos(embedding, label vector) + bias, one row of `weight` per label."""
+    """logits = scale * unit(embedding) @ weight.T + bias, one row of `weight` per label."""
 
     labels: list[str]
     weight: np.ndarray  # n_labels x dim
@@ -26,7 +26,7 @@ class EncoderHead:
     max_length: int = 128  # tokens a ticket is cut to, in training and serving
 
     def logits(self, embeddings: np.ndarray) -> np.ndarray:
-        return self.scale * unit(embeddings) @ unit(self.weight).T + self.bias
+        return self.scale * unit(embeddings) @ np.asarray(self.weight, dtype=np.float32).T + self.bias
 
     def probabilities(self, embeddings: np.ndarray) -> np.ndarray:
         z = self.logits(embeddings)

@@ -12,8 +12,9 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def run(tiny_base, monkeypatch, tmp_path):
+def run(tiny_base, tiny_bert, monkeypatch, tmp_path):
     monkeypatch.setenv("TUESDAY_BASE_MODEL", str(tiny_base[1]))
+    monkeypatch.setenv("TUESDAY_ENCODER_MODEL", str(tiny_bert))
     (tmp_path / "tiny.yaml").write_text(json.dumps(TINY_CONFIG))
 
     def invoke(*args, ok=True):
@@ -99,6 +100,10 @@ def test_demo_runs_end_to_end_on_tiny_model(run, tmp_path):
     result = run("demo", "--config", str(tmp_path / "tiny.yaml"), "--json")
     payload = json.loads(result.stdout[result.stdout.index("\n{\n") + 1:])
     assert payload["version"] == "v1" and payload["promoted"] is True
-    assert set(payload["metrics"]) == {"base (zero-shot)", "v1 (Q8_0)"}
+    assert set(payload["metrics"]) == {"base (zero-shot)", "v1 encoder", "v1 decoder"}
+    assert payload["family"] in ("encoder", "decoder") and payload["choice"]
+    assert payload["calibration"]["max_wrong"] == 0.05
     assert len(payload["examples"]) == 3
+    assert all(len(example["evidence"]) == 3 for example in payload["examples"])
+    assert "similar: [" in result.output
     assert "before / after on the holdout" in result.output

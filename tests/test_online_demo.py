@@ -11,13 +11,14 @@ from tests.conftest import TINY_CONFIG
 pytestmark = pytest.mark.slow
 
 
-def test_online_demo_runs_ticket_to_retrain(tiny_base, monkeypatch, tmp_path):
+def test_online_demo_runs_ticket_to_retrain(tiny_base, tiny_bert, monkeypatch, tmp_path):
     import redis
 
     conn = redis.Redis(host="127.0.0.1", port=6379, db=8)
     conn.flushdb()
     monkeypatch.setenv("TUESDAY_REDIS_URL", "redis://127.0.0.1:6379/8")
     monkeypatch.setenv("TUESDAY_BASE_MODEL", str(tiny_base[1]))
+    monkeypatch.setenv("TUESDAY_ENCODER_MODEL", str(tiny_bert))
     config = tmp_path / "tiny.yaml"
     config.write_text(json.dumps(TINY_CONFIG))
     runner = CliRunner()

@@ -31,9 +31,10 @@ def fake_slack():
 
 
 @pytest.fixture
-def parts(env, fake_slack, tiny_base, demo_rows, tmp_path):
+def parts(env, fake_slack, tiny_base, tiny_bert, demo_rows, tmp_path):
     """A store with 60 labelled demo rows, the tiny model as base and a tiny training config for retrains."""
     env.setenv("TUESDAY_BASE_MODEL", str(tiny_base[1]))
+    env.setenv("TUESDAY_ENCODER_MODEL", str(tiny_bert))
     (tmp_path / "tiny.yaml").write_text(json.dumps(TINY_CONFIG))
     env.setenv("TUESDAY_RETRAIN_CONFIG", str(tmp_path / "tiny.yaml"))
     p = Parts(fake_slack)

@@ -111,16 +111,20 @@ class EncoderConfig:
     dropout: float = 0.1
     # BERT's linear layers: attention projections and both MLP layers ("dense" covers output ones).
     target_modules: tuple[str, ...] = ("query", "key", "value", "dense")
-    learning_rate: float = 1e-3
-    head_learning_rate: float = 1e-2
+    # Chosen on banking77 rows held out of its train split (never its test split).
+    learning_rate: float = 2e-3
+    head_learning_rate: float = 1e-3
     weight_decay: float = 0.01
-    epochs: float = 8.0
+    epochs: float = 4.0
     batch_size: int = 32
     # Tickets are cut to this many tokens in training and serving alike.
     max_length: int = 128
     label_smoothing: float = 0.1
     # Add each label's name and description as one more example of it.
     label_examples: bool = True
+    # Starting head: "logreg" = logistic regression on the untuned embeddings (the strong
+    # few-shot baseline, so tuning starts from it); "centroid" = each label's mean embedding.
+    head_init: str = "logreg"
     seed: int = 0
     quantization: str = "q8_0"
     device: str = "auto"
@@ -148,6 +152,8 @@ class EncoderConfig:
             problems.append(f"quantization must be one of {', '.join(QUANT_TYPES)}")
         if self.device not in ("auto", "cpu", "cuda"):
             problems.append("device must be auto, cpu or cuda")
+        if self.head_init not in ("logreg", "centroid"):
+            problems.append("head_init must be logreg or centroid")
         if problems:
             raise ConfigError("bad encoder config: " + "; ".join(problems))
 

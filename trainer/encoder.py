@@ -1,10 +1,10 @@
-"""The encoder family: LoRA on a sentence encoder plus a cosine classification head.
+"""The encoder family: LoRA on a sentence encoder plus a linear classification head.
 
 Embeddings are mean-pooled over real tokens and L2-normalised, exactly as llama.cpp
-serves them from the exported GGUF. The head scores a ticket against one unit vector
-per label (logits = scale * cos(embedding, label vector) + bias); it starts at each
-label's mean training embedding, so step 0 is already a nearest-centroid classifier,
-and LoRA adapters on every linear layer of the encoder train together with it.
+serves them from the exported GGUF. The head (logits = W @ embedding + b) starts as a
+logistic regression fitted on the untuned embeddings (or at the label centroids), so
+step 0 is already the strong few-shot baseline; LoRA adapters on every linear layer of
+the encoder then train together with the head.
 """
 
 from __future__ import annotations
@@ -18,11 +18,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from inference.encoder_head import EncoderHead
+from inference.encoder_head import EncoderHead, unit
 from inference.errors import ModelError
 from inference.task import Task
 from trainer.config import EncoderConfig
 from trainer.lora import TrainResult, pick_device
+
+CENTROID_SCALE = 20.0  # logits of a centroid head: 20 x cosine similarity
 
 
 def load_encoder(base: str | Path):
@@ -76,6 +78,22 @@ def training_rows(task: Task, rows: list[dict], config: EncoderConfig) -> tuple[
     return texts, labels
 
 
+def initial_head(embeddings: np.ndarray, labels: np.ndarray, n_labels: int, how: str) -> tuple[np.ndarray, np.ndarray]:
+    """(weight, bias) of the starting head over unit embeddings, task label order."""
+    centroids = np.zeros((n_labels, embeddings.shape[1]), dtype=np.float32)
+    np.add.at(centroids, labels, embeddings)
+    weight = CENTROID_SCALE * unit(centroids)  # a label without rows gets a zero row
+    bias = np.zeros(n_labels, dtype=np.float32)
+    if how == "logreg" and len(set(labels.tolist())) > 1:
+        from sklearn.linear_model import LogisticRegression
+
+        fitted = LogisticRegression(C=10, max_iter=2000).fit(embeddings, labels)
+        weight[fitted.classes_] = fitted.coef_ if len(fitted.classes_) > 2 else np.vstack([-fitted.coef_, fitted.coef_])
+        bias[:] = fitted.intercept_.min() - 10.0  # labels without rows start far behind
+        bias[fitted.classes_] = fitted.intercept_ if len(fitted.classes_) > 2 else [-fitted.intercept_[0], fitted.intercept_[0]]
+    return weight.astype(np.float32), bias.astype(np.float32)
+
+
 def train_encoder(model, tokenizer, task: Task, rows: list[dict], config: EncoderConfig, *, progress: bool = True):
     """Train LoRA + head; returns (peft_model, EncoderHead, TrainResult)."""
     from peft import LoraConfig, get_peft_model
@@ -89,15 +107,13 @@ def train_encoder(model, tokenizer, task: Task, rows: list[dict], config: Encode
         raise ModelError("no training rows for the encoder")
     n_labels = len(task.labels)
 
-    # Head starts at the label centroids of the untuned encoder.
+    # The head starts where a classifier on the untuned embeddings would be.
     model = model.to(device)
-    start = torch.tensor(embed(model, tokenizer, texts, config.max_length), device=device)
+    start = embed(model, tokenizer, texts, config.max_length)
+    w0, b0 = initial_head(start, np.array(labels), n_labels, config.head_init)
+    weight = torch.nn.Parameter(torch.tensor(w0, device=device))
+    bias = torch.nn.Parameter(torch.tensor(b0, device=device))
     target = torch.tensor(labels, device=device)
-    centroids = torch.zeros(n_labels, start.shape[1], device=device).index_add_(0, target, start)
-    counts = torch.bincount(target, minlength=n_labels).clamp(min=1).unsqueeze(1)
-    weight = torch.nn.Parameter(torch.nn.functional.normalize(centroids / counts, dim=-1))
-    bias = torch.nn.Parameter(torch.zeros(n_labels, device=device))
-    log_scale = torch.nn.Parameter(torch.tensor(math.log(20.0), device=device))
 
     lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
                       target_modules=list(config.target_modules))
@@ -106,7 +122,7 @@ def train_encoder(model, tokenizer, task: Task, rows: list[dict], config: Encode
     lora_params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW([
         {"params": lora_params, "lr": config.learning_rate, "weight_decay": config.weight_decay},
-        {"params": [weight, bias, log_scale], "lr": config.head_learning_rate, "weight_decay": 0.0},
+        {"params": [weight, bias], "lr": config.head_learning_rate, "weight_decay": 0.0},
     ])
     steps_per_epoch = math.ceil(len(texts) / config.batch_size)
     total = max(1, round(steps_per_epoch * config.epochs))
@@ -125,7 +141,7 @@ def train_encoder(model, tokenizer, task: Task, rows: list[dict], config: Encode
         batch = tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=config.max_length,
                           return_tensors="pt").to(device)
         emb = torch.nn.functional.normalize(mean_pool(model, batch), dim=-1)
-        logits = log_scale.exp() * emb @ torch.nn.functional.normalize(weight, dim=-1).T + bias
+        logits = emb @ weight.T + bias
         loss = torch.nn.functional.cross_entropy(logits, target[idx], label_smoothing=config.label_smoothing)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(lora_params + [weight], 1.0)
@@ -139,5 +155,5 @@ def train_encoder(model, tokenizer, task: Task, rows: list[dict], config: Encode
     result.seconds = time.perf_counter() - started
     model.eval()
     head = EncoderHead(labels=task.label_names, weight=weight.detach().cpu().numpy(),
-                       bias=bias.detach().cpu().numpy(), scale=float(log_scale.detach().exp()), max_length=config.max_length)
+                       bias=bias.detach().cpu().numpy(), scale=1.0, max_length=config.max_length)
     return model, head, result

@@ -187,8 +187,11 @@ def build_version(registry: Registry, task: Task, base: Path, train_rows: list[d
             files.update(evidence_only["files"])
         (staging / "task.yaml").write_text(task.to_yaml(), encoding="utf-8")
         config.save(staging / "config.json")
-        stored = {**chosen["metrics"], "per_label": per_label[family]} if chosen["metrics"] else {}
-        (staging / "metrics.json").write_text(json.dumps(stored, indent=2) + "\n", encoding="utf-8")
+        for name in config.families:  # each family's holdout metrics with the per-label table
+            part = parts[name]
+            stored = {**part["metrics"], "per_label": per_label[name]} if part["metrics"] else {}
+            (staging / f"metrics-{name}.json").write_text(json.dumps(stored, indent=2) + "\n", encoding="utf-8")
+        shutil.copyfile(staging / f"metrics-{family}.json", staging / "metrics.json")  # the served family's
         (staging / "license.json").write_text(json.dumps(chosen["license"], indent=2) + "\n", encoding="utf-8")
         manifest = {
             "task": task.name,

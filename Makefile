@@ -38,7 +38,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
-	$(PY) -m bench.banking77
+	$(PY) -m bench.compare --dataset banking77 --per-label 10
 
 clean:
 	rm -rf $(VENV) .tuesday .pytest_cache

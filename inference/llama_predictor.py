@@ -139,9 +139,12 @@ class LlamaPredictor:
             depth = 1
             while alive:
                 # A label's score only falls as tokens are added, so one far behind the best
-                # prefix cannot come back; stop spending decode work on it.
+                # prefix is dropped: it gets no more decode work and no probability (its partial
+                # score would otherwise overstate it and could beat fully scored labels).
                 best = max(scores[k] for k in alive)
-                alive = [k for k in alive if scores[k] >= best - self.prune_margin]
+                dropped = [k for k in alive if scores[k] < best - self.prune_margin]
+                scores[dropped] = -np.inf
+                alive = [k for k in alive if k not in set(dropped)]
                 self._extend(scores, alive, n_prompt, [depth])
                 depth += 1
                 alive = [k for k in alive if len(self._label_tokens[k]) > depth]

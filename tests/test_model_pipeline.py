@@ -109,6 +109,24 @@ def test_label_scores_with_shared_prefixes_match_transformers(trained_version, m
         stepwise.close()
 
 
+def test_pruned_labels_get_no_probability_and_the_rest_keep_exact_odds(tiny_base):
+    """Depth-wise pruning may drop labels, but never ranks one by a partial score."""
+    words = ["card", "cash", "transfer", "refund", "pin", "fee", "limit", "account"]
+    many = Task(name="many", labels={f"{a}_{b}_{c}": "" for a in words[:4] for b in words[4:] for c in ("late", "new")},
+                handoff_label=None, list_labels=False)
+    exact = LlamaPredictor(tiny_base[1], many, reasons=False, single_pass_nodes=0, prune_margin=1e9)
+    pruned = LlamaPredictor(tiny_base[1], many, reasons=False, single_pass_nodes=0, prune_margin=2.0)
+    try:
+        for text in ["my card has not arrived", "what is the fee for a transfer", "reset my pin please"]:
+            want, got = exact.probabilities(text), pruned.probabilities(text)
+            kept = got > 0
+            assert 0 < kept.sum() < len(many.labels)  # the margin really dropped some labels
+            np.testing.assert_allclose(got[kept], want[kept] / want[kept].sum(), atol=1e-4)
+    finally:
+        exact.close()
+        pruned.close()
+
+
 def test_suggestion_is_a_distribution_over_task_labels_with_reason(trained_version, task):
     _, version, _, holdout = trained_version
     predictor = LlamaPredictor(version.gguf(), task, version=version.name, reasons=True, max_reason_tokens=8)

@@ -31,10 +31,14 @@ def test_version_folder_holds_the_paper_trail(trained_version):
     _, version, train, holdout = trained_version
     names = {p.name for p in version.path.iterdir()}
     assert {"adapter", "model-f16.gguf", "model-q8_0.gguf", "config.json", "task.yaml", "metrics.json",
-            "license.json", "MODEL_CARD.md", "version.json"} <= names
+            "metrics-decoder.json", "license.json", "MODEL_CARD.md", "version.json", "evidence.jsonl",
+            "evidence.npy", "encoder-q8_0.gguf"} <= names
     manifest = version.manifest
     assert manifest["data"]["n_train"] == len(train) and len(manifest["data"]["sha256"]) == 64
-    assert json.loads((version.path / "config.json").read_text())["rank"] == 8
+    assert manifest["family"] == "decoder" and set(manifest["families"]) == {"decoder"}
+    assert manifest["evidence"]["embedder"] == "encoder-q8_0.gguf"  # the untuned base encoder, for evidence only
+    config = json.loads((version.path / "config.json").read_text())
+    assert config["families"] == ["decoder"] and config["decoder"]["rank"] == 8
     assert manifest["metrics"]["n"] == len(holdout)
 
 

@@ -14,6 +14,22 @@ class ConfigError(TuesdayError):
     """A training configuration value makes no sense."""
 
 
+def _lora_problems(config) -> list[str]:
+    """What is wrong with the LoRA shape, quantization and device both families share."""
+    problems = []
+    if config.rank < 1:
+        problems.append("rank must be >= 1")
+    if config.alpha <= 0:
+        problems.append("alpha must be > 0")
+    if not 0 <= config.dropout < 1:
+        problems.append("dropout must be in [0, 1)")
+    if config.quantization not in QUANT_TYPES:
+        problems.append(f"quantization must be one of {', '.join(QUANT_TYPES)}")
+    if config.device not in ("auto", "cpu", "cuda"):
+        problems.append("device must be auto, cpu or cuda")
+    return problems
+
+
 @dataclass
 class TrainConfig:
     # LoRA shape: rank of the update matrices and its scaling (alpha / rank).
@@ -43,15 +59,9 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.target_modules = tuple(self.target_modules)
-        problems = []
-        if self.rank < 1:
-            problems.append("rank must be >= 1")
+        problems = _lora_problems(self)
         if self.layers < 0:
             problems.append("layers must be >= 0 (0 = all blocks)")
-        if self.alpha <= 0:
-            problems.append("alpha must be > 0")
-        if not 0 <= self.dropout < 1:
-            problems.append("dropout must be in [0, 1)")
         if not 0 < self.learning_rate < 1:
             problems.append("learning_rate must be in (0, 1)")
         if self.epochs <= 0:
@@ -62,10 +72,6 @@ class TrainConfig:
             problems.append("max_length must be >= 32")
         if not 0 <= self.warmup_ratio < 1:
             problems.append("warmup_ratio must be in [0, 1)")
-        if self.quantization not in QUANT_TYPES:
-            problems.append(f"quantization must be one of {', '.join(QUANT_TYPES)}")
-        if self.device not in ("auto", "cpu", "cuda"):
-            problems.append("device must be auto, cpu or cuda")
         if not self.target_modules:
             problems.append("target_modules must name at least one layer")
         if problems:
@@ -131,13 +137,7 @@ class EncoderConfig:
 
     def __post_init__(self) -> None:
         self.target_modules = tuple(self.target_modules)
-        problems = []
-        if self.rank < 1:
-            problems.append("rank must be >= 1")
-        if self.alpha <= 0:
-            problems.append("alpha must be > 0")
-        if not 0 <= self.dropout < 1:
-            problems.append("dropout must be in [0, 1)")
+        problems = _lora_problems(self)
         if not 0 < self.learning_rate < 1 or not 0 < self.head_learning_rate < 1:
             problems.append("learning rates must be in (0, 1)")
         if self.epochs <= 0:
@@ -148,10 +148,6 @@ class EncoderConfig:
             problems.append("max_length must be in [8, 512]")
         if not 0 <= self.label_smoothing < 1:
             problems.append("label_smoothing must be in [0, 1)")
-        if self.quantization not in QUANT_TYPES:
-            problems.append(f"quantization must be one of {', '.join(QUANT_TYPES)}")
-        if self.device not in ("auto", "cpu", "cuda"):
-            problems.append("device must be auto, cpu or cuda")
         if self.head_init not in ("logreg", "centroid"):
             problems.append("head_init must be logreg or centroid")
         if problems:

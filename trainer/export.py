@@ -51,6 +51,16 @@ def copy_tokenizer_metadata(writer: gguf.GGUFWriter, tokenizer_gguf: str | Path)
         raise ModelError(f"{tokenizer_gguf} holds no tokenizer metadata to copy")
 
 
+def _finish(writer: gguf.GGUFWriter, tmp: Path, out_path: Path) -> Path:
+    """Write the file under a temporary name, then rename it into place (no half-written GGUF)."""
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    os.replace(tmp, out_path)
+    return out_path
+
+
 def _tensor_name(name_map: gguf.TensorNameMap, hf_name: str) -> str:
     name = name_map.get_name(hf_name, try_suffixes=(".weight", ".bias"))
     if name is None:
@@ -108,12 +118,7 @@ def write_gguf(model, out_path: str | Path, tokenizer_gguf: str | Path, *, name:
         data = data.astype(np.float16 if data.ndim == 2 else np.float32)
         writer.add_tensor(_tensor_name(name_map, hf_name), data)
 
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    os.replace(tmp, out_path)
-    return out_path
+    return _finish(writer, tmp, out_path)
 
 
 def _wordpiece_vocab(tokenizer) -> tuple[list[str], list[int]]:
@@ -185,12 +190,7 @@ def write_encoder_gguf(model, tokenizer, out_path: str | Path, *, name: str = "t
         small = data.ndim < 2 or gguf_name.startswith("token_types")
         writer.add_tensor(gguf_name, data.astype(np.float32 if small else np.float16))
 
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    os.replace(tmp, out_path)
-    return out_path
+    return _finish(writer, tmp, out_path)
 
 
 def quantize_gguf(src: str | Path, dst: str | Path, method: str = "q8_0", threads: int = 0) -> Path:

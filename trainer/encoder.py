@@ -22,7 +22,7 @@ from inference.encoder_head import EncoderHead, unit
 from inference.errors import ModelError
 from inference.task import Task
 from trainer.config import EncoderConfig
-from trainer.lora import TrainResult, pick_device
+from trainer.lora import TrainResult, optimizer_step, pick_device
 
 CENTROID_SCALE = 20.0  # logits of a centroid head: 20 x cosine similarity
 
@@ -143,14 +143,7 @@ def train_encoder(model, tokenizer, task: Task, rows: list[dict], config: Encode
         emb = torch.nn.functional.normalize(mean_pool(model, batch), dim=-1)
         logits = emb @ weight.T + bias
         loss = torch.nn.functional.cross_entropy(logits, target[idx], label_smoothing=config.label_smoothing)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(lora_params + [weight], 1.0)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
-        result.losses.append(float(loss.detach()))
-        bar.set_postfix(loss=f"{result.losses[-1]:.3f}")
-        bar.update()
+        optimizer_step(loss, lora_params + [weight], optimizer, schedule, result, bar)
     bar.close()
     result.seconds = time.perf_counter() - started
     model.eval()

@@ -110,6 +110,24 @@ def _completion_loss(model, ids, labels, mask, positions, keep):
                                              ignore_index=IGNORE)
 
 
+def warmup_then_linear(optimizer, total: int, warmup: int):
+    """Learning rate rising over `warmup` steps, then falling linearly to 0 at `total`."""
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: (s + 1) / (warmup + 1) if s < warmup else max(0.0, (total - s) / max(1, total - warmup)))
+
+
+def optimizer_step(loss, params, optimizer, schedule, result: TrainResult, bar) -> None:
+    """Backward, clip, step, record the loss: one training step of either family."""
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    optimizer.step()
+    schedule.step()
+    optimizer.zero_grad(set_to_none=True)
+    result.losses.append(float(loss.detach()))
+    bar.set_postfix(loss=f"{result.losses[-1]:.3f}")
+    bar.update()
+
+
 def train_adapter(model, tokenizer, pairs: list[tuple[str, str]], config: TrainConfig, *, progress: bool = True):
     """Wrap `model` with a LoRA adapter and train it; returns (peft_model, TrainResult)."""
     import time
@@ -144,8 +162,7 @@ def train_adapter(model, tokenizer, pairs: list[tuple[str, str]], config: TrainC
     steps_per_epoch = math.ceil(len(encoded) / config.batch_size)
     total = max(1, round(steps_per_epoch * config.epochs))
     warmup = int(total * config.warmup_ratio)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: (s + 1) / (warmup + 1) if s < warmup else max(0.0, (total - s) / max(1, total - warmup)))
+    schedule = warmup_then_linear(optimizer, total, warmup)
     use_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
 
     result = TrainResult(steps=total, skipped_too_long=skipped)
@@ -158,14 +175,7 @@ def train_adapter(model, tokenizer, pairs: list[tuple[str, str]], config: TrainC
         batch = _collate(encoded, batches.pop(), tokenizer.pad_token_id, device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
             loss = _completion_loss(model, *batch)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
-        result.losses.append(float(loss.detach()))
-        bar.set_postfix(loss=f"{result.losses[-1]:.3f}")
-        bar.update()
+        optimizer_step(loss, params, optimizer, schedule, result, bar)
     bar.close()
     result.seconds = time.perf_counter() - started
     model.eval()

@@ -51,6 +51,22 @@ def copy_tokenizer_metadata(writer: gguf.GGUFWriter, tokenizer_gguf: str | Path)
         raise ModelError(f"{tokenizer_gguf} holds no tokenizer metadata to copy")
 
 
+def _start(tmp: Path, arch, config, name: str, license_id: str, description: str) -> gguf.GGUFWriter:
+    """A writer with the keys every exported model carries: identity, license and sizes."""
+    writer = gguf.GGUFWriter(str(tmp), gguf.MODEL_ARCH_NAMES[arch])
+    writer.add_type(gguf.GGUFType.MODEL)
+    writer.add_name(name)
+    if license_id:
+        writer.add_license(license_id)
+    if description:
+        writer.add_description(description)
+    writer.add_context_length(config.max_position_embeddings)
+    writer.add_embedding_length(config.hidden_size)
+    writer.add_block_count(config.num_hidden_layers)
+    writer.add_feed_forward_length(config.intermediate_size)
+    return writer
+
+
 def _finish(writer: gguf.GGUFWriter, tmp: Path, out_path: Path) -> Path:
     """Write the file under a temporary name, then rename it into place (no half-written GGUF)."""
     writer.write_header_to_file()
@@ -82,17 +98,7 @@ def write_gguf(model, out_path: str | Path, tokenizer_gguf: str | Path, *, name:
 
     out_path = Path(out_path)
     tmp = out_path.with_suffix(".part")
-    writer = gguf.GGUFWriter(str(tmp), gguf.MODEL_ARCH_NAMES[arch])
-    writer.add_type(gguf.GGUFType.MODEL)
-    writer.add_name(name)
-    if license_id:
-        writer.add_license(license_id)
-    if description:
-        writer.add_description(description)
-    writer.add_context_length(config.max_position_embeddings)
-    writer.add_embedding_length(config.hidden_size)
-    writer.add_block_count(config.num_hidden_layers)
-    writer.add_feed_forward_length(config.intermediate_size)
+    writer = _start(tmp, arch, config, name, license_id, description)
     writer.add_head_count(n_head)
     writer.add_head_count_kv(n_kv)
     writer.add_rope_dimension_count(head_dim)
@@ -148,17 +154,7 @@ def write_encoder_gguf(model, tokenizer, out_path: str | Path, *, name: str = "t
     arch = gguf.MODEL_ARCH.BERT
     out_path = Path(out_path)
     tmp = out_path.with_suffix(".part")
-    writer = gguf.GGUFWriter(str(tmp), gguf.MODEL_ARCH_NAMES[arch])
-    writer.add_type(gguf.GGUFType.MODEL)
-    writer.add_name(name)
-    if license_id:
-        writer.add_license(license_id)
-    if description:
-        writer.add_description(description)
-    writer.add_context_length(config.max_position_embeddings)
-    writer.add_embedding_length(config.hidden_size)
-    writer.add_block_count(config.num_hidden_layers)
-    writer.add_feed_forward_length(config.intermediate_size)
+    writer = _start(tmp, arch, config, name, license_id, description)
     writer.add_head_count(config.num_attention_heads)
     writer.add_layer_norm_eps(float(config.layer_norm_eps))
     writer.add_causal_attention(False)

@@ -58,7 +58,7 @@ def run(per_label: int, seed: int, config: dict, latency_tickets: int, threads: 
                         "train_s": baseline.train_seconds, "ms_per_ticket": 1000 * baseline.predict_seconds_per_text}
         print(name, json.dumps(result[name]), flush=True)
 
-    registry = Registry(OUT / "models")
+    registry = Registry.local(OUT / "models")
     # a small validation set from the rest of the train split (never the test split) for the version's metrics
     taken = {r["id"] for r in train}
     holdout = sample_per_label([r for r in load_split("banking77", "train") if r["id"] not in taken], 2, seed + 1)

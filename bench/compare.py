@@ -143,7 +143,7 @@ def run(dataset: str, per_label: str, seed: int, families: list[str], threads: i
 
     config = RunConfig.from_dict({"families": families, "encoder": encoder, "decoder": DECODER, "max_wrong": MAX_WRONG})
     started = time.perf_counter()
-    version = build_version(Registry(OUT / "models"), task, _decoder_base(), train, val, config, threads=threads)
+    version = build_version(Registry.local(OUT / "models"), task, _decoder_base(), train, val, config, threads=threads)
     result["build_s"] = time.perf_counter() - started
     result["chosen"], result["choice"] = version.manifest["family"], version.manifest["choice"]
     for family in families:

@@ -37,7 +37,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     task = load_task(args.task)
-    version = Registry(args.models_dir).get(args.version)
+    version = Registry.local(args.models_dir).fetch_all(args.version)
     rows = [json.loads(line) for line in open(args.data, encoding="utf-8")]
     rows = [r for r in rows if in_holdout(r["id"])][: args.limit or None]
     base, tokenizer = load_base(version.manifest["base"])

@@ -37,7 +37,12 @@ class _Group(click.Group):
 def main(ctx: click.Context, data_dir: Path | None, task_file: Path | None) -> None:
     """Tuesday: a triage assistant that learns your team's labels from your team's clicks."""
     overrides = {k: v for k, v in {"data_dir": data_dir, "task_file": task_file}.items() if v is not None}
-    ctx.obj = Runtime(Settings(**overrides))
+    settings = Settings(**overrides)
+    if overrides:
+        from bot.cli_serve import export_options
+
+        export_options(settings)  # train jobs run in this process read TUESDAY_* too
+    ctx.obj = Runtime(settings)
 
 
 @main.command("import")
@@ -129,10 +134,10 @@ def predict(rt: Runtime, text: str, version: str | None, no_reason: bool, as_jso
 @click.pass_obj
 def models(rt: Runtime, as_json: bool) -> None:
     """List model versions with their status and holdout metrics."""
-    versions = rt.registry.versions()
-    data = [{"version": v.name, "status": v.status, "created_at": v.manifest.get("created_at"),
+    versions, statuses = rt.registry.versions(), rt.production.statuses()
+    data = [{"version": v.name, "status": statuses.get(v.name), "created_at": v.manifest.get("created_at"),
              "metrics": v.metrics, "base": v.manifest.get("license", {}).get("model")} for v in versions]
-    _emit(as_json, data, models_table(versions))
+    _emit(as_json, data, models_table(versions, statuses))
 
 
 @main.command()
@@ -157,10 +162,12 @@ def demo(rt: Runtime, as_json: bool, config_file: Path | None, online: bool) -> 
     run_demo(rt, config_file=config_file, as_json=as_json)
 
 
+from bot.cli_db import db  # noqa: E402
 from bot.cli_serve import serve, socket, worker  # noqa: E402  (their own module keeps this one short)
 main.add_command(serve)
 main.add_command(socket)
 main.add_command(worker)
+main.add_command(db)
 
 from bot.cli_admin import pause, resume, retrain, rollback, status  # noqa: E402
 main.add_command(status)

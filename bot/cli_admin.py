@@ -41,7 +41,7 @@ def status(rt: Runtime, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
 @click.pass_obj
 def retrain(rt: Runtime, by: str | None, as_json: bool) -> None:
-    """Queue a retrain for `tuesday worker --queue train` (joins one already queued or running)."""
+    """Queue a retrain (a CPU worker snapshots, the GPU node trains; joins one already queued or running)."""
     from bot.status import retrain_reply
 
     from redis.exceptions import RedisError
@@ -60,11 +60,11 @@ def retrain(rt: Runtime, by: str | None, as_json: bool) -> None:
 @click.command()
 @click.argument("version")
 @click.option("--by", help="Who rolls back (default: your login name).")
-@click.option("--reason", default="", help="Why, for history.jsonl.")
+@click.option("--reason", default="", help="Why, for the production history.")
 @click.pass_obj
 def rollback(rt: Runtime, version: str, by: str | None, reason: str) -> None:
-    """Put VERSION, which was production before, back in production (atomic, logged)."""
-    event = control.rollback(rt.registry, version, by=f"cli:{_who(by)}", note=reason)
+    """Put VERSION, which was production before, back in production (one logged SQL transaction)."""
+    event = control.rollback(rt.production, version, by=f"cli:{_who(by)}", note=reason)
     click.echo(f"production is now {event['version']} (was {event['previous'] or 'none'})")
 
 

@@ -6,6 +6,7 @@ import os
 
 import click
 
+from bot.queues import WORKER_QUEUES
 from bot.runtime import Runtime
 
 
@@ -20,6 +21,7 @@ def serve(rt: Runtime, host: str, port: int) -> None:
     from bot.queues import Queues
     from bot.web import create_app
 
+    rt.sessions  # brings the schema up to date (if behind) before the first request
     queues = Queues.from_settings(rt.settings)
     try:
         uvicorn.run(create_app(rt, queues), host=host, port=port)
@@ -28,9 +30,10 @@ def serve(rt: Runtime, host: str, port: int) -> None:
 
 
 @click.command()
-@click.option("--queue", "queue_name", type=click.Choice(["suggest", "train"]), default="suggest", show_default=True,
-              help="Which queue to work on.")
-@click.option("--burst", is_flag=True, help="Work until the queue is empty, then exit.")
+@click.option("--queue", "queue_name", type=click.Choice(sorted(WORKER_QUEUES)), default="suggest", show_default=True,
+              help="suggest: a CPU host (suggestions, then retrain snapshots, gate and reports); train: the GPU node; "
+                   "control: retrain bookkeeping only.")
+@click.option("--burst", is_flag=True, help="Work until the queues are empty, then exit.")
 @click.pass_obj
 def worker(rt: Runtime, queue_name: str, burst: bool) -> None:
     """Run jobs from a queue: suggestions on CPU, or training on a GPU node."""
@@ -40,29 +43,38 @@ def worker(rt: Runtime, queue_name: str, burst: bool) -> None:
     from bot.queues import Queues
 
     # Jobs build their dependencies from TUESDAY_* variables; hand them --data-dir/--task too.
-    os.environ["TUESDAY_DATA_DIR"] = str(rt.settings.data_dir)
-    if rt.settings.task_file:
-        os.environ["TUESDAY_TASK_FILE"] = str(rt.settings.task_file)
+    export_options(rt.settings)
     queues = Queues.from_settings(rt.settings)
+    names = WORKER_QUEUES[queue_name]
+    # The GPU node holds no SQL credentials: only hosts that work "control" touch the store.
+    scheduler = None
+    if "control" in names:
+        rt.sessions  # brings the schema up to date (if behind) before the first job
+        if rt.settings.retrain_schedule_hours > 0:
+            from bot.schedule import RetrainScheduler
+
+            # Checked once now (so a burst run sees a due retrain), then every minute while working.
+            scheduler = RetrainScheduler(rt, queues)
+            scheduler.tick()
+            if not burst:
+                scheduler.start()
     # SimpleWorker runs jobs in this process: no fork, so CUDA stays usable for training, and
     # the suggest worker keeps its loaded model between tickets (a forked child would not).
     # with_scheduler runs the delayed retries that queues.enqueue_suggest asks for.
-    scheduler = None
-    if queue_name == "train" and rt.settings.retrain_schedule_hours > 0:
-        from bot.schedule import RetrainScheduler
-
-        # Checked once now (so a burst run sees a due retrain), then every minute while working.
-        scheduler = RetrainScheduler(rt, queues)
-        scheduler.tick()
-        if not burst:
-            scheduler.start()
     try:
-        SimpleWorker([queues[queue_name]], connection=queues.connection, serializer=JSONSerializer).work(
-            burst=burst, with_scheduler=True)
+        SimpleWorker([queues[name] for name in names], connection=queues.connection,
+                     serializer=JSONSerializer).work(burst=burst, with_scheduler=True)
     finally:
         if scheduler is not None:
             scheduler.stop()
         queues.close()
+
+
+def export_options(settings) -> None:
+    """Put --data-dir and --task where jobs run in this process look for them (TUESDAY_* variables)."""
+    os.environ["TUESDAY_DATA_DIR"] = str(settings.data_dir)
+    if settings.task_file:
+        os.environ["TUESDAY_TASK_FILE"] = str(settings.task_file)
 
 
 def socket_handler(rt: Runtime, queues):

@@ -22,8 +22,12 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 from bot.store import Base, Example
 from inference.errors import RegistryError, TuesdayError
 
-RETRAIN_JOB = "bot.retrain.retrain_job"
+# A run moves through three queued jobs: its snapshot and the train job's hand-off on a CPU worker
+# ("control"), the training on the GPU node ("train"), then the gate and report on a CPU worker.
+PREPARE_JOB = "bot.retrain.prepare_job"
+CONCLUDE_JOB = "bot.retrain.conclude_job"
 RETRAIN_TIMEOUT_S = 12 * 3600  # a large base on a busy GPU node; RQ kills the job after this
+CONTROL_TIMEOUT_S = 3600  # a snapshot of the store, or the gate and report
 TRIGGERS = ("command", "threshold", "schedule", "cli")
 ACTIVE = ("queued", "running")
 FINISHED = ("promoted", "kept")  # the runs that actually trained a candidate
@@ -97,17 +101,8 @@ class RetrainRun(Base):
         return out
 
 
-# Engines whose control tables exist. The store creates the tables it knows when its session
-# factory is built, which may happen before this module is imported; this closes that gap.
-_ready_engines: weakref.WeakSet = weakref.WeakSet()
-
-
 def ready(sessions: sessionmaker[Session]) -> sessionmaker[Session]:
-    """The session factory, after making sure this module's tables exist in its database."""
-    engine = sessions.kw["bind"]
-    if engine not in _ready_engines:
-        Base.metadata.create_all(engine, tables=[Flag.__table__, RetrainRun.__table__])
-        _ready_engines.add(engine)
+    """The session factory as given: this module's tables come with the store's migrations."""
     return sessions
 
 
@@ -154,6 +149,14 @@ def retrain_job_id(run_id: int) -> str:
     return f"retrain-{int(run_id)}"
 
 
+def train_job_id(run_id: int) -> str:
+    return f"train-{int(run_id)}"
+
+
+def conclude_job_id(run_id: int) -> str:
+    return f"gate-{int(run_id)}"
+
+
 def get_run(sessions: sessionmaker[Session], run_id: int) -> RetrainRun | None:
     with ready(sessions)() as session:
         return session.get(RetrainRun, int(run_id))
@@ -172,18 +175,21 @@ def active_run(sessions: sessionmaker[Session]) -> RetrainRun | None:
 ENQUEUE_GRACE = timedelta(seconds=60)
 
 
+LIVE_JOB_STATES = ("queued", "started", "deferred", "scheduled")
+
+
 def _job_lost(queues, run: RetrainRun) -> bool:
-    """True when Redis no longer has a live job for an active run (flushed, expired, or its worker died)."""
-    job = queues.fetch(run.job_id) if run.job_id else None
-    if job is None:
+    """True when Redis holds no live job of an active run (flushed, expired, or its worker died)."""
+    jobs = [queues.fetch(job_id) for job_id in (run.job_id, train_job_id(run.id), conclude_job_id(run.id)) if job_id]
+    if not any(jobs):
         # The row is committed just before the job is pushed; a request in between must not
         # mistake the young run for a lost one.
         return not (run.status == "queued" and _now() - as_utc(run.created_at) < ENQUEUE_GRACE)
-    return job.get_status() in ("finished", "failed", "stopped", "canceled")
+    return not any(job.get_status() in LIVE_JOB_STATES for job in jobs if job is not None)
 
 
 def request_retrain(runtime, queues, requested_by: str, trigger: str) -> tuple[RetrainRun, bool]:
-    """Queue one retrain job on "train" and return (run, True); while one is active, (that run, False)."""
+    """Queue one retrain run (its first job, on "control") and return (run, True); while one is active, (that run, False)."""
     if trigger not in TRIGGERS:
         raise ValueError(f"trigger must be one of {TRIGGERS}, not {trigger!r}")
     sessions = ready(runtime.sessions)
@@ -209,7 +215,7 @@ def request_retrain(runtime, queues, requested_by: str, trigger: str) -> tuple[R
                 session.rollback()  # a concurrent request won the slot; join its run
                 continue
         try:
-            queues.enqueue("train", RETRAIN_JOB, run.id, job_id=run.job_id, timeout=RETRAIN_TIMEOUT_S)
+            queues.enqueue("control", PREPARE_JOB, run.id, job_id=run.job_id, timeout=CONTROL_TIMEOUT_S)
         except Exception as exc:
             # Redis is down: free the slot so the next request can try again, then let it surface.
             finish_run(sessions, run.id, "failed", error=f"could not queue the job: {exc}")
@@ -230,6 +236,7 @@ def start_run(sessions: sessionmaker[Session], run_id: int) -> RetrainRun | None
 
 
 def record_snapshot(sessions: sessionmaker[Session], run_id: int, snapshot: str, at: datetime) -> None:
+    # `snapshot` is the artifact key of the snapshot, so any host can read what the run trained on.
     """Remember which data the run trains on; labels newer than `at` count toward the next retrain."""
     with ready(sessions)() as session:
         run = session.get(RetrainRun, int(run_id))
@@ -323,14 +330,15 @@ def maybe_scheduled_retrain(runtime, queues, *, now: datetime | None = None) -> 
 
 # -- rollback -------------------------------------------------------------------------------------
 
-def rollback(registry, version: str, *, by: str, note: str = "") -> dict:
-    """Point production back at a version that was production before; atomic and logged in history.jsonl."""
+def rollback(production, version: str, *, by: str, note: str = "") -> dict:
+    """Point production back at a version that was production before; one logged SQL transaction."""
     try:
-        info = registry.get(version)
+        production.registry.get(version)
     except RegistryError as exc:
         raise RollbackRefused(str(exc)) from None
-    if info.status == "production":
+    status = production.statuses().get(version)
+    if status == "production":
         raise RollbackRefused(f"{version} is already production")
-    if info.status != "retired":
+    if status != "retired":
         raise RollbackRefused(f"{version} was never production; only the promotion gate can make it live")
-    return registry.promote(version, by=by, reason="rollback" + (f": {note}" if note else ""), action="rollback")
+    return production.switch(version, by=by, reason="rollback" + (f": {note}" if note else ""), action="rollback")

@@ -58,7 +58,7 @@ def run_demo(rt: Runtime, *, config_file: Path | None = None, as_json: bool = Fa
     _step("training a LoRA adapter, merging, exporting GGUF, quantizing, evaluating")
     config = load_config(config_file or DEMO_CONFIG)
     summary = train_and_gate(rt, config=config, by="tuesday demo")
-    version = rt.registry.get(summary["version"])
+    version = rt.registry.fetch(summary["version"], [f"metrics-{f}.json" for f in summary["families"]])
     for family in version.manifest["families"]:
         columns[f"{version.name} {family}"] = json.loads((version.path / f"metrics-{family}.json").read_text())
     click.echo(f"{version.name} serves the {version.manifest['family']} family ({version.manifest['choice']})")

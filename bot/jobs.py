@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-TRAIN_JOB = "trainer.jobs.train_snapshot"
+TRAIN_JOB = "trainer.jobs.train_candidate"
 
 
 def run_job(dotted: str, **kwargs):

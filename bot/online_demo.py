@@ -102,7 +102,10 @@ def _work(queues, name: str) -> None:
     from rq import SimpleWorker
     from rq.serializers import JSONSerializer
 
-    SimpleWorker([queues[name]], connection=queues.connection, serializer=JSONSerializer).work(burst=True)
+    from bot.queues import WORKER_QUEUES
+
+    SimpleWorker([queues[q] for q in WORKER_QUEUES[name]], connection=queues.connection,
+                 serializer=JSONSerializer).work(burst=True)
 
 
 class Agent:
@@ -148,7 +151,7 @@ def run_online_demo(rt, *, tickets: int = 6, retrain_config: Path | None = None)
     from bot.store import Suggestion, Ticket, holdout_rows
     from bot.web import create_app
 
-    if rt.registry.production() is None:
+    if rt.production.name() is None:
         raise TuesdayError("no production model yet: run `tuesday demo` first (it trains and promotes one)")
     rows = holdout_rows(rt.sessions, rt.task, rt.settings.holdout_fraction)[:tickets]
     slack = LocalSlack(echo=echo).start()
@@ -203,7 +206,9 @@ def run_online_demo(rt, *, tickets: int = 6, retrain_config: Path | None = None)
                 click.echo(f"  {STRANGER}: {agent.slash(STRANGER, 'retrain')}")
                 click.echo(f"  {MANAGER}: {agent.slash(MANAGER, 'retrain')}")
                 click.secho("\n== the train worker retrains, gates and reports", bold=True)
+                _work(queues, "control")  # the snapshot; then the GPU node's job
                 _work(queues, "train")
+                _work(queues, "control")  # the gate and the report
                 click.secho("\n== /tuesday status", bold=True)
                 click.echo(agent.slash(MANAGER, "status"))
         finally:
@@ -211,7 +216,7 @@ def run_online_demo(rt, *, tickets: int = 6, retrain_config: Path | None = None)
             slack.stop()
     summary["posted"] = len(slack.calls_to("chat.postMessage"))
     summary["updated"] = len(slack.calls_to("chat.update"))
-    summary["production"] = rt.registry.production_name()
+    summary["production"] = rt.production.name()
     return summary
 
 

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from bot.production import PointerMoved, Production
 from inference.gate import HANDOFF_TOLERANCE, Decision, decide
-from inference.registry import Registry
 
 __all__ = ["HANDOFF_TOLERANCE", "Decision", "apply_gate", "decide"]
 
 
-def apply_gate(registry: Registry, summary: dict, *, by: str, min_gain: float = 0.0) -> Decision:
-    """Decide on a train job's summary and, if it passes, switch production."""
+def apply_gate(production: Production, summary: dict, *, by: str, min_gain: float = 0.0) -> Decision:
+    """Decide on a train job's summary and, if it passes, switch production from the version it was compared with."""
     decision = decide(summary["metrics"], summary.get("production_metrics"), min_gain=min_gain)
-    if decision.promote:
-        registry.promote(summary["version"], by=by, reason=decision.why)
+    if not decision.promote:
+        return decision
+    try:
+        # Compare-and-set: a rollback on another host while the candidate trained wins over it.
+        production.switch(summary["version"], by=by, reason=decision.why, expect=summary.get("production"))
+    except PointerMoved as exc:
+        return Decision(False, f"not promoted: {exc}")
     return decision

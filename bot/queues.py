@@ -1,4 +1,5 @@
-"""The Redis connection and the RQ queues: "suggest" (CPU inference) and "train" (the GPU node)."""
+"""The Redis connection and the RQ queues: "suggest" (CPU inference), "control" (CPU: retrain snapshots,
+the promotion gate, reports) and "train" (the GPU node)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ from rq.serializers import JSONSerializer
 from bot.settings import Settings
 
 SUGGEST_JOB = "bot.suggest.suggest_ticket"
-QUEUE_NAMES = ("suggest", "train")
+QUEUE_NAMES = ("suggest", "train", "control")
+# What `tuesday worker --queue NAME` works on, in priority order: a CPU host serves suggestions
+# first and runs the retrain bookkeeping when idle; the GPU node only trains.
+WORKER_QUEUES = {"suggest": ("suggest", "control"), "control": ("control",), "train": ("train",)}
 
 
 def redis_connection(settings: Settings) -> Redis:
@@ -49,6 +53,10 @@ class Queues:
     @property
     def train(self) -> Queue:
         return self.queues["train"]
+
+    @property
+    def control(self) -> Queue:
+        return self.queues["control"]
 
     def close(self) -> None:
         """Drop the connections; an embedded server stops when its last client closes."""

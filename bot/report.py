@@ -54,12 +54,12 @@ def suggestion_card(s: Suggestion, text: str | None = None) -> str:
     return "\n".join(lines)
 
 
-def models_table(versions: list[VersionInfo]) -> str:
+def models_table(versions: list[VersionInfo], statuses: dict[str, str]) -> str:
     if not versions:
         return "no model versions yet: run `tuesday train` or `tuesday demo`"
     out = []
     for v in versions:
         m = v.manifest
-        out.append(f"{v.name:<6} {v.status:<10} {m.get('created_at', ''):<26} {m.get('family', ''):<8} "
+        out.append(f"{v.name:<6} {statuses.get(v.name, ''):<10} {m.get('created_at', ''):<26} {m.get('family', ''):<8} "
                    f"train={m.get('data', {}).get('n_train', '?'):<5} {headline(v.metrics)}")
     return "\n".join(out)

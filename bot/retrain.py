@@ -1,28 +1,40 @@
-"""The queued retrain job: snapshot → train → promotion gate → a report in the triage channel."""
+"""A retrain run as three queued jobs, so the GPU node needs only Redis and the artifact store.
+
+    control  prepare_job   snapshot the store into the artifact store, queue the two jobs below
+    train    trainer.jobs.train_candidate   (GPU node) train, upload the candidate, score it
+    control  conclude_job  (after the train job, even when it failed) gate, promote, report
+
+The SQL store, the production pointer and the Slack token stay on the CPU side.
+"""
 
 from __future__ import annotations
 
 import logging
 from datetime import datetime, timezone
 
+from rq.job import Dependency
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.control import finish_run, get_run, is_paused, record_snapshot, set_run_error, start_run
+from bot.control import (CONCLUDE_JOB, CONTROL_TIMEOUT_S, RETRAIN_TIMEOUT_S, conclude_job_id, finish_run, get_run, is_paused,
+                         record_snapshot, set_run_error, start_run, train_job_id)
+from bot.jobs import TRAIN_JOB
 from bot.promotion import apply_gate
+from bot.queues import Queues
 from bot.runtime import Runtime
 from bot.settings import Settings
 from bot.status import report_text
 from bot.suggest import slack_client
-from bot.training import load_config, snapshot_for_training, train_and_gate
+from bot.training import load_config, run_config, snapshot_for_training
 
 log = logging.getLogger(__name__)
 
 HEADLINE = ("n", "accuracy", "macro_f1", "handoff_recall", "escalation_recall")
+RESULT_TTL_S = 7 * 24 * 3600  # the train job's summary waits this long for its gate job
 
 
 def promoted_by(run) -> str:
-    """Who the registry's history names for a promotion by this run."""
+    """Who the production history names for a promotion by this run."""
     return f"slack:{run.requested_by}" if run.trigger == "command" else f"{run.trigger}:{run.requested_by}"
 
 
@@ -33,12 +45,12 @@ def _headline(metrics: dict | None) -> dict | None:
 def gate(runtime: Runtime, summary: dict, *, by: str) -> tuple[bool, str]:
     """The promotion gate, unless an admin paused or rolled back while the candidate trained."""
     # Training takes long; the candidate was compared with the production of its start.
-    live = runtime.registry.production_name()
+    live = runtime.production.name()
     if live != summary["production"]:
         return False, f"production changed to {live} while it trained (rollback?); not compared, not promoted"
     if is_paused(runtime.sessions):
         return False, "retraining was paused while it trained; not promoted"
-    decision = apply_gate(runtime.registry, summary, by=by, min_gain=runtime.settings.min_gain)
+    decision = apply_gate(runtime.production, summary, by=by, min_gain=runtime.settings.min_gain)
     return decision.promote, decision.why
 
 
@@ -54,8 +66,14 @@ def _post(runtime: Runtime, slack: WebClient | None, run) -> None:
         set_run_error(runtime.sessions, run.id, f"report not posted to Slack: {exc.response.get('error')}")
 
 
-def run_retrain(runtime: Runtime, slack: WebClient | None, run_id: int) -> dict:
-    """Carry out one queued run; safe against redelivery (a run that is not queued is left alone)."""
+def _fail(runtime: Runtime, slack: WebClient | None, run_id: int, error: str, production_before: str | None):
+    run = finish_run(runtime.sessions, run_id, "failed", error=error, production_before=production_before)
+    _post(runtime, slack, run)
+    return run
+
+
+def prepare_run(runtime: Runtime, queues: Queues, slack: WebClient | None, run_id: int) -> dict:
+    """Snapshot the store for run `run_id` and queue its train and gate jobs; safe against redelivery."""
     sessions = runtime.sessions
     run = start_run(sessions, run_id)
     if run is None:
@@ -64,27 +82,57 @@ def run_retrain(runtime: Runtime, slack: WebClient | None, run_id: int) -> dict:
             raise LookupError(f"no retrain run {run_id} in the store")
         log.info("retrain run %s is %s already; nothing to do", run_id, current.status)
         return current.to_dict()
+    production = runtime.production.name()
     if is_paused(sessions):
-        run = finish_run(sessions, run_id, "failed", error="paused before the run started",
-                         production_before=runtime.registry.production_name())
-        _post(runtime, slack, run)
-        return run.to_dict()
-    production_before = runtime.registry.production_name()
+        return _fail(runtime, slack, run_id, "paused before the run started", production).to_dict()
     try:
         # Taken before reading: a label stored while the snapshot is written counts toward the next run.
         frozen_at = datetime.now(timezone.utc)
         # Reviewers disagreeing on a text is noise to the model; those examples wait for a verdict.
         snapshot = snapshot_for_training(runtime, skip_conflicts=True)
-        record_snapshot(sessions, run_id, str(snapshot), frozen_at)
-        summary = train_and_gate(runtime, config=load_config(runtime.settings.retrain_config), promote=False,
-                                 snapshot=snapshot)
-        summary["promoted"], summary["why"] = gate(runtime, summary, by=promoted_by(run))
+        record_snapshot(sessions, run_id, snapshot["snapshot_key"], frozen_at)
+        config = run_config(runtime, load_config(runtime.settings.retrain_config))
+        train, _ = queues.enqueue("train", TRAIN_JOB, job_id=train_job_id(run_id), timeout=RETRAIN_TIMEOUT_S,
+                                  result_ttl=RESULT_TTL_S, failure_ttl=RESULT_TTL_S,
+                                  kwargs={**snapshot, "config": config, "production": production, "run_id": run_id})
+        # allow_failure: the gate job also runs when training failed, to close the run and say why.
+        queues.enqueue("control", CONCLUDE_JOB, run_id, job_id=conclude_job_id(run_id), timeout=CONTROL_TIMEOUT_S,
+                       depends_on=Dependency(jobs=[train_job_id(run_id)], allow_failure=True))
     except BaseException as exc:
         # Recorded and reported, then re-raised so RQ marks the job failed with its traceback.
-        # BaseException: RQ's timeout (JobTimeoutException) and a worker's shutdown count too.
-        run = finish_run(sessions, run_id, "failed", error=f"{type(exc).__name__}: {exc}",
-                         production_before=production_before)
-        _post(runtime, slack, run)
+        _fail(runtime, slack, run_id, f"{type(exc).__name__}: {exc}", production)
+        raise
+    log.info("retrain run %s: snapshot %s, training queued", run_id, snapshot["snapshot_key"])
+    return get_run(sessions, run_id).to_dict()
+
+
+def _train_error(job) -> str:
+    """The last line of a failed train job's traceback (the exception and its message)."""
+    result = job.latest_result()
+    text = (getattr(result, "exc_string", None) or "").strip()
+    return text.splitlines()[-1] if text else f"the train job ended as {job.get_status()}"
+
+
+def conclude_run(runtime: Runtime, queues: Queues, slack: WebClient | None, run_id: int) -> dict:
+    """Gate, promote and report run `run_id` once its train job ended; safe against redelivery."""
+    sessions = runtime.sessions
+    run = get_run(sessions, run_id)
+    if run is None:
+        raise LookupError(f"no retrain run {run_id} in the store")
+    if run.status != "running":
+        log.info("retrain run %s is %s already; nothing to do", run_id, run.status)
+        return run.to_dict()
+    production_before = runtime.production.name()
+    job = queues.fetch(train_job_id(run_id))
+    if job is None:
+        return _fail(runtime, slack, run_id, "the train job's result is no longer in Redis", production_before).to_dict()
+    if job.get_status() != "finished":
+        return _fail(runtime, slack, run_id, _train_error(job), production_before).to_dict()
+    summary = job.return_value()
+    try:
+        summary["promoted"], summary["why"] = gate(runtime, summary, by=promoted_by(run))
+    except BaseException as exc:
+        _fail(runtime, slack, run_id, f"{type(exc).__name__}: {exc}", production_before)
         raise
     run = finish_run(sessions, run_id, "promoted" if summary["promoted"] else "kept",
                      candidate_version=summary["version"], production_before=summary["production"],
@@ -99,8 +147,26 @@ def run_retrain(runtime: Runtime, slack: WebClient | None, run_id: int) -> dict:
     return get_run(sessions, run_id).to_dict()
 
 
-def retrain_job(run_id: int) -> dict:
-    """Queued job (training worker): carry out retrain run `run_id`; returns the run as JSON-safe data."""
-    # Built at call time from TUESDAY_* and .env: the worker on the GPU node has its own settings.
+def _with_parts(step, run_id: int) -> dict:
+    # Built at call time from TUESDAY_* and .env: each worker host has its own settings.
+    from rq import get_current_job
+
     settings = Settings()
-    return run_retrain(Runtime(settings), slack_client(settings), int(run_id))
+    job = get_current_job()
+    # The worker's own Redis connection queues the next jobs (one embedded server stays one).
+    queues = Queues(job.connection) if job is not None else Queues.from_settings(settings)
+    try:
+        return step(Runtime(settings), queues, slack_client(settings), int(run_id))
+    finally:
+        if job is None:
+            queues.close()
+
+
+def prepare_job(run_id: int) -> dict:
+    """Queued job (CPU worker, "control"): snapshot and queue the training of run `run_id`."""
+    return _with_parts(prepare_run, run_id)
+
+
+def conclude_job(run_id: int) -> dict:
+    """Queued job (CPU worker, "control"): gate, promote and report run `run_id`."""
+    return _with_parts(conclude_run, run_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 
+from bot.production import Production
 from bot.settings import Settings
 from bot.store import make_session_factory
 from inference.base_models import smollm2_gguf
@@ -31,7 +32,13 @@ class Runtime:
 
     @cached_property
     def registry(self) -> Registry:
-        return Registry(self.settings.models_dir)
+        """Model versions in the shared artifact store, with this host's verified cache."""
+        return self.settings.registry()
+
+    @cached_property
+    def production(self) -> Production:
+        """Which version is live, from the SQL store every host shares."""
+        return Production(self.sessions, self.registry)
 
     def base_model(self, override: Path | None = None) -> Path:
         return override or self.settings.base_model or smollm2_gguf()
@@ -40,6 +47,6 @@ class Runtime:
         """The served predictor of a version (default: production, else the newest), calibrated, with evidence."""
         from inference.serving import load_predictor
 
-        info = self.registry.resolve(version)
+        info = self.registry.fetch(self.production.resolve(version).name)
         return load_predictor(info, self.task, threads=self.settings.threads,
                               reasons=self.settings.reasons if reasons is None else reasons)

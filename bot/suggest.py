@@ -15,7 +15,7 @@ from bot.settings import Settings
 from bot.store import add_suggestion, get_ticket, latest_suggestion, set_slack_message
 from inference.errors import RegistryError, TuesdayError
 from inference.predictor import Predictor
-from inference.registry import Registry, VersionInfo
+from inference.registry import VersionInfo
 from inference.task import Task, load_task
 
 log = logging.getLogger(__name__)
@@ -28,20 +28,21 @@ class TicketNotFound(TuesdayError):
 class PredictorCache:
     """This process's predictor for the production version; it follows the production pointer."""
 
-    def __init__(self, registry: Registry, load: Callable[[str], Predictor]):
-        self.registry, self._load = registry, load
+    def __init__(self, production_name: Callable[[], str | None], load: Callable[[str], Predictor]):
+        self._production_name, self._load = production_name, load
         self.version: str | None = None
         self.predictor: Predictor | None = None
         self.loads = 0
 
     def get(self) -> Predictor:
-        # One small file read per ticket: cheap next to a prediction, and no signal to miss.
-        name = self.registry.production_name()
+        # One small SQL read per ticket: cheap next to a prediction, and no signal to miss.
+        name = self._production_name()
         if name is None:
             raise RegistryError("no production model yet: train and promote one (`tuesday train`)")
         if name != self.version or self.predictor is None:
-            # Load, then swap, then close: a version that fails to load raises here and leaves
-            # the old predictor in place (the job fails and is retried; nothing is half-swapped).
+            # Download and verify, load, then swap, then close: a version whose files fail their
+            # sha256 or fail to load raises here and leaves the old predictor in place (the job
+            # fails and is retried; nothing is half-swapped).
             new = self._load(name)
             old, self.predictor, self.version = self.predictor, new, name
             self.loads += 1
@@ -61,14 +62,16 @@ def version_task(runtime: Runtime, info: VersionInfo) -> Task:
     # The version's own task.yaml fixes the prompt and labels it learned, so serving stays
     # identical to training even after the team edits the task file (until the next retrain).
     task_file = Path(info.path) / "task.yaml"
+    if not task_file.exists() and "task.yaml" in info.manifest.get("artifacts", {}):
+        runtime.registry.fetch(info.name, ["task.yaml"])
     return load_task(task_file) if task_file.exists() else runtime.task
 
 
 def load_version(runtime: Runtime, name: str) -> Predictor:
-    """The served predictor of a version (whatever its family), calibrated, with evidence."""
+    """The served predictor of a version (whatever its family), its files fetched and verified."""
     from inference.serving import load_predictor
 
-    info = runtime.registry.get(name)
+    info = runtime.registry.fetch(name)
     return load_predictor(info, version_task(runtime, info), threads=runtime.settings.threads,
                           reasons=runtime.settings.reasons)
 
@@ -107,7 +110,7 @@ class Suggester:
 
     def __init__(self, runtime: Runtime, slack: WebClient | None, predictors: PredictorCache | None = None):
         self.runtime, self.slack = runtime, slack
-        self.predictors = predictors or PredictorCache(runtime.registry, lambda name: load_version(runtime, name))
+        self.predictors = predictors or PredictorCache(runtime.production.name, lambda name: load_version(runtime, name))
         self._thresholds: dict[str, Thresholds] = {}
 
     @classmethod

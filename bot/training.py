@@ -7,25 +7,34 @@ from pathlib import Path
 from bot.jobs import TRAIN_JOB, run_job
 from bot.runtime import Runtime
 from inference.errors import TuesdayError
+from inference.snapshot import upload_snapshot, upload_task
 
 
 class TrainingDataError(TuesdayError):
     """The labelled data or the training config given for a round cannot be used."""
 
 
-def snapshot_for_training(rt: Runtime, data: Path | None = None, *, skip_conflicts: bool = False) -> Path:
-    """A snapshot of the store (optionally without examples reviewers labelled differently), or of a labelled file."""
+def snapshot_for_training(rt: Runtime, data: Path | None = None, *, skip_conflicts: bool = False) -> dict:
+    """Freeze the store (or a labelled file) and the task into the artifact store; returns their keys and sha256s.
+
+    Those keys are all a train job gets: the training host reads them from the artifact store,
+    so it needs neither this host's disk nor the SQL store.
+    """
     from bot.importer import read_labelled
     from bot.store import snapshot_store
     from inference.snapshot import write_snapshot
 
     out = rt.settings.data_dir / "snapshots"
     if data is None:
-        return snapshot_store(rt.sessions, rt.task, out, rt.settings.holdout_fraction, skip_conflicts=skip_conflicts)
-    rows, errors = read_labelled(data, rt.task)
-    if errors:
-        raise TrainingDataError("\n".join([f"{data}: {len(errors)} bad rows"] + [f"  line {n}: {m}" for n, m in errors]))
-    return write_snapshot(rows, out, rt.settings.holdout_fraction)
+        path = snapshot_store(rt.sessions, rt.task, out, rt.settings.holdout_fraction, skip_conflicts=skip_conflicts)
+    else:
+        rows, errors = read_labelled(data, rt.task)
+        if errors:
+            raise TrainingDataError("\n".join([f"{data}: {len(errors)} bad rows"]
+                                              + [f"  line {n}: {m}" for n, m in errors]))
+        path = write_snapshot(rows, out, rt.settings.holdout_fraction)
+    store = rt.registry.store
+    return {**upload_snapshot(store, path), **upload_task(store, rt.task.to_yaml())}
 
 
 def load_config(path: Path | None) -> dict:
@@ -45,22 +54,21 @@ def load_config(path: Path | None) -> dict:
     return data
 
 
+def run_config(rt: Runtime, overrides: dict | None = None) -> dict:
+    """The training config a round sends: this host's family and calibration settings, then the overrides."""
+    return {"families": rt.settings.families, "max_wrong": rt.settings.max_wrong, **(overrides or {})}
+
+
 def train_and_gate(rt: Runtime, *, base: Path | None = None, config: dict | None = None, data: Path | None = None,
-                   promote: bool = True, by: str = "cli", progress: bool = True,
-                   snapshot: Path | None = None) -> dict:
-    """Snapshot → train job → promotion gate; returns the job summary plus the decision."""
+                   promote: bool = True, by: str = "cli", progress: bool = True, snapshot: dict | None = None) -> dict:
+    """Snapshot → train job (in this process) → promotion gate; returns the job summary plus the decision."""
     from bot.promotion import apply_gate
 
     snapshot = snapshot or snapshot_for_training(rt, data)
-    settings = rt.settings
-    config = {"families": settings.families, "max_wrong": settings.max_wrong, **(config or {})}
-    summary = run_job(TRAIN_JOB, snapshot=str(snapshot), task_file=str(rt.task_path),
-                      base=str(rt.base_model(base)), models_dir=str(settings.models_dir), config=config,
-                      tokenizer_gguf=str(settings.tokenizer_gguf) if settings.tokenizer_gguf else None,
-                      encoder_base=str(settings.encoder_model) if settings.encoder_model else None,
-                      progress=progress, threads=settings.threads)
+    summary = run_job(TRAIN_JOB, **snapshot, config=run_config(rt, config), production=rt.production.name(),
+                      base=str(base) if base else None, progress=progress)
     if promote:
-        decision = apply_gate(rt.registry, summary, by=by, min_gain=rt.settings.min_gain)
+        decision = apply_gate(rt.production, summary, by=by, min_gain=rt.settings.min_gain)
         summary["promoted"], summary["why"] = decision.promote, decision.why
     else:
         summary["promoted"], summary["why"] = False, "--no-promote"

@@ -1,35 +1,42 @@
-"""Model versions on disk and the production pointer.
+"""Model versions in the artifact store, and this host's verified local copies of them.
 
-    <root>/v1/            a finished version (never modified after it is committed)
-    <root>/PRODUCTION     the production version's name, replaced atomically
-    <root>/history.jsonl  every promotion and rollback: who, when, why
+    models/v3/claim.json     written first, create-only: the name is this writer's
+    models/v3/<file>         every file of the version (GGUFs, head, evidence, task, card)
+    models/v3/version.json   the manifest, written last, create-only; lists each file's sha256
 
-A version is built in a staging folder and renamed into place, so readers
-never see a half-written version; the pointer is written to a temporary file
-and os.replace()d, so readers never see a half-written pointer.
+A version exists once its manifest does, so readers never see half a version; it never changes
+after that. Which version is in production is not a property of the files: the SQL store keeps
+that pointer (bot/production.py), so every host sees a switch at once.
+
+Hosts read versions through a cache folder: `fetch` downloads the files a version serves,
+checks each sha256 against the manifest and only then moves it into place.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
+import shutil
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from inference.artifacts import ArtifactExists, ArtifactStore, LocalArtifacts, fetch_verified, sha256_file
 from inference.errors import RegistryError
 
-VERSION_RE = re.compile(r"^v(\d+)$")
+PREFIX = "models"
 MANIFEST = "version.json"
+CLAIM = "claim.json"
+VERSION_RE = re.compile(r"^v(\d+)$")
+# Small files every host keeps with a version: what it was trained on and how it did.
+PAPERS = ("task.yaml", "metrics.json", "config.json", "license.json", "MODEL_CARD.md")
 
 
 @dataclass(frozen=True)
 class VersionInfo:
     name: str
-    path: Path
-    status: str  # candidate | production | retired
+    path: Path  # this host's copy; holds the files `Registry.fetch` downloaded
     manifest: dict
 
     @property
@@ -49,101 +56,104 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+def served_files(manifest: dict) -> list[str]:
+    """The files a host needs to serve a version (not adapters, not f16 exports)."""
+    files = manifest.get("files", {})
+    family = manifest.get("families", {}).get(manifest.get("family", ""), {})
+    wanted = [*PAPERS, "evidence.jsonl", "evidence.npy", manifest.get("evidence", {}).get("embedder"),
+              files.get(family.get("serve") or manifest.get("serve", ""))]
+    if manifest.get("family") == "encoder":
+        wanted.append(files.get("head"))
+    stored = manifest.get("artifacts", {})
+    return [name for name in dict.fromkeys(wanted) if name and name in stored]
 
 
 class Registry:
-    """The versions under one folder."""
+    """The versions in one artifact store, with a cache folder for this host's copies."""
 
-    def __init__(self, root: str | Path):
-        self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+    def __init__(self, store: ArtifactStore, cache_dir: str | Path):
+        self.store = store
+        self.cache_dir = Path(cache_dir)
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        self._manifests: dict[str, dict] = {}  # committed manifests never change
+
+    @classmethod
+    def local(cls, root: str | Path) -> Registry:
+        """A registry in one folder (artifacts under root/store, copies under root/cache)."""
+        return cls(LocalArtifacts(Path(root) / "store"), Path(root) / "cache")
 
     # -- building --------------------------------------------------------------------------
     def stage(self) -> Path:
-        """A fresh folder to build a version in; commit() moves it into place."""
-        return Path(tempfile.mkdtemp(dir=self.root, prefix=".staging-"))
+        """A fresh local folder to build a version in; commit() stores it."""
+        return Path(tempfile.mkdtemp(dir=self.cache_dir, prefix=".staging-"))
 
     def commit(self, staging: Path, manifest: dict) -> VersionInfo:
-        """Give the staged folder the next version name, atomically."""
+        """Store the staged folder as the next version (files first, manifest last); returns the local copy."""
+        staging = Path(staging)
+        files = sorted(p for p in staging.rglob("*") if p.is_file() and p.name != MANIFEST)
+        artifacts = {p.relative_to(staging).as_posix(): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+                     for p in files}
         for _ in range(100):
             name = f"v{self._next_number()}"
-            manifest = {**manifest, "version": name, "created_at": manifest.get("created_at") or _now()}
-            _write_atomic(staging / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True))
             try:
-                os.rename(staging, self.root / name)  # fails if another writer took the name
-            except OSError:
-                continue
-            return self.get(name)
+                self.store.put_new(f"{PREFIX}/{name}/{CLAIM}", json.dumps({"at": _now()}).encode())
+            except ArtifactExists:
+                continue  # another writer took this name a moment ago
+            for rel in artifacts:
+                self.store.put_file(f"{PREFIX}/{name}/{rel}", staging / rel)
+            manifest = {**manifest, "version": name, "created_at": manifest.get("created_at") or _now(),
+                        "artifacts": artifacts}
+            text = json.dumps(manifest, indent=2, sort_keys=True)
+            self.store.put_new(f"{PREFIX}/{name}/{MANIFEST}", text.encode())
+            (staging / MANIFEST).write_text(text, encoding="utf-8")
+            local = self.cache_dir / name
+            shutil.rmtree(local, ignore_errors=True)
+            staging.rename(local)
+            self._manifests[name] = manifest
+            return VersionInfo(name, local, manifest)
         raise RegistryError("could not allocate a version name")
 
     def _next_number(self) -> int:
-        numbers = [int(m.group(1)) for p in self.root.iterdir() if (m := VERSION_RE.match(p.name))]
+        numbers = [int(m.group(1)) for key in self.store.list(PREFIX)
+                   if (m := VERSION_RE.match(key.split("/")[1]))]
         return max(numbers, default=0) + 1
 
     # -- reading ---------------------------------------------------------------------------
     def names(self) -> list[str]:
-        found = [p.name for p in self.root.iterdir() if VERSION_RE.match(p.name) and (p / MANIFEST).exists()]
-        return sorted(found, key=lambda n: int(n[1:]))
-
-    def production_name(self) -> str | None:
-        try:
-            name = (self.root / "PRODUCTION").read_text(encoding="utf-8").strip()
-        except FileNotFoundError:
-            return None
-        return name or None
-
-    def history(self) -> list[dict]:
-        path = self.root / "history.jsonl"
-        if not path.exists():
-            return []
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        """Committed versions, oldest first."""
+        found = {key.split("/")[1] for key in self.store.list(PREFIX) if key.endswith(f"/{MANIFEST}")
+                 and key.count("/") == 2}
+        return sorted((n for n in found if VERSION_RE.match(n)), key=lambda n: int(n[1:]))
 
     def get(self, name: str) -> VersionInfo:
-        path = self.root / name
-        if not VERSION_RE.match(name) or not (path / MANIFEST).exists():
-            raise RegistryError(f"no model version {name!r} (have: {', '.join(self.names()) or 'none'})")
-        manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
-        return VersionInfo(name, path, self._status(name), manifest)
-
-    def _status(self, name: str) -> str:
-        if name == self.production_name():
-            return "production"
-        was_live = any(event.get("version") == name for event in self.history())
-        return "retired" if was_live else "candidate"
+        """A version's manifest (its files are local only after fetch())."""
+        if name not in self._manifests:
+            if not VERSION_RE.match(name or "") or not self.store.exists(f"{PREFIX}/{name}/{MANIFEST}"):
+                raise RegistryError(f"no model version {name!r} (have: {', '.join(self.names()) or 'none'})")
+            self._manifests[name] = json.loads(self.store.get_bytes(f"{PREFIX}/{name}/{MANIFEST}"))
+        return VersionInfo(name, self.cache_dir / name, self._manifests[name])
 
     def versions(self) -> list[VersionInfo]:
         return [self.get(n) for n in self.names()]
 
-    def production(self) -> VersionInfo | None:
-        name = self.production_name()
-        return self.get(name) if name else None
-
-    def resolve(self, name: str | None) -> VersionInfo:
-        """The named version, or production, or the newest one."""
-        if name:
-            return self.get(name)
-        live = self.production()
-        if live:
-            return live
+    def newest(self) -> VersionInfo:
         names = self.names()
         if not names:
             raise RegistryError("no model versions yet: run `tuesday train` (or `tuesday demo`) first")
         return self.get(names[-1])
 
-    # -- switching -------------------------------------------------------------------------
-    def promote(self, name: str, *, by: str, reason: str, action: str = "promote") -> dict:
-        """Make a version production: one atomic pointer switch, logged."""
-        self.get(name)  # must exist and be complete
-        event = {"at": _now(), "action": action, "version": name, "previous": self.production_name(),
-                 "by": by, "reason": reason}
-        _write_atomic(self.root / "PRODUCTION", name + "\n")
-        with open(self.root / "history.jsonl", "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(event) + "\n")
-        return event
+    def fetch(self, name: str, files: list[str] | None = None) -> VersionInfo:
+        """The version with its served files (or `files`) in the cache, each checked against its sha256."""
+        info = self.get(name)
+        stored = info.manifest.get("artifacts")
+        if not stored:
+            raise RegistryError(f"version {name} lists no checksums; it was not stored by this Tuesday: rebuild it")
+        for rel in served_files(info.manifest) if files is None else files:
+            if rel not in stored:
+                raise RegistryError(f"version {name} has no file {rel}")
+            fetch_verified(self.store, f"{PREFIX}/{name}/{rel}", info.path / rel, stored[rel]["sha256"])
+        (info.path / MANIFEST).write_text(json.dumps(info.manifest, indent=2, sort_keys=True), encoding="utf-8")
+        return info
+
+    def fetch_all(self, name: str) -> VersionInfo:
+        return self.fetch(name, list(self.get(name).manifest.get("artifacts", {})))

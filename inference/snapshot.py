@@ -27,3 +27,39 @@ def read_snapshot(path: str | Path) -> tuple[list[dict], list[dict]]:
     """(train rows, holdout rows) of a snapshot file."""
     rows = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
     return [r for r in rows if r["split"] == "train"], [r for r in rows if r["split"] == "holdout"]
+
+
+SNAPSHOTS = "snapshots"
+TASKS = "tasks"
+
+
+def upload_snapshot(store, path: str | Path) -> dict:
+    """Put a snapshot file in the artifact store; returns the key and sha256 a train job needs."""
+    from inference.artifacts import sha256_file
+
+    path = Path(path)
+    key = f"{SNAPSHOTS}/{path.name}"
+    if not store.exists(key):  # named by its content: the same snapshot is stored once
+        store.put_file(key, path)
+    return {"snapshot_key": key, "snapshot_sha256": sha256_file(path)}
+
+
+def upload_task(store, task_yaml: str) -> dict:
+    """Put the task's YAML in the artifact store under its content hash."""
+    from inference.artifacts import ArtifactExists
+
+    data = task_yaml.encode("utf-8")
+    digest = hashlib.sha256(data).hexdigest()
+    key = f"{TASKS}/{digest[:16]}.yaml"
+    try:
+        store.put_new(key, data)
+    except ArtifactExists:
+        pass  # the same text is there already
+    return {"task_key": key, "task_sha256": digest}
+
+
+def download(store, key: str, sha256: str, cache_dir: Path) -> Path:
+    """A verified local copy of a snapshot or task artifact."""
+    from inference.artifacts import fetch_verified
+
+    return fetch_verified(store, key, Path(cache_dir) / key, sha256)

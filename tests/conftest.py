@@ -59,7 +59,7 @@ def trained_version(tiny_base, tiny_bert, task, demo_rows, tmp_path_factory):
 
     train = [r for r in demo_rows if not in_holdout(r["id"])][:120]
     holdout = [r for r in demo_rows if in_holdout(r["id"])][:60]
-    registry = Registry(tmp_path_factory.mktemp("registry"))
+    registry = Registry.local(tmp_path_factory.mktemp("registry"))
     version = build_version(registry, task, tiny_base[1], train, holdout, TrainConfig(**TINY_CONFIG),
                             encoder_base=tiny_bert, progress=False, log=lambda _: None)
     return registry, version, train, holdout
@@ -113,11 +113,80 @@ def store_url(request, tmp_path):
     url = postgres_url()
     if url is None:
         pytest.skip("PostgreSQL not running on 127.0.0.1:5432")
-    from sqlalchemy import create_engine
+    from sqlalchemy import create_engine, text
 
+    import bot.control  # noqa: F401  (their tables join Base.metadata, so drop_all drops them too)
+    import bot.production  # noqa: F401
     from bot.store import Base
 
     engine = create_engine(url)
     Base.metadata.drop_all(engine)
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
     engine.dispose()
     yield url
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory):
+    """moto's standalone S3 server on a free local port: a real S3 API over HTTP."""
+    import shutil
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    exe = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or shutil.which("moto_server")
+    if exe is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI=true but moto_server is not installed (pip install 'moto[server]')")
+        pytest.skip("moto_server not installed")
+    log = open(tmp_path_factory.mktemp("moto") / "moto.log", "w")
+    proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            httpx.get(url, timeout=1)
+            break
+        except httpx.HTTPError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                pytest.fail(f"moto_server did not start on {url}")
+            time.sleep(0.2)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+    log.close()
+
+
+S3_KEYS = {"TUESDAY_S3_ACCESS_KEY_ID": "testing", "TUESDAY_S3_SECRET_ACCESS_KEY": "testing",
+           "TUESDAY_S3_REGION": "us-east-1"}
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint, request):
+    """A fresh bucket on the S3 test server; returns its name."""
+    import re
+    import uuid
+
+    import boto3
+
+    name = re.sub(r"[^a-z0-9-]", "-", f"t-{request.node.name.lower()}")[:40].strip("-") + "-" + uuid.uuid4().hex[:8]
+    boto3.client("s3", endpoint_url=s3_endpoint, aws_access_key_id="testing", aws_secret_access_key="testing",
+                 region_name="us-east-1").create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def s3_env(monkeypatch, s3_endpoint, s3_bucket) -> str:
+    """TUESDAY_* settings that put this test's artifacts in its own bucket; returns the artifacts URL."""
+    url = f"s3://{s3_bucket}/tuesday"
+    for key, value in {**S3_KEYS, "TUESDAY_S3_ENDPOINT_URL": s3_endpoint, "TUESDAY_ARTIFACTS_URL": url}.items():
+        monkeypatch.setenv(key, value)
+    return url

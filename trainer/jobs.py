@@ -1,7 +1,9 @@
 """Queued entry points of the trainer: JSON-safe arguments in, a JSON-safe summary out.
 
-bot enqueues these by dotted path (e.g. "trainer.jobs.train_snapshot"), so the
-web process never imports torch.
+bot enqueues these by dotted path (e.g. "trainer.jobs.train_candidate"), so the web process
+never imports torch. A train job runs on the GPU node, which holds no SQL credentials and no
+Slack token: it reads its snapshot and task from the artifact store by key, writes the
+candidate there, and returns its numbers; the CPU side gates, promotes and reports.
 """
 
 from __future__ import annotations
@@ -9,45 +11,49 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from inference.base_models import smollm2_gguf
 from inference.evaluation import evaluate
-from inference.registry import Registry
 from inference.serving import load_predictor
-from inference.snapshot import read_snapshot
+from inference.settings import NodeSettings
+from inference.snapshot import download, read_snapshot
 from inference.task import load_task
 from trainer.config import RunConfig
 from trainer.pipeline import build_version
 
 
-def train_snapshot(snapshot: str, task_file: str, base: str, models_dir: str, config: dict | None = None,
-                   tokenizer_gguf: str | None = None, progress: bool = True, threads: int = 2,
-                   encoder_base: str | None = None) -> dict:
-    """Train a candidate from a snapshot and score it and production on the same holdout."""
-    task = load_task(task_file)
-    train_rows, holdout_rows = read_snapshot(snapshot)
-    registry = Registry(models_dir)
+def train_candidate(snapshot_key: str, snapshot_sha256: str, task_key: str, task_sha256: str,
+                    config: dict | None = None, production: str | None = None, base: str | None = None,
+                    run_id: int | None = None, progress: bool = True) -> dict:
+    """Train a candidate from a stored snapshot; score it and `production` on the same holdout."""
+    settings = NodeSettings()  # this host's own: artifact store, base models, threads
+    store, registry = settings.artifacts(), settings.registry()
+    files = settings.model_cache_dir
+    task = load_task(download(store, task_key, task_sha256, files))
+    train_rows, holdout_rows = read_snapshot(download(store, snapshot_key, snapshot_sha256, files))
+    base_path = Path(base) if base else settings.base_model or smollm2_gguf()
     version = build_version(
-        registry, task, Path(base), train_rows, holdout_rows, RunConfig.from_dict(config or {}),
-        encoder_base=Path(encoder_base) if encoder_base else None,
-        tokenizer_gguf=Path(tokenizer_gguf) if tokenizer_gguf else None, progress=progress, threads=threads,
-        extra={"snapshot": Path(snapshot).name},
+        registry, task, base_path, train_rows, holdout_rows, RunConfig.from_dict(config or {}),
+        encoder_base=settings.encoder_model, tokenizer_gguf=settings.tokenizer_gguf, progress=progress,
+        threads=settings.threads, extra={"snapshot": snapshot_key, "run": run_id},
     )
-    production = registry.production()
     production_metrics = None
     if production is not None and holdout_rows:
         # production's stored metrics came from an older holdout; score it on this one
-        predictor = load_predictor(production, task, threads=threads, reasons=False, evidence=False)
+        predictor = load_predictor(registry.fetch(production), task, threads=settings.threads, reasons=False,
+                                   evidence=False)
         try:
-            production_metrics = evaluate(predictor, task, holdout_rows, progress=progress, desc=f"holdout ({production.name})")
+            production_metrics = evaluate(predictor, task, holdout_rows, progress=progress,
+                                          desc=f"holdout ({production})")
         finally:
             predictor.close()
         for key in ("predictions", "probabilities", "per_label"):
             production_metrics.pop(key, None)
     metrics = json.loads((version.path / "metrics.json").read_text(encoding="utf-8"))
     manifest = version.manifest
-    return {"version": version.name, "metrics": metrics, "production": production.name if production else None,
+    return {"version": version.name, "metrics": metrics, "production": production,
             "production_metrics": production_metrics, "timings": manifest["timings"],
             "training": manifest["training"], "family": manifest["family"], "choice": manifest["choice"],
             "families": {name: {"metrics": part.get("metrics"), "calibration": part.get("calibration"),
                                 "train_s": part["timings"].get("train_s")}
                          for name, part in manifest["families"].items()},
-            "calibration": manifest["calibration"]}
+            "calibration": manifest["calibration"], "snapshot": snapshot_key, "run": run_id}

@@ -58,7 +58,7 @@ def do_retrain(runtime, queues, user_id: str, args: str) -> str:
 def do_eval(runtime, queues, user_id: str, args: str) -> str:
     # The stored numbers answer at once; a fresh holdout evaluation needs the model loaded, which
     # is work for a worker (and every retrain re-scores production anyway).
-    live = runtime.registry.production()
+    live = runtime.production.info()
     held = len(holdout_rows(runtime.sessions, runtime.task, runtime.settings.holdout_fraction))
     return status.eval_reply(None if live is None else {"version": live.name, "metrics": live.metrics}, held)
 
@@ -84,7 +84,7 @@ def do_rollback(runtime, queues, user_id: str, args: str) -> str:
     version, _, note = args.strip().partition(" ")
     if not version:
         return "Usage: `/tuesday rollback <version>` (e.g. `/tuesday rollback v3`); `/tuesday status` shows production."
-    event = control.rollback(runtime.registry, version, by=f"slack:{user_id}", note=note.strip())
+    event = control.rollback(runtime.production, version, by=f"slack:{user_id}", note=note.strip())
     return f"Rolled back: production is now *{event['version']}* (was {event['previous'] or 'none'}); logged in history."
 
 

@@ -10,8 +10,9 @@ from bot.blocks import (ACCEPT, CHANGE, EVIDENCE_ITEMS, HANDOFF, REJECT, TEXT_CH
                         suggestion_blocks, suggestion_text)
 from bot.runtime import Runtime
 from bot.settings import Settings
-from bot.store import (OUT_OF_SCOPE, SUGGESTED, UNSURE, Suggestion, Ticket, add_suggestion, add_ticket,
+from bot.store import (OUT_OF_SCOPE, SUGGESTED, UNSURE, Base, Suggestion, Ticket, add_suggestion, add_ticket,
                        make_session_factory, record_feedback, route)
+from bot.store.schema import current_revision, head_revision
 from bot.suggest import DEFAULT_THRESHOLD, Suggester, version_thresholds
 from inference.predictor import Suggestion as Prediction
 from inference.registry import Registry
@@ -153,11 +154,12 @@ def test_accepting_an_out_of_scope_suggestion_accepts_the_hand_off(runtime, task
     assert (feedback.label, conflicts) == ("hand_off", [])
 
 
-def test_an_older_store_gets_the_new_columns(tmp_path):
+def test_an_older_store_is_stamped_and_upgraded_with_the_new_columns(tmp_path):
     url = f"sqlite:///{tmp_path / 'old.db'}"
-    make_session_factory(url)
     engine = create_engine(url)
-    with engine.begin() as conn:  # the store as an older Tuesday left it
+    # The store as an older Tuesday's create_all left it: no alembic_version, no routing or evidence.
+    Base.metadata.create_all(engine, tables=[Ticket.__table__, Suggestion.__table__])
+    with engine.begin() as conn:
         conn.execute(text("ALTER TABLE suggestions DROP COLUMN routing"))
         conn.execute(text("ALTER TABLE suggestions DROP COLUMN evidence"))
         conn.execute(text("INSERT INTO tickets (source, external_id, subject, text, created_at) "
@@ -167,6 +169,7 @@ def test_an_older_store_gets_the_new_columns(tmp_path):
                           "VALUES (1, NULL, 0.3, '{}', '', 'v1', 1, '2025-01-01')"))
     assert {"routing", "evidence"}.isdisjoint(c["name"] for c in inspect(engine).get_columns("suggestions"))
     sessions = make_session_factory(url)
+    assert current_revision(engine) == head_revision()
     with sessions() as session:
         row = session.get(Suggestion, 1)
         assert (row.routing, row.evidence_rows, row.abstained) == (None, [], True)

@@ -23,8 +23,9 @@ from bot.queues import Queues
 from bot.runtime import Runtime
 from bot.settings import Settings
 from bot.slack_app import _register_commands
-from bot.store import (Example, Feedback, Ticket, UnknownLabel, UnknownSuggestion, add_suggestion, add_ticket,
+from bot.store import (Base, Example, Feedback, Ticket, UnknownLabel, UnknownSuggestion, add_suggestion, add_ticket,
                        make_session_factory, record_feedback, set_slack_message, snapshot_store)
+from bot.store.schema import current_revision, head_revision
 from bot.web import create_app
 from inference.snapshot import read_snapshot
 from tests.fake_helpdesk import FakeZendesk
@@ -421,20 +422,22 @@ def test_record_feedback_refuses_unknown_suggestions_and_labels(parts, task):
     assert feedback_rows(runtime) == []
 
 
-def test_an_older_store_gets_the_conflict_column(store_url):
+def test_an_older_store_is_stamped_and_upgraded_with_the_conflict_column(store_url):
     engine = create_engine(store_url)
-    with engine.begin() as conn:  # the examples table as the first release created it
+    with engine.begin() as conn:  # the examples table as the first release created it, and no other
         conn.execute(text("CREATE TABLE examples (id INTEGER PRIMARY KEY, source VARCHAR(64) NOT NULL, "
                           "external_id VARCHAR(255) NOT NULL, text TEXT NOT NULL, label VARCHAR(128) NOT NULL, "
                           "reason TEXT, created_at TIMESTAMP)"))
         conn.execute(text("INSERT INTO examples (id, source, external_id, text, label) "
                           "VALUES (1, 'import', 'a', 'where is my claim', 'claim_status')"))
-    sessions = make_session_factory(store_url)
+    sessions = make_session_factory(store_url)  # adopts it: adds the column and the missing tables, stamps, upgrades
     assert "conflict_labels" in {c["name"] for c in inspect(engine).get_columns("examples")}
+    assert set(inspect(engine).get_table_names()) == {*Base.metadata.tables, "alembic_version"}
+    assert current_revision(engine) == head_revision()
     with sessions() as session:
         [old] = session.scalars(select(Example)).all()
     assert (old.label, old.conflicted) == ("claim_status", False)
-    make_session_factory(store_url)  # and again: nothing left to add
+    make_session_factory(store_url)  # and again: at head, nothing left to do
     engine.dispose()
 
 

@@ -6,10 +6,11 @@ import json
 from datetime import datetime, timezone
 
 from sqlalchemy import (Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint, create_engine,
-                        inspect, select, text, update)
+                        select, update)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
+from bot.store.schema import upgrade_if_behind
 from inference.errors import TuesdayError
 
 
@@ -52,27 +53,10 @@ class Example(Base):
 
 
 def make_session_factory(url: str) -> sessionmaker[Session]:
-    """Engine + tables + a session factory for a SQLAlchemy URL."""
+    """Engine + a session factory for a SQLAlchemy URL, its schema brought to this release's revision."""
     engine = create_engine(url, future=True)
-    Base.metadata.create_all(engine)
-    _add_missing_columns(engine)
+    upgrade_if_behind(engine)
     return sessionmaker(engine, expire_on_commit=False)
-
-
-# Columns added to existing tables after their first release: create_all only creates missing
-# tables, so a store made by an older Tuesday gets them here (all nullable, so no backfill).
-ADDED_COLUMNS = {"examples": {"conflict_labels": "TEXT"},
-                 "suggestions": {"routing": "VARCHAR(16)", "evidence": "TEXT"}}
-
-
-def _add_missing_columns(engine) -> None:
-    have = inspect(engine)
-    for table, columns in ADDED_COLUMNS.items():
-        present = {c["name"] for c in have.get_columns(table)}
-        with engine.begin() as conn:
-            for name, kind in columns.items():
-                if name not in present:
-                    conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {name} {kind}"))
 
 
 def existing_ids(session: Session, source: str) -> set[str]:

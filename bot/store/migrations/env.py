@@ -1,0 +1,14 @@
+"""Alembic's entry point: runs the store's revisions on the connection bot.store.schema hands it."""
+
+from alembic import context
+
+import bot.control  # noqa: F401  (control_flags and retrain_runs join Base.metadata)
+import bot.production  # noqa: F401  (production_pointer and model_events join Base.metadata)
+from bot.store import Base
+
+connection = context.config.attributes["connection"]
+# SQLite alters little in place, so batch mode rebuilds a table (copy, drop, rename) instead.
+context.configure(connection=connection, target_metadata=Base.metadata,
+                  render_as_batch=connection.dialect.name == "sqlite")
+with context.begin_transaction():
+    context.run_migrations()

@@ -12,7 +12,6 @@ is what an admin reaches for while paused.
 from __future__ import annotations
 
 import json
-import weakref
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import DateTime, Integer, String, Text, func, select, update
@@ -101,16 +100,11 @@ class RetrainRun(Base):
         return out
 
 
-def ready(sessions: sessionmaker[Session]) -> sessionmaker[Session]:
-    """The session factory as given: this module's tables come with the store's migrations."""
-    return sessions
-
-
 # -- pause ----------------------------------------------------------------------------------------
 
 def pause_state(sessions: sessionmaker[Session]) -> Flag | None:
     """The pause flag's row while paused (who, when), else None."""
-    with ready(sessions)() as session:
+    with sessions() as session:
         flag = session.get(Flag, PAUSED_FLAG)
         return flag if flag is not None and flag.value == "1" else None
 
@@ -121,7 +115,7 @@ def is_paused(sessions: sessionmaker[Session]) -> bool:
 
 def set_paused(sessions: sessionmaker[Session], paused: bool, *, by: str) -> bool:
     """Pause or resume retraining; returns False when it already was in that state."""
-    with ready(sessions)() as session:
+    with sessions() as session:
         flag = session.get(Flag, PAUSED_FLAG)
         if flag is not None and (flag.value == "1") == paused:
             return False
@@ -158,17 +152,17 @@ def conclude_job_id(run_id: int) -> str:
 
 
 def get_run(sessions: sessionmaker[Session], run_id: int) -> RetrainRun | None:
-    with ready(sessions)() as session:
+    with sessions() as session:
         return session.get(RetrainRun, int(run_id))
 
 
 def last_run(sessions: sessionmaker[Session]) -> RetrainRun | None:
-    with ready(sessions)() as session:
+    with sessions() as session:
         return session.scalar(select(RetrainRun).order_by(RetrainRun.id.desc()).limit(1))
 
 
 def active_run(sessions: sessionmaker[Session]) -> RetrainRun | None:
-    with ready(sessions)() as session:
+    with sessions() as session:
         return session.scalar(select(RetrainRun).where(RetrainRun.active.is_not(None)))
 
 
@@ -192,7 +186,7 @@ def request_retrain(runtime, queues, requested_by: str, trigger: str) -> tuple[R
     """Queue one retrain run (its first job, on "control") and return (run, True); while one is active, (that run, False)."""
     if trigger not in TRIGGERS:
         raise ValueError(f"trigger must be one of {TRIGGERS}, not {trigger!r}")
-    sessions = ready(runtime.sessions)
+    sessions = runtime.sessions
     flag = pause_state(sessions)
     if flag is not None:
         raise Paused(_paused_message(flag))
@@ -226,7 +220,7 @@ def request_retrain(runtime, queues, requested_by: str, trigger: str) -> tuple[R
 
 def start_run(sessions: sessionmaker[Session], run_id: int) -> RetrainRun | None:
     """queued → running, atomically; None when the run is not queued (a redelivered job)."""
-    with ready(sessions)() as session:
+    with sessions() as session:
         result = session.execute(update(RetrainRun).where(RetrainRun.id == int(run_id), RetrainRun.status == "queued")
                                  .values(status="running", started_at=_now()))
         session.commit()
@@ -238,7 +232,7 @@ def start_run(sessions: sessionmaker[Session], run_id: int) -> RetrainRun | None
 def record_snapshot(sessions: sessionmaker[Session], run_id: int, snapshot: str, at: datetime) -> None:
     # `snapshot` is the artifact key of the snapshot, so any host can read what the run trained on.
     """Remember which data the run trains on; labels newer than `at` count toward the next retrain."""
-    with ready(sessions)() as session:
+    with sessions() as session:
         run = session.get(RetrainRun, int(run_id))
         run.snapshot, run.snapshot_at = snapshot, at
         session.commit()
@@ -248,7 +242,7 @@ def finish_run(sessions: sessionmaker[Session], run_id: int, status: str, **fiel
     """Close a run with its outcome (promoted | kept | failed) and free the active slot."""
     if status not in FINISHED + ("failed",):
         raise ValueError(f"not a final status: {status!r}")
-    with ready(sessions)() as session:
+    with sessions() as session:
         run = session.get(RetrainRun, int(run_id))
         if "metrics" in fields and not isinstance(fields["metrics"], str):
             fields["metrics"] = json.dumps(fields["metrics"])
@@ -260,7 +254,7 @@ def finish_run(sessions: sessionmaker[Session], run_id: int, status: str, **fiel
 
 
 def set_run_error(sessions: sessionmaker[Session], run_id: int, error: str) -> RetrainRun:
-    with ready(sessions)() as session:
+    with sessions() as session:
         run = session.get(RetrainRun, int(run_id))
         run.error = error
         session.commit()
@@ -271,7 +265,7 @@ def set_run_error(sessions: sessionmaker[Session], run_id: int, error: str) -> R
 
 def _training_baseline(runtime, *, include_failed: bool = False) -> datetime | None:
     """When the newest training data was frozen: the last finished run's snapshot, or a version built outside runs."""
-    sessions = ready(runtime.sessions)
+    sessions = runtime.sessions
     statuses = FINISHED + (("failed",) if include_failed else ())
     with sessions() as session:
         run = session.scalar(select(RetrainRun).where(RetrainRun.status.in_(statuses))
@@ -291,7 +285,7 @@ def _training_baseline(runtime, *, include_failed: bool = False) -> datetime | N
 def labels_since_last_training(runtime, *, include_failed: bool = False) -> int:
     """Labelled examples stored after the data of the last finished training was frozen."""
     since = _training_baseline(runtime, include_failed=include_failed)
-    with ready(runtime.sessions)() as session:
+    with runtime.sessions() as session:
         query = select(func.count(Example.id))
         if since is not None:
             query = query.where(Example.created_at > since)
@@ -318,7 +312,7 @@ def maybe_scheduled_retrain(runtime, queues, *, now: datetime | None = None) -> 
     if hours <= 0 or is_paused(runtime.sessions) or active_run(runtime.sessions) is not None:
         return None
     now = now or _now()
-    with ready(runtime.sessions)() as session:
+    with runtime.sessions() as session:
         last_finished = session.scalar(select(func.max(RetrainRun.finished_at)))
     if last_finished is not None and now - as_utc(last_finished) < timedelta(hours=hours):
         return None

@@ -80,6 +80,12 @@ class Queues:
         """Enqueue a job by dotted path under a fixed id; returns (job, enqueued)."""
         # The id makes redeliveries collapse: while Redis holds a job with that id nothing new is
         # queued; rq checks and pushes in one Lua script, so two racing webhooks cannot both win.
+        if options.get("depends_on") is not None:
+            # rq refuses unique= with dependencies; such a job is queued by one step of one run only.
+            found = self.fetch(job_id)
+            if found is not None:
+                return found, False
+            return self.queues[queue].enqueue_call(dotted, args=args, job_id=job_id, **options), True
         try:
             job = self.queues[queue].enqueue_call(dotted, args=args, job_id=job_id, unique=True, **options)
         except DuplicateJobError:

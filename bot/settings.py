@@ -50,7 +50,7 @@ class Settings(NodeSettings):
     managers: str = Field("", description="Comma-separated Slack user ids and user-group ids (S...) allowed to /tuesday retrain and eval; admins may too.")
     admins: str = Field("", description="Comma-separated Slack user ids allowed to /tuesday pause, resume and rollback.")
     retrain_after_labels: int = Field(50, ge=0, description="Request a retrain once this many labelled examples arrived since the last training; 0 turns it off.")
-    retrain_schedule_hours: float = Field(0.0, ge=0.0, description="With new labels, retrain when the last run finished longer ago than this (checked each minute by `tuesday worker --queue train`); 0 turns it off.")
+    retrain_schedule_hours: float = Field(0.0, ge=0.0, description="With new labels, retrain when the last run finished longer ago than this (checked each minute by the CPU workers, `tuesday worker --queue suggest`); 0 turns it off.")
     retrain_config: Path | None = Field(None, description="YAML/JSON of training config overrides for queued retrains; empty means the trainer's defaults.")
 
     @field_validator("task_file", "retrain_config", "confidence_threshold", mode="before")

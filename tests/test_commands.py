@@ -152,7 +152,7 @@ def fake_version(registry, macro_f1: float):
 def test_non_manager_is_refused_and_nothing_is_queued(parts, fake_slack):
     status, text = parts.slash(AGENT, "retrain")
     assert status == 200 and "only Tuesday's managers" in text
-    assert parts.queues.train.count == 0 and parts.runs() == []
+    assert parts.queues.control.count == 0 and parts.runs() == []
     # AGENT is in no group: Slack was asked about the listed group, nothing else
     assert [c["body"]["usergroup"] for c in fake_slack.calls_to("usergroups.users.list")] == [GROUP]
 
@@ -160,14 +160,14 @@ def test_non_manager_is_refused_and_nothing_is_queued(parts, fake_slack):
 def test_manager_queues_one_job_and_a_second_request_collapses(parts):
     status, text = parts.slash(MANAGER, "retrain")
     assert status == 200 and "queued as run 1" in text
-    [job_id] = parts.queues.train.job_ids
+    [job_id] = parts.queues.control.job_ids
     job = parts.queues.fetch(job_id)
-    assert job_id == "retrain-1" and job.func_name == "bot.retrain.retrain_job" and job.args == [1]
-    assert job.timeout == control.RETRAIN_TIMEOUT_S
+    assert job_id == "retrain-1" and job.func_name == "bot.retrain.prepare_job" and job.args == [1]
+    assert job.timeout == control.CONTROL_TIMEOUT_S
 
     status, text = parts.slash(ADMIN, "retrain")  # admins may do what managers do
     assert "already queued as run 1" in text and f"<@{MANAGER}>" in text
-    assert parts.queues.train.job_ids == ["retrain-1"]
+    assert parts.queues.control.job_ids == ["retrain-1"]
     [run] = parts.runs()
     assert (run.requested_by, run.trigger, run.status, run.job_id) == (MANAGER, "command", "queued", "retrain-1")
 
@@ -201,11 +201,13 @@ def test_a_lost_job_does_not_block_the_next_retrain(parts):
 
 
 def test_a_redelivered_job_does_not_train_twice(parts):
-    from bot.retrain import run_retrain
+    from bot.retrain import conclude_run, prepare_run
 
     run, _ = control.request_retrain(parts.runtime, parts.queues, MANAGER, "command")
     control.finish_run(parts.runtime.sessions, run.id, "kept", why="test")
-    assert run_retrain(parts.runtime, None, run.id)["status"] == "kept"  # returns at once, nothing trained
+    assert prepare_run(parts.runtime, parts.queues, None, run.id)["status"] == "kept"  # returns at once
+    assert conclude_run(parts.runtime, parts.queues, None, run.id)["status"] == "kept"
+    assert parts.queues.train.count == 0  # nothing queued to train
 
 
 # -- pause, resume, rollback ----------------------------------------------------------------------
@@ -216,7 +218,7 @@ def test_pause_blocks_retrains_and_only_admins_may_pause(parts):
     assert "already paused" in parts.slash(ADMIN, "pause")[1]
     text = parts.slash(MANAGER, "retrain")[1]
     assert "retraining is paused" in text and "/tuesday resume" in text
-    assert parts.queues.train.count == 0 and parts.runs() == []
+    assert parts.queues.control.count == 0 and parts.runs() == []
     assert "*paused* by <@U0ADMIN>" in parts.slash(AGENT, "status")[1]
 
     assert "only Tuesday's admins" in parts.slash(MANAGER, "resume")[1]
@@ -225,12 +227,12 @@ def test_pause_blocks_retrains_and_only_admins_may_pause(parts):
 
 
 def test_a_run_queued_before_pause_is_closed_when_it_starts(parts, fake_slack):
-    from bot.retrain import run_retrain
+    from bot.retrain import prepare_run
     from bot.suggest import slack_client
 
     run, _ = control.request_retrain(parts.runtime, parts.queues, MANAGER, "command")
     parts.slash(ADMIN, "pause")
-    result = run_retrain(parts.runtime, slack_client(parts.settings), run.id)
+    result = prepare_run(parts.runtime, parts.queues, slack_client(parts.settings), run.id)
     assert result["status"] == "failed" and result["error"] == "paused before the run started"
     [post] = fake_slack.calls_to("chat.postMessage")
     assert post["body"]["channel"] == CHANNEL and "failed" in post["body"]["text"]
@@ -239,24 +241,24 @@ def test_a_run_queued_before_pause_is_closed_when_it_starts(parts, fake_slack):
 def test_rollback_by_admin_switches_production_and_logs_it(parts):
     registry = parts.runtime.registry
     v1, v2, v3 = (fake_version(registry, f) for f in (0.4, 0.5, 0.45))
-    registry.promote("v1", by="test", reason="first")
-    registry.promote("v2", by="test", reason="better")
+    parts.runtime.production.switch("v1", by="test", reason="first")
+    parts.runtime.production.switch("v2", by="test", reason="better")
 
     assert "only Tuesday's admins" in parts.slash(MANAGER, "rollback v1")[1]
-    assert registry.production_name() == "v2"
+    assert parts.runtime.production.name() == "v2"
     assert "was never production" in parts.slash(ADMIN, "rollback v3")[1]
     assert "no model version 'v9'" in parts.slash(ADMIN, "rollback v9")[1]
     assert "already production" in parts.slash(ADMIN, "rollback v2")[1]
     assert "Usage" in parts.slash(ADMIN, "rollback")[1]
-    assert registry.production_name() == "v2" and len(registry.history()) == 2
+    assert parts.runtime.production.name() == "v2" and len(parts.runtime.production.history()) == 2
 
     text = parts.slash(ADMIN, "rollback v1 v2 misroutes hand-offs")[1]
     assert "production is now *v1* (was v2)" in text
-    assert registry.production_name() == "v1"
-    event = registry.history()[-1]
+    assert parts.runtime.production.name() == "v1"
+    event = parts.runtime.production.history()[-1]
     assert (event["action"], event["version"], event["previous"], event["by"]) == ("rollback", "v1", "v2", f"slack:{ADMIN}")
     assert event["reason"] == "rollback: v2 misroutes hand-offs"
-    assert registry.get("v2").status == "retired"
+    assert parts.runtime.production.statuses()["v2"] == "retired"
 
 
 # -- status, eval, help ---------------------------------------------------------------------------
@@ -264,7 +266,7 @@ def test_rollback_by_admin_switches_production_and_logs_it(parts):
 def test_status_shows_production_queues_workers_and_last_run(parts):
     registry = parts.runtime.registry
     fake_version(registry, 0.5)
-    registry.promote("v1", by="slack:U0MANAGER", reason="no production model yet")
+    parts.runtime.production.switch("v1", by="slack:U0MANAGER", reason="no production model yet")
     add_examples(parts.runtime, 3)
     parts.slash(MANAGER, "retrain")
     parts.queues.enqueue_suggest(7)
@@ -277,7 +279,7 @@ def test_status_shows_production_queues_workers_and_last_run(parts):
     assert status == 200
     assert "production: *v1*" in text and "macro-F1 50.0%" in text and "(n=40)" in text
     assert "labels since last training: 3 (auto-retrain at 50)" in text
-    assert "queue depths: suggest 1, train 1" in text and "workers alive: suggest 0, train 1" in text
+    assert "queue depths: suggest 1, train 0, control 1" in text and "workers alive: suggest 0, train 1, control 0" in text
     assert "last retrain: run 1 (/tuesday retrain, <@U0MANAGER>): queued since" in text
     assert "not paused" in text
 
@@ -285,7 +287,7 @@ def test_status_shows_production_queues_workers_and_last_run(parts):
 def test_eval_replies_with_stored_metrics_and_says_so(parts):
     assert "No production model yet" in parts.slash(MANAGER, "eval")[1]
     fake_version(parts.runtime.registry, 0.5)
-    parts.runtime.registry.promote("v1", by="test", reason="test")
+    parts.runtime.production.switch("v1", by="test", reason="test")
     text = parts.slash(LEAD, "eval")[1]
     assert "Production *v1*" in text and "macro-F1 50.0%" in text and "not a new evaluation" in text
     assert "only Tuesday's managers" in parts.slash(AGENT, "eval")[1]
@@ -300,7 +302,7 @@ def test_help_and_unknown_subcommands_list_the_commands(parts):
 
 def test_a_badly_signed_command_is_refused(parts):
     status, _ = parts.slash(MANAGER, "retrain", secret="wrong")
-    assert status == 401 and parts.runs() == [] and parts.queues.train.count == 0
+    assert status == 401 and parts.runs() == [] and parts.queues.control.count == 0
 
 
 def test_status_text_is_a_pure_function_of_its_data():
@@ -333,7 +335,7 @@ def test_auto_retrain_after_n_new_labels(parts, monkeypatch):
     run, created = control.maybe_auto_retrain(runtime, parts.queues)
     assert created and (run.trigger, run.requested_by) == ("threshold", "tuesday")
     assert control.maybe_auto_retrain(runtime, parts.queues)[1] is False  # collapses onto the queued run
-    assert parts.queues.train.job_ids == [run.job_id]
+    assert parts.queues.control.job_ids == [run.job_id]
 
     # the run freezes its data; labels after that count toward the next one
     control.record_snapshot(runtime.sessions, run.id, "snap.jsonl", datetime.now(timezone.utc))
@@ -383,7 +385,7 @@ def test_schedule_requests_a_retrain_when_the_last_one_is_old(parts, monkeypatch
         time.sleep(0.05)
     scheduler.stop()
     assert control.active_run(sessions).trigger == "schedule"
-    assert parts.queues.train.job_ids[-1] == "retrain-3"  # (the finished runs' jobs were never worked)
+    assert parts.queues.control.job_ids[-1] == "retrain-3"  # (the finished runs' jobs were never worked)
 
 
 # -- control state on SQLite and PostgreSQL -------------------------------------------------------
@@ -408,7 +410,7 @@ def test_control_state_on_both_stores(store_url, env, fake_slack):
         for t in threads:
             t.join()
         assert sorted(created for _, created in results) == [False] * 5 + [True]
-        assert {run.id for run, _ in results} == {1} and p.queues.train.job_ids == ["retrain-1"]
+        assert {run.id for run, _ in results} == {1} and p.queues.control.job_ids == ["retrain-1"]
 
         control.record_snapshot(sessions, 1, "s", datetime.now(timezone.utc))
         done = control.finish_run(sessions, 1, "promoted", candidate_version="v1", metrics={"candidate": {"n": 1}})
@@ -430,8 +432,8 @@ def test_cli_status_pause_resume_retrain_rollback(parts):
 
     registry = parts.runtime.registry
     fake_version(registry, 0.4), fake_version(registry, 0.5)
-    registry.promote("v1", by="test", reason="first")
-    registry.promote("v2", by="test", reason="better")
+    parts.runtime.production.switch("v1", by="test", reason="first")
+    parts.runtime.production.switch("v2", by="test", reason="better")
 
     assert run("pause", "--by", "ann") == "retraining paused\n"
     assert "retraining is paused (by cli:ann" in run("retrain", code=1)
@@ -442,11 +444,11 @@ def test_cli_status_pause_resume_retrain_rollback(parts):
 
     assert "no model version 'v3'" in run("rollback", "v3", code=1)
     assert run("rollback", "v1", "--by", "ann", "--reason", "bad night") == "production is now v1 (was v2)\n"
-    event = registry.history()[-1]
+    event = parts.runtime.production.history()[-1]
     assert (event["action"], event["by"], event["reason"]) == ("rollback", "cli:ann", "rollback: bad night")
 
     data = json.loads(run("status", "--json"))
-    assert data["production"]["version"] == "v1" and data["queues"] == {"suggest": 0, "train": 1}
+    assert data["production"]["version"] == "v1" and data["queues"] == {"suggest": 0, "train": 0, "control": 1}
     assert data["last_run"]["status"] == "queued" and data["paused"] is False
     text = run("status")
     assert "production: v1" in text and "*" not in text
@@ -458,19 +460,19 @@ def test_the_gate_holds_when_production_changed_or_pause_came_during_training(pa
     registry = parts.runtime.registry
     for f in (0.4, 0.5, 0.9):
         fake_version(registry, f)
-    registry.promote("v1", by="test", reason="first")
+    parts.runtime.production.switch("v1", by="test", reason="first")
     better = {"version": "v3", "production": "v1", "metrics": {"n": 40, "macro_f1": 0.9, "handoff_recall": 0.5},
               "production_metrics": {"n": 40, "macro_f1": 0.4, "handoff_recall": 0.5}}
 
-    registry.promote("v2", by="test", reason="meanwhile")  # e.g. an admin's rollback while v3 trained
+    parts.runtime.production.switch("v2", by="test", reason="meanwhile")  # e.g. an admin's rollback while v3 trained
     promoted, why = gate(parts.runtime, better, by="slack:U1")
     assert not promoted and "production changed to v2 while it trained" in why
 
-    registry.promote("v1", by="test", reason="back")
+    parts.runtime.production.switch("v1", by="test", reason="back")
     control.set_paused(parts.runtime.sessions, True, by="ann")
     assert gate(parts.runtime, better, by="slack:U1") == (False, "retraining was paused while it trained; not promoted")
-    assert registry.production_name() == "v1"
+    assert parts.runtime.production.name() == "v1"
 
     control.set_paused(parts.runtime.sessions, False, by="ann")
     promoted, why = gate(parts.runtime, better, by="slack:U1")
-    assert promoted and registry.production_name() == "v3" and registry.history()[-1]["by"] == "slack:U1"
+    assert promoted and parts.runtime.production.name() == "v3" and parts.runtime.production.history()[-1]["by"] == "slack:U1"

@@ -101,7 +101,7 @@ def both_families(tiny_base, tiny_bert, task, demo_rows, tmp_path_factory):
     holdout = [r for r in demo_rows if in_holdout(r["id"])][:60]
     config = RunConfig.from_dict({"families": ["encoder", "decoder"], "encoder": ENCODER, **TINY_CONFIG,
                                   "epochs": 1})
-    registry = Registry(tmp_path_factory.mktemp("both"))
+    registry = Registry.local(tmp_path_factory.mktemp("both"))
     version = build_version(registry, task, tiny_base[1], train, holdout, config, encoder_base=tiny_bert,
                             progress=False, log=lambda _: None)
     return version, train, holdout

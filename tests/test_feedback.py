@@ -456,7 +456,7 @@ def test_enough_new_labels_queue_a_retrain(env, monkeypatch, fake_slack):
     try:
         sid = posted(runtime)
         assert post_slack(TestClient(create_app(runtime, queues)), click(sid, ACCEPT)).status_code == 200
-        wait_for(lambda: queues.train.count == 1)
-        assert queues.train.jobs[0].func_name == "bot.retrain.retrain_job"
+        wait_for(lambda: queues.control.count == 1)
+        assert queues.control.jobs[0].func_name == "bot.retrain.prepare_job"
     finally:
         queues.close()

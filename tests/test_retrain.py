@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -46,8 +45,9 @@ def parts(env, fake_slack, tiny_base, tiny_bert, demo_rows, tmp_path):
 
 
 def work(parts: Parts) -> None:
-    """What `tuesday worker --queue train --burst` does, in this process."""
-    SimpleWorker([parts.queues.train], connection=parts.queues.connection, serializer=JSONSerializer).work(burst=True)
+    """A run's three jobs as the CPU and GPU workers do them (`tuesday worker --queue ... --burst`), in this process."""
+    for queue in (parts.queues.control, parts.queues.train, parts.queues.control):
+        SimpleWorker([queue], connection=parts.queues.connection, serializer=JSONSerializer).work(burst=True)
 
 
 def test_retrain_promotes_first_then_keeps_on_unchanged_data(parts, fake_slack):
@@ -62,14 +62,16 @@ def test_retrain_promotes_first_then_keeps_on_unchanged_data(parts, fake_slack):
     [first] = parts.runs()
     assert (first.status, first.candidate_version, first.production_before) == ("promoted", "v1", None)
     assert first.active is None and first.snapshot and first.snapshot_at and first.finished_at
-    snapshot = [json.loads(line) for line in Path(first.snapshot).read_text().splitlines()]
+    assert first.snapshot.startswith("snapshots/")  # an artifact key, not a path on one host
+    snapshot = [json.loads(line) for line in registry.store.get_bytes(first.snapshot).decode().splitlines()]
     assert len(snapshot) == 59 and disputed.key not in {row["id"] for row in snapshot}
     metrics = json.loads(first.metrics)
     assert metrics["production"] is None and 0 <= metrics["candidate"]["macro_f1"] <= 1 and metrics["candidate"]["n"] > 0
-    assert registry.production_name() == "v1"
-    [event] = registry.history()
+    assert parts.runtime.production.name() == "v1"
+    [event] = parts.runtime.production.history()
     assert event["by"] == f"slack:{MANAGER}" and event["reason"].startswith("no production model yet")
-    assert parts.queues.fetch("retrain-1").return_value()["status"] == "promoted"
+    assert parts.queues.fetch("gate-1").return_value()["status"] == "promoted"
+    assert parts.queues.fetch("train-1").return_value()["version"] == "v1"
 
     [post] = fake_slack.calls_to("chat.postMessage")
     text = post["body"]["text"]
@@ -89,7 +91,7 @@ def test_retrain_promotes_first_then_keeps_on_unchanged_data(parts, fake_slack):
     both = json.loads(second.metrics)
     assert both["candidate"]["macro_f1"] == both["production"]["macro_f1"]
     assert both["candidate"]["n"] == both["production"]["n"]  # one holdout for both
-    assert registry.production_name() == "v1" and len(registry.history()) == 1
+    assert parts.runtime.production.name() == "v1" and len(parts.runtime.production.history()) == 1
 
     report = fake_slack.calls_to("chat.postMessage")[1]["body"]["text"]
     assert "*v2 kept as candidate*; v1 stays in production: macro-F1" in report and "does not beat" in report
@@ -97,23 +99,24 @@ def test_retrain_promotes_first_then_keeps_on_unchanged_data(parts, fake_slack):
 
     status = parts.slash(ADMIN, "status")[1]
     assert "production: *v1*" in status and "last retrain: run 2" in status and "v2 kept as candidate" in status
-    assert "workers alive: suggest 0, train 0" in status and "queue depths: suggest 0, train 0" in status
+    assert "workers alive: suggest 0, train 0, control 0" in status and "queue depths: suggest 0, train 0, control 0" in status
 
 
 def test_the_train_worker_runs_scheduled_retrains_and_records_failures(parts, fake_slack, tmp_path, env):
-    """`tuesday worker --queue train --burst` asks the schedule, runs the job; a bad config fails it cleanly."""
+    """`tuesday worker --queue suggest --burst` asks the schedule and snapshots; a bad config fails the train job cleanly."""
     (tmp_path / "bad.yaml").write_text("rank: 0\n")
     env.setenv("TUESDAY_RETRAIN_CONFIG", str(tmp_path / "bad.yaml"))
     env.setenv("TUESDAY_RETRAIN_SCHEDULE_HOURS", "6")
 
-    result = CliRunner().invoke(main, ["worker", "--queue", "train", "--burst"], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
+    for queue in ("suggest", "train", "suggest"):
+        result = CliRunner().invoke(main, ["worker", "--queue", queue, "--burst"], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
 
     [run] = parts.runs()
     assert (run.trigger, run.status, run.active) == ("schedule", "failed", None)
     assert "rank must be >= 1" in run.error
-    assert parts.queues.fetch(run.job_id).get_status() == "failed"  # re-raised: RQ keeps the traceback
+    assert parts.queues.fetch("train-1").get_status() == "failed"  # RQ keeps the traceback
     [post] = fake_slack.calls_to("chat.postMessage")
     assert "Retrain run 1* (requested by tuesday via the schedule) *failed*" in post["body"]["text"]
     assert "rank must be >= 1" in post["body"]["text"] and "Production is unchanged (none)" in post["body"]["text"]
-    assert parts.runtime.registry.production_name() is None
+    assert parts.runtime.production.name() is None

@@ -22,7 +22,8 @@ def test_settings_read_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("TUESDAY_DATA_DIR", str(tmp_path / "d"))
     settings = Settings()
     assert settings.store_url == f"sqlite:///{(tmp_path / 'd' / 'tuesday.db').resolve()}"
-    assert settings.models_dir == tmp_path / "d" / "models"
+    assert settings.model_cache_dir == tmp_path / "d" / "cache"
+    assert settings.artifacts().root == (tmp_path / "d" / "artifacts").resolve()  # one machine: a folder
 
 
 def test_confidence_threshold_empty_means_the_versions_calibration(monkeypatch):

@@ -19,6 +19,7 @@ from bot.settings import Settings
 from bot.store import OUT_OF_SCOPE, SUGGESTED, UNSURE, Suggestion, add_ticket, route
 from bot.suggest import PredictorCache, Suggester, slack_client
 from bot.web import create_app
+from inference.artifacts import ArtifactError
 from inference.errors import ModelError
 from inference.registry import Registry
 from tests.fake_slack import FakeSlack
@@ -61,11 +62,11 @@ def served(trained_version, monkeypatch, redis_url, fake_slack):
     monkeypatch.setenv("TUESDAY_SLACK_API_URL", fake_slack.url)
     monkeypatch.setenv("TUESDAY_TRIAGE_CHANNEL", CHANNEL)
     monkeypatch.setenv("TUESDAY_CONFIDENCE_THRESHOLD", "0")
-    registry = Registry(Settings().models_dir)
+    production = Runtime(Settings()).production
     # Never out of scope, so the tests below know which message to expect whatever the tiny model says.
-    v1 = copy_version(registry, trained_version[1], {"handoff_threshold": 0.0})
-    registry.promote(v1.name, by="test", reason="fixture")
-    return registry
+    v1 = copy_version(production.registry, trained_version[1], {"handoff_threshold": 0.0})
+    production.switch(v1.name, by="test", reason="fixture")
+    return production
 
 
 def suggestions(runtime) -> list[Suggestion]:
@@ -143,20 +144,22 @@ def test_predictor_follows_the_production_pointer(served, trained_version):
 
     assert suggester.run(ids[0])["model_version"] == "v1"
     first = suggester.predictors.predictor
-    v2 = copy_version(served, trained_version[1])
-    served.promote(v2.name, by="test", reason="switch")
+    v2 = copy_version(served.registry, trained_version[1])
+    served.switch(v2.name, by="test", reason="switch")
     assert suggester.run(ids[1])["model_version"] == "v2"
     assert suggester.predictors.loads == 2
     assert first._batch is None  # the old llama.cpp context was closed after the swap
     assert suggester.run(ids[2])["model_version"] == "v2" and suggester.predictors.loads == 2  # no reload
 
-    # a promoted version that cannot load leaves the current one serving
-    broken = copy_version(served, trained_version[1])
-    for gguf in broken.path.glob("*.gguf"):
-        gguf.unlink()
-    served.promote(broken.name, by="test", reason="broken")
-    with pytest.raises(ModelError):
+    # a promoted version whose download is corrupt is never loaded; the current one keeps serving
+    broken = copy_version(served.registry, trained_version[1])
+    stored = served.registry.store.root / "models" / broken.name / broken.manifest["files"][broken.manifest["serve"]]
+    stored.write_bytes(stored.read_bytes()[:1000])  # a partial upload
+    shutil.rmtree(broken.path)  # this worker has no copy of it yet
+    served.switch(broken.name, by="test", reason="broken")
+    with pytest.raises(ArtifactError, match="does not match the manifest"):
         suggester.run(ids[3])
+    assert not broken.gguf().exists()
     assert suggester.predictors.version == "v2" and suggester.predictors.predictor._batch is not None
     suggester.close()
 
@@ -197,7 +200,7 @@ def test_without_slack_settings_suggestions_are_only_stored(served, fake_slack, 
 def test_predictor_cache_without_production_raises():
     from inference.errors import RegistryError
 
-    cache = PredictorCache(Registry(Settings().models_dir), load=lambda name: pytest.fail("nothing to load"))
+    cache = PredictorCache(Runtime(Settings()).production.name, load=lambda name: pytest.fail("nothing to load"))
     with pytest.raises(RegistryError, match="no production model"):
         cache.get()
 
@@ -212,8 +215,8 @@ def post(suggester: Suggester, fake_slack, runtime, external_id: str, text: str)
 
 
 def promote_copy(served, trained_version, calibration: dict):
-    version = copy_version(served, trained_version[1], calibration)
-    served.promote(version.name, by="test", reason="thresholds")
+    version = copy_version(served.registry, trained_version[1], calibration)
+    served.switch(version.name, by="test", reason="thresholds")
     return version
 
 
@@ -260,8 +263,8 @@ def test_the_setting_overrides_the_calibrated_abstain_threshold(served, trained_
 def test_the_trained_versions_own_thresholds_route_its_suggestions(served, trained_version, fake_slack, task,
                                                                     monkeypatch):
     monkeypatch.setenv("TUESDAY_CONFIDENCE_THRESHOLD", "")
-    live = copy_version(served, trained_version[1])  # its calibration as trained, hand-off threshold included
-    served.promote(live.name, by="test", reason="as trained")
+    live = copy_version(served.registry, trained_version[1])  # its calibration as trained, hand-off threshold included
+    served.switch(live.name, by="test", reason="as trained")
     calibration = live.manifest["calibration"]
     assert {"abstain_threshold", "handoff_threshold"} <= set(calibration)  # the fixture's holdout calibrated it
     settings = Settings()

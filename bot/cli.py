@@ -144,12 +144,22 @@ def models(rt: Runtime, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON at the end.")
 @click.option("--config", "config_file", type=click.Path(path_type=Path), help="Training config overrides for the demo run.")
 @click.option("--online", is_flag=True, help="Run the Slack loop against local stand-ins (needs a production model).")
+@click.option("--hosts", is_flag=True, help="Run web, CPU and GPU hosts as separate processes sharing only Redis, "
+              "SQL and S3 (needs TUESDAY_DATABASE_URL, TUESDAY_REDIS_URL and an s3:// TUESDAY_ARTIFACTS_URL).")
 @click.pass_obj
-def demo(rt: Runtime, as_json: bool, config_file: Path | None, online: bool) -> None:
+def demo(rt: Runtime, as_json: bool, config_file: Path | None, online: bool, hosts: bool) -> None:
     """Import the demo task, train, export, quantize and show before/after on the holdout.
 
     With --online: webhook tickets → Slack suggestions → scripted clicks → /tuesday retrain → report.
+    With --hosts: the same loop across three hosts, in folders under the data folder's hosts/.
     """
+    if hosts:
+        from bot.hosts_demo import run_hosts_demo
+
+        summary = run_hosts_demo(rt, root=rt.settings.data_dir.resolve() / "hosts", config_file=config_file)
+        if as_json:
+            click.echo(json.dumps(summary, indent=2, default=str))
+        return
     if online:
         from bot.online_demo import run_online_demo
 

@@ -1,0 +1,121 @@
+"""Three hosts on one machine: web, CPU and "GPU" processes with separate data folders, sharing only
+Redis, PostgreSQL and an S3 endpoint (moto's standalone server), through the whole loop."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import boto3
+import pytest
+from sqlalchemy import create_engine, select, text
+
+from bot.hosts_demo import ADMIN, MANAGER, ThreeHosts, drive
+from bot.local_slack import LocalSlack
+from bot.online_demo import _free_port
+from bot.runtime import Runtime
+from bot.settings import Settings
+from bot.store import Feedback, Suggestion
+from tests.conftest import S3_KEYS, TINY_CONFIG, postgres_url
+
+pytestmark = pytest.mark.slow
+
+REDIS_DB = 8
+FIRST_LABELS = ("claim_status", "new_claim")  # v1 learns two labels; v2 all of them
+
+
+@pytest.fixture
+def pg_url():
+    """An empty PostgreSQL database (the hosts share it)."""
+    url = postgres_url()
+    if url is None:
+        pytest.skip("PostgreSQL not running on 127.0.0.1:5432")
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+    yield url
+
+
+def bucket_objects(endpoint: str, bucket: str) -> dict[str, bytes]:
+    client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing", aws_secret_access_key="testing",
+                          region_name="us-east-1")
+    keys = [o["Key"] for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+            for o in page.get("Contents", [])]
+    return {k: client.get_object(Bucket=bucket, Key=k)["Body"].read() for k in keys}
+
+
+def test_the_loop_runs_across_three_hosts_that_share_no_disk(pg_url, redis_url, s3_endpoint, s3_bucket, tmp_path,
+                                                              tiny_base, tiny_bert, demo_rows):
+    config = tmp_path / "retrain.yaml"
+    config.write_text(json.dumps({"families": ["encoder"], **TINY_CONFIG}))
+    shared = {"TUESDAY_DATABASE_URL": pg_url, "TUESDAY_REDIS_URL": redis_url,
+              "TUESDAY_ARTIFACTS_URL": f"s3://{s3_bucket}/tuesday", "TUESDAY_S3_ENDPOINT_URL": s3_endpoint,
+              **S3_KEYS, "TUESDAY_THREADS": "1"}
+    first = [r for r in demo_rows if r["label"] in FIRST_LABELS][:60]
+    later = [r for r in demo_rows if r["label"] not in FIRST_LABELS][:90]
+    tickets = [{"id": f"ticket-{n}", "text": r["text"], "label": r["label"]} for n, r in enumerate(demo_rows[-3:])]
+    slack = LocalSlack().start()
+    try:
+        with ThreeHosts(tmp_path / "hosts", shared=shared, slack_url=slack.url, web_port=_free_port(),
+                        cpu={"TUESDAY_RETRAIN_CONFIG": str(config)},
+                        gpu={"TUESDAY_BASE_MODEL": str(tiny_base[1]), "TUESDAY_ENCODER_MODEL": str(tiny_bert)}
+                        ) as three:
+            observer = Runtime(Settings(data_dir=tmp_path / "observer", **{
+                k.removeprefix("TUESDAY_").lower(): v for k, v in shared.items()}))
+            out = drive(three, observer, first_rows=first, later_rows=later, tickets=tickets)
+            gpu_env, cpu_env = three.gpu.env, three.cpu.env
+            dirs = {host.name: host.dir for host in three.hosts}
+    finally:
+        slack.stop()
+
+    # -- the retrains: the CPU host snapshotted, the GPU host trained, the CPU host gated --------------
+    run1, run2 = out["runs"]
+    assert (run1["status"], run1["candidate_version"], run1["production_before"]) == ("promoted", "v1", None)
+    assert (run2["status"], run2["candidate_version"], run2["production_before"]) == ("promoted", "v2", "v1"), run2
+    assert run1["snapshot"].startswith("snapshots/") and run2["snapshot"] != run1["snapshot"]
+
+    # -- the bucket holds both versions, every file with the sha256 its manifest names -----------------
+    objects = bucket_objects(s3_endpoint, s3_bucket)
+    for name in ("v1", "v2"):
+        manifest = json.loads(objects[f"tuesday/models/{name}/version.json"])
+        assert manifest["snapshot"] == (run1 if name == "v1" else run2)["snapshot"]
+        for rel, meta in manifest["artifacts"].items():
+            assert hashlib.sha256(objects[f"tuesday/models/{name}/{rel}"]).hexdigest() == meta["sha256"], rel
+    snapshot = [json.loads(line) for line in objects[f"tuesday/{run1['snapshot']}"].decode().splitlines()]
+    assert {row["label"] for row in snapshot} == set(FIRST_LABELS) and len(snapshot) == len(first)
+
+    # -- suggestions: v1, then v2, then v1 again after the rollback, posted by the CPU host -------------
+    assert [s["model_version"] for s in out["suggestions"]] == ["v1", "v2", "v1"]
+    assert "production is now *v1* (was v2)" in out["rollback"]
+    posts = [c["body"] for c in slack.calls_to("chat.postMessage")]
+    reports = [p["text"] for p in posts if p["text"].startswith("*Retrain run")]
+    assert len(reports) == 2 and "*v1 promoted to production*" in reports[0] and "*v2 promoted" in reports[1]
+    assert len([p for p in posts if "blocks" in p]) == 3  # one suggestion message per ticket
+
+    # -- the SQL store saw every switch, with who and why, in order --------------------------------
+    history = observer.production.history()
+    assert [(e["action"], e["version"], e["previous"]) for e in history] == [
+        ("promote", "v1", None), ("promote", "v2", "v1"), ("rollback", "v1", "v2")]
+    assert history[0]["by"] == f"slack:{MANAGER}" and history[2]["by"] == f"slack:{ADMIN}"
+    assert observer.production.name() == "v1"
+    with observer.sessions() as session:
+        [click] = session.scalars(select(Feedback)).all()
+        assert click.action in ("accept", "change") and click.model_version == "v1"
+        assert len(session.scalars(select(Suggestion)).all()) == 3
+
+    # -- what each host holds: nothing shared, the GPU host without SQL or Slack ----------------------
+    assert "TUESDAY_DATABASE_URL" not in gpu_env and not any(k.startswith("TUESDAY_SLACK") for k in gpu_env)
+    assert not (dirs["gpu"] / "tuesday.db").exists() and not (dirs["cpu"] / "tuesday.db").exists()
+    assert "TUESDAY_SLACK_SIGNING_SECRET" not in cpu_env
+    served = {p.relative_to(dirs["cpu"]).parts[2] for p in (dirs["cpu"] / "cache" / "models").rglob("*.gguf")}
+    assert served == {"v1", "v2"}  # the CPU host downloaded each version it served
+    assert not list((dirs["web"]).rglob("*.gguf"))  # the web host reads manifests, never weights
+    for path in (dirs["cpu"] / "cache" / "models").rglob("*.gguf"):
+        version = path.relative_to(dirs["cpu"] / "cache" / "models").parts[0]
+        manifest = json.loads(objects[f"tuesday/models/{version}/version.json"])
+        rel = path.relative_to(dirs["cpu"] / "cache" / "models" / version).as_posix()
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == manifest["artifacts"][rel]["sha256"]
+    assert os.listdir(dirs["gpu"] / "cache" / "models")  # the GPU host built in its own cache

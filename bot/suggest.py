@@ -13,7 +13,7 @@ from bot.blocks import suggestion_blocks, suggestion_text
 from bot.runtime import Runtime
 from bot.settings import Settings
 from bot.store import add_suggestion, get_ticket, latest_suggestion, set_slack_message
-from inference.errors import RegistryError, TuesdayError
+from inference.errors import ModelError, RegistryError, TuesdayError
 from inference.predictor import Predictor
 from inference.registry import VersionInfo
 from inference.task import Task, load_task
@@ -40,8 +40,8 @@ class PredictorCache:
         if name is None:
             raise RegistryError("no production model yet: train and promote one (`tuesday train`)")
         if name != self.version or self.predictor is None:
-            # Download and verify, load, then swap, then close: a version whose files fail their
-            # sha256 or fail to load raises here and leaves the old predictor in place (the job
+            # Download and verify, load and check, then swap, then close: a version whose files
+            # fail their sha256, fail to load or fail the check raises here and leaves the old predictor in place (the job
             # fails and is retried; nothing is half-swapped).
             new = self._load(name)
             old, self.predictor, self.version = self.predictor, new, name
@@ -72,8 +72,29 @@ def load_version(runtime: Runtime, name: str) -> Predictor:
     from inference.serving import load_predictor
 
     info = runtime.registry.fetch(name)
-    return load_predictor(info, version_task(runtime, info), threads=runtime.settings.threads,
-                          reasons=runtime.settings.reasons)
+    task = version_task(runtime, info)
+    predictor = load_predictor(info, task, threads=runtime.settings.threads, reasons=runtime.settings.reasons)
+    try:
+        check_predictor(predictor, task)
+    except BaseException:
+        predictor.close()
+        raise
+    return predictor
+
+
+CHECK_TEXT = "Hello, I have a question about my account."
+
+
+def check_predictor(predictor: Predictor, task: Task) -> None:
+    """One prediction before a new model takes traffic: a label of its task and a real distribution."""
+    import math
+
+    got = predictor.predict(CHECK_TEXT)
+    total = sum(got.probabilities.values())
+    if (got.label not in task.labels or set(got.probabilities) != set(task.labels)
+            or not all(math.isfinite(p) for p in got.probabilities.values()) or abs(total - 1.0) > 1e-3):
+        raise ModelError(f"model {got.model_version or '?'} failed its check before serving: label {got.label!r}, "
+                         f"probabilities over {sorted(got.probabilities)} summing to {total:.4f}")
 
 
 DEFAULT_THRESHOLD = 0.5  # abstain threshold of a version without calibration (older, or built without a holdout)

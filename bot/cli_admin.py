@@ -38,15 +38,27 @@ def status(rt: Runtime, as_json: bool) -> None:
 
 @click.command()
 @click.option("--by", help="Who asks (default: your login name).")
+@click.option("--cancel", is_flag=True, help="Cancel the queued or running retrain instead (production stays).")
 @click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
 @click.pass_obj
-def retrain(rt: Runtime, by: str | None, as_json: bool) -> None:
+def retrain(rt: Runtime, by: str | None, cancel: bool, as_json: bool) -> None:
     """Queue a retrain (a CPU worker snapshots, the GPU node trains; joins one already queued or running)."""
     from bot.status import retrain_reply
 
     from redis.exceptions import RedisError
 
     queues = _queues(rt)
+    if cancel:
+        from bot.retrain import cancel_run
+        from bot.suggest import slack_client
+
+        try:
+            run = cancel_run(rt, queues, slack_client(rt.settings), by=f"cli:{_who(by)}")
+        finally:
+            queues.close()
+        click.echo(json.dumps(run, indent=2, default=str) if as_json else
+                   f"retrain run {run['id']} cancelled; production is unchanged ({run['production_before'] or 'none'})")
+        return
     try:
         run, created = control.request_retrain(rt, queues, requested_by=_who(by), trigger="cli")
     except RedisError as exc:

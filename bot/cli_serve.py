@@ -47,17 +47,17 @@ def worker(rt: Runtime, queue_name: str, burst: bool) -> None:
     queues = Queues.from_settings(rt.settings)
     names = WORKER_QUEUES[queue_name]
     # The GPU node holds no SQL credentials: only hosts that work "control" touch the store.
-    scheduler = None
+    upkeep = None
     if "control" in names:
-        rt.sessions  # brings the schema up to date (if behind) before the first job
-        if rt.settings.retrain_schedule_hours > 0:
-            from bot.schedule import RetrainScheduler
+        from bot.suggest import slack_client
+        from bot.sweeper import Upkeep
 
-            # Checked once now (so a burst run sees a due retrain), then every minute while working.
-            scheduler = RetrainScheduler(rt, queues)
-            scheduler.tick()
-            if not burst:
-                scheduler.start()
+        rt.sessions  # brings the schema up to date (if behind) before the first job
+        # Once now (so a burst run sees what is due), then every minute while working.
+        upkeep = Upkeep(rt, queues, slack_client(rt.settings))
+        upkeep.tick()
+        if not burst:
+            upkeep.start()
     # SimpleWorker runs jobs in this process: no fork, so CUDA stays usable for training, and
     # the suggest worker keeps its loaded model between tickets (a forked child would not).
     # with_scheduler runs the delayed retries that queues.enqueue_suggest asks for.
@@ -65,8 +65,8 @@ def worker(rt: Runtime, queue_name: str, burst: bool) -> None:
         SimpleWorker([queues[name] for name in names], connection=queues.connection,
                      serializer=JSONSerializer).work(burst=burst, with_scheduler=True)
     finally:
-        if scheduler is not None:
-            scheduler.stop()
+        if upkeep is not None:
+            upkeep.stop()
         queues.close()
 
 

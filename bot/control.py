@@ -239,8 +239,8 @@ def record_snapshot(sessions: sessionmaker[Session], run_id: int, snapshot: str,
 
 
 def finish_run(sessions: sessionmaker[Session], run_id: int, status: str, **fields) -> RetrainRun:
-    """Close a run with its outcome (promoted | kept | failed) and free the active slot."""
-    if status not in FINISHED + ("failed",):
+    """Close a run with its outcome (promoted | kept | failed | cancelled) and free the active slot."""
+    if status not in FINISHED + ("failed", "cancelled"):
         raise ValueError(f"not a final status: {status!r}")
     with sessions() as session:
         run = session.get(RetrainRun, int(run_id))

@@ -12,6 +12,7 @@ from rq.serializers import JSONSerializer
 from bot.settings import Settings
 
 SUGGEST_JOB = "bot.suggest.suggest_ticket"
+ENDED = ("finished", "failed", "stopped", "canceled")
 QUEUE_NAMES = ("suggest", "train", "control")
 # What `tuesday worker --queue NAME` works on, in priority order: a CPU host serves suggestions
 # first and runs the retrain bookkeeping when idle; the GPU node only trains.
@@ -76,6 +77,16 @@ class Queues:
             return None
         return Job.fetch(job_id, connection=self.connection, serializer=JSONSerializer)
 
+    def clear_ended(self, job_id: str) -> None:
+        """Forget a job that ended (failed, finished, stopped), so its id can be queued again.
+
+        The SQL store decides whether work is still to do; an old attempt kept by Redis must not
+        answer "duplicate" for it (rq keeps failed jobs, and unique= refuses a known id).
+        """
+        job = self.fetch(job_id)
+        if job is not None and job.get_status() in ENDED:
+            job.delete()
+
     def enqueue(self, queue: str, dotted: str, *args, job_id: str, **options) -> tuple[Job | None, bool]:
         """Enqueue a job by dotted path under a fixed id; returns (job, enqueued)."""
         # The id makes redeliveries collapse: while Redis holds a job with that id nothing new is
@@ -93,7 +104,8 @@ class Queues:
         return job, True
 
     def enqueue_suggest(self, ticket_id: int) -> tuple[Job | None, bool]:
-        """Queue the suggestion for one ticket (at most one queued job per ticket)."""
+        """Queue the suggestion for one ticket (at most one live job per ticket)."""
+        self.clear_ended(suggest_job_id(ticket_id))
         # Slack or a model reload can fail for a moment; retry later rather than lose the ticket.
         return self.enqueue("suggest", SUGGEST_JOB, int(ticket_id), job_id=suggest_job_id(ticket_id),
                             timeout=300, retry=Retry(max=3, interval=[10, 60, 300]))

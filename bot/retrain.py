@@ -16,9 +16,10 @@ from rq.job import Dependency
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.control import (CONCLUDE_JOB, CONTROL_TIMEOUT_S, RETRAIN_TIMEOUT_S, conclude_job_id, finish_run, get_run, is_paused,
-                         record_snapshot, set_run_error, start_run, train_job_id)
-from bot.jobs import TRAIN_JOB
+from bot.control import (CONCLUDE_JOB, CONTROL_TIMEOUT_S, RETRAIN_TIMEOUT_S, ControlError, active_run, as_utc,
+                         conclude_job_id, finish_run, get_run, is_paused, record_snapshot, retrain_job_id, set_run_error,
+                         start_run, train_job_id)
+from bot.jobs import DEAD_AFTER_S, QUEUED_TRAIN_JOB, cancel_key
 from bot.promotion import apply_gate
 from bot.queues import Queues
 from bot.runtime import Runtime
@@ -92,7 +93,7 @@ def prepare_run(runtime: Runtime, queues: Queues, slack: WebClient | None, run_i
         snapshot = snapshot_for_training(runtime, skip_conflicts=True)
         record_snapshot(sessions, run_id, snapshot["snapshot_key"], frozen_at)
         config = run_config(runtime, load_config(runtime.settings.retrain_config))
-        train, _ = queues.enqueue("train", TRAIN_JOB, job_id=train_job_id(run_id), timeout=RETRAIN_TIMEOUT_S,
+        train, _ = queues.enqueue("train", QUEUED_TRAIN_JOB, job_id=train_job_id(run_id), timeout=RETRAIN_TIMEOUT_S,
                                   result_ttl=RESULT_TTL_S, failure_ttl=RESULT_TTL_S,
                                   kwargs={**snapshot, "config": config, "production": production, "run_id": run_id})
         # allow_failure: the gate job also runs when training failed, to close the run and say why.
@@ -110,6 +111,8 @@ def _train_error(job) -> str:
     """The last line of a failed train job's traceback (the exception and its message)."""
     result = job.latest_result()
     text = (getattr(result, "exc_string", None) or "").strip()
+    if "AbandonedJobError" in text:
+        return "the training worker died during the job (RQ found it abandoned); production is unchanged"
     return text.splitlines()[-1] if text else f"the train job ended as {job.get_status()}"
 
 
@@ -144,7 +147,62 @@ def conclude_run(runtime: Runtime, queues: Queues, slack: WebClient | None, run_
                                                   "calibration": summary.get("calibration")})
     log.info("retrain run %s: %s %s (%s)", run.id, run.candidate_version, run.status, run.why)
     _post(runtime, slack, run)
+    if summary["promoted"] and summary["production"] is None:
+        from bot.sweeper import sweep_tickets
+
+        # Tickets that arrived before any model waited for this one: suggest them now.
+        log.info("first model promoted: %d waiting ticket(s) queued", sweep_tickets(runtime, queues, grace=None))
     return get_run(sessions, run_id).to_dict()
+
+
+def _last_beat(job) -> datetime | None:
+    beat = job.last_heartbeat or job.started_at
+    return None if beat is None else as_utc(beat)
+
+
+def check_training(runtime: Runtime, queues: Queues, slack: WebClient | None, *, now: datetime | None = None):
+    """Close the running retrain as failed when its training job stopped beating; returns it, else None."""
+    run = active_run(runtime.sessions)
+    if run is None or run.status != "running":
+        return None
+    job = queues.fetch(train_job_id(run.id))
+    if job is None or job.get_status() != "started":
+        return None  # not started yet (waiting for a GPU worker), or over: its gate job handles it
+    last = _last_beat(job)
+    now = now or datetime.now(timezone.utc)
+    if last is None or (now - last).total_seconds() < DEAD_AFTER_S:
+        return None
+    error = (f"the training host stopped answering: no heartbeat since {last:%Y-%m-%d %H:%M:%S} UTC "
+             f"({(now - last).total_seconds() / 60:.0f} min); production is unchanged")
+    failed = _fail(runtime, slack, run.id, error, runtime.production.name())
+    _cancel_jobs(queues, run.id)
+    log.warning("retrain run %s: %s", run.id, error)
+    return failed.to_dict()
+
+
+def _cancel_jobs(queues: Queues, run_id: int) -> None:
+    """Take a run's jobs out of the queues; a started train job is told to stop at its next heartbeat."""
+    for job_id in (retrain_job_id(run_id), train_job_id(run_id), conclude_job_id(run_id)):
+        job = queues.fetch(job_id)
+        if job is None:
+            continue
+        status = job.get_status()
+        if status == "started":
+            queues.connection.set(cancel_key(job_id), "1", ex=24 * 3600)
+        elif status in ("queued", "deferred", "scheduled"):
+            job.cancel()
+
+
+def cancel_run(runtime: Runtime, queues: Queues, slack: WebClient | None, *, by: str) -> dict:
+    """Cancel the queued or running retrain (`/tuesday retrain cancel`); production is left as it is."""
+    run = active_run(runtime.sessions)
+    if run is None:
+        raise ControlError("no retrain is queued or running")
+    run = finish_run(runtime.sessions, run.id, "cancelled", error=f"cancelled by {by}",
+                     production_before=runtime.production.name())
+    _cancel_jobs(queues, run.id)
+    _post(runtime, slack, run)
+    return run.to_dict()
 
 
 def _with_parts(step, run_id: int) -> dict:

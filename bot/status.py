@@ -5,6 +5,7 @@ from __future__ import annotations
 from redis.exceptions import RedisError
 
 from bot.control import active_run, as_utc, labels_since_last_training, last_run, pause_state
+from bot.sweeper import posting, waiting_count
 
 HELP = """*`/tuesday` commands*
 • `/tuesday status`: production model, its holdout metrics, new labels, queues, workers, last retrain
@@ -31,6 +32,7 @@ def gather_status(runtime, queues) -> dict:
             "version": production.name, "metrics": production.metrics,
             "since": promoted.get("at") if promoted else None, "by": promoted.get("by") if promoted else None},
         "labels_since_training": labels_since_last_training(runtime),
+        "waiting_tickets": waiting_count(runtime.sessions, posts=posting(settings)),
         "retrain_after_labels": settings.retrain_after_labels,
         "retrain_schedule_hours": settings.retrain_schedule_hours,
         "paused": flag is not None,
@@ -93,6 +95,8 @@ def run_line(run: dict) -> str:
     when = (run["finished_at"] or "")[:16].replace("T", " ")
     if status == "failed":
         return f"{head}: failed at {when} UTC: {run['error'] or run['why'] or 'no error recorded'}"
+    if status == "cancelled":
+        return f"{head}: {run['error'] or 'cancelled'} at {when} UTC"
     verdict = "promoted to production" if status == "promoted" else "kept as candidate"
     return f"{head}: {run['candidate_version']} {verdict} at {when} UTC ({run['why']})"
 
@@ -111,6 +115,10 @@ def status_text(data: dict) -> str:
     if data.get("retrain_schedule_hours"):
         auto += f", scheduled every {data['retrain_schedule_hours']:g} h"
     lines.append(f"• labels since last training: {data['labels_since_training']} ({auto})")
+    waiting = data.get("waiting_tickets") or 0
+    if waiting:
+        why = " (no production model yet: they are suggested when the first one is promoted)" if live is None else ""
+        lines.append(f"• tickets waiting for a suggestion: {waiting}{why}")
     if data["queue_error"]:
         lines.append(f"• queues: unreachable ({data['queue_error']})")
     else:
@@ -153,8 +161,9 @@ def report_text(run: dict) -> str:
     """The retrain report posted in the triage channel: old vs new on the same holdout, and the verdict."""
     head = f"*Retrain run {run['id']}* (requested by {who(run['requested_by'])} via " \
            f"{TRIGGER_WORDS.get(run['trigger'], run['trigger'])})"
-    if run["status"] == "failed":
-        return f"{head} *failed*: {run['error'] or run['why']}\nProduction is unchanged ({run['production_before'] or 'none'})."
+    if run["status"] in ("failed", "cancelled"):
+        return (f"{head} *{run['status']}*: {run['error'] or run['why']}\n"
+                f"Production is unchanged ({run['production_before'] or 'none'}).")
     new, old = run["metrics"].get("candidate") or {}, run["metrics"].get("production")
     before = run["production_before"]
     verdict = (f"*{run['candidate_version']} promoted to production*" if run["status"] == "promoted"

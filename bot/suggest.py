@@ -160,6 +160,11 @@ class Suggester:
             row = latest_suggestion(session, ticket_id)
         # A retried job (Slack was down) reuses the stored suggestion instead of predicting again.
         if row is None:
+            if self.runtime.production.name() is None:
+                # Not a failure: the ticket waits, counted by `/tuesday status`, and the first
+                # promotion (or the sweeper after it) queues it again.
+                log.info("ticket %s waits: no production model yet", ticket.id)
+                return {"ticket_id": ticket.id, "status": "waiting", "model_version": None}
             prediction = self.predictors.get().predict(ticket.model_text)
             cut = self.thresholds(prediction.model_version)
             with sessions() as session:

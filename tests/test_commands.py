@@ -25,7 +25,7 @@ from bot.control import RetrainRun
 from bot.listeners.commands import register
 from bot.queues import Queues
 from bot.runtime import Runtime
-from bot.schedule import RetrainScheduler
+from bot.sweeper import Upkeep
 from bot.settings import Settings
 from bot.status import HELP, report_text, status_text
 from bot.store import Example
@@ -379,7 +379,7 @@ def test_schedule_requests_a_retrain_when_the_last_one_is_old(parts, monkeypatch
     with sessions() as session:
         session.execute(update(RetrainRun).values(finished_at=now - timedelta(days=2)))
         session.commit()
-    scheduler = RetrainScheduler(runtime, parts.queues, interval_s=0.05).start()
+    scheduler = Upkeep(runtime, parts.queues, interval_s=0.05).start()
     deadline = time.monotonic() + 10
     while control.active_run(sessions) is None and time.monotonic() < deadline:
         time.sleep(0.05)

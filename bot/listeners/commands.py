@@ -51,6 +51,14 @@ def check_role(role: str, client, settings, user_id: str) -> None:
 # -- subcommands: (runtime, queues, user_id, args) -> reply text ---------------------------------
 
 def do_retrain(runtime, queues, user_id: str, args: str) -> str:
+    if args.strip().lower() == "cancel":
+        if not is_admin(runtime.settings, user_id):
+            raise NotAllowed("only Tuesday's admins (TUESDAY_ADMINS) can cancel a retrain")
+        from bot.retrain import cancel_run
+        from bot.suggest import slack_client
+
+        run = cancel_run(runtime, queues, slack_client(runtime.settings), by=user_id)
+        return f"Retrain run {run['id']} cancelled; production is unchanged ({run['production_before'] or 'none'})."
     run, created = control.request_retrain(runtime, queues, requested_by=user_id, trigger="command")
     return status.retrain_reply(run.to_dict(), created)
 

@@ -1,0 +1,123 @@
+"""Finding accepted work again from the SQL store: Redis only delivers, so whatever it lost is queued anew.
+
+The CPU workers run `Upkeep.tick` once a minute: tickets without a (posted) suggestion are
+queued again, helpdesk write-backs due are delivered, a training whose heartbeat stopped is
+closed as failed, and a scheduled retrain is requested when one is due.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import datetime, timedelta, timezone
+
+from redis.exceptions import RedisError
+from sqlalchemy import func, or_, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from bot.store import Suggestion, Ticket
+
+log = logging.getLogger(__name__)
+
+CHECK_EVERY_S = 60.0
+GRACE = timedelta(seconds=60)  # a ticket this young is still in its first job's hands
+BATCH = 500
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def posting(settings) -> bool:
+    """Whether suggestions are posted to Slack (else they are only stored)."""
+    return bool(settings.slack_bot_token and settings.triage_channel)
+
+
+def _unsuggested(posts: bool):
+    """Tickets with no suggestion yet (or, when Tuesday posts to Slack, none posted yet)."""
+    missing = Suggestion.id.is_(None)
+    if posts:
+        missing = or_(missing, Suggestion.slack_ts.is_(None))
+    return select(Ticket.id).outerjoin(Suggestion, Suggestion.ticket_id == Ticket.id).where(missing)
+
+
+def unsuggested_tickets(sessions, *, posts: bool, before: datetime | None = None, limit: int = BATCH) -> list[int]:
+    query = _unsuggested(posts)
+    if before is not None:
+        query = query.where(Ticket.created_at < before)
+    with sessions() as session:
+        return list(dict.fromkeys(session.scalars(query.order_by(Ticket.id).limit(limit))))
+
+
+def waiting_count(sessions, *, posts: bool) -> int:
+    """How many tickets wait for a suggestion (shown by `/tuesday status`)."""
+    with sessions() as session:
+        return int(session.scalar(select(func.count()).select_from(_unsuggested(posts).distinct().subquery())))
+
+
+def sweep_tickets(runtime, queues, *, now: datetime | None = None, grace: timedelta = GRACE) -> int:
+    """Queue a suggestion for every ticket that has none (posted) and no live job; returns how many were queued."""
+    if runtime.production.name() is None:
+        return 0  # they wait for the first model; its promotion queues them at once
+    before = None if grace is None else (now or _now()) - grace
+    queued = 0
+    for ticket_id in unsuggested_tickets(runtime.sessions, posts=posting(runtime.settings), before=before):
+        _, enqueued = queues.enqueue_suggest(ticket_id)
+        queued += int(enqueued)
+    if queued:
+        log.warning("sweeper: queued %d ticket(s) whose suggestion was missing", queued)
+    return queued
+
+
+class Upkeep:
+    """Runs the chores once now and then every interval_s seconds in a thread, until stopped."""
+
+    # A thread beside the worker rather than RQ's cron: no extra process to deploy, and every
+    # chore asks the store what is due, so several CPU workers doing it at once is harmless.
+
+    def __init__(self, runtime, queues, slack=None, interval_s: float = CHECK_EVERY_S):
+        self.runtime, self.queues, self.slack, self.interval_s = runtime, queues, slack, interval_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def tick(self) -> dict:
+        """One round of chores; each one's failure is logged and retried next round."""
+        from bot.control import Paused, maybe_scheduled_retrain
+        from bot.retrain import check_training
+
+        done = {}
+        chores = {"tickets": lambda: sweep_tickets(self.runtime, self.queues),
+                  "writebacks": self._writebacks,
+                  "training": lambda: check_training(self.runtime, self.queues, self.slack),
+                  "schedule": lambda: maybe_scheduled_retrain(self.runtime, self.queues)}
+        for name, chore in chores.items():
+            try:
+                done[name] = chore()
+            except Paused:
+                done[name] = None
+            except (RedisError, SQLAlchemyError) as exc:
+                # The loop must outlive a Redis or database blip; the next round tries again.
+                log.warning("upkeep: %s failed: %s", name, exc)
+                done[name] = None
+        return done
+
+    def _writebacks(self):
+        try:
+            from bot.helpdesk import sweep_outbox
+        except ImportError:  # pragma: no cover - before the outbox exists
+            return None
+        return sweep_outbox(self.runtime, self.queues)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.tick()
+
+    def start(self) -> Upkeep:
+        self._thread = threading.Thread(target=self._loop, name="upkeep", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)

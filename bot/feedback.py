@@ -1,16 +1,16 @@
-"""A click becomes feedback: record the decision, show it on the Slack message, queue the helpdesk write-back."""
+"""A click becomes feedback: record the decision and its helpdesk write-back, show it on the Slack message."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
 
-from rq import Retry
+from redis.exceptions import RedisError
 from slack_sdk import WebClient
 
 from bot.blocks import decided_blocks, decided_text
 from bot.control import maybe_auto_retrain
-from bot.helpdesk import WRITE_BACK_JOB
+from bot.helpdesk import enqueue_delivery, recording_outbox, write_back_for, writes_back
 from bot.queues import Queues
 from bot.runtime import Runtime
 from bot.store import (Feedback, Suggestion, Ticket, UnknownLabel, UnknownSuggestion, record_feedback,
@@ -35,10 +35,6 @@ def parse_suggestion_id(value) -> int:
         raise UnknownSuggestion(f"'{value}' is not a suggestion id") from None
 
 
-def write_back_job_id(feedback_id: int) -> str:
-    return f"writeback-{int(feedback_id)}"
-
-
 class FeedbackDesk:
     """What the click listeners share: the runtime (store, task) and the queues."""
 
@@ -60,8 +56,11 @@ class FeedbackDesk:
 
     def decide(self, client: WebClient, suggestion_id: int, *, action: str, label: str | None, by: Reviewer,
                why: str | None = None, channel: str | None = None, ts: str | None = None) -> Feedback:
-        """Record one decision (label None: the suggested one), queue its write-back, update the message."""
-        row, conflicts = record_feedback(self.runtime.sessions, suggestion_id=suggestion_id, action=action,
+        """Record one decision (label None: the suggested one) and its write-back, update the message."""
+        # The write-back's outbox row is written in the transaction that records the click, so it is
+        # delivered later even if Redis or this process dies right after the commit.
+        sessions = recording_outbox(self.runtime.sessions, lambda source: writes_back(self.runtime.settings, source))
+        row, conflicts = record_feedback(sessions, suggestion_id=suggestion_id, action=action,
                                          label=label, user_id=by.user_id, user_name=by.user_name, why=why,
                                          labels=self.runtime.task.labels)
         log.info("suggestion %s: %s %s by %s%s", suggestion_id, action, row.label, by.user_id,
@@ -70,11 +69,10 @@ class FeedbackDesk:
             suggestion = session.get(Suggestion, suggestion_id)
             ticket = session.get(Ticket, suggestion.ticket_id)
             rows = ticket_feedback(session, ticket.id)
+            outbox = write_back_for(session, row.id)
         try:
-            # The helpdesk gets the first label and later agreeing ones; a disagreement stays in
-            # Tuesday (flagged) rather than adding a second, contradicting tag to the ticket.
-            if not conflicts:
-                self.queue_write_back(row, ticket)
+            if outbox is not None:
+                self.queue_write_back(outbox.id)
             # Every label counts towards the next automatic retrain (nothing happens below the threshold).
             maybe_auto_retrain(self.runtime, self.queues)
         finally:
@@ -85,12 +83,12 @@ class FeedbackDesk:
                                    blocks=decided_blocks(ticket, suggestion, rows))
         return row
 
-    def queue_write_back(self, row: Feedback, ticket: Ticket) -> bool:
-        """Queue the write-back job when the ticket's helpdesk takes one; returns whether it was queued."""
-        settings = self.runtime.settings
-        if ticket.source != "zendesk" or not settings.zendesk_url:
+    def queue_write_back(self, outbox_id: int) -> bool:
+        """Queue the first delivery attempt of an outbox row; returns whether it was queued."""
+        # The helpdesk can be slow or down: a job on its own queue, never a call in the click.
+        try:
+            return enqueue_delivery(self.queues, outbox_id, 1)
+        except RedisError as exc:
+            # The row is stored; the sweeper queues it once Redis is back.
+            log.warning("write-back %s not queued (%s); the sweeper will queue it", outbox_id, exc)
             return False
-        # The helpdesk can be slow or down for a while: a job, retried, instead of a call in the click.
-        _, queued = self.queues.enqueue("suggest", WRITE_BACK_JOB, row.id, job_id=write_back_job_id(row.id),
-                                        timeout=60, retry=Retry(max=3, interval=[10, 60, 300]))
-        return queued

@@ -1,5 +1,5 @@
 """The Redis connection and the RQ queues: "suggest" (CPU inference), "control" (CPU: retrain snapshots,
-the promotion gate, reports) and "train" (the GPU node)."""
+the promotion gate, reports), "train" (the GPU node) and "writeback" (helpdesk write-backs from the outbox)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,12 @@ from bot.settings import Settings
 
 SUGGEST_JOB = "bot.suggest.suggest_ticket"
 ENDED = ("finished", "failed", "stopped", "canceled")
-QUEUE_NAMES = ("suggest", "train", "control")
+QUEUE_NAMES = ("suggest", "train", "control", "writeback")
 # What `tuesday worker --queue NAME` works on, in priority order: a CPU host serves suggestions
-# first and runs the retrain bookkeeping when idle; the GPU node only trains.
-WORKER_QUEUES = {"suggest": ("suggest", "control"), "control": ("control",), "train": ("train",)}
+# first and runs the retrain bookkeeping and helpdesk write-backs when idle (a slow helpdesk then
+# never delays a suggestion that is waiting); the GPU node only trains.
+WORKER_QUEUES = {"suggest": ("suggest", "control", "writeback"), "control": ("control",), "train": ("train",),
+                 "writeback": ("writeback",)}
 
 
 def redis_connection(settings: Settings) -> Redis:

@@ -18,7 +18,8 @@ from rq.serializers import JSONSerializer
 from sqlalchemy import create_engine, inspect, select, text
 
 from bot.blocks import ACCEPT, CHANGE, HANDOFF, REJECT, REJECT_MODAL
-from bot.helpdesk import WRITE_BACK_JOB, HelpdeskError, ZendeskAdapter, label_tag, write_back_job
+from bot.helpdesk import (DELIVER_JOB, HelpdeskError, HelpdeskRefused, WriteBack, ZendeskAdapter, deliver_job,
+                          delivery_job_id, label_tag, recording_outbox)
 from bot.queues import Queues
 from bot.runtime import Runtime
 from bot.settings import Settings
@@ -166,6 +167,11 @@ def examples(runtime) -> list[Example]:
         return list(session.scalars(select(Example).order_by(Example.id)))
 
 
+def outbox_rows(runtime) -> list[WriteBack]:
+    with runtime.sessions() as session:
+        return list(session.scalars(select(WriteBack).order_by(WriteBack.id)))
+
+
 def context_lines(blocks: list[dict]) -> list[str]:
     return [b["elements"][0]["text"] for b in blocks if b["type"] == "context"]
 
@@ -196,7 +202,7 @@ def test_accept_acks_before_slow_work_then_records_and_updates_the_message(parts
     [example] = examples(runtime)
     assert (example.source, example.external_id, example.label) == ("feedback", "ticket-1", "claim_status")
     assert example.text == "Where is my claim?\n\nFiled last week, any news?" and not example.conflicted
-    assert queues.suggest.count == 0  # a generic ticket has no helpdesk to write back to
+    assert queues["writeback"].count == 0 and outbox_rows(runtime) == []  # a generic ticket has no helpdesk
 
 
 def test_change_label_records_the_new_label(parts, fake_slack):
@@ -356,13 +362,15 @@ def test_zendesk_write_back_adds_a_tag_and_an_internal_note_through_the_worker(p
     assert post_slack(client, click(sid, ACCEPT)).status_code == 200
     updates(fake_slack, 1)
     [row] = feedback_rows(runtime)
-    job = wait_for(lambda: queues.fetch(f"writeback-{row.id}"))
-    assert (job.func_name, job.args, job.origin) == (WRITE_BACK_JOB, [row.id], "suggest")
-    assert fake_zendesk.requests == []  # nothing is written inside the click
+    [outbox] = outbox_rows(runtime)  # stored with the click, delivered by a job on its own queue
+    assert (outbox.feedback_id, outbox.status, outbox.attempts) == (row.id, "pending", 0)
+    job = wait_for(lambda: queues.fetch(delivery_job_id(outbox.id, 1)))
+    assert (job.func_name, job.args, job.origin) == (DELIVER_JOB, [outbox.id, 1], "writeback")
+    assert queues.suggest.count == 0 and fake_zendesk.requests == []  # nothing is written inside the click
 
-    SimpleWorker([queues.suggest], connection=queues.connection, serializer=JSONSerializer).work(burst=True)
+    SimpleWorker([queues["writeback"]], connection=queues.connection, serializer=JSONSerializer).work(burst=True)
     assert job.get_status(refresh=True) == "finished"
-    assert job.return_value()["written"] is True
+    assert (job.return_value()["attempted"], job.return_value()["status"]) == (True, "delivered")
     tags, note = fake_zendesk.requests
     auth = "Basic " + base64.b64encode(f"{ZENDESK_EMAIL}/token:{ZENDESK_TOKEN}".encode()).decode()
     assert (tags["method"], tags["path"], tags["body"]) == ("PUT", "/api/v2/tickets/5158/tags.json",
@@ -373,6 +381,8 @@ def test_zendesk_write_back_adds_a_tag_and_an_internal_note_through_the_worker(p
     assert comment["public"] is False
     assert comment["body"].startswith("Tuesday triage label: claim_status\njane accepted in Slack.")
     assert fake_zendesk.tags["5158"] == ["vip", "auto", "tuesday_claim_status"]  # added, nothing replaced
+    [outbox] = outbox_rows(runtime)
+    assert (outbox.status, outbox.attempts) == ("delivered", 1)
 
 
 def test_a_conflicting_label_is_not_written_back(parts, fake_slack):
@@ -384,27 +394,54 @@ def test_a_conflicting_label_is_not_written_back(parts, fake_slack):
     updates(fake_slack, 2)
     first, later = feedback_rows(runtime)
     assert later.conflict
-    assert queues.suggest.job_ids == [f"writeback-{first.id}"]
+    [outbox] = outbox_rows(runtime)
+    assert outbox.feedback_id == first.id
+    assert queues["writeback"].job_ids == [delivery_job_id(outbox.id, 1)]
 
 
-def test_write_back_job_without_zendesk_settings_writes_nothing(env, monkeypatch, fake_zendesk):
+def test_without_zendesk_settings_a_click_stores_no_write_back(env, monkeypatch, fake_zendesk, task):
     monkeypatch.setenv("TUESDAY_ZENDESK_URL", "")
     runtime = Runtime(Settings())
     sid = posted(runtime, source="zendesk", external_id="9")
-    row, _ = record_feedback(runtime.sessions, suggestion_id=sid, action="accept", label=None, user_id="U1",
-                             labels=runtime.task.labels)
-    assert write_back_job(row.id)["written"] is False
+    record_feedback(recording_outbox(runtime.sessions, lambda source: False), suggestion_id=sid, action="accept",
+                    label=None, user_id="U1", labels=task.labels)
+    assert outbox_rows(runtime) == []
+
+
+def test_a_write_back_on_a_worker_without_zendesk_settings_waits_for_them(env, monkeypatch, fake_zendesk, task):
+    runtime = Runtime(Settings())
+    sid = posted(runtime, source="zendesk", external_id="9")
+    record_feedback(recording_outbox(runtime.sessions, lambda source: True), suggestion_id=sid, action="accept",
+                    label=None, user_id="U1", labels=task.labels)
+    [outbox] = outbox_rows(runtime)
+    monkeypatch.setenv("TUESDAY_ZENDESK_URL", "")  # this worker was started without them
+    result = deliver_job(outbox.id, 1)
+    assert (result["attempted"], result["status"]) == (True, "pending")
+    assert "no write-back configured for zendesk tickets" in result["error"]
     assert fake_zendesk.requests == []
 
 
-def test_zendesk_refusal_raises_so_the_job_is_retried(fake_zendesk):
+def test_zendesk_answers_are_told_apart_into_retry_later_and_give_up(fake_zendesk):
     ticket = Ticket(id=1, source="zendesk", external_id="12", text="x")
     with httpx.Client() as http:
-        adapter = ZendeskAdapter(fake_zendesk.url, ZENDESK_EMAIL, "wrong-token", http)
-        with pytest.raises(HelpdeskError, match="401"):
-            adapter.write_back(ticket, "claim_status", "because")
-        with pytest.raises(HelpdeskError, match="not a Zendesk ticket id"):
+        wrong_token = ZendeskAdapter(fake_zendesk.url, ZENDESK_EMAIL, "wrong-token", http)
+        with pytest.raises(HelpdeskError, match="401") as refused:  # an admin can fix the token meanwhile
+            wrong_token.write_back(ticket, "claim_status", "because")
+        assert not isinstance(refused.value, HelpdeskRefused)
+        adapter = ZendeskAdapter(fake_zendesk.url, ZENDESK_EMAIL, ZENDESK_TOKEN, http)
+        with pytest.raises(HelpdeskRefused, match="not a Zendesk ticket id"):
             adapter.write_back(Ticket(id=2, source="zendesk", external_id="12/../../users", text="x"), "a", "b")
+        fake_zendesk.fail_next(429, {"Retry-After": "7"})
+        with pytest.raises(HelpdeskError, match="429") as limited:
+            adapter.write_back(ticket, "claim_status", "because")
+        assert limited.value.retry_after == 7.0 and not isinstance(limited.value, HelpdeskRefused)
+        fake_zendesk.fail_next(503)
+        with pytest.raises(HelpdeskError, match="503") as unavailable:
+            adapter.write_back(ticket, "claim_status", "because")
+        assert unavailable.value.retry_after is None and not isinstance(unavailable.value, HelpdeskRefused)
+        fake_zendesk.fail_next(422)
+        with pytest.raises(HelpdeskRefused, match="422"):
+            adapter.write_back(ticket, "claim_status", "because")
     assert label_tag("Claim Status / EU") == "tuesday_claim_status_eu"
 
 

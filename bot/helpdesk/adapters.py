@@ -1,27 +1,36 @@
-"""Write-back: a reviewer's decision goes to the helpdesk the ticket came from, as a tag and an internal note."""
+"""Helpdesk adapters: a reviewer's decision goes to the helpdesk the ticket came from, as a tag and an internal note."""
 
 from __future__ import annotations
 
-import logging
 import re
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from typing import Protocol
 
 import httpx
 
 from bot.settings import Settings
-from bot.store import Feedback, Suggestion, Ticket, make_session_factory
+from bot.store import Feedback, Suggestion, Ticket
 from inference.errors import TuesdayError
 
-log = logging.getLogger(__name__)
-
-WRITE_BACK_JOB = "bot.helpdesk.write_back_job"
 TAG_PREFIX = "tuesday_"
 DONE = {"accept": "accepted", "change": "changed to this label",
         "reject": "rejected the suggestion; corrected to this label", "handoff": "handed off to a human"}
+# Answers that may succeed later: a timeout, a conflicting concurrent update, and credentials an
+# admin can still fix while the write-back waits. Any other 4xx is the request itself being wrong.
+RETRYABLE_4XX = {401, 403, 408, 409, 423, 429}
 
 
 class HelpdeskError(TuesdayError):
-    """The helpdesk refused a write-back or could not be reached (the queued job fails and is retried)."""
+    """The helpdesk could not take a write-back now (unreachable, 5xx, 429): it is tried again later."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after  # seconds the helpdesk asked us to wait (Retry-After), if it said
+
+
+class HelpdeskRefused(HelpdeskError):
+    """The helpdesk refused the write-back for good (e.g. 404, 422): trying again cannot help."""
 
 
 class HelpdeskAdapter(Protocol):
@@ -35,6 +44,25 @@ def label_tag(label: str) -> str:
     return TAG_PREFIX + (re.sub(r"[^a-z0-9_\-]+", "_", label.lower()).strip("_") or "label")
 
 
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delay-seconds or an HTTP-date); None when absent or unreadable.
+
+    >>> parse_retry_after("2"), parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", datetime(2015, 10, 21, 7, 27,
+    ...     tzinfo=timezone.utc))
+    (2.0, 60.0)
+    """
+    value = (value or "").strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # RFC 9110 dates are GMT
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
+
+
 class ZendeskAdapter:
     """Zendesk's Tickets API with an agent's API token (basic auth `<email>/token:<api_token>`)."""
 
@@ -46,9 +74,10 @@ class ZendeskAdapter:
     def write_back(self, ticket: Ticket, label: str, reason: str) -> None:
         """Add the label's tag (existing tags stay) and an internal note saying who decided and why."""
         if not ticket.external_id.isdigit():
-            raise HelpdeskError(f"'{ticket.external_id}' is not a Zendesk ticket id")
+            raise HelpdeskRefused(f"'{ticket.external_id}' is not a Zendesk ticket id")
         path = f"/api/v2/tickets/{ticket.external_id}"
-        # PUT on .../tags adds to the ticket's tags; POST would replace them all.
+        # PUT on .../tags adds to the ticket's tags; POST would replace them all. Adding is also
+        # what makes a repeated attempt harmless for the tag.
         self._put(f"{path}/tags.json", {"tags": [label_tag(label)]})
         note = f"Tuesday triage label: {label}\n{reason}".strip()
         self._put(f"{path}.json", {"ticket": {"comment": {"body": note, "public": False}}})
@@ -58,13 +87,24 @@ class ZendeskAdapter:
             response = self.http.put(self.base + path, json=body, auth=self.auth)
         except httpx.HTTPError as exc:
             raise HelpdeskError(f"Zendesk unreachable: {exc}") from exc
-        if response.status_code >= 300:
-            raise HelpdeskError(f"Zendesk answered {response.status_code} to PUT {path}: {response.text[:200]}")
+        if response.status_code < 300:
+            return
+        message = f"Zendesk answered {response.status_code} to PUT {path}: {response.text[:200]}"
+        if response.status_code in (429, 503):
+            raise HelpdeskError(message, parse_retry_after(response.headers.get("Retry-After")))
+        if response.status_code >= 500 or response.status_code in RETRYABLE_4XX:
+            raise HelpdeskError(message)
+        raise HelpdeskRefused(message)
+
+
+def writes_back(settings: Settings, source: str) -> bool:
+    """Whether tickets from this source get their decided label written back."""
+    return source == "zendesk" and bool(settings.zendesk_url)
 
 
 def adapter_for(settings: Settings, source: str, http: httpx.Client) -> HelpdeskAdapter | None:
     """The adapter for a ticket's source, or None when that helpdesk is not configured for write-back."""
-    if source == "zendesk" and settings.zendesk_url:
+    if writes_back(settings, source):
         return ZendeskAdapter(settings.zendesk_url, settings.zendesk_email, settings.zendesk_api_token, http)
     return None
 
@@ -78,27 +118,3 @@ def decision_note(feedback: Feedback, suggestion: Suggestion) -> str:
     if feedback.why:
         lines.append(f"Why: {feedback.why}")
     return "\n".join(lines)
-
-
-def write_back_job(feedback_id: int) -> dict:
-    """Queued job: write one feedback row's label back to its ticket's helpdesk; returns a JSON-safe summary."""
-    settings = Settings()
-    sessions = make_session_factory(settings.store_url)
-    try:
-        with sessions() as session:
-            feedback = session.get(Feedback, int(feedback_id))
-            if feedback is None:
-                raise HelpdeskError(f"no feedback {feedback_id} in the store")
-            ticket = session.get(Ticket, feedback.ticket_id)
-            suggestion = session.get(Suggestion, feedback.suggestion_id)
-    finally:
-        sessions.kw["bind"].dispose()  # a worker runs many jobs; leave no pooled connection behind
-    summary = {"feedback_id": feedback.id, "ticket_id": ticket.id, "label": feedback.label, "written": False}
-    with httpx.Client(timeout=15) as http:
-        adapter = adapter_for(settings, ticket.source, http)
-        if adapter is None:
-            return {**summary, "why": f"no write-back configured for {ticket.source} tickets"}
-        adapter.write_back(ticket, feedback.label, decision_note(feedback, suggestion))
-    log.info("feedback %s: wrote %s back to %s ticket %s", feedback.id, feedback.label, ticket.source,
-             ticket.external_id)
-    return {**summary, "written": True}

@@ -39,7 +39,7 @@ def main() -> None:
     task = load_task(args.task)
     version = Registry.local(args.models_dir).fetch_all(args.version)
     rows = [json.loads(line) for line in open(args.data, encoding="utf-8")]
-    rows = [r for r in rows if in_holdout(r["id"])][: args.limit or None]
+    rows = [r for r in rows if in_holdout(r["text"])][: args.limit or None]
     base, tokenizer = load_base(version.manifest["base"])
     reference = TransformersPredictor(merge_adapter(PeftModel.from_pretrained(base, version.path / "adapter")),
                                       tokenizer, task)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import sys
 
 import click
 
@@ -23,16 +25,24 @@ def serve(rt: Runtime, host: str, port: int) -> None:
 
     rt.sessions  # brings the schema up to date (if behind) before the first request
     queues = Queues.from_settings(rt.settings)
+    exit_on_sigterm()
     try:
         uvicorn.run(create_app(rt, queues), host=host, port=port)
     finally:
         queues.close()
 
 
+def exit_on_sigterm() -> None:
+    """Let SIGTERM end the process through SystemExit, so `finally` blocks close what it started."""
+    # uvicorn finishes the requests in hand on SIGTERM, then raises the signal again; with the
+    # default handler that kills the process before our clean-up, leaving an embedded Redis behind.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+
 @click.command()
 @click.option("--queue", "queue_name", type=click.Choice(sorted(WORKER_QUEUES)), default="suggest", show_default=True,
-              help="suggest: a CPU host (suggestions, then retrain snapshots, gate and reports); train: the GPU node; "
-                   "control: retrain bookkeeping only.")
+              help="suggest: a CPU host (suggestions, then retrain snapshots, gate and reports, then helpdesk "
+                   "write-backs); train: the GPU node; control or writeback: only those jobs.")
 @click.option("--burst", is_flag=True, help="Work until the queues are empty, then exit.")
 @click.pass_obj
 def worker(rt: Runtime, queue_name: str, burst: bool) -> None:
@@ -110,6 +120,7 @@ def socket(rt: Runtime) -> None:
 
     check_socket_tokens(rt.settings)  # before Redis, so a missing token is the first thing said
     queues = Queues.from_settings(rt.settings)
+    exit_on_sigterm()
     try:
         socket_handler(rt, queues).start()
     finally:

@@ -264,7 +264,7 @@ def run_hosts_demo(rt, *, root: Path, config_file: Path | None = None) -> dict:
     rows = [json.loads(line) for line in demo_examples_path().read_text(encoding="utf-8").splitlines()]
     from inference.splits import in_holdout
 
-    holdout = [r for r in rows if in_holdout(f"hosts:{r['id']}", s.holdout_fraction)]
+    holdout = [r for r in rows if in_holdout(r["text"], s.holdout_fraction)]
     tickets = [{"id": f"hosts-ticket-{r['id']}", "text": r["text"], "label": r["label"]} for r in holdout[:3]]
     slack = LocalSlack(echo=echo).start()
     shutil.rmtree(root, ignore_errors=True)

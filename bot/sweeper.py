@@ -102,10 +102,8 @@ class Upkeep:
         return done
 
     def _writebacks(self):
-        try:
-            from bot.helpdesk import sweep_outbox
-        except ImportError:  # pragma: no cover - before the outbox exists
-            return None
+        from bot.helpdesk import sweep_outbox
+
         return sweep_outbox(self.runtime, self.queues)
 
     def _loop(self) -> None:

@@ -12,11 +12,12 @@ from inference.task import Task
 
 
 def evaluate(predictor: Predictor, task: Task, rows: list[dict], *, progress: bool = True,
-             desc: str = "evaluating") -> dict:
+             desc: str = "evaluating", predictor_task: Task | None = None) -> dict:
     """Metrics of `predictor` on rows with 'text' and 'label'; adds latency percentiles in ms.
 
     Also returns, for calibration, 'predictions' (labels) and 'probabilities' (rows x labels, task
-    order); callers drop both before storing the metrics.
+    order); callers drop both before storing the metrics. predictor_task: the labels the predictor
+    was trained on when they differ from `task` (a prediction `task` lacks counts as wrong).
     """
     gold, predicted, latencies, probabilities = [], [], [], []
     for row in tqdm(rows, desc=desc, unit="ticket", disable=not progress):
@@ -25,7 +26,7 @@ def evaluate(predictor: Predictor, task: Task, rows: list[dict], *, progress: bo
         latencies.append((time.perf_counter() - started) * 1000)
         gold.append(row["label"])
         predicted.append(suggestion.label)
-        probabilities.append([suggestion.probabilities[label] for label in task.label_names])
+        probabilities.append([suggestion.probabilities[label] for label in (predictor_task or task).label_names])
     report = classification_report(task, gold, predicted)
     ordered = sorted(latencies)
     if ordered:

@@ -12,7 +12,7 @@ from inference.splits import in_holdout
 
 def write_snapshot(rows: list[dict], out_dir: Path, holdout_fraction: float) -> Path:
     """Write rows (id, text, label, reason) with their split; the file name is the content hash."""
-    marked = [{**row, "split": "holdout" if in_holdout(row["id"], holdout_fraction) else "train"} for row in rows]
+    marked = [{**row, "split": "holdout" if in_holdout(row["text"], holdout_fraction) else "train"} for row in rows]
     body = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in marked)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"snapshot-{hashlib.sha256(body.encode()).hexdigest()[:16]}.jsonl"

@@ -57,8 +57,8 @@ def trained_version(tiny_base, tiny_bert, task, demo_rows, tmp_path_factory):
     from trainer.config import TrainConfig
     from trainer.pipeline import build_version
 
-    train = [r for r in demo_rows if not in_holdout(r["id"])][:120]
-    holdout = [r for r in demo_rows if in_holdout(r["id"])][:60]
+    train = [r for r in demo_rows if not in_holdout(r["text"])][:120]
+    holdout = [r for r in demo_rows if in_holdout(r["text"])][:60]
     registry = Registry.local(tmp_path_factory.mktemp("registry"))
     version = build_version(registry, task, tiny_base[1], train, holdout, TrainConfig(**TINY_CONFIG),
                             encoder_base=tiny_bert, progress=False, log=lambda _: None)
@@ -117,6 +117,7 @@ def store_url(request, tmp_path):
 
     import bot.control  # noqa: F401  (their tables join Base.metadata, so drop_all drops them too)
     import bot.production  # noqa: F401
+    import bot.helpdesk.outbox  # noqa: F401
     from bot.store import Base
 
     engine = create_engine(url)

@@ -107,3 +107,23 @@ def test_demo_runs_end_to_end_on_tiny_model(run, tmp_path):
     assert all(len(example["evidence"]) == 3 for example in payload["examples"])
     assert "similar: [" in result.output
     assert "before / after on the holdout" in result.output
+
+
+def test_a_retrain_after_the_task_changed_scores_production_with_its_own_labels(run, labelled, tmp_path):
+    """An encoder in production trained on the old labels is scored with them, and the report says what changed."""
+    import yaml
+
+    from inference.task import demo_task_path
+
+    (tmp_path / "enc.yaml").write_text(json.dumps({**TINY_CONFIG, "families": ["encoder"]}))
+    run("import", str(labelled))
+    first = json.loads(run("train", "--config", str(tmp_path / "enc.yaml"), "--json").stdout)
+    assert first["promoted"] and first["family"] == "encoder"
+
+    spec = yaml.safe_load(demo_task_path().read_text())
+    spec["labels"]["travel_claim"] = "a claim for something that happened while travelling abroad"
+    (tmp_path / "task2.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    second = json.loads(run("--task", str(tmp_path / "task2.yaml"), "train", "--config", str(tmp_path / "enc.yaml"),
+                            "--json").stdout)
+    assert second["production"] == "v1" and second["production_metrics"]["n"] == second["metrics"]["n"]
+    assert second["label_changes"] == {"added": ["travel_claim"], "removed": []}

@@ -97,8 +97,8 @@ def both_families(tiny_base, tiny_bert, task, demo_rows, tmp_path_factory):
     from trainer.config import RunConfig
     from trainer.pipeline import build_version
 
-    train = [r for r in demo_rows if not in_holdout(r["id"])][:150]
-    holdout = [r for r in demo_rows if in_holdout(r["id"])][:60]
+    train = [r for r in demo_rows if not in_holdout(r["text"])][:150]
+    holdout = [r for r in demo_rows if in_holdout(r["text"])][:60]
     config = RunConfig.from_dict({"families": ["encoder", "decoder"], "encoder": ENCODER, **TINY_CONFIG,
                                   "epochs": 1})
     registry = Registry.local(tmp_path_factory.mktemp("both"))

@@ -38,3 +38,17 @@ def test_online_demo_runs_ticket_to_retrain(tiny_base, tiny_bert, monkeypatch, t
     refusal = next(line for line in result.output.splitlines() if line.strip().startswith("U0STRANGER:"))
     assert "only Tuesday's managers" in refusal
     assert summary["production"] in ("v1", "v2")
+
+    # the six tickets were holdout rows; the agent's clicks made feedback examples of them, which
+    # stay in the holdout: no text is on both sides of the snapshot the next retrain trains on
+    from bot.runtime import Runtime
+    from bot.settings import Settings
+    from bot.store import snapshot_store
+    from inference.snapshot import read_snapshot
+    from inference.splits import normalise
+
+    runtime = Runtime(Settings())
+    train, holdout = read_snapshot(snapshot_store(runtime.sessions, runtime.task, tmp_path / "snap", 0.2))
+    feedback = [r for r in holdout if r["id"].startswith("feedback:")]
+    assert len(feedback) == 6 and not any(r["id"].startswith("feedback:") for r in train)
+    assert not {normalise(r["text"]) for r in train} & {normalise(r["text"]) for r in holdout}

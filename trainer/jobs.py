@@ -36,14 +36,18 @@ def train_candidate(snapshot_key: str, snapshot_sha256: str, task_key: str, task
         encoder_base=settings.encoder_model, tokenizer_gguf=settings.tokenizer_gguf, progress=progress,
         threads=settings.threads, extra={"snapshot": snapshot_key, "run": run_id},
     )
-    production_metrics = None
+    production_metrics, label_changes = None, None
     if production is not None and holdout_rows:
-        # production's stored metrics came from an older holdout; score it on this one
-        predictor = load_predictor(registry.fetch(production), task, threads=settings.threads, reasons=False,
-                                   evidence=False)
+        # production's stored metrics came from an older holdout; score it on this one, with the
+        # labels it was trained on (the team may have changed the task since)
+        live = registry.fetch(production)
+        live_task = load_task(live.path / "task.yaml") if (live.path / "task.yaml").exists() else task
+        label_changes = {"added": [l for l in task.labels if l not in live_task.labels],
+                         "removed": [l for l in live_task.labels if l not in task.labels]}
+        predictor = load_predictor(live, live_task, threads=settings.threads, reasons=False, evidence=False)
         try:
             production_metrics = evaluate(predictor, task, holdout_rows, progress=progress,
-                                          desc=f"holdout ({production})")
+                                          desc=f"holdout ({production})", predictor_task=live_task)
         finally:
             predictor.close()
         for key in ("predictions", "probabilities", "per_label"):
@@ -56,4 +60,5 @@ def train_candidate(snapshot_key: str, snapshot_sha256: str, task_key: str, task
             "families": {name: {"metrics": part.get("metrics"), "calibration": part.get("calibration"),
                                 "train_s": part["timings"].get("train_s")}
                          for name, part in manifest["families"].items()},
-            "calibration": manifest["calibration"], "snapshot": snapshot_key, "run": run_id}
+            "calibration": manifest["calibration"], "snapshot": snapshot_key, "run": run_id,
+            "label_changes": label_changes if label_changes and any(label_changes.values()) else None}

@@ -90,7 +90,7 @@ def holdout_rows(sessions: sessionmaker[Session], task, holdout_fraction: float,
     from inference.splits import in_holdout
 
     rows = _usable_rows(sessions, task, skip_conflicts)
-    return [r for r in rows if in_holdout(r["id"], holdout_fraction)]
+    return [r for r in rows if in_holdout(r["text"], holdout_fraction)]
 
 
 # -- tickets and suggestions ----------------------------------------------------------------------

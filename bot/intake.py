@@ -1,4 +1,4 @@
-"""Helpdesk webhooks at the door: size limit, signature, timestamp window, then a ticket from the JSON.
+"""Requests at the door: size limit, signature, timestamp window, then (for webhooks) a ticket from the JSON.
 
 Pure functions and named errors; bot/web.py turns the errors into HTTP statuses.
 
@@ -24,6 +24,9 @@ with the unix-seconds timestamp in ``X-Tuesday-Timestamp``, and posts::
     {"id": "string or number, unique per ticket", "text": "the message",
      "subject": "optional", "url": "optional http(s) link", "requester": "optional"}
 
+Slack signs ``"v0=" + hex(HMAC-SHA256(signing secret, "v0:" + timestamp + ":" + raw_body))`` into
+``X-Slack-Signature``; /slack/events checks it here before anything parses the body.
+
 docs/webhooks.md has the same schemas with examples in curl and Python.
 """
 
@@ -33,8 +36,10 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from itertools import accumulate
 
 from inference.errors import TuesdayError
 
@@ -42,8 +47,12 @@ ZENDESK_SIGNATURE = "X-Zendesk-Webhook-Signature"
 ZENDESK_TIMESTAMP = "X-Zendesk-Webhook-Signature-Timestamp"
 GENERIC_SIGNATURE = "X-Tuesday-Signature"
 GENERIC_TIMESTAMP = "X-Tuesday-Timestamp"
+SLACK_SIGNATURE = "X-Slack-Signature"
+SLACK_TIMESTAMP = "X-Slack-Request-Timestamp"
+SLACK_TOLERANCE_S = 300  # Slack's own five minutes (bolt checks the same window again)
 ZENDESK_TICKET_CREATED = "zen:event-type:ticket.created"
 MAX_ID_CHARS = 255  # the store's external_id column
+MAX_JSON_DEPTH = 64  # a ticket body nests three or four levels
 
 
 class IntakeError(TuesdayError):
@@ -164,12 +173,56 @@ def verify_generic(secret: str, signature: str | None, timestamp: str | None, bo
     _check_window(signed_at, now, tolerance_s)
 
 
+def slack_signature(secret: str, timestamp: str, body: bytes) -> str:
+    """The value Slack puts in X-Slack-Signature: v0= and the hex HMAC-SHA256 of "v0:<timestamp>:<body>"."""
+    mac = hmac.new(secret.encode(), b"v0:" + timestamp.encode() + b":" + body, hashlib.sha256)
+    return "v0=" + mac.hexdigest()
+
+
+def verify_slack(secret: str, signature: str | None, timestamp: str | None, body: bytes, *,
+                 now: float, tolerance_s: float = SLACK_TOLERANCE_S) -> None:
+    """Raise unless Slack signed the body with the app's signing secret within tolerance_s of now."""
+    if not secret:
+        raise NotConfigured("the Slack signing secret is not set")
+    if not signature or not timestamp:
+        raise BadSignature(f"missing {SLACK_SIGNATURE} or {SLACK_TIMESTAMP}")
+    # Compared as bytes: a header that is not ASCII is a wrong signature, not an error.
+    if not hmac.compare_digest(slack_signature(secret, timestamp, body).encode(), signature.strip().encode()):
+        raise BadSignature("signature does not match")
+    try:
+        signed_at = float(int(timestamp.strip()))
+    except ValueError:
+        raise BadSignature(f"{SLACK_TIMESTAMP} must be unix seconds") from None
+    _check_window(signed_at, now, tolerance_s)
+
+
 # -- payloads ----------------------------------------------------------------------------------
 
+# JSON strings (closed or running to the end), skipped when counting brackets; possessive, so one pass.
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.?)*+"?', re.DOTALL)
+_BRACKETS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
+_NOT_BRACKETS = bytes(set(range(256)) - set(b"[{]}"))
+
+
+def json_depth(body: bytes) -> int:
+    """How deeply the body's arrays and objects nest, in linear time and without recursion.
+
+    >>> json_depth(b'{"a": [1, {"b": "[[["}]}')
+    3
+    """
+    steps = _JSON_STRING.sub(b"", body).translate(_BRACKETS, _NOT_BRACKETS)
+    # Each bracket is now the signed byte +1 or -1; the running sum is the depth.
+    return max(accumulate(memoryview(steps).cast("b")), default=0)
+
+
 def _json_object(body: bytes) -> dict:
+    # json.loads recurses once per level: a deep enough body raises RecursionError (or, with a
+    # raised recursion limit, overflows the C stack), so the depth is checked first.
+    if json_depth(body) > MAX_JSON_DEPTH:
+        raise BadPayload(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise BadPayload("body is not JSON") from None
     if not isinstance(data, dict):
         raise InvalidTicket("expected a JSON object")

@@ -1,4 +1,4 @@
-"""The Slack app (bolt): verifies every request's signature, then hands it to the listeners."""
+"""The Slack app (bolt): every request verified (bot/web.py, then bolt again), parsed, handed to the listeners."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ import importlib
 import importlib.util
 import inspect
 
-from slack_bolt import App
+from slack_bolt import App, BoltRequest
 from slack_sdk import WebClient
 
 from bot.feedback import FeedbackDesk
+from bot.intake import BadPayload
 from bot.listeners import actions, events, shortcuts, views
 from bot.queues import Queues
 from bot.runtime import Runtime
@@ -24,6 +25,48 @@ def web_client(settings: Settings) -> WebClient | None:
         return None
     base_url = settings.slack_api_url if settings.slack_api_url.endswith("/") else settings.slack_api_url + "/"
     return WebClient(token=settings.slack_bot_token, base_url=base_url)
+
+
+# Fields bolt and the listeners read as objects without checking; any other type would fail inside
+# bolt, after the ack was due, as a 500.
+OBJECT_FIELDS = ("event", "view", "message", "channel", "user", "team", "container")
+
+
+def _shape_problem(body: dict) -> str | None:
+    """Why a parsed body cannot be one of Slack's payloads, or None."""
+    for key in OBJECT_FIELDS:
+        if body.get(key) is not None and not isinstance(body[key], dict):
+            return f"'{key}' must be an object"
+    for key in ("event", "view"):  # bolt routes on their type before any listener runs
+        if key in body and not isinstance((body[key] or {}).get("type"), str):
+            return f"'{key}.type' must be a string"
+    actions = body.get("actions")
+    if actions is not None and not (isinstance(actions, list) and all(isinstance(a, dict) for a in actions)):
+        return "'actions' must be a list of objects"
+    kind = body.get("type")
+    if kind == "block_actions" and not (actions and all(isinstance(a.get("action_id"), str) for a in actions)):
+        return "a block_actions payload needs actions, each with an 'action_id'"
+    if kind in ("view_submission", "view_closed") and not isinstance(body.get("view"), dict):
+        return f"a {kind} payload needs a 'view'"
+    if "command" in body and not body.get("user_id"):
+        return "a slash command needs 'user_id'"
+    return None
+
+
+def slack_request(body: bytes, headers, query: str = "") -> BoltRequest:
+    """A verified body as bolt's request; BadPayload (400) when it is not the JSON or form data Slack sends."""
+    try:
+        # Bolt parses in the constructor and reads fields of what it parsed (enterprise,
+        # authorizations, ...): any of these means the body is not a Slack payload.
+        request = BoltRequest(body=body.decode("utf-8"), query=query, headers=dict(headers))
+    except (UnicodeDecodeError, ValueError, TypeError, AttributeError, LookupError, RecursionError):
+        raise BadPayload("body is not a Slack payload (JSON or form data)") from None
+    if not isinstance(request.body, dict):
+        raise BadPayload("body is not a Slack payload (expected an object)")
+    problem = _shape_problem(request.body)
+    if problem:
+        raise BadPayload(f"body is not a Slack payload: {problem}")
+    return request
 
 
 def create_slack_app(runtime: Runtime, queues: Queues, client: WebClient) -> App:

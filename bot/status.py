@@ -8,7 +8,7 @@ from bot.control import active_run, as_utc, labels_since_last_training, last_run
 from bot.sweeper import posting, waiting_count
 
 HELP = """*`/tuesday` commands*
-• `/tuesday status`: production model, its holdout metrics, new labels, queues, workers, last retrain
+• `/tuesday status`: production model, its holdout metrics, new labels, queues, workers, last retrain (anyone)
 • `/tuesday retrain`: train a new version on the labels so far; it goes live only if it beats production (managers)
 • `/tuesday eval`: production's holdout metrics (managers)
 • `/tuesday pause` / `/tuesday resume`: stop or allow retraining; suggestions go on either way (admins)

@@ -9,7 +9,7 @@ from typing import Callable
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from redis.exceptions import RedisError
-from slack_bolt.adapter.starlette.handler import to_bolt_request, to_starlette_response
+from slack_bolt.adapter.starlette.handler import to_starlette_response
 from slack_sdk import WebClient
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
@@ -19,7 +19,7 @@ from bot import intake
 from bot.intake import IncomingTicket, IntakeError
 from bot.queues import Queues
 from bot.runtime import Runtime
-from bot.slack_app import create_slack_app, web_client
+from bot.slack_app import create_slack_app, slack_request, web_client
 from bot.store import add_ticket, latest_suggestion
 
 log = logging.getLogger(__name__)
@@ -117,11 +117,14 @@ def create_app(runtime: Runtime, queues: Queues, *, clock: Callable[[], float] =
         if slack_app is None:
             return JSONResponse({"error": "Slack is not configured: set TUESDAY_SLACK_SIGNING_SECRET and "
                                           "TUESDAY_SLACK_BOT_TOKEN"}, status_code=503)
-        # The converters of bolt's FastAPI adapter (SlackRequestHandler), without its handle():
-        # that reads an unbounded body and dispatches on the event loop. Bolt verifies the
-        # signature and the 5-minute window (401), then answers once the listener acks.
+        # Not bolt's SlackRequestHandler.handle(): that reads an unbounded body, parses it before
+        # bolt checks the signature (so unsigned garbage raised a 500), and dispatches on the
+        # event loop. Here: size (413), signature and 5-minute window (401), then parse (400).
         body = await read_body(request, settings.webhook_max_bytes)
-        bolt_response = await run_in_threadpool(slack_app.dispatch, to_bolt_request(request, body))
+        intake.verify_slack(settings.slack_signing_secret, request.headers.get(intake.SLACK_SIGNATURE),
+                            request.headers.get(intake.SLACK_TIMESTAMP), body, now=clock())
+        bolt_request = slack_request(body, request.headers, request.url.query)
+        bolt_response = await run_in_threadpool(slack_app.dispatch, bolt_request)
         return to_starlette_response(bolt_response)
 
     @app.get("/healthz")

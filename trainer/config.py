@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import ClassVar
 
 from inference.errors import TuesdayError
 from trainer.export import QUANT_TYPES
@@ -12,6 +13,53 @@ from trainer.export import QUANT_TYPES
 
 class ConfigError(TuesdayError):
     """A training configuration value makes no sense."""
+
+
+# What each annotation accepts, and how an error names it; a bool is never a number here.
+KINDS = {"int": ((int,), "an integer"), "float": ((int, float), "a number"), "bool": ((bool,), "true or false"),
+         "str": ((str,), "a string")}
+
+
+def _wrong_type(name: str, kind: str, value) -> str | None:
+    """Why value does not fit a field annotated `kind`, or None when it does (or kind is not a plain one)."""
+    if kind.startswith("tuple["):
+        if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            return None
+        expected = "a list of strings"
+    elif kind in KINDS:
+        types, expected = KINDS[kind]
+        if isinstance(value, types) and (kind == "bool" or not isinstance(value, bool)):
+            return None
+    else:
+        return None  # a nested config checks its own fields
+    hint = ""
+    if kind == "float" and isinstance(value, str) and "e" in value.lower() and _is_number(value):
+        # PyYAML (YAML 1.1) reads 5e-4 as text and 5.0e-4 as a number: say so, or nobody guesses it.
+        hint = " (YAML reads an exponent without a '.' as text: write 5.0e-4, not 5e-4)"
+    return f"{name} must be {expected}, got {value!r}{hint}"
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def check_types(config) -> None:
+    """Raise ConfigError naming each field whose value has the wrong type (before any range check compares it)."""
+    problems = [p for f in fields(config) if (p := _wrong_type(f.name, f.type, getattr(config, f.name)))]
+    if problems:
+        raise ConfigError(f"bad {config.KIND} config: " + "; ".join(problems))
+
+
+def _mapping(data, what: str) -> dict:
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what} must be a mapping of config keys, got {data!r}")
+    return data
 
 
 def _lora_problems(config) -> list[str]:
@@ -57,7 +105,10 @@ class TrainConfig:
     # "auto" picks CUDA when present.
     device: str = "auto"
 
+    KIND: ClassVar[str] = "training"
+
     def __post_init__(self) -> None:
+        check_types(self)
         self.target_modules = tuple(self.target_modules)
         problems = _lora_problems(self)
         if self.layers < 0:
@@ -84,6 +135,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:
+        data = _mapping(data, "the training config")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -135,7 +187,10 @@ class EncoderConfig:
     quantization: str = "q8_0"
     device: str = "auto"
 
+    KIND: ClassVar[str] = "encoder"
+
     def __post_init__(self) -> None:
+        check_types(self)
         self.target_modules = tuple(self.target_modules)
         problems = _lora_problems(self)
         if not 0 < self.learning_rate < 1 or not 0 < self.head_learning_rate < 1:
@@ -160,6 +215,7 @@ class EncoderConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> EncoderConfig:
+        data = _mapping(data, "the encoder config")
         unknown = sorted(set(data) - {f.name for f in fields(cls)})
         if unknown:
             raise ConfigError(f"unknown encoder config keys: {', '.join(unknown)}")
@@ -186,7 +242,10 @@ class RunConfig:
     max_wrong: float = 0.05
     evidence_k: int = 3
 
+    KIND: ClassVar[str] = "run"
+
     def __post_init__(self) -> None:
+        check_types(self)
         self.families = tuple(self.families)
         bad = [f for f in self.families if f not in FAMILIES]
         if bad or not self.families:
@@ -196,14 +255,14 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> RunConfig:
-        data = dict(data or {})
+        data = dict(_mapping(data, "the run config"))
         families = data.pop("families", FAMILIES)
         if isinstance(families, str):
             families = [f.strip() for f in families.split(",") if f.strip()]
-        encoder = EncoderConfig.from_dict(data.pop("encoder", None) or {})
+        encoder = EncoderConfig.from_dict(_mapping(data.pop("encoder", None), "encoder"))
         top = {k: data.pop(k) for k in ("max_wrong", "evidence_k") if k in data}
-        decoder = TrainConfig.from_dict({**(data.pop("decoder", None) or {}), **data})
-        return cls(families=tuple(families), encoder=encoder, decoder=decoder, **top)
+        decoder = TrainConfig.from_dict({**_mapping(data.pop("decoder", None), "decoder"), **data})
+        return cls(families=families, encoder=encoder, decoder=decoder, **top)
 
     def to_dict(self) -> dict:
         return {"families": list(self.families), "encoder": self.encoder.to_dict(), "decoder": self.decoder.to_dict(),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from slack_sdk import WebClient
 
 from bot.feedback import Reviewer
@@ -39,10 +41,45 @@ def permalink(channel: str, ts: str) -> str:
     return f"https://slack.com/archives/{channel}/p{ts.replace('.', '')}"
 
 
+# Slack's control sequences: <@U123>, <#C123|general>, <!here>, <https://x|label>. No '<' or '>'
+# inside one, so a scan from each '<' stops at the next bracket and every character is read once.
+SLACK_MARKUP = re.compile(r"<([^<>]*)>")
+SLACK_ENTITY = re.compile(r"&(amp|lt|gt);")
+ENTITIES = {"amp": "&", "lt": "<", "gt": ">"}
+
+
+def _readable(match: re.Match) -> str:
+    target, _, label = match.group(1).partition("|")
+    if target.startswith(("@", "#")):
+        return target[0] + label.lstrip("@#") if label else target  # <@U123|jo> -> @jo, <@U123> -> @U123
+    if target.startswith("!"):
+        return label or "@" + target[1:].split("^")[0]  # <!here> -> @here, <!date^...|fallback> -> fallback
+    return label or target  # a link: what it says, else where it goes
+
+
+def slack_plain_text(text: str) -> str:
+    """Slack's message markup as the person typed it, so it is stored (and later escaped) once.
+
+    >>> slack_plain_text("<@U123> says &lt;b&gt; &amp; see <https://x.io/a|the doc> in <#C1|general>")
+    '@U123 says <b> & see the doc in #general'
+    """
+    text = SLACK_MARKUP.sub(_readable, text)
+    return SLACK_ENTITY.sub(lambda m: ENTITIES[m.group(1)], text)
+
+
+def _files(message: dict) -> str:
+    # A file shared without a message: its names are all there is to triage (better than dropping it).
+    files = message.get("files")
+    if not isinstance(files, list):
+        return ""
+    names = [str(f.get("title") or f.get("name") or "") for f in files if isinstance(f, dict)]
+    return ", ".join(n for n in names if n)
+
+
 def slack_ticket(channel: str, message: dict) -> IncomingTicket:
     """A ticket from a Slack message, keyed '<channel>:<ts>' so a redelivery or a second shortcut is the same ticket."""
     ts = str(message.get("ts") or "")
-    text = str(message.get("text") or "").strip()
+    text = slack_plain_text(str(message.get("text") or "")).strip() or _files(message)
     if not channel or not ts:
         raise InvalidTicket("the message has no channel or timestamp")
     if not text:

@@ -103,7 +103,7 @@ def do_help(runtime, queues, user_id: str, args: str) -> str:
 SUBCOMMANDS = {
     "retrain": (MANAGER, do_retrain),
     "eval": (MANAGER, do_eval),
-    "status": (ANYONE, do_status),
+    "status": (ANYONE, do_status),  # versions, counts, queues; never ticket text, so anyone may look
     "pause": (ADMIN, do_pause),
     "resume": (ADMIN, do_resume),
     "rollback": (ADMIN, do_rollback),

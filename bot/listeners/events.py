@@ -14,11 +14,15 @@ from bot.runtime import Runtime
 log = logging.getLogger(__name__)
 
 
+# A plain message, or one with files attached; every other subtype is an edit, a join, a bot, ...
+QUESTION_SUBTYPES = (None, "", "file_share")
+
+
 def is_new_question(event: dict, intake_channel: str) -> bool:
-    """A person's new top-level message in the intake channel: no bot, edit, join, or thread reply."""
+    """A person's new top-level message (with or without files) in the intake channel: no bot, edit, join, or reply."""
     if not intake_channel or event.get("channel") != intake_channel:
         return False
-    if event.get("subtype") or event.get("bot_id") or not event.get("user"):
+    if event.get("subtype") not in QUESTION_SUBTYPES or event.get("bot_id") or not event.get("user"):
         return False
     thread_ts = event.get("thread_ts")
     return thread_ts is None or thread_ts == event.get("ts")

@@ -174,6 +174,12 @@ def report_text(run: dict) -> str:
         scores = ", ".join(f"{name} macro-F1 {pct(m.get('macro_f1')).strip()}" for name, m in families.items())
         lines.append(f"Families on the same holdout: {scores}; serving *{run['metrics'].get('family')}* "
                      f"({run['metrics'].get('choice')}).")
+    changes = run["metrics"].get("label_changes")
+    if changes:
+        parts = [f"added {', '.join(changes['added'])}" if changes.get("added") else "",
+                 f"removed {', '.join(changes['removed'])}" if changes.get("removed") else ""]
+        lines.append(f"The task's labels changed since {before}: {'; '.join(p for p in parts if p)}. {before} was "
+                     "scored with its own labels; its answers no longer in the task count as wrong.")
     cal = run["metrics"].get("calibration") or {}
     if cal:
         lines.append(f"Suggests a label above {100 * cal['abstain_threshold']:.0f}% confidence: "

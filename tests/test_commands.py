@@ -279,7 +279,7 @@ def test_status_shows_production_queues_workers_and_last_run(parts):
     assert status == 200
     assert "production: *v1*" in text and "macro-F1 50.0%" in text and "(n=40)" in text
     assert "labels since last training: 3 (auto-retrain at 50)" in text
-    assert "queue depths: suggest 1, train 0, control 1" in text and "workers alive: suggest 0, train 1, control 0" in text
+    assert "queue depths: suggest 1, train 0, control 1, writeback 0" in text and "workers alive: suggest 0, train 1, control 0, writeback 0" in text
     assert "last retrain: run 1 (/tuesday retrain, <@U0MANAGER>): queued since" in text
     assert "not paused" in text
 
@@ -448,7 +448,7 @@ def test_cli_status_pause_resume_retrain_rollback(parts):
     assert (event["action"], event["by"], event["reason"]) == ("rollback", "cli:ann", "rollback: bad night")
 
     data = json.loads(run("status", "--json"))
-    assert data["production"]["version"] == "v1" and data["queues"] == {"suggest": 0, "train": 0, "control": 1}
+    assert data["production"]["version"] == "v1" and data["queues"] == {"suggest": 0, "train": 0, "control": 1, "writeback": 0}
     assert data["last_run"]["status"] == "queued" and data["paused"] is False
     text = run("status")
     assert "production: v1" in text and "*" not in text

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
+import uuid
 
 import boto3
 import pytest
@@ -21,22 +21,24 @@ from tests.conftest import S3_KEYS, TINY_CONFIG, postgres_url
 
 pytestmark = pytest.mark.slow
 
-REDIS_DB = 8
+REDIS_DB = 5  # this module's own database on the local Redis
 FIRST_LABELS = ("claim_status", "new_claim")  # v1 learns two labels; v2 all of them
 
 
 @pytest.fixture
 def pg_url():
-    """An empty PostgreSQL database (the hosts share it)."""
+    """A PostgreSQL database of this test's own (the hosts share it), dropped afterwards."""
     url = postgres_url()
     if url is None:
         pytest.skip("PostgreSQL not running on 127.0.0.1:5432")
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(text("DROP SCHEMA public CASCADE"))
-        conn.execute(text("CREATE SCHEMA public"))
-    engine.dispose()
-    yield url
+    name = f"tuesday_hosts_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    yield url.rsplit("/", 1)[0] + f"/{name}"
+    with admin.connect() as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    admin.dispose()
 
 
 def bucket_objects(endpoint: str, bucket: str) -> dict[str, bytes]:
@@ -118,4 +120,5 @@ def test_the_loop_runs_across_three_hosts_that_share_no_disk(pg_url, redis_url, 
         manifest = json.loads(objects[f"tuesday/models/{version}/version.json"])
         rel = path.relative_to(dirs["cpu"] / "cache" / "models" / version).as_posix()
         assert hashlib.sha256(path.read_bytes()).hexdigest() == manifest["artifacts"][rel]["sha256"]
-    assert os.listdir(dirs["gpu"] / "cache" / "models")  # the GPU host built in its own cache
+    # the GPU host built in its own folder and kept no copy of what it uploaded
+    assert not list((dirs["gpu"] / "cache" / "models").rglob("encoder-adapter"))

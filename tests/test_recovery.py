@@ -158,3 +158,15 @@ def test_an_admin_cancels_a_retrain_and_the_training_stops_at_its_next_heartbeat
             while time.monotonic() - started < 10:
                 time.sleep(0.01)
     assert time.monotonic() - started < 5 and job.beats
+
+
+def test_the_report_says_how_the_labels_changed():
+    from bot.status import report_text
+
+    run = {"id": 4, "requested_by": MANAGER, "trigger": "command", "status": "kept", "candidate_version": "v5",
+           "production_before": "v4", "why": "macro-F1 0.600 does not beat production's 0.700",
+           "metrics": {"candidate": {"n": 40, "macro_f1": 0.6}, "production": {"n": 40, "macro_f1": 0.7},
+                       "label_changes": {"added": ["travel_claim"], "removed": ["agent_escalation"]}}}
+    text = report_text(run)
+    assert "The task's labels changed since v4: added travel_claim; removed agent_escalation." in text
+    assert "v4 was scored with its own labels" in text

@@ -99,7 +99,7 @@ def test_retrain_promotes_first_then_keeps_on_unchanged_data(parts, fake_slack):
 
     status = parts.slash(ADMIN, "status")[1]
     assert "production: *v1*" in status and "last retrain: run 2" in status and "v2 kept as candidate" in status
-    assert "workers alive: suggest 0, train 0, control 0" in status and "queue depths: suggest 0, train 0, control 0" in status
+    assert "workers alive: suggest 0, train 0, control 0, writeback 0" in status and "queue depths: suggest 0, train 0, control 0, writeback 0" in status
 
 
 def test_the_train_worker_runs_scheduled_retrains_and_records_failures(parts, fake_slack, tmp_path, env):

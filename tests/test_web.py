@@ -250,4 +250,4 @@ def test_embedded_redis_when_no_url_is_set(tmp_path):
     finally:
         queues.connection.flushdb()
         queues.close()
-    assert not queues.connection.pid  # and the last one to close stopped it
+    assert not queues.embedded.pid  # and the last one to close stopped it

@@ -9,6 +9,7 @@ candidate there, and returns its numbers; the CPU side gates, promotes and repor
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 from inference.base_models import smollm2_gguf
@@ -54,6 +55,8 @@ def train_candidate(snapshot_key: str, snapshot_sha256: str, task_key: str, task
             production_metrics.pop(key, None)
     metrics = json.loads((version.path / "metrics.json").read_text(encoding="utf-8"))
     manifest = version.manifest
+    # The bucket holds the version now; a training host that kept every build would fill its disk.
+    shutil.rmtree(version.path, ignore_errors=True)
     return {"version": version.name, "metrics": metrics, "production": production,
             "production_metrics": production_metrics, "timings": manifest["timings"],
             "training": manifest["training"], "family": manifest["family"], "choice": manifest["choice"],

@@ -213,3 +213,64 @@ def test_socket_handler_runs_the_same_listeners(env, monkeypatch, fake_slack):  
     finally:
         handler.close()
         queues.close()
+
+
+# -- stored before acknowledged -----------------------------------------------------------------------
+
+def test_the_200_comes_only_after_the_ticket_is_stored(parts, monkeypatch):
+    """Slack never resends an event it got a 200 for: by then the ticket must be in the store."""
+    import bot.listeners as listeners
+
+    runtime, queues, client = parts
+    real = listeners.add_ticket
+
+    def slow_store(*args, **kwargs):
+        time.sleep(0.5)  # a busy database
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(listeners, "add_ticket", slow_store)
+    assert post_event(client, callback(message())).status_code == 200
+    assert len(tickets(runtime)) == 1  # no waiting: stored before the answer
+
+
+def test_a_store_failure_is_not_acknowledged_so_slack_retries(parts, monkeypatch):
+    import bot.listeners as listeners
+    from sqlalchemy.exc import OperationalError
+
+    runtime, queues, client = parts
+
+    def down(*args, **kwargs):
+        raise OperationalError("INSERT", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(listeners, "add_ticket", down)
+    assert post_event(client, callback(message())).status_code >= 500
+    monkeypatch.undo()
+
+
+def test_redis_down_after_the_store_loses_nothing(env, fake_slack):  # noqa: F811
+    """The event is acknowledged, the ticket stored; the sweeper queues it once Redis answers."""
+    from datetime import timedelta
+
+    from fastapi.testclient import TestClient
+
+    from bot.production import switch
+    from bot.queues import Queues
+    from bot.runtime import Runtime
+    from bot.settings import Settings
+    from bot.sweeper import sweep_tickets
+    from bot.web import create_app
+    from tests.test_commands import fake_version
+    from tests.test_web import unreachable_queues
+
+    runtime = Runtime(Settings())
+    client = TestClient(create_app(runtime, unreachable_queues()))
+    assert post_event(client, callback(message())).status_code == 200
+    [ticket] = tickets(runtime)
+    fake_version(runtime.registry, 0.5)
+    switch(runtime.sessions, "v1", by="test", reason="test")
+    queues = Queues.from_settings(runtime.settings)
+    try:
+        assert sweep_tickets(runtime, queues, grace=timedelta(0)) == 1
+        assert queues.suggest.job_ids == [suggest_job_id(ticket.id)]
+    finally:
+        queues.close()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import re
 
+from redis.exceptions import RedisError
 from slack_sdk import WebClient
 
 from bot.feedback import Reviewer
@@ -12,6 +14,8 @@ from bot.queues import Queues
 from bot.runtime import Runtime
 from bot.store import Ticket, add_ticket, latest_suggestion
 from inference.errors import TuesdayError
+
+log = logging.getLogger(__name__)
 
 SLACK_SOURCE = "slack"
 
@@ -91,15 +95,23 @@ def slack_ticket(channel: str, message: dict) -> IncomingTicket:
                           requester=message.get("user") or None)
 
 
-def take_in(runtime: Runtime, queues: Queues, incoming: IncomingTicket) -> tuple[Ticket, bool]:
-    """Store the ticket (PII-masked) once and queue its suggestion, as the webhooks do; returns (ticket, created)."""
+def store_in(runtime: Runtime, incoming: IncomingTicket) -> tuple[Ticket, bool, bool]:
+    """Store the ticket (PII-masked) once; returns (ticket, created, whether it still needs a suggestion)."""
     ticket, created = add_ticket(runtime.sessions, source=incoming.source, external_id=incoming.external_id,
                                  text=incoming.text, subject=incoming.subject, url=incoming.url,
                                  requester=incoming.requester)
-    if not created:
-        with runtime.sessions() as session:
-            if latest_suggestion(session, ticket.id) is not None:
-                return ticket, False
-    # The job id is per ticket, so this collapses into a job already queued or running.
-    queues.enqueue_suggest(ticket.id)
-    return ticket, created
+    if created:
+        return ticket, True, True
+    with runtime.sessions() as session:
+        return ticket, False, latest_suggestion(session, ticket.id) is None
+
+
+def queue_in(queues: Queues, ticket: Ticket) -> bool:
+    """Queue a stored ticket's suggestion; False when Redis is down (the sweeper queues it later)."""
+    try:
+        # The job id is per ticket, so this collapses into a job already queued or running.
+        queues.enqueue_suggest(ticket.id)
+    except RedisError as exc:
+        log.warning("ticket %s stored; its suggestion is not queued yet (%s); the sweeper will", ticket.id, exc)
+        return False
+    return True

@@ -7,7 +7,7 @@ import logging
 from slack_bolt import App
 
 from bot.intake import InvalidTicket
-from bot.listeners import slack_ticket, take_in
+from bot.listeners import queue_in, slack_ticket, store_in
 from bot.queues import Queues
 from bot.runtime import Runtime
 
@@ -28,25 +28,39 @@ def is_new_question(event: dict, intake_channel: str) -> bool:
     return thread_ts is None or thread_ts == event.get("ts")
 
 
-def take_message(event: dict, runtime: Runtime, queues: Queues) -> None:
-    """Store an intake-channel message as a ticket and queue its suggestion; other messages are ignored."""
+def store_message(event: dict, runtime: Runtime):
+    """Store an intake-channel message as a ticket; returns (ticket, created, needs a suggestion) or None."""
     if not is_new_question(event, runtime.settings.intake_channel):
-        return
+        return None
     try:
-        ticket, created = take_in(runtime, queues, slack_ticket(event["channel"], event))
+        stored = store_in(runtime, slack_ticket(event["channel"], event))
     except InvalidTicket as exc:
-        # Events are acknowledged before this runs: there is nobody to answer, only the log.
+        # There is nobody to answer an event, only the log.
         log.info("intake message %s:%s skipped: %s", event.get("channel"), event.get("ts"), exc)
-        return
-    log.info("intake message %s stored as ticket %s%s", ticket.external_id, ticket.id,
-             "" if created else " (redelivery)")
+        return None
+    log.info("intake message %s stored as ticket %s%s", stored[0].external_id, stored[0].id,
+             "" if stored[1] else " (redelivery)")
+    return stored
 
 
 def register(app: App, runtime: Runtime, queues: Queues) -> None:
-    """Listen to every message event (an unhandled one would make bolt answer 404 and Slack retry)."""
+    """Store intake messages before Slack is answered, then queue them; every message event is listened to
+    (an unhandled one would make bolt answer 404 and Slack retry)."""
 
-    def message(ack, event: dict) -> None:
+    def store_first(body: dict, context, next) -> None:  # noqa: A002 (bolt injects by name)
+        # bolt acknowledges an event before its listener runs; a middleware runs before that.
+        # Slack resends an event it got no 200 for, never one it did: store here, and if the
+        # store fails this raises, bolt answers 500 and Slack retries.
+        event = body.get("event") if body.get("type") == "event_callback" else None
+        if isinstance(event, dict) and event.get("type") == "message":
+            context["intake"] = store_message(event, runtime)
+        next()
+
+    def message(ack, context) -> None:
         ack()
-        take_message(event, runtime, queues)
+        stored = context.get("intake")
+        if stored and stored[2]:
+            queue_in(queues, stored[0])  # if Redis is down, the sweeper queues it within minutes
 
+    app.middleware(store_first)
     app.event("message")(message)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from redis.exceptions import RedisError
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
 from bot.intake import InvalidTicket
-from bot.listeners import slack_ticket, take_in
+from bot.listeners import queue_in, slack_ticket, store_in
 from bot.queues import Queues
 from bot.runtime import Runtime
 
@@ -16,16 +15,18 @@ TRIAGE_SHORTCUT = "tuesday_triage"
 
 def triage_message(ack: Ack, body: dict, client: WebClient, runtime: Runtime, queues: Queues) -> None:
     """Store the shortcut's message as a ticket, queue its suggestion and tell the user (ephemeral)."""
-    ack()
     channel = (body.get("channel") or {}).get("id") or ""
     user_id = (body.get("user") or {}).get("id") or ""
     try:
-        ticket, created = take_in(runtime, queues, slack_ticket(channel, body.get("message") or {}))
+        # Stored before the ack: if the store fails, Slack tells the user the shortcut failed.
+        ticket, created, needed = store_in(runtime, slack_ticket(channel, body.get("message") or {}))
     except InvalidTicket as exc:
+        ack()
         text = f":warning: Not triaged: {exc}"
-    except RedisError:
-        text = ":warning: The ticket is stored but the job queue is unreachable; try the shortcut again shortly."
     else:
+        ack()
+        if needed:
+            queue_in(queues, ticket)  # if Redis is down, the sweeper queues it within minutes
         text = (f":inbox_tray: Tuesday is triaging this message as ticket #{ticket.id}; the suggestion will appear "
                 "in the triage channel." if created else
                 f"This message is already ticket #{ticket.id}; its suggestion is in (or on its way to) the triage "

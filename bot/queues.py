@@ -112,7 +112,7 @@ class Queues:
         self.clear_ended(suggest_job_id(ticket_id))
         # Slack or a model reload can fail for a moment; retry later rather than lose the ticket.
         return self.enqueue("suggest", SUGGEST_JOB, int(ticket_id), job_id=suggest_job_id(ticket_id),
-                            timeout=300, retry=Retry(max=3, interval=[10, 60, 300]))
+                            timeout=120, retry=Retry(max=3, interval=[10, 60, 300]))
 
 
 def suggest_job_id(ticket_id: int) -> str:

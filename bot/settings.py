@@ -19,7 +19,7 @@ class Settings(NodeSettings):
     task_file: Path | None = Field(None, description="Task YAML (labels, hand-off label); empty means the built-in demo task.")
     families: str = Field("encoder,decoder", description="Model families a training run trains (encoder, decoder or both, comma-separated); the better on the holdout by the gate's rules becomes the candidate.")
     max_wrong: float = Field(0.05, gt=0.0, lt=1.0, description="Calibration target: the abstain threshold is set on the holdout so at most this share of shown suggestions is wrong, and the hand-off threshold so at most this share of tickets the model knows is escalated.")
-    holdout_fraction: float = Field(0.2, ge=0.05, le=0.5, description="Share of labelled examples kept out of training, chosen by a hash of their id.")
+    holdout_fraction: float = Field(0.2, ge=0.05, le=0.5, description="Share of labelled examples kept out of training, chosen by a hash of their normalised text (the same text is always on the same side).")
     reasons: bool = Field(True, description="Generate a one-line reason after the label when serving.")
     min_gain: float = Field(0.0, ge=0.0, description="Macro-F1 a candidate must gain over production on the holdout to be promoted.")
 

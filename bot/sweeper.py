@@ -1,8 +1,9 @@
 """Finding accepted work again from the SQL store: Redis only delivers, so whatever it lost is queued anew.
 
-The CPU workers run `Upkeep.tick` once a minute: tickets without a (posted) suggestion are
-queued again, helpdesk write-backs due are delivered, a training whose heartbeat stopped is
-closed as failed, and a scheduled retrain is requested when one is due.
+The CPU workers run `Upkeep.tick` once a minute: jobs of dead CPU workers are handed back to
+RQ, tickets without a (posted) suggestion are queued again, helpdesk write-backs due are
+delivered, a training whose heartbeat stopped is closed as failed, and a scheduled retrain is
+requested when one is due.
 """
 
 from __future__ import annotations
@@ -86,7 +87,8 @@ class Upkeep:
         from bot.retrain import check_training
 
         done = {}
-        chores = {"tickets": lambda: sweep_tickets(self.runtime, self.queues),
+        chores = {"abandoned": self._abandoned,
+                  "tickets": lambda: sweep_tickets(self.runtime, self.queues),
                   "writebacks": self._writebacks,
                   "training": lambda: check_training(self.runtime, self.queues, self.slack),
                   "schedule": lambda: maybe_scheduled_retrain(self.runtime, self.queues)}
@@ -100,6 +102,13 @@ class Upkeep:
                 log.warning("upkeep: %s failed: %s", name, exc)
                 done[name] = None
         return done
+
+    def _abandoned(self) -> None:
+        # A job whose worker died stays "started" until its time is up; RQ's own clean-up then
+        # retries it (or fails it, so the sweep above queues the ticket again). The GPU node's
+        # queue is left to its own workers and to the training heartbeat.
+        for name in ("suggest", "control", "writeback"):
+            self.queues[name].started_job_registry.cleanup()
 
     def _writebacks(self):
         from bot.helpdesk import sweep_outbox

@@ -11,7 +11,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 
 class LocalSlack:
@@ -26,6 +26,8 @@ class LocalSlack:
         self.fail_next: list[str] = []
         # Seconds a method takes to answer, to show what waits on Slack and what does not.
         self.delays: dict[str, float] = {}
+        # Messages posted so far (channel, ts, text, metadata), for conversations.history.
+        self.messages: list[dict] = []
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
@@ -56,9 +58,17 @@ class LocalSlack:
                 return {"ok": False, "error": self.fail_next.pop(0)}
             ts = f"1764489600.{len(self.calls):06d}"
         if method == "chat.postMessage":
+            with self._lock:
+                self.messages.append({"channel": body.get("channel"), "ts": ts, "text": body.get("text"),
+                                      "metadata": _json(body.get("metadata"))})
             # Slack answers with the channel's id even when a name was given.
             return {"ok": True, "channel": body.get("channel"), "ts": ts,
                     "message": {"ts": ts, "text": body.get("text")}}
+        if method == "conversations.history":
+            with self._lock:  # newest first, as Slack lists them
+                found = [m for m in reversed(self.messages) if m["channel"] == body.get("channel")]
+            return {"ok": True, "channel": body.get("channel"),
+                    "messages": [{k: v for k, v in m.items() if k != "channel" and v is not None} for m in found]}
         if method == "chat.update":
             return {"ok": True, "channel": body.get("channel"), "ts": body.get("ts"), "text": body.get("text")}
         if method == "auth.test":
@@ -85,7 +95,27 @@ class LocalSlack:
                 self.end_headers()
                 self.wfile.write(answer)
 
+            def do_GET(self):  # noqa: N802  (the Web API's read methods, e.g. conversations.history)
+                url = urlsplit(self.path)
+                answer = json.dumps(fake._answer(url.path.rsplit("/", 1)[-1], dict(self.headers),
+                                                 dict(parse_qsl(url.query)))).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json; charset=utf-8")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
             def log_message(self, *args):  # keep pytest output clean
                 pass
 
         return Handler
+
+
+def _json(value):
+    """A metadata field as sent: JSON in a form post, an object in a JSON post."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return None
+    return value

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Callable
 
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 
 from bot.blocks import suggestion_blocks, suggestion_text
 from bot.runtime import Runtime
@@ -118,6 +119,25 @@ def version_thresholds(info: VersionInfo, task: Task, override: float | None = N
                       handoff=float(handoff or 0.0), handoff_label=task.handoff_label)
 
 
+POSTED_EVENT = "tuesday_suggestion"  # metadata event type on every suggestion message
+HISTORY_LOOKBACK = 200  # messages searched for an already posted suggestion
+
+
+def find_posted(slack: WebClient, channel: str, suggestion_id: int) -> dict | None:
+    """{channel, ts} of the message already posted for a suggestion, found by its metadata, else None."""
+    try:
+        history = slack.conversations_history(channel=channel, limit=HISTORY_LOOKBACK, include_all_metadata=True)
+    except SlackApiError as exc:
+        # No history scope, or a channel given by name: post (at worst twice) rather than never.
+        log.warning("cannot look for an earlier post in %s: %s", channel, exc.response.get("error"))
+        return None
+    for message in history.get("messages", []):
+        meta = message.get("metadata") or {}
+        if meta.get("event_type") == POSTED_EVENT and meta.get("event_payload", {}).get("suggestion_id") == suggestion_id:
+            return {"channel": history.get("channel") or channel, "ts": message["ts"]}
+    return None
+
+
 def slack_client(settings: Settings) -> WebClient | None:
     """The Web API client, or None without a token or a channel (suggestions are then only stored)."""
     if not settings.slack_bot_token or not settings.triage_channel:
@@ -159,6 +179,7 @@ class Suggester:
                 raise TicketNotFound(f"no ticket {ticket_id} in the store")
             row = latest_suggestion(session, ticket_id)
         # A retried job (Slack was down) reuses the stored suggestion instead of predicting again.
+        retried = row is not None
         if row is None:
             if self.runtime.production.name() is None:
                 # Not a failure: the ticket waits, counted by `/tuesday status`, and the first
@@ -173,13 +194,18 @@ class Suggester:
             log.info("ticket %s: %s %s (%.2f) by %s", ticket.id, row.routing, row.label or "-", row.confidence,
                      row.model_version)
         if row.slack_ts is None and self.slack is not None:
-            handoff = self.thresholds(row.model_version).handoff if row.out_of_scope else None
-            response = self.slack.chat_postMessage(
-                channel=settings.triage_channel, text=suggestion_text(ticket, row),
-                blocks=suggestion_blocks(ticket, row, self.runtime.task, handoff_threshold=handoff),
-                unfurl_links=False, unfurl_media=False)
+            # A worker killed between Slack's answer and the store's write left a posted message
+            # the store does not know of: find it by its metadata rather than post it twice.
+            found = find_posted(self.slack, settings.triage_channel, row.id) if retried else None
+            if found is None:
+                handoff = self.thresholds(row.model_version).handoff if row.out_of_scope else None
+                found = self.slack.chat_postMessage(
+                    channel=settings.triage_channel, text=suggestion_text(ticket, row),
+                    blocks=suggestion_blocks(ticket, row, self.runtime.task, handoff_threshold=handoff),
+                    metadata={"event_type": POSTED_EVENT, "event_payload": {"suggestion_id": row.id}},
+                    unfurl_links=False, unfurl_media=False)
             with sessions() as session:
-                row = set_slack_message(session, row.id, response["channel"], response["ts"])
+                row = set_slack_message(session, row.id, found["channel"], found["ts"])
         return {"ticket_id": ticket.id, "suggestion_id": row.id, "label": row.label, "routing": row.routing,
                 "confidence": row.confidence, "model_version": row.model_version,
                 "slack_channel": row.slack_channel, "slack_ts": row.slack_ts}

@@ -184,6 +184,30 @@ def test_a_failed_slack_post_is_retried_without_predicting_again(served, fake_sl
     suggester.close()
 
 
+def test_a_worker_killed_after_posting_does_not_post_twice(served, fake_slack, monkeypatch):
+    """Killed between Slack's answer and the store's write: the retry finds its message by metadata."""
+    import bot.suggest as suggest
+
+    settings = Settings()
+    runtime = Runtime(settings)
+    suggester = Suggester(runtime, slack_client(settings))
+    ticket, _ = add_ticket(runtime.sessions, source="generic", external_id="10", text="cancel my policy please")
+    real = suggest.set_slack_message
+
+    def killed(*args, **kwargs):
+        raise SystemExit("worker killed")  # as if the process died right after Slack answered
+
+    monkeypatch.setattr(suggest, "set_slack_message", killed)
+    with pytest.raises(SystemExit):
+        suggester.run(ticket.id)
+    monkeypatch.setattr(suggest, "set_slack_message", real)
+    [posted] = fake_slack.calls_to("chat.postMessage")
+    result = suggester.run(ticket.id)  # the retry
+    assert len(fake_slack.calls_to("chat.postMessage")) == 1  # posted exactly once
+    assert result["slack_ts"] == fake_slack.messages[0]["ts"] and fake_slack.calls_to("conversations.history")
+    suggester.close()
+
+
 def test_without_slack_settings_suggestions_are_only_stored(served, fake_slack, monkeypatch):
     monkeypatch.setenv("TUESDAY_TRIAGE_CHANNEL", "")
     settings = Settings()

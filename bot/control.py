@@ -18,7 +18,7 @@ from sqlalchemy import DateTime, Integer, String, Text, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
-from bot.store import Base, Example
+from bot.store import Base, Example, as_utc
 from inference.errors import RegistryError, TuesdayError
 
 # A run moves through three queued jobs: its snapshot and the train job's hand-off on a CPU worker
@@ -48,13 +48,6 @@ class RollbackRefused(ControlError):
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def as_utc(value: datetime | None) -> datetime | None:
-    # SQLite hands DateTime(timezone=True) back naive; every value written here is UTC.
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=timezone.utc)
 
 
 class Flag(Base):

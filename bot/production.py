@@ -14,7 +14,7 @@ from sqlalchemy import DateTime, Integer, String, Text, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
-from bot.store import Base
+from bot.store import Base, as_utc
 from inference.errors import RegistryError
 
 POINTER = "production"
@@ -54,8 +54,7 @@ class ModelEvent(Base):
     reason: Mapped[str] = mapped_column(Text, default="")
 
     def to_dict(self) -> dict:
-        at = self.at if self.at.tzinfo else self.at.replace(tzinfo=timezone.utc)
-        return {"at": at.isoformat(timespec="seconds"), "action": self.action, "version": self.version,
+        return {"at": as_utc(self.at).isoformat(timespec="seconds"), "action": self.action, "version": self.version,
                 "previous": self.previous, "by": self.by, "reason": self.reason}
 
 

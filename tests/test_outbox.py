@@ -16,7 +16,8 @@ from bot.blocks import ACCEPT
 from bot.helpdesk import (DELIVER_JOB, RetryPolicy, WriteBack, delivery, deliver_job, delivery_job_id,
                           enqueue_delivery, failed_write_backs, outbox_counts, parse_retry_after, recording_outbox,
                           retry_failed, sweep_outbox, write_back_job)
-from bot.helpdesk.outbox import as_utc, claim
+from bot.helpdesk.outbox import claim
+from bot.store import as_utc
 from bot.queues import WORKER_QUEUES, Queues
 from bot.runtime import Runtime
 from bot.settings import Settings

@@ -17,11 +17,11 @@ from rq import get_current_job
 from rq.exceptions import DuplicateJobError
 
 from bot.helpdesk.adapters import HelpdeskAdapter, HelpdeskError, HelpdeskRefused, adapter_for
-from bot.helpdesk.outbox import (DELIVERED, FAILED, PENDING, RetryPolicy, as_utc, claim, due_write_backs,
+from bot.helpdesk.outbox import (DELIVERED, FAILED, PENDING, RetryPolicy, claim, due_write_backs,
                                  ensure_write_back, settle)
 from bot.queues import Queues
 from bot.settings import Settings
-from bot.store import Ticket, make_session_factory
+from bot.store import Ticket, as_utc, make_session_factory
 
 log = logging.getLogger(__name__)
 

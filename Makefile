@@ -12,7 +12,7 @@ LLAMA_CPP_VERSION := 0.3.36
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench reliability clean
 
 install: $(STAMP)
 
@@ -39,6 +39,12 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench.compare --dataset banking77 --per-label 10
+
+# docs/reliability.md: load, Redis and PostgreSQL restarts, killed workers, fuzzing (about 30 minutes;
+# run it on an idle machine). Needs redis-server and PostgreSQL's server binaries (initdb, pg_ctl).
+reliability: $(STAMP)
+	$(PIP) install hypothesis
+	$(PY) -m bench.reliability all
 
 clean:
 	rm -rf $(VENV) .tuesday .pytest_cache

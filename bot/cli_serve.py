@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
+import time
 
 import click
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from bot.queues import WORKER_QUEUES
 from bot.runtime import Runtime
+
+log = logging.getLogger(__name__)
 
 
 @click.command()
@@ -71,9 +76,22 @@ def worker(rt: Runtime, queue_name: str, burst: bool) -> None:
     # SimpleWorker runs jobs in this process: no fork, so CUDA stays usable for training, and
     # the suggest worker keeps its loaded model between tickets (a forked child would not).
     # with_scheduler runs the delayed retries that queues.enqueue_suggest asks for.
+    exit_on_sigterm()  # between work loops; rq handles SIGTERM itself while working (warm shutdown)
     try:
-        SimpleWorker([queues[name] for name in names], connection=queues.connection,
-                     serializer=JSONSerializer).work(burst=burst, with_scheduler=True)
+        delay = 1.0
+        while True:
+            try:
+                SimpleWorker([queues[name] for name in names], connection=queues.connection,
+                             serializer=JSONSerializer).work(burst=burst, with_scheduler=True)
+                break
+            except RedisConnectionError as exc:
+                # rq gives up when Redis goes away in the middle of finishing a job; the process
+                # stays and works again once Redis is back (the store says what is left to do).
+                if burst:
+                    raise
+                log.warning("Redis unreachable (%s); working again in %.0f s", exc, delay)
+                time.sleep(delay)
+                delay = min(2 * delay, 30.0)
     finally:
         if upkeep is not None:
             upkeep.stop()

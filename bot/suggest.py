@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
@@ -13,7 +14,7 @@ from slack_sdk.errors import SlackApiError
 from bot.blocks import suggestion_blocks, suggestion_text
 from bot.runtime import Runtime
 from bot.settings import Settings
-from bot.store import add_suggestion, get_ticket, latest_suggestion, set_slack_message
+from bot.store import add_suggestion, as_utc, get_ticket, latest_suggestion, set_slack_message
 from inference.errors import ModelError, RegistryError, TuesdayError
 from inference.predictor import Predictor
 from inference.registry import VersionInfo
@@ -120,21 +121,29 @@ def version_thresholds(info: VersionInfo, task: Task, override: float | None = N
 
 
 POSTED_EVENT = "tuesday_suggestion"  # metadata event type on every suggestion message
-HISTORY_LOOKBACK = 200  # messages searched for an already posted suggestion
+HISTORY_PAGES = 20  # pages of 200 messages searched for an already posted suggestion
 
 
-def find_posted(slack: WebClient, channel: str, suggestion_id: int) -> dict | None:
-    """{channel, ts} of the message already posted for a suggestion, found by its metadata, else None."""
-    try:
-        history = slack.conversations_history(channel=channel, limit=HISTORY_LOOKBACK, include_all_metadata=True)
-    except SlackApiError as exc:
-        # No history scope, or a channel given by name: post (at worst twice) rather than never.
-        log.warning("cannot look for an earlier post in %s: %s", channel, exc.response.get("error"))
-        return None
-    for message in history.get("messages", []):
-        meta = message.get("metadata") or {}
-        if meta.get("event_type") == POSTED_EVENT and meta.get("event_payload", {}).get("suggestion_id") == suggestion_id:
-            return {"channel": history.get("channel") or channel, "ts": message["ts"]}
+def find_posted(slack: WebClient, channel: str, suggestion_id: int, since: datetime) -> dict | None:
+    """{channel, ts} of the message already posted for a suggestion (posted after `since`), by its metadata."""
+    cursor = None
+    # Only messages newer than the suggestion row can be its post, however busy the channel.
+    oldest = f"{as_utc(since).timestamp() - 5:.6f}"
+    for _ in range(HISTORY_PAGES):
+        try:
+            page = slack.conversations_history(channel=channel, oldest=oldest, limit=200, cursor=cursor,
+                                               include_all_metadata=True)
+        except SlackApiError as exc:
+            # No history scope, or a channel given by name: post (at worst twice) rather than never.
+            log.warning("cannot look for an earlier post in %s: %s", channel, exc.response.get("error"))
+            return None
+        for message in page.get("messages", []):
+            meta = message.get("metadata") or {}
+            if meta.get("event_type") == POSTED_EVENT and meta.get("event_payload", {}).get("suggestion_id") == suggestion_id:
+                return {"channel": page.get("channel") or channel, "ts": message["ts"]}
+        cursor = (page.get("response_metadata") or {}).get("next_cursor")
+        if not cursor:
+            return None
     return None
 
 
@@ -196,7 +205,7 @@ class Suggester:
         if row.slack_ts is None and self.slack is not None:
             # A worker killed between Slack's answer and the store's write left a posted message
             # the store does not know of: find it by its metadata rather than post it twice.
-            found = find_posted(self.slack, settings.triage_channel, row.id) if retried else None
+            found = find_posted(self.slack, settings.triage_channel, row.id, row.created_at) if retried else None
             if found is None:
                 handoff = self.thresholds(row.model_version).handoff if row.out_of_scope else None
                 found = self.slack.chat_postMessage(

@@ -9,6 +9,7 @@ from typing import Callable
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from redis.exceptions import RedisError
+from sqlalchemy.exc import OperationalError
 from slack_bolt.adapter.starlette.handler import to_starlette_response
 from slack_sdk import WebClient
 from sqlalchemy import text
@@ -91,6 +92,12 @@ def create_app(runtime: Runtime, queues: Queues, *, clock: Callable[[], float] =
     async def queue_down(request: Request, exc: RedisError) -> JSONResponse:
         log.error("Redis unavailable: %s", exc)
         return JSONResponse({"error": "queue unavailable, retry later"}, status_code=503)
+
+    @app.exception_handler(OperationalError)
+    async def store_down(request: Request, exc: OperationalError) -> JSONResponse:
+        # The database restarting or unreachable: nothing was stored, so the sender must retry.
+        log.error("store unavailable: %s", str(exc).splitlines()[0])
+        return JSONResponse({"error": "store unavailable, retry later"}, status_code=503)
 
     @app.post("/webhooks/zendesk")
     async def zendesk(request: Request) -> JSONResponse:

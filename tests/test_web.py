@@ -251,3 +251,16 @@ def test_embedded_redis_when_no_url_is_set(tmp_path):
         queues.connection.flushdb()
         queues.close()
     assert not queues.embedded.pid  # and the last one to close stopped it
+
+
+def test_a_store_that_is_down_is_503_so_the_sender_retries(monkeypatch):
+    """A database restart is not bad input: 503 (retry), never a 500 with a traceback."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import sessionmaker
+
+    monkeypatch.setenv("TUESDAY_GENERIC_WEBHOOK_SECRET", GENERIC_SECRET)
+    runtime = Runtime(Settings())
+    down = create_engine("postgresql+psycopg2://postgres@127.0.0.1:1/test", connect_args={"connect_timeout": 1})
+    runtime.__dict__["sessions"] = sessionmaker(down, expire_on_commit=False)  # a database that went away
+    response = post_generic(TestClient(create_app(runtime, unreachable_queues())), {"id": "1", "text": "hello"})
+    assert response.status_code == 503 and response.json() == {"error": "store unavailable, retry later"}

@@ -61,7 +61,8 @@ class Example(Base):
 
 def make_session_factory(url: str) -> sessionmaker[Session]:
     """Engine + a session factory for a SQLAlchemy URL, its schema brought to this release's revision."""
-    engine = create_engine(url, future=True)
+    # pre_ping: a connection the database dropped (a restart) is replaced, not handed out to fail once.
+    engine = create_engine(url, future=True, pool_pre_ping=True)
     upgrade_if_behind(engine)
     return sessionmaker(engine, expire_on_commit=False)
 

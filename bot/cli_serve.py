@@ -11,7 +11,7 @@ import time
 import click
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from bot.queues import WORKER_QUEUES
+from bot.queues import WORKER_QUEUES, SchedulerThread
 from bot.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -75,14 +75,15 @@ def worker(rt: Runtime, queue_name: str, burst: bool) -> None:
             upkeep.start()
     # SimpleWorker runs jobs in this process: no fork, so CUDA stays usable for training, and
     # the suggest worker keeps its loaded model between tickets (a forked child would not).
-    # with_scheduler runs the delayed retries that queues.enqueue_suggest asks for.
+    # The scheduler thread runs the delayed retries that queues.enqueue_suggest asks for.
     exit_on_sigterm()  # between work loops; rq handles SIGTERM itself while working (warm shutdown)
+    scheduler = SchedulerThread(queues, names).start()
     try:
         delay = 1.0
         while True:
             try:
                 SimpleWorker([queues[name] for name in names], connection=queues.connection,
-                             serializer=JSONSerializer).work(burst=burst, with_scheduler=True)
+                             serializer=JSONSerializer).work(burst=burst, with_scheduler=False)
                 break
             except RedisConnectionError as exc:
                 # rq gives up when Redis goes away in the middle of finishing a job; the process
@@ -93,6 +94,7 @@ def worker(rt: Runtime, queue_name: str, burst: bool) -> None:
                 time.sleep(delay)
                 delay = min(2 * delay, 30.0)
     finally:
+        scheduler.stop()
         if upkeep is not None:
             upkeep.stop()
         queues.close()

@@ -3,13 +3,19 @@ the promotion gate, reports), "train" (the GPU node) and "writeback" (helpdesk w
 
 from __future__ import annotations
 
+import logging
+import threading
+
 from redis import Redis
+from redis.exceptions import RedisError
 from rq import Queue, Retry
 from rq.exceptions import DuplicateJobError
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from bot.settings import Settings
+
+log = logging.getLogger(__name__)
 
 SUGGEST_JOB = "bot.suggest.suggest_ticket"
 ENDED = ("finished", "failed", "stopped", "canceled")
@@ -118,3 +124,46 @@ class Queues:
 
 def suggest_job_id(ticket_id: int) -> str:
     return f"suggest-{int(ticket_id)}"
+
+
+class SchedulerThread:
+    """rq's scheduler (it queues delayed retries when due) in a thread of the worker, not a forked process.
+
+    rq forks its scheduler; a worker killed with SIGKILL left that child running and holding the
+    scheduler lock. A thread dies with its process, and the lock it held expires within a minute,
+    when another worker's thread takes over.
+    """
+
+    def __init__(self, queues: Queues, names, interval_s: float = 1.0):
+        from rq.scheduler import RQScheduler
+
+        self.interval_s = interval_s
+        self.scheduler = RQScheduler(list(names), connection=queues.connection, interval=int(interval_s),
+                                     serializer=JSONSerializer)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rq-scheduler", daemon=True)
+
+    def start(self) -> SchedulerThread:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                if self.scheduler.should_reacquire_locks:
+                    self.scheduler.acquire_locks()
+                if self.scheduler.acquired_locks:
+                    self.scheduler.heartbeat()
+                    self.scheduler.enqueue_scheduled_jobs()
+            except RedisError as exc:  # the worker itself reports Redis trouble; try again next round
+                log.debug("scheduler: %s", exc)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        try:
+            self.scheduler.release_locks()
+        except RedisError:
+            pass  # the locks expire by themselves
+        # rq's scheduler opens a pool of its own; an embedded Redis stops only when every client has gone.
+        self.scheduler.connection.connection_pool.disconnect()

@@ -85,13 +85,43 @@ def test_a_worker_finishes_the_job_in_hand_then_exits(tmp_path, redis_url):
         queues.close()
 
 
-def test_an_embedded_worker_stops_its_redis_and_scheduler(tmp_path):
+def test_an_embedded_worker_stops_its_redis(tmp_path):
     proc = start(tmp_path, "worker", "--queue", "suggest")
     wait_until(lambda: any(p.name() == "redis-server" for p in started_here(tmp_path)))
-    time.sleep(2)  # let rq start its scheduler process
+    time.sleep(2)
     assert stop(proc, tmp_path) == 0
-    assert not [p for p in psutil.process_iter(["cmdline"]) if "rq:scheduler" in " ".join(p.info["cmdline"] or [])
-                and p.ppid() == proc.pid]
+
+
+def test_a_worker_killed_outright_leaves_no_process_behind(tmp_path, redis_url):
+    """SIGKILL cannot be handled: what the worker started must die with it (rq's scheduler was a forked child)."""
+    from rq import Worker
+
+    proc = start(tmp_path, "worker", "--queue", "suggest", TUESDAY_REDIS_URL=redis_url)
+    conn = local_redis(REDIS_DB)
+    wait_until(lambda: Worker.all(connection=conn))
+    time.sleep(3)  # past the scheduler's start
+    proc.kill()
+    proc.wait(timeout=10)
+    wait_until(lambda: not started_here(tmp_path), timeout=10)
+    conn.close()
+
+
+def test_delayed_retries_run_in_the_workers_scheduler_thread(tmp_path, redis_url):
+    from rq import Retry
+
+    proc = start(tmp_path, "worker", "--queue", "suggest", TUESDAY_REDIS_URL=redis_url)
+    queues = Queues(local_redis(REDIS_DB))
+    try:
+        job = queues.suggest.enqueue_call("builtins.int", args=("x",), job_id="retried",
+                                          retry=Retry(max=2, interval=[1, 1]))
+        def done():
+            job.refresh()
+            return job.get_status(refresh=False) == "failed" and job.retries_left == 0
+
+        wait_until(done, timeout=60)  # tried three times: the two delayed retries were queued when due
+        assert stop(proc, tmp_path) == 0
+    finally:
+        queues.close()
 
 
 @pytest.fixture(autouse=True)

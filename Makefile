@@ -43,7 +43,6 @@ bench: $(STAMP)
 # docs/reliability.md: load, Redis and PostgreSQL restarts, killed workers, fuzzing (about 30 minutes;
 # run it on an idle machine). Needs redis-server and PostgreSQL's server binaries (initdb, pg_ctl).
 reliability: $(STAMP)
-	$(PIP) install hypothesis
 	$(PY) -m bench.reliability all
 
 clean:

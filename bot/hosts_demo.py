@@ -187,7 +187,7 @@ def _retrain(three: ThreeHosts, runtime, agent, who: str) -> dict:
 
 
 def drive(three: ThreeHosts, runtime, *, first_rows: list[dict], later_rows: list[dict], tickets: list[dict]) -> dict:
-    """The loop across the three hosts; returns what happened at each step."""
+    """The loop across the three hosts (four tickets: one before any model); returns what happened at each step."""
     from bot.blocks import ACCEPT, CHANGE, option_value
 
     out: dict = {"runs": [], "suggestions": []}
@@ -198,19 +198,30 @@ def drive(three: ThreeHosts, runtime, *, first_rows: list[dict], later_rows: lis
         (three.web.dir / "first.jsonl").write_text("".join(json.dumps(r) + "\n" for r in first_rows))
         click.echo("  " + three.web.run("import", "first.jsonl", "--source", "hosts").strip())
 
-        _step("manager: /tuesday retrain → cpu snapshots → gpu trains and uploads → cpu gates")
-        out["runs"].append(_retrain(three, runtime, agent, MANAGER))
-
-        def suggest(row: dict) -> dict:
+        def send(row: dict) -> None:
             answer = three.send_ticket(http, row["id"], row["text"])
             click.echo(f"  webhook: {answer.status_code} {answer.json()}")
+
+        def posted(row: dict) -> dict:
             row_ = three.wait(lambda: _suggestion_for(runtime, "generic", row["id"]), f"a suggestion for {row['id']}")
             click.echo(f"  cpu host posted {row_.label or '(asks for a label)'} {100 * row_.confidence:.0f}% "
-                       f"by {row_.model_version}")
+                       f"by {row_.model_version} for {row['id']}")
             found = {"ticket": row["id"], "id": row_.id, "label": row_.label, "model_version": row_.model_version,
                      "slack_ts": row_.slack_ts}
             out["suggestions"].append(found)
             return found
+
+        def suggest(row: dict) -> dict:
+            send(row)
+            return posted(row)
+
+        _step("a webhook ticket before any model exists: it waits")
+        early, tickets = tickets[0], tickets[1:]
+        send(early)
+
+        _step("manager: /tuesday retrain → cpu snapshots → gpu trains and uploads → cpu gates")
+        out["runs"].append(_retrain(three, runtime, agent, MANAGER))
+        posted(early)  # the first promotion queued the waiting ticket
 
         _step("a webhook ticket: the cpu host downloads the production version, verifies it, suggests")
         first = suggest(tickets[0])
@@ -265,7 +276,7 @@ def run_hosts_demo(rt, *, root: Path, config_file: Path | None = None) -> dict:
     from inference.splits import in_holdout
 
     holdout = [r for r in rows if in_holdout(r["text"], s.holdout_fraction)]
-    tickets = [{"id": f"hosts-ticket-{r['id']}", "text": r["text"], "label": r["label"]} for r in holdout[:3]]
+    tickets = [{"id": f"hosts-ticket-{r['id']}", "text": r["text"], "label": r["label"]} for r in holdout[:4]]
     slack = LocalSlack(echo=echo).start()
     shutil.rmtree(root, ignore_errors=True)
     config = str((config_file or Path(__file__).resolve().parent.parent / "inference" / "demo" / "hosts.yaml").resolve())

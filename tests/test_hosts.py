@@ -58,7 +58,7 @@ def test_the_loop_runs_across_three_hosts_that_share_no_disk(pg_url, redis_url, 
               **S3_KEYS, "TUESDAY_THREADS": "1"}
     first = [r for r in demo_rows if r["label"] in FIRST_LABELS][:60]
     later = [r for r in demo_rows if r["label"] not in FIRST_LABELS][:90]
-    tickets = [{"id": f"ticket-{n}", "text": r["text"], "label": r["label"]} for n, r in enumerate(demo_rows[-3:])]
+    tickets = [{"id": f"ticket-{n}", "text": r["text"], "label": r["label"]} for n, r in enumerate(demo_rows[-4:])]
     slack = LocalSlack().start()
     try:
         with ThreeHosts(tmp_path / "hosts", shared=shared, slack_url=slack.url, web_port=_free_port(),
@@ -89,13 +89,14 @@ def test_the_loop_runs_across_three_hosts_that_share_no_disk(pg_url, redis_url, 
     snapshot = [json.loads(line) for line in objects[f"tuesday/{run1['snapshot']}"].decode().splitlines()]
     assert {row["label"] for row in snapshot} == set(FIRST_LABELS) and len(snapshot) == len(first)
 
-    # -- suggestions: v1, then v2, then v1 again after the rollback, posted by the CPU host -------------
-    assert [s["model_version"] for s in out["suggestions"]] == ["v1", "v2", "v1"]
+    # -- suggestions: the ticket that waited for v1, then v1, v2, and v1 after the rollback -----------
+    assert [s["model_version"] for s in out["suggestions"]] == ["v1", "v1", "v2", "v1"]
+    assert out["suggestions"][0]["ticket"] == "ticket-0"  # sent before any model existed
     assert "production is now *v1* (was v2)" in out["rollback"]
     posts = [c["body"] for c in slack.calls_to("chat.postMessage")]
     reports = [p["text"] for p in posts if p["text"].startswith("*Retrain run")]
     assert len(reports) == 2 and "*v1 promoted to production*" in reports[0] and "*v2 promoted" in reports[1]
-    assert len([p for p in posts if "blocks" in p]) == 3  # one suggestion message per ticket
+    assert len([p for p in posts if "blocks" in p]) == 4  # one suggestion message per ticket
 
     # -- the SQL store saw every switch, with who and why, in order --------------------------------
     history = observer.production.history()
@@ -106,7 +107,7 @@ def test_the_loop_runs_across_three_hosts_that_share_no_disk(pg_url, redis_url, 
     with observer.sessions() as session:
         [click] = session.scalars(select(Feedback)).all()
         assert click.action in ("accept", "change") and click.model_version == "v1"
-        assert len(session.scalars(select(Suggestion)).all()) == 3
+        assert len(session.scalars(select(Suggestion)).all()) == 4
 
     # -- what each host holds: nothing shared, the GPU host without SQL or Slack ----------------------
     assert "TUESDAY_DATABASE_URL" not in gpu_env and not any(k.startswith("TUESDAY_SLACK") for k in gpu_env)

@@ -28,9 +28,20 @@ def db() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the revisions as JSON.")
 @click.pass_obj
 def upgrade(runtime, as_json: bool) -> None:
-    """Migrate the store to this release's schema (run once before a new release starts)."""
+    """Migrate the store to this release's schema (run once before a new release starts).
+
+    Model versions of the single-disk release (data_dir/models) are moved into the artifact store
+    and their production pointer into SQL, once.
+    """
+    from bot.legacy_models import adopt_legacy_models
+
     before, after = schema.upgrade(_store_url(runtime))
-    _emit(as_json, {"from": before, "to": after}, f"schema at {after} (was {before or 'none'})")
+    adopted = adopt_legacy_models(runtime)
+    text = f"schema at {after} (was {before or 'none'})"
+    if adopted:
+        text += "\nmodel versions of the single-disk release stored in the artifact store: " + ", ".join(
+            old if old == new else f"{old} as {new}" for old, new in adopted.items())
+    _emit(as_json, {"from": before, "to": after, "adopted_versions": adopted}, text)
 
 
 @db.command()

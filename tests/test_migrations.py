@@ -159,6 +159,6 @@ def test_tuesday_db_upgrade_and_current():
 
     head = head_revision()
     assert invoke("current") == f"current none, head {head} (run `tuesday db upgrade`)"
-    assert json.loads(invoke("upgrade", "--json")) == {"from": None, "to": head}
+    assert json.loads(invoke("upgrade", "--json")) == {"from": None, "to": head, "adopted_versions": {}}
     assert invoke("upgrade") == f"schema at {head} (was {head})"
     assert json.loads(invoke("current", "--json")) == {"current": head, "head": head}

@@ -15,7 +15,6 @@ from bot.store import (OUT_OF_SCOPE, SUGGESTED, UNSURE, Base, Suggestion, Ticket
 from bot.store.schema import current_revision, head_revision
 from bot.suggest import DEFAULT_THRESHOLD, Suggester, version_thresholds
 from inference.predictor import Suggestion as Prediction
-from inference.registry import Registry
 from inference.task import Task
 
 EVIDENCE = [

@@ -12,13 +12,13 @@ is what an admin reaches for while paused.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from sqlalchemy import DateTime, Integer, String, Text, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
-from bot.store import Base, Example, as_utc
+from bot.store import Base, Example, as_utc, utc_now
 from inference.errors import RegistryError, TuesdayError
 
 # A run moves through three queued jobs: its snapshot and the train job's hand-off on a CPU worker
@@ -46,9 +46,6 @@ class RollbackRefused(ControlError):
     """The version cannot be rolled back to."""
 
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
 
 class Flag(Base):
     """A named admin switch (today only "paused"), with who set it and when."""
@@ -58,7 +55,7 @@ class Flag(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(String(255), default="")
     set_by: Mapped[str] = mapped_column(String(255), default="")
-    set_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    set_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
 
 
 class RetrainRun(Base):
@@ -81,7 +78,7 @@ class RetrainRun(Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     snapshot: Mapped[str | None] = mapped_column(Text, nullable=True)
     snapshot_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
@@ -115,7 +112,7 @@ def set_paused(sessions: sessionmaker[Session], paused: bool, *, by: str) -> boo
         if flag is None:
             flag = Flag(name=PAUSED_FLAG)
             session.add(flag)
-        flag.value, flag.set_by, flag.set_at = ("1" if paused else "0"), by, _now()
+        flag.value, flag.set_by, flag.set_at = ("1" if paused else "0"), by, utc_now()
         try:
             session.commit()
         except IntegrityError:
@@ -171,7 +168,7 @@ def _job_lost(queues, run: RetrainRun) -> bool:
     if not any(jobs):
         # The row is committed just before the job is pushed; a request in between must not
         # mistake the young run for a lost one.
-        return not (run.status == "queued" and _now() - as_utc(run.created_at) < ENQUEUE_GRACE)
+        return not (run.status == "queued" and utc_now() - as_utc(run.created_at) < ENQUEUE_GRACE)
     return not any(job.get_status() in LIVE_JOB_STATES for job in jobs if job is not None)
 
 
@@ -215,7 +212,7 @@ def start_run(sessions: sessionmaker[Session], run_id: int) -> RetrainRun | None
     """queued → running, atomically; None when the run is not queued (a redelivered job)."""
     with sessions() as session:
         result = session.execute(update(RetrainRun).where(RetrainRun.id == int(run_id), RetrainRun.status == "queued")
-                                 .values(status="running", started_at=_now()))
+                                 .values(status="running", started_at=utc_now()))
         session.commit()
         if result.rowcount != 1:
             return None
@@ -241,7 +238,7 @@ def finish_run(sessions: sessionmaker[Session], run_id: int, status: str, **fiel
             fields["metrics"] = json.dumps(fields["metrics"])
         for key, value in fields.items():
             setattr(run, key, value)
-        run.status, run.active, run.finished_at = status, None, _now()
+        run.status, run.active, run.finished_at = status, None, utc_now()
         session.commit()
         return run
 
@@ -304,7 +301,7 @@ def maybe_scheduled_retrain(runtime, queues, *, now: datetime | None = None) -> 
     hours = runtime.settings.retrain_schedule_hours
     if hours <= 0 or is_paused(runtime.sessions) or active_run(runtime.sessions) is not None:
         return None
-    now = now or _now()
+    now = now or utc_now()
     with runtime.sessions() as session:
         last_finished = session.scalar(select(func.max(RetrainRun.finished_at)))
     if last_finished is not None and now - as_utc(last_finished) < timedelta(hours=hours):

@@ -9,14 +9,12 @@ missing), and the history is written to SQL with its original who, when and why.
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from datetime import datetime
 from pathlib import Path
 
 from bot.production import POINTER, ModelEvent, ProductionPointer
-
-VERSION_RE = re.compile(r"^v(\d+)$")
+from inference.registry import VERSION_RE
 
 
 def legacy_versions(root: Path) -> list[Path]:

@@ -8,13 +8,13 @@ moved the pointer in between, the switch is refused instead of silently undoing 
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 
 from sqlalchemy import DateTime, Integer, String, Text, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
-from bot.store import Base, as_utc
+from bot.store import Base, as_utc, utc_now
 from inference.errors import RegistryError
 
 POINTER = "production"
@@ -25,9 +25,6 @@ class PointerMoved(RegistryError):
     """Production changed since the caller looked; the switch was not made."""
 
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
 
 class ProductionPointer(Base):
     """The one row that names the production version."""
@@ -36,7 +33,7 @@ class ProductionPointer(Base):
 
     slot: Mapped[str] = mapped_column(String(32), primary_key=True)
     version: Mapped[str] = mapped_column(String(64))
-    switched_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    switched_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
     event_id: Mapped[int] = mapped_column(Integer)
 
 
@@ -46,7 +43,7 @@ class ModelEvent(Base):
     __tablename__ = "model_events"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
     action: Mapped[str] = mapped_column(String(16))  # promote | rollback
     version: Mapped[str] = mapped_column(String(64))
     previous: Mapped[str | None] = mapped_column(String(64), nullable=True)
@@ -87,7 +84,7 @@ def switch(sessions: sessionmaker[Session], version: str, *, by: str, reason: st
             # Compare-and-set as well as the row lock: SQLite has no FOR UPDATE.
             moved = session.execute(update(ProductionPointer)
                                     .where(ProductionPointer.slot == POINTER, ProductionPointer.version == previous)
-                                    .values(version=version, switched_at=_now(), event_id=event.id))
+                                    .values(version=version, switched_at=utc_now(), event_id=event.id))
             if moved.rowcount != 1:
                 session.rollback()
                 raise PointerMoved("production changed during the switch; nothing changed")

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from redis.exceptions import RedisError
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot.store import Suggestion, Ticket
+from bot.store import Suggestion, Ticket, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -24,9 +24,6 @@ CHECK_EVERY_S = 60.0
 GRACE = timedelta(seconds=60)  # a ticket this young is still in its first job's hands
 BATCH = 500
 
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def posting(settings) -> bool:
@@ -60,7 +57,7 @@ def sweep_tickets(runtime, queues, *, now: datetime | None = None, grace: timede
     """Queue a suggestion for every ticket that has none (posted) and no live job; returns how many were queued."""
     if runtime.production.name() is None:
         return 0  # they wait for the first model; its promotion queues them at once
-    before = None if grace is None else (now or _now()) - grace
+    before = None if grace is None else (now or utc_now()) - grace
     queued = 0
     for ticket_id in unsuggested_tickets(runtime.sessions, posts=posting(runtime.settings), before=before):
         _, enqueued = queues.enqueue_suggest(ticket_id)

@@ -21,7 +21,7 @@ from bot.helpdesk.outbox import (DELIVERED, FAILED, PENDING, RetryPolicy, claim,
                                  ensure_write_back, settle)
 from bot.queues import Queues
 from bot.settings import Settings
-from bot.store import Ticket, as_utc, make_session_factory
+from bot.store import Ticket, as_utc, make_session_factory, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +32,6 @@ JOB_TIMEOUT_S = 60  # well under RetryPolicy.lease_s, so a killed attempt never 
 POLICY = RetryPolicy()  # what deliver_job uses; tests swap in a faster one
 
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
 
 def delivery_job_id(outbox_id: int, attempt: int) -> str:
     """One id per row and attempt: an ended attempt's job never blocks the next one."""
@@ -44,7 +41,7 @@ def delivery_job_id(outbox_id: int, attempt: int) -> str:
 def enqueue_delivery(queues: Queues, outbox_id: int, attempt: int, at: datetime | None = None) -> bool:
     """Queue attempt `attempt` of an outbox row, now or at `at`; False when a job with its id is already there."""
     job_id = delivery_job_id(outbox_id, attempt)
-    if at is None or at <= _now():
+    if at is None or at <= utc_now():
         _, queued = queues.enqueue(QUEUE, DELIVER_JOB, int(outbox_id), int(attempt), job_id=job_id,
                                    timeout=JOB_TIMEOUT_S)
         return queued
@@ -63,7 +60,7 @@ def deliver(sessions, adapters: Callable[[str], HelpdeskAdapter | None], outbox_
             policy: RetryPolicy | None = None) -> dict:
     """One attempt at one outbox row: claim it, write it back, record the outcome; returns a JSON-safe summary."""
     policy = policy or POLICY
-    row, taken = claim(sessions, outbox_id, attempt, policy, _now())
+    row, taken = claim(sessions, outbox_id, attempt, policy, utc_now())
     summary = {"outbox_id": outbox_id, "attempt": attempt, "attempted": taken,
                "status": row.status if row is not None else "missing"}
     if not taken:
@@ -79,7 +76,7 @@ def deliver(sessions, adapters: Callable[[str], HelpdeskAdapter | None], outbox_
         adapter.write_back(ticket, row.label, row.note)
     except HelpdeskError as exc:
         error = exc
-    row = settle(sessions, outbox_id, attempt, error, policy, _now())
+    row = settle(sessions, outbox_id, attempt, error, policy, utc_now())
     if row.status == DELIVERED:
         log.info("write-back %s: %s written to %s ticket %s (attempt %d)", row.id, row.label, row.helpdesk,
                  ticket.external_id, attempt)
@@ -129,7 +126,7 @@ def write_back_job(feedback_id: int) -> dict:
 def sweep_outbox(runtime, queues: Queues, now: datetime | None = None) -> int:
     """Queue the next attempt of every due pending write-back that has no live job; returns how many were queued."""
     queued = 0
-    for outbox_id, attempts in due_write_backs(runtime.sessions, now or _now()):
+    for outbox_id, attempts in due_write_backs(runtime.sessions, now or utc_now()):
         job_id = delivery_job_id(outbox_id, attempts + 1)
         # A queued, started or scheduled job will make the attempt (enqueue refuses its id); one
         # that ended without recording it (it crashed, or its worker died) must not block it.

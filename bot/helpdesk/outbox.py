@@ -8,7 +8,7 @@ the same row never both write it back.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Callable
 
@@ -18,15 +18,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship, sessionmaker
 
 from bot.helpdesk.adapters import HelpdeskError, HelpdeskRefused, decision_note
-from bot.store import Base, Feedback, Suggestion, Ticket
+from bot.store import Base, Feedback, Suggestion, Ticket, utc_now
 
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
 STATUSES = (PENDING, DELIVERED, FAILED)
 MAX_ERROR_CHARS = 1000
 
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -70,9 +67,9 @@ class WriteBack(Base):
     note: Mapped[str] = mapped_column(Text, default="")  # decision_note at the click, so a retry writes the same
     status: Mapped[str] = mapped_column(String(16), default=PENDING)  # one of STATUSES
     attempts: Mapped[int] = mapped_column(Integer, default=0)  # attempts claimed so far
-    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
     # Lets the row be added in the same flush as its feedback, before the feedback has an id.
@@ -81,7 +78,7 @@ class WriteBack(Base):
 
 def new_write_back(feedback: Feedback, ticket: Ticket, suggestion: Suggestion) -> WriteBack:
     return WriteBack(feedback=feedback, ticket_id=ticket.id, helpdesk=ticket.source, label=feedback.label,
-                     note=decision_note(feedback, suggestion), status=PENDING, attempts=0, next_attempt_at=_now())
+                     note=decision_note(feedback, suggestion), status=PENDING, attempts=0, next_attempt_at=utc_now())
 
 
 def recording_outbox(sessions: sessionmaker[Session], writes_back: Callable[[str], bool]) -> Callable[[], Session]:
@@ -207,6 +204,6 @@ def retry_failed(sessions: sessionmaker[Session], ids: list[int] | None = None, 
     if ids is not None:
         query = query.where(WriteBack.id.in_([int(i) for i in ids]))
     with sessions() as session:
-        changed = session.execute(query.values(status=PENDING, attempts=0, next_attempt_at=now or _now())).rowcount
+        changed = session.execute(query.values(status=PENDING, attempts=0, next_attempt_at=now or utc_now())).rowcount
         session.commit()
     return int(changed)

@@ -14,7 +14,8 @@ from bot.store.schema import upgrade_if_behind
 from inference.errors import TuesdayError
 
 
-def _now() -> datetime:
+def utc_now() -> datetime:
+    """Now, aware UTC: what every stored time is."""
     return datetime.now(timezone.utc)
 
 
@@ -41,7 +42,7 @@ class Example(Base):
     text: Mapped[str] = mapped_column(Text)
     label: Mapped[str] = mapped_column(String(128))
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
     # JSON list of every label reviewers gave this text when they disagreed; None while they agree.
     # The first label stays in `label`; snapshots asked to skip conflicts leave such rows out.
     conflict_labels: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -116,7 +117,7 @@ class Ticket(Base):
     text: Mapped[str] = mapped_column(Text)
     url: Mapped[str | None] = mapped_column(Text, nullable=True)
     requester: Mapped[str | None] = mapped_column(Text, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
 
     @property
     def model_text(self) -> str:
@@ -161,7 +162,7 @@ class Suggestion(Base):
     latency_ms: Mapped[float] = mapped_column(Float, default=0.0)
     slack_channel: Mapped[str | None] = mapped_column(String(64), nullable=True)
     slack_ts: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
     # One of ROUTINGS; None on rows stored before routing existed (read them by `abstained`).
     routing: Mapped[str | None] = mapped_column(String(16), nullable=True, default=SUGGESTED)
     # JSON list of the nearest labelled training examples: {id, text, label, reason, similarity}.
@@ -281,7 +282,7 @@ class Feedback(Base):
     label: Mapped[str] = mapped_column(String(128))
     why: Mapped[str | None] = mapped_column(Text, nullable=True)  # PII-masked
     model_version: Mapped[str] = mapped_column(String(64), default="")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
     # True when this label disagrees with an earlier feedback label on the same ticket.
     conflict: Mapped[bool] = mapped_column(Boolean, default=False)
 

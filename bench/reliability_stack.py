@@ -15,7 +15,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import httpx
 from rq import Queue
 from rq.job import Job
 from rq.serializers import JSONSerializer
@@ -24,7 +23,7 @@ from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import sessionmaker
 
 from bot.control import get_run
-from bot.hosts_demo import Host, _tuesday, wait_for
+from bot.hosts_demo import Host, _tuesday, wait_for, web_healthy
 from bot.production import POINTER, ProductionPointer
 from bot.store import Suggestion, Ticket
 from inference.task import demo_examples_path
@@ -105,10 +104,7 @@ class Stack:
         return gone
 
     def healthy(self) -> bool:
-        try:
-            return httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
+        return web_healthy(self.url)
 
     def wait(self, check, what: str, timeout: float = 600.0):
         return wait_for(check, what, timeout, self.hosts)

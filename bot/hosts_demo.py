@@ -90,6 +90,14 @@ def wait_for(check: Callable[[], object], what: str, timeout: float = 600.0, hos
         time.sleep(0.25)
 
 
+def web_healthy(url: str) -> bool:
+    """Whether `tuesday serve` at url answers /healthz with 200 (its store and Redis answer)."""
+    try:
+        return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 class ThreeHosts:
     """Start web, CPU and GPU hosts under `root` against shared services; stop them on exit."""
 
@@ -122,10 +130,7 @@ class ThreeHosts:
             host.stop()
 
     def _web_up(self) -> bool:
-        try:
-            return httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
+        return web_healthy(self.url)
 
     def wait(self, check, what: str, timeout: float = 600.0):
         return wait_for(check, what, timeout, self.hosts)

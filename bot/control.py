@@ -162,7 +162,7 @@ ENQUEUE_GRACE = timedelta(seconds=60)
 LIVE_JOB_STATES = ("queued", "started", "deferred", "scheduled")
 
 
-def _job_lost(queues, run: RetrainRun) -> bool:
+def job_lost(queues, run: RetrainRun) -> bool:
     """True when Redis holds no live job of an active run (flushed, expired, or its worker died)."""
     jobs = [queues.fetch(job_id) for job_id in (run.job_id, train_job_id(run.id), conclude_job_id(run.id)) if job_id]
     if not any(jobs):
@@ -183,7 +183,7 @@ def request_retrain(runtime, queues, requested_by: str, trigger: str) -> tuple[R
     for _ in range(3):
         current = active_run(sessions)
         if current is not None:
-            if not _job_lost(queues, current):
+            if not job_lost(queues, current):
                 return current, False
             # A worker died or Redis lost the job: close the run so it stops blocking new ones.
             finish_run(sessions, current.id, "failed", error="its job is no longer in the queue (worker or Redis lost it)")

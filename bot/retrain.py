@@ -16,7 +16,7 @@ from rq.job import Dependency
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.control import (CONCLUDE_JOB, CONTROL_TIMEOUT_S, RETRAIN_TIMEOUT_S, ControlError, active_run, as_utc,
+from bot.control import (CONCLUDE_JOB, CONTROL_TIMEOUT_S, PREPARE_JOB, job_lost, RETRAIN_TIMEOUT_S, ControlError, active_run, as_utc,
                          conclude_job_id, finish_run, get_run, is_paused, record_snapshot, retrain_job_id, set_run_error,
                          start_run, train_job_id)
 from bot.jobs import DEAD_AFTER_S, QUEUED_TRAIN_JOB, cancel_key
@@ -178,6 +178,31 @@ def check_training(runtime: Runtime, queues: Queues, slack: WebClient | None, *,
     failed = _fail(runtime, slack, run.id, error, runtime.production.name())
     _cancel_jobs(queues, run.id)
     log.warning("retrain run %s: %s", run.id, error)
+    return failed.to_dict()
+
+
+def recover_run(runtime: Runtime, queues: Queues, slack: WebClient | None):
+    """The active run, found again when Redis holds none of its live jobs; returns what was done, else None.
+
+    Queued: its first job is queued again (the row is the record). Running with the train job's
+    result still in Redis: its gate job is queued again. Running without it: closed as failed.
+    """
+    run = active_run(runtime.sessions)
+    if run is None or not job_lost(queues, run):
+        return None
+    if run.status == "queued":
+        queues.clear_ended(run.job_id)
+        queues.enqueue("control", PREPARE_JOB, run.id, job_id=run.job_id, timeout=CONTROL_TIMEOUT_S)
+        log.warning("retrain run %s: its job was lost; queued again", run.id)
+        return {"run": run.id, "requeued": run.job_id}
+    train = queues.fetch(train_job_id(run.id))
+    if train is not None and train.get_status() in ("finished", "failed"):
+        queues.clear_ended(conclude_job_id(run.id))
+        queues.enqueue("control", CONCLUDE_JOB, run.id, job_id=conclude_job_id(run.id), timeout=CONTROL_TIMEOUT_S)
+        log.warning("retrain run %s: its gate job was lost; queued again", run.id)
+        return {"run": run.id, "requeued": conclude_job_id(run.id)}
+    failed = _fail(runtime, slack, run.id, "its jobs were lost from Redis before the training ended; "
+                   "production is unchanged", runtime.production.name())
     return failed.to_dict()
 
 

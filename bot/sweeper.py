@@ -2,8 +2,8 @@
 
 The CPU workers run `Upkeep.tick` once a minute: jobs of dead CPU workers are handed back to
 RQ, tickets without a (posted) suggestion are queued again, helpdesk write-backs due are
-delivered, a training whose heartbeat stopped is closed as failed, and a scheduled retrain is
-requested when one is due.
+delivered, a training whose heartbeat stopped is closed as failed, a retrain whose jobs Redis
+lost is queued again (or closed), and a scheduled retrain is requested when one is due.
 """
 
 from __future__ import annotations
@@ -81,13 +81,14 @@ class Upkeep:
     def tick(self) -> dict:
         """One round of chores; each one's failure is logged and retried next round."""
         from bot.control import Paused, maybe_scheduled_retrain
-        from bot.retrain import check_training
+        from bot.retrain import check_training, recover_run
 
         done = {}
         chores = {"abandoned": self._abandoned,
                   "tickets": lambda: sweep_tickets(self.runtime, self.queues),
                   "writebacks": self._writebacks,
                   "training": lambda: check_training(self.runtime, self.queues, self.slack),
+                  "retrain": lambda: recover_run(self.runtime, self.queues, self.slack),
                   "schedule": lambda: maybe_scheduled_retrain(self.runtime, self.queues)}
         for name, chore in chores.items():
             try:

@@ -170,3 +170,32 @@ def test_the_report_says_how_the_labels_changed():
     text = report_text(run)
     assert "The task's labels changed since v4: added travel_claim; removed agent_escalation." in text
     assert "v4 was scored with its own labels" in text
+
+
+def test_a_retrain_whose_jobs_redis_lost_is_found_again_from_its_row(parts, fake_slack):
+    from sqlalchemy import update
+
+    from bot.control import RetrainRun
+    from bot.retrain import recover_run
+
+    run, _ = control.request_retrain(parts.runtime, parts.queues, MANAGER, "command")
+    assert recover_run(parts.runtime, parts.queues, None) is None  # its job is there
+    parts.queues.connection.flushdb()
+    with parts.runtime.sessions() as session:  # past the moment between the row and the push
+        session.execute(update(RetrainRun).values(created_at=datetime.now(timezone.utc) - timedelta(minutes=5)))
+        session.commit()
+    assert recover_run(parts.runtime, parts.queues, None) == {"run": run.id, "requeued": "retrain-1"}
+    assert parts.queues.control.job_ids == ["retrain-1"]
+
+    # running, and the train job's result is still there but its gate job is gone: the gate is queued again
+    control.start_run(parts.runtime.sessions, run.id)
+    parts.queues.connection.flushdb()
+    parts.queues.train.enqueue_call("json.loads", args=("{}",), job_id=control.train_job_id(run.id))
+    work(parts, "train")
+    assert recover_run(parts.runtime, parts.queues, None)["requeued"] == control.conclude_job_id(run.id)
+
+    # running, and nothing of it is left in Redis: closed as failed, said in the channel
+    parts.queues.connection.flushdb()
+    failed = recover_run(parts.runtime, parts.queues, slack_client(parts.settings))
+    assert failed["status"] == "failed" and "lost from Redis" in failed["error"]
+    assert "*failed*: its jobs were lost from Redis" in fake_slack.calls_to("chat.postMessage")[-1]["body"]["text"]

@@ -55,7 +55,8 @@ def import_cmd(rt: Runtime, file: Path, source: str, as_json: bool) -> None:
     from bot.importer import import_file
 
     report = import_file(file, rt.task, rt.sessions, source=source)
-    lines = [f"added {report.added}, already present {report.duplicates}, refused {len(report.errors)}"]
+    lines = [f"added {report.added}, already present {report.duplicates}, refused {len(report.errors)}"
+             + (f", forgotten on request {report.forgotten}" if report.forgotten else "")]
     lines += [f"  line {n}: {msg}" for n, msg in report.errors]
     _emit(as_json, report.to_dict(), "\n".join(lines))
     if report.errors:
@@ -73,8 +74,11 @@ def train(rt: Runtime, base: Path | None, config_file: Path | None, data: Path |
     """Train a new model version, then promote it if it beats production on the holdout."""
     summary = train_and_gate(rt, base=base, config=load_config(config_file), data=data, promote=not no_promote,
                              progress=not as_json)
-    text = (f"{summary['version']}: {'promoted to production' if summary['promoted'] else 'kept as candidate'}"
-            f" ({summary['why']})\n" + metrics_table(rt.task, {summary["version"]: summary["metrics"]}))
+    verdict = ("promoted to production" if summary["promoted"] else
+               f"gate passed; awaiting sign-off: tuesday promote {summary['version']} --by NAME"
+               if summary.get("awaiting_signoff") else "kept as candidate")
+    text = (f"{summary['version']}: {verdict} ({summary['why']})\n"
+            + metrics_table(rt.task, {summary["version"]: summary["metrics"]}))
     _emit(as_json, summary, text)
 
 
@@ -86,7 +90,7 @@ def train(rt: Runtime, base: Path | None, config_file: Path | None, data: Path |
 def eval_cmd(rt: Runtime, version: str | None, data: Path | None, as_json: bool) -> None:
     """Score a version and print accuracy, macro-F1, per-label precision/recall, hand-off recall."""
     from bot.importer import read_labelled
-    from bot.store import holdout_rows
+    from bot.trail.curation import holdout_rows
     from inference.evaluation import evaluate
 
     if data is not None:
@@ -94,7 +98,8 @@ def eval_cmd(rt: Runtime, version: str | None, data: Path | None, as_json: bool)
         if errors:
             raise click.ClickException(f"{data}: line {errors[0][0]}: {errors[0][1]} ({len(errors)} bad rows)")
     else:
-        rows = holdout_rows(rt.sessions, rt.task, rt.settings.holdout_fraction)
+        rows = holdout_rows(rt.sessions, rt.task, rt.settings.holdout_fraction,
+                            approval_required=rt.settings.data_approval)
     if not rows:
         raise click.ClickException("nothing to evaluate: import labelled examples or pass --data FILE")
     predictor = rt.predictor(version, reasons=False)
@@ -118,7 +123,7 @@ def eval_cmd(rt: Runtime, version: str | None, data: Path | None, as_json: bool)
 @click.pass_obj
 def predict(rt: Runtime, text: str, version: str | None, no_reason: bool, as_json: bool) -> None:
     """Suggest a label for one message."""
-    from bot.pii import mask_pii
+    from inference.pii import mask_pii
 
     masked = mask_pii(text)
     predictor = rt.predictor(version, reasons=False if no_reason else None)
@@ -185,3 +190,17 @@ main.add_command(retrain)
 main.add_command(rollback)
 main.add_command(pause)
 main.add_command(resume)
+
+from bot.cli_data import data  # noqa: E402
+main.add_command(data)
+
+from bot.cli_trail import audit, base, forget, release_notes  # noqa: E402
+main.add_command(base)
+main.add_command(audit)
+main.add_command(forget)
+main.add_command(release_notes)
+
+from bot.cli_review import card, promote, review  # noqa: E402
+main.add_command(review)
+main.add_command(promote)
+main.add_command(card)

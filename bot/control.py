@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from bot.store import Base, Example, as_utc, utc_now
+from bot.trail import audit
 from inference.errors import RegistryError, TuesdayError
 
 # A run moves through three queued jobs: its snapshot and the train job's hand-off on a CPU worker
@@ -29,7 +30,9 @@ RETRAIN_TIMEOUT_S = 12 * 3600  # a large base on a busy GPU node; RQ kills the j
 CONTROL_TIMEOUT_S = 3600  # a snapshot of the store, or the gate and report
 TRIGGERS = ("command", "threshold", "schedule", "cli")
 ACTIVE = ("queued", "running")
-FINISHED = ("promoted", "kept")  # the runs that actually trained a candidate
+# The runs that actually trained a candidate; "passed": it passed the gate and waits for a manager's
+# sign-off (TUESDAY_PROMOTION_SIGNOFF, bot.trail.signoff), which turns it into "promoted".
+FINISHED = ("promoted", "kept", "passed")
 ACTIVE_SLOT = "retrain"
 PAUSED_FLAG = "paused"
 
@@ -67,7 +70,7 @@ class RetrainRun(Base):
     requested_by: Mapped[str] = mapped_column(String(255))
     trigger: Mapped[str] = mapped_column(String(16))  # command | threshold | schedule | cli
     job_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    status: Mapped[str] = mapped_column(String(16), default="queued")  # queued|running|promoted|kept|failed
+    status: Mapped[str] = mapped_column(String(16), default="queued")  # queued|running|promoted|kept|passed|failed|cancelled
     # "retrain" while queued or running, NULL after. Unique, so the database itself refuses a
     # second active run when two requests race (NULLs never collide, on SQLite or PostgreSQL).
     active: Mapped[str | None] = mapped_column(String(16), nullable=True, unique=True)
@@ -78,6 +81,9 @@ class RetrainRun(Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     snapshot: Mapped[str | None] = mapped_column(Text, nullable=True)
     snapshot_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    data_approval_id: Mapped[int | None] = mapped_column(Integer, nullable=True)  # the data approval the snapshot used
+    signed_off_by: Mapped[str | None] = mapped_column(String(255), nullable=True)  # "Approve promotion" in Slack
+    signed_off_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
@@ -85,7 +91,7 @@ class RetrainRun(Base):
     def to_dict(self) -> dict:
         out = {c.name: getattr(self, c.name) for c in self.__table__.columns if c.name != "active"}
         out["metrics"] = json.loads(self.metrics or "{}")
-        for key in ("snapshot_at", "created_at", "started_at", "finished_at"):
+        for key in ("snapshot_at", "created_at", "started_at", "finished_at", "signed_off_at"):
             out[key] = as_utc(out[key]).isoformat(timespec="seconds") if out[key] else None
         return out
 
@@ -113,6 +119,7 @@ def set_paused(sessions: sessionmaker[Session], paused: bool, *, by: str) -> boo
             flag = Flag(name=PAUSED_FLAG)
             session.add(flag)
         flag.value, flag.set_by, flag.set_at = ("1" if paused else "0"), by, utc_now()
+        audit.record(session, by, "pause" if paused else "resume")
         try:
             session.commit()
         except IntegrityError:
@@ -194,6 +201,7 @@ def request_retrain(runtime, queues, requested_by: str, trigger: str) -> tuple[R
             try:
                 session.flush()
                 run.job_id = retrain_job_id(run.id)
+                audit.record(session, requested_by, "retrain", f"run {run.id}", trigger=trigger)
                 session.commit()
             except IntegrityError:
                 session.rollback()  # a concurrent request won the slot; join its run
@@ -219,12 +227,14 @@ def start_run(sessions: sessionmaker[Session], run_id: int) -> RetrainRun | None
     return get_run(sessions, run_id)
 
 
-def record_snapshot(sessions: sessionmaker[Session], run_id: int, snapshot: str, at: datetime) -> None:
+def record_snapshot(sessions: sessionmaker[Session], run_id: int, snapshot: str, at: datetime, *,
+                    data_approval_id: int | None = None) -> None:
     # `snapshot` is the artifact key of the snapshot, so any host can read what the run trained on.
-    """Remember which data the run trains on; labels newer than `at` count toward the next retrain."""
+    """Remember which data the run trains on (and the data approval it was cut at); labels newer than `at` count
+    toward the next retrain."""
     with sessions() as session:
         run = session.get(RetrainRun, int(run_id))
-        run.snapshot, run.snapshot_at = snapshot, at
+        run.snapshot, run.snapshot_at, run.data_approval_id = snapshot, at, data_approval_id
         session.commit()
 
 

@@ -11,7 +11,7 @@ import click
 from bot.importer import import_file
 from bot.report import metrics_table, suggestion_card
 from bot.runtime import Runtime
-from bot.store import holdout_rows
+from bot.trail.curation import holdout_rows
 from bot.training import load_config, train_and_gate
 from inference.evaluation import evaluate
 from inference.llama_predictor import LlamaPredictor
@@ -43,7 +43,7 @@ def run_demo(rt: Runtime, *, config_file: Path | None = None, as_json: bool = Fa
     report = import_file(demo_examples_path(), task, rt.sessions, source="demo")
     click.echo(f"imported demo examples into {rt.settings.store_url}: "
                f"added {report.added}, already present {report.duplicates}, refused {len(report.errors)}")
-    holdout = holdout_rows(rt.sessions, task, rt.settings.holdout_fraction)
+    holdout = holdout_rows(rt.sessions, task, rt.settings.holdout_fraction, approval_required=rt.settings.data_approval)
 
     base = rt.base_model()
     columns = {}
@@ -55,6 +55,10 @@ def run_demo(rt: Runtime, *, config_file: Path | None = None, as_json: bool = Fa
         finally:
             predictor.close()
 
+    approved = approve_built_ins(rt.sessions, by="tuesday demo")
+    if approved:
+        click.echo(f"approved the built-in license notes of {', '.join(approved)} as 'tuesday demo' (Apache-2.0; "
+                   "in a deployment an admin reviews them: `tuesday base show NAME`, `tuesday base approve NAME --by`)")
     _step("training a LoRA adapter, merging, exporting GGUF, quantizing, evaluating")
     config = load_config(config_file or DEMO_CONFIG)
     summary = train_and_gate(rt, config=config, by="tuesday demo")

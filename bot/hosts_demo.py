@@ -27,6 +27,7 @@ from typing import Callable
 import click
 import httpx
 
+from inference.base_models import BUILT_IN_NOTES
 from inference.errors import TuesdayError
 
 CHANNEL, MANAGER, ADMIN, AGENT = "C0TRIAGE", "U0MANAGER", "U0ADMIN", "U0AGENT"
@@ -191,8 +192,12 @@ def _retrain(three: ThreeHosts, runtime, agent, who: str) -> dict:
     return run.to_dict()
 
 
-def drive(three: ThreeHosts, runtime, *, first_rows: list[dict], later_rows: list[dict], tickets: list[dict]) -> dict:
-    """The loop across the three hosts (four tickets: one before any model); returns what happened at each step."""
+def drive(three: ThreeHosts, runtime, *, first_rows: list[dict], later_rows: list[dict], tickets: list[dict],
+          bases: tuple[str, ...] = tuple(n.name for n in BUILT_IN_NOTES)) -> dict:
+    """The loop across the three hosts (four tickets: one before any model); returns what happened at each step.
+
+    bases: the names of the base models the GPU host trains from, which the admin approves first.
+    """
     from bot.blocks import ACCEPT, CHANGE, option_value
 
     out: dict = {"runs": [], "suggestions": []}
@@ -219,6 +224,10 @@ def drive(three: ThreeHosts, runtime, *, first_rows: list[dict], later_rows: lis
         def suggest(row: dict) -> dict:
             send(row)
             return posted(row)
+
+        _step("admin: /tuesday base approve, for each base model the GPU host trains from")
+        for name in bases:
+            click.echo(f"  {ADMIN}: " + agent.slash(ADMIN, f"base approve {name}").splitlines()[0])
 
         _step("a webhook ticket before any model exists: it waits")
         early, tickets = tickets[0], tickets[1:]

@@ -9,10 +9,12 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.pii import mask_pii
+from inference.pii import mask_pii
 from bot.store import Example, existing_ids
+from bot.trail.tables import Forgotten
 from inference.errors import TuesdayError
 from inference.task import Task
 
@@ -27,10 +29,11 @@ class ImportFileError(TuesdayError):
 class ImportReport:
     added: int = 0
     duplicates: int = 0
+    forgotten: int = 0  # rows whose id was forgotten on request (`tuesday forget`): never stored again
     errors: list[tuple[int, str]] = field(default_factory=list)  # (line number, message)
 
     def to_dict(self) -> dict:
-        return {"added": self.added, "duplicates": self.duplicates,
+        return {"added": self.added, "duplicates": self.duplicates, "forgotten": self.forgotten,
                 "errors": [{"line": n, "error": msg} for n, msg in self.errors]}
 
 
@@ -97,7 +100,11 @@ def import_file(path: str | Path, task: Task, sessions: sessionmaker[Session], *
     report = ImportReport(errors=errors)
     with sessions.begin() as session:
         seen = existing_ids(session, source)
+        forgotten = set(session.scalars(select(Forgotten.external_id).where(Forgotten.source == source)))
         for row in rows:
+            if row["id"] in forgotten:
+                report.forgotten += 1
+                continue
             if row["id"] in seen:
                 report.duplicates += 1
                 continue

@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from bot.store import Base, as_utc, utc_now
+from bot.trail import audit
 from inference.errors import RegistryError
 
 POINTER = "production"
@@ -77,6 +78,7 @@ def switch(sessions: sessionmaker[Session], version: str, *, by: str, reason: st
                                "another host switched it; nothing changed")
         event = ModelEvent(action=action, version=version, previous=previous, by=by, reason=reason)
         session.add(event)
+        audit.record(session, by, action, version, previous=previous, reason=reason)  # same transaction
         session.flush()
         if current is None:
             session.add(ProductionPointer(slot=POINTER, version=version, event_id=event.id))

@@ -24,9 +24,11 @@ from bot.promotion import apply_gate
 from bot.queues import Queues
 from bot.runtime import Runtime
 from bot.settings import Settings
-from bot.status import report_text
+from bot.trail.signoff import PASSED, report_message
 from bot.suggest import slack_client
 from bot.training import load_config, run_config, snapshot_for_training
+from bot.trail import audit
+from bot.trail.bases import approved_licenses
 
 log = logging.getLogger(__name__)
 
@@ -43,15 +45,17 @@ def _headline(metrics: dict | None) -> dict | None:
     return None if metrics is None else {k: metrics.get(k) for k in HEADLINE}
 
 
-def gate(runtime: Runtime, summary: dict, *, by: str) -> tuple[bool, str]:
-    """The promotion gate, unless an admin paused or rolled back while the candidate trained."""
+def gate(runtime: Runtime, summary: dict, *, by: str, switch: bool = True) -> tuple[bool, str]:
+    """The promotion gate, unless an admin paused or rolled back while the candidate trained.
+
+    switch=False decides without switching production (the candidate then waits for sign-off)."""
     # Training takes long; the candidate was compared with the production of its start.
     live = runtime.production.name()
     if live != summary["production"]:
         return False, f"production changed to {live} while it trained (rollback?); not compared, not promoted"
     if is_paused(runtime.sessions):
         return False, "retraining was paused while it trained; not promoted"
-    decision = apply_gate(runtime.production, summary, by=by, min_gain=runtime.settings.min_gain)
+    decision = apply_gate(runtime.production, summary, by=by, min_gain=runtime.settings.min_gain, switch=switch)
     return decision.promote, decision.why
 
 
@@ -60,7 +64,8 @@ def _post(runtime: Runtime, slack: WebClient | None, run) -> None:
     if slack is None:
         return
     try:
-        slack.chat_postMessage(channel=runtime.settings.triage_channel, text=report_text(run.to_dict()),
+        # The report links the review sheet; a candidate waiting for sign-off gets the "Approve promotion" button.
+        slack.chat_postMessage(channel=runtime.settings.triage_channel, **report_message(runtime, run.to_dict()),
                                unfurl_links=False, unfurl_media=False)
     except SlackApiError as exc:
         log.warning("retrain run %s: report not posted: %s", run.id, exc.response.get("error"))
@@ -89,13 +94,15 @@ def prepare_run(runtime: Runtime, queues: Queues, slack: WebClient | None, run_i
     try:
         # Taken before reading: a label stored while the snapshot is written counts toward the next run.
         frozen_at = datetime.now(timezone.utc)
-        # Reviewers disagreeing on a text is noise to the model; those examples wait for a verdict.
-        snapshot = snapshot_for_training(runtime, skip_conflicts=True)
-        record_snapshot(sessions, run_id, snapshot["snapshot_key"], frozen_at)
+        # bot.trail.curation decides what is in it: no unsettled conflicts, only approved data when asked.
+        snapshot = snapshot_for_training(runtime)
+        record_snapshot(sessions, run_id, snapshot["snapshot_key"], frozen_at,
+                        data_approval_id=snapshot["data_approval"])
         config = run_config(runtime, load_config(runtime.settings.retrain_config))
         train, _ = queues.enqueue("train", QUEUED_TRAIN_JOB, job_id=train_job_id(run_id), timeout=RETRAIN_TIMEOUT_S,
                                   result_ttl=RESULT_TTL_S, failure_ttl=RESULT_TTL_S,
-                                  kwargs={**snapshot, "config": config, "production": production, "run_id": run_id})
+                                  kwargs={**snapshot, "config": config, "production": production, "run_id": run_id,
+                                          "licenses": approved_licenses(sessions)})
         # allow_failure: the gate job also runs when training failed, to close the run and say why.
         queues.enqueue("control", CONCLUDE_JOB, run_id, job_id=conclude_job_id(run_id), timeout=CONTROL_TIMEOUT_S,
                        depends_on=Dependency(jobs=[train_job_id(run_id)], allow_failure=True))
@@ -132,12 +139,14 @@ def conclude_run(runtime: Runtime, queues: Queues, slack: WebClient | None, run_
     if job.get_status() != "finished":
         return _fail(runtime, slack, run_id, _train_error(job), production_before).to_dict()
     summary = job.return_value()
+    signoff = runtime.settings.promotion_signoff  # a candidate that passes waits for a manager (bot.trail.signoff)
     try:
-        summary["promoted"], summary["why"] = gate(runtime, summary, by=promoted_by(run))
+        passed, summary["why"] = gate(runtime, summary, by=promoted_by(run), switch=not signoff)
     except BaseException as exc:
         _fail(runtime, slack, run_id, f"{type(exc).__name__}: {exc}", production_before)
         raise
-    run = finish_run(sessions, run_id, "promoted" if summary["promoted"] else "kept",
+    summary["promoted"] = passed and not signoff
+    run = finish_run(sessions, run_id, (PASSED if signoff else "promoted") if passed else "kept",
                      candidate_version=summary["version"], production_before=summary["production"],
                      why=summary["why"], metrics={"candidate": _headline(summary["metrics"]),
                                                   "production": _headline(summary.get("production_metrics")),
@@ -226,6 +235,7 @@ def cancel_run(runtime: Runtime, queues: Queues, slack: WebClient | None, *, by:
         raise ControlError("no retrain is queued or running")
     run = finish_run(runtime.sessions, run.id, "cancelled", error=f"cancelled by {by}",
                      production_before=runtime.production.name())
+    audit.record(runtime.sessions, by, "retrain.cancel", f"run {run.id}")
     _cancel_jobs(queues, run.id)
     _post(runtime, slack, run)
     return run.to_dict()

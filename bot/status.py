@@ -6,18 +6,25 @@ from redis.exceptions import RedisError
 
 from bot.control import active_run, as_utc, labels_since_last_training, last_run, pause_state
 from bot.sweeper import posting, waiting_count
+from bot.trail import bases
+from inference.base_models import LicenseNote
 
 HELP = """*`/tuesday` commands*
 • `/tuesday status`: production model, its holdout metrics, new labels, queues, workers, last retrain (anyone)
 • `/tuesday retrain`: train a new version on the labels so far; it goes live only if it beats production (managers)
 • `/tuesday eval`: production's holdout metrics (managers)
+• `/tuesday review <version>`: a signed link to a candidate's review sheet, every holdout ticket, failures first (managers)
+• `/tuesday conflicts`: tickets reviewers labelled differently, to settle (they stay out of training until then) (managers)
+• `/tuesday data`: labelled examples since the last data approval, counted, to approve for training (managers)
 • `/tuesday pause` / `/tuesday resume`: stop or allow retraining; suggestions go on either way (admins)
 • `/tuesday rollback <version>`: put a version that was production before back in production (admins)
+• `/tuesday base` / `/tuesday base approve <name>`: base models' license notes; training needs an approved one (admins)
+• `/tuesday audit`: the newest admin actions from the audit log (admins)
 • `/tuesday help`: this list"""
 
 METRICS = (("macro-F1", "macro_f1"), ("accuracy", "accuracy"), ("hand-off recall", "handoff_recall"))
 TRIGGER_WORDS = {"command": "/tuesday retrain", "threshold": "enough new labels", "schedule": "the schedule",
-                 "cli": "`tuesday retrain`"}
+                 "cli": "`tuesday retrain`", "train": "`tuesday train`"}
 
 
 def gather_status(runtime, queues) -> dict:
@@ -30,7 +37,9 @@ def gather_status(runtime, queues) -> dict:
     data = {
         "production": None if production is None else {
             "version": production.name, "metrics": production.metrics,
-            "since": promoted.get("at") if promoted else None, "by": promoted.get("by") if promoted else None},
+            "since": promoted.get("at") if promoted else None, "by": promoted.get("by") if promoted else None,
+            "licenses": version_licenses(production.manifest)},
+        "bases_unapproved": [n.name for n in bases.notes(runtime.sessions) if not n.approved],
         "labels_since_training": labels_since_last_training(runtime),
         "waiting_tickets": waiting_count(runtime.sessions, posts=posting(settings)),
         "retrain_after_labels": settings.retrain_after_labels,
@@ -48,6 +57,31 @@ def gather_status(runtime, queues) -> dict:
     except RedisError as exc:
         data["queue_error"] = f"{type(exc).__name__}: {exc}"
     return data
+
+
+def version_licenses(manifest: dict) -> list[dict]:
+    """The license notes of the bases a version was built from (served family first), restrictions spelled out."""
+    parts = sorted((manifest.get("families") or {}).items(), key=lambda kv: kv[0] != manifest.get("family"))
+    seen, out = set(), []
+    for _, part in parts:
+        note = LicenseNote.from_dict(part.get("license") or {"name": "?", "model": "?", "source": "?", "version": "?",
+                                                            "obtained": "?", "license": "unknown"})
+        if note.name in seen:
+            continue
+        seen.add(note.name)
+        out.append({"name": note.name, "license": note.license, "approved_by": note.approved_by,
+                    "restricted": note.restricted})
+    return out
+
+
+def license_line(lic: dict) -> str:
+    """'smollm2-135m-instruct: Apache-2.0, approved by cli:ana' or the restrictions, loudly."""
+    head = f"{lic['name']}: {lic['license']}, " + (f"approved by {lic['approved_by']}" if lic["approved_by"]
+                                                    else "*NOT APPROVED*")
+    if lic["restricted"]:
+        head += " · :warning: *RESTRICTED*: " + "; ".join(f"{k.replace('_', ' ')}: {v}"
+                                                           for k, v in lic["restricted"].items())
+    return head
 
 
 def count_workers(queues) -> dict[str, int]:
@@ -80,7 +114,9 @@ def metrics_line(metrics: dict | None) -> str:
 
 
 def who(name: str | None) -> str:
-    """A Slack user id as a mention, anything else as given."""
+    """A Slack user id (bare or as the audit log writes it, 'slack:U123') as a mention, anything else as given."""
+    if name and name.startswith("slack:"):
+        name = name[len("slack:"):]
     if name and name[:1] in "UW" and name[1:].isalnum() and name.upper() == name:
         return f"<@{name}>"
     return name or "someone"
@@ -97,8 +133,12 @@ def run_line(run: dict) -> str:
         return f"{head}: failed at {when} UTC: {run['error'] or run['why'] or 'no error recorded'}"
     if status == "cancelled":
         return f"{head}: {run['error'] or 'cancelled'} at {when} UTC"
+    if status == "passed":
+        return (f"{head}: {run['candidate_version']} passed the gate at {when} UTC and awaits a manager's sign-off "
+                f"({run['why']})")
     verdict = "promoted to production" if status == "promoted" else "kept as candidate"
-    return f"{head}: {run['candidate_version']} {verdict} at {when} UTC ({run['why']})"
+    signed = f", signed off by {who(run['signed_off_by'])}" if run.get("signed_off_by") else ""
+    return f"{head}: {run['candidate_version']} {verdict}{signed} at {when} UTC ({run['why']})"
 
 
 def status_text(data: dict) -> str:
@@ -111,6 +151,7 @@ def status_text(data: dict) -> str:
         since = f", since {live['since'][:16].replace('T', ' ')} UTC by {live['by']}" if live.get("since") else ""
         lines.append(f"• production: *{live['version']}*{since}")
         lines.append(f"   holdout: {metrics_line(live['metrics'])}")
+        lines += [f"   base {license_line(lic)}" for lic in live.get("licenses") or []]
     auto = (f"auto-retrain at {data['retrain_after_labels']}" if data["retrain_after_labels"] else "auto-retrain off")
     if data.get("retrain_schedule_hours"):
         auto += f", scheduled every {data['retrain_schedule_hours']:g} h"
@@ -129,6 +170,9 @@ def status_text(data: dict) -> str:
     if data["active_run"] and data["active_run"]["id"] != (data["last_run"] or {}).get("id"):
         lines.append(f"• in progress: {run_line(data['active_run'])}")
     lines.append(f"• last retrain: {run_line(data['last_run']) if data['last_run'] else 'none yet'}")
+    if data.get("bases_unapproved"):
+        lines.append(f"• base models not approved (training refuses them): {', '.join(data['bases_unapproved'])} "
+                     "(`/tuesday base`)")
     if data["paused"]:
         lines.append(f"• *paused* by {who(data['paused_by'])} at {data['paused_at'][:16].replace('T', ' ')} UTC: "
                      "no retrains until `/tuesday resume` (suggestions go on)")
@@ -157,8 +201,10 @@ def eval_reply(production: dict | None, holdout_now: int) -> str:
             "(`tuesday eval` re-scores it, and every retrain re-scores production on the current holdout).")
 
 
-def report_text(run: dict) -> str:
-    """The retrain report posted in the triage channel: old vs new on the same holdout, and the verdict."""
+def report_text(run: dict, review: dict | None = None) -> str:
+    """The retrain report posted in the triage channel: old vs new on the same holdout, and the verdict.
+
+    review: signed links to the candidate's review sheet ({"html": url, "csv": url}), when links are on."""
     head = f"*Retrain run {run['id']}* (requested by {who(run['requested_by'])} via " \
            f"{TRIGGER_WORDS.get(run['trigger'], run['trigger'])})"
     if run["status"] in ("failed", "cancelled"):
@@ -167,8 +213,19 @@ def report_text(run: dict) -> str:
     new, old = run["metrics"].get("candidate") or {}, run["metrics"].get("production")
     before = run["production_before"]
     verdict = (f"*{run['candidate_version']} promoted to production*" if run["status"] == "promoted"
+               else f"*{run['candidate_version']} passed the gate and awaits a manager's sign-off*; "
+                    f"{before or 'no model'} stays in production until then" if run["status"] == "passed"
                else f"*{run['candidate_version']} kept as candidate*; {before} stays in production")
     lines = [head, f"{verdict}: {run['why']}"]
+    if run.get("signed_off_by"):
+        lines.append(f"Promotion signed off by {who(run['signed_off_by'])} at "
+                     f"{run['signed_off_at'][:16].replace('T', ' ')} UTC.")
+    elif run["status"] == "passed":
+        lines.append(f"A manager approves with the button below (or `tuesday promote {run['candidate_version']} "
+                     "--by NAME`) after reading the review sheet.")
+    if review:
+        lines.append(f"Review sheet (every holdout ticket, failures first): <{review['html']}|open> "
+                     f"· <{review['csv']}|CSV>")
     families = {name: m for name, m in (run["metrics"].get("families") or {}).items() if m}
     if len(families) > 1:
         scores = ", ".join(f"{name} macro-F1 {pct(m.get('macro_f1')).strip()}" for name, m in families.items())

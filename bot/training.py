@@ -6,6 +6,7 @@ from pathlib import Path
 
 from bot.jobs import TRAIN_JOB, run_job
 from bot.runtime import Runtime
+from bot.trail.bases import approved_licenses
 from inference.errors import TuesdayError
 from inference.snapshot import upload_snapshot, upload_task
 
@@ -14,19 +15,24 @@ class TrainingDataError(TuesdayError):
     """The labelled data or the training config given for a round cannot be used."""
 
 
-def snapshot_for_training(rt: Runtime, data: Path | None = None, *, skip_conflicts: bool = False) -> dict:
-    """Freeze the store (or a labelled file) and the task into the artifact store; returns their keys and sha256s.
+def snapshot_for_training(rt: Runtime, data: Path | None = None) -> dict:
+    """Freeze the store (or a labelled file) and the task into the artifact store; returns their keys and sha256s,
+    and the data approval the store's snapshot was cut at (`data_approval`, None when approval is off or for a file).
 
     Those keys are all a train job gets: the training host reads them from the artifact store,
-    so it needs neither this host's disk nor the SQL store.
+    so it needs neither this host's disk nor the SQL store. Which examples of the store are
+    trained on is bot.trail.curation's rule (no unsettled conflicts; only approved data when
+    TUESDAY_DATA_APPROVAL is on), for every path that trains.
     """
     from bot.importer import read_labelled
-    from bot.store import snapshot_store
+    from bot.trail.curation import snapshot_store
     from inference.snapshot import write_snapshot
 
     out = rt.settings.data_dir / "snapshots"
+    approval = None
     if data is None:
-        path = snapshot_store(rt.sessions, rt.task, out, rt.settings.holdout_fraction, skip_conflicts=skip_conflicts)
+        path, approval = snapshot_store(rt.sessions, rt.task, out, rt.settings.holdout_fraction,
+                                        approval_required=rt.settings.data_approval)
     else:
         rows, errors = read_labelled(data, rt.task)
         if errors:
@@ -34,7 +40,7 @@ def snapshot_for_training(rt: Runtime, data: Path | None = None, *, skip_conflic
                                               + [f"  line {n}: {m}" for n, m in errors]))
         path = write_snapshot(rows, out, rt.settings.holdout_fraction)
     store = rt.registry.store
-    return {**upload_snapshot(store, path), **upload_task(store, rt.task.to_yaml())}
+    return {**upload_snapshot(store, path), **upload_task(store, rt.task.to_yaml()), "data_approval": approval}
 
 
 def load_config(path: Path | None) -> dict:
@@ -66,10 +72,16 @@ def train_and_gate(rt: Runtime, *, base: Path | None = None, config: dict | None
 
     snapshot = snapshot or snapshot_for_training(rt, data)
     summary = run_job(TRAIN_JOB, **snapshot, config=run_config(rt, config), production=rt.production.name(),
-                      base=str(base) if base else None, progress=progress)
+                      base=str(base) if base else None, progress=progress, licenses=approved_licenses(rt.sessions))
     if promote:
-        decision = apply_gate(rt.production, summary, by=by, min_gain=rt.settings.min_gain)
-        summary["promoted"], summary["why"] = decision.promote, decision.why
+        signoff = rt.settings.promotion_signoff
+        decision = apply_gate(rt.production, summary, by=by, min_gain=rt.settings.min_gain, switch=not signoff)
+        summary["promoted"], summary["why"] = decision.promote and not signoff, decision.why
+        if decision.promote and signoff:
+            from bot.trail.signoff import record_passed
+
+            # It waits for `tuesday promote VERSION` (or the Slack button) like a queued run's candidate.
+            summary["awaiting_signoff"] = record_passed(rt, summary, by=by).id
     else:
         summary["promoted"], summary["why"] = False, "--no-promote"
     return summary

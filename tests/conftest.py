@@ -65,6 +65,19 @@ def trained_version(tiny_base, tiny_bert, task, demo_rows, tmp_path_factory):
     return registry, version, train, holdout
 
 
+TINY_BASES = ("tiny-base", "tiny-bert")  # base_name() of the tiny GGUF and the tiny BERT folder
+
+
+def approve_tiny_bases(sessions) -> None:
+    """Record approved license notes for the tiny test bases, as an admin would for a real one."""
+    from bot.trail.bases import approve
+    from inference.base_models import RESTRICTIONS
+
+    for name in TINY_BASES:
+        approve(sessions, name, by="cli:test", model=name, source="tests/tiny_model.py", version="0",
+                obtained="2026-12-02", license="MIT", restrictions={key: "allowed" for key in RESTRICTIONS})
+
+
 def local_redis(db: int) -> Redis:
     """The test Redis at 127.0.0.1:6379 (database db), or a skip where there is none (CI must have one)."""
     conn = Redis(host="127.0.0.1", port=6379, db=db, socket_connect_timeout=2)
@@ -118,6 +131,7 @@ def store_url(request, tmp_path):
     import bot.control  # noqa: F401  (their tables join Base.metadata, so drop_all drops them too)
     import bot.production  # noqa: F401
     import bot.helpdesk.outbox  # noqa: F401
+    import bot.trail.tables  # noqa: F401
     from bot.store import Base
 
     engine = create_engine(url)

@@ -6,7 +6,9 @@ import pytest
 from click.testing import CliRunner
 
 from bot.cli import main
-from tests.conftest import TINY_CONFIG
+from bot.runtime import Runtime
+from bot.settings import Settings
+from tests.conftest import TINY_CONFIG, approve_tiny_bases
 
 pytestmark = pytest.mark.slow
 
@@ -16,6 +18,7 @@ def run(tiny_base, tiny_bert, monkeypatch, tmp_path):
     monkeypatch.setenv("TUESDAY_BASE_MODEL", str(tiny_base[1]))
     monkeypatch.setenv("TUESDAY_ENCODER_MODEL", str(tiny_bert))
     (tmp_path / "tiny.yaml").write_text(json.dumps(TINY_CONFIG))
+    approve_tiny_bases(Runtime(Settings()).sessions)
 
     def invoke(*args, ok=True):
         result = CliRunner().invoke(main, list(args), catch_exceptions=False)

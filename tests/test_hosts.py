@@ -17,7 +17,9 @@ from bot.online_demo import _free_port
 from bot.runtime import Runtime
 from bot.settings import Settings
 from bot.store import Feedback, Suggestion
-from tests.conftest import S3_KEYS, TINY_CONFIG, postgres_url
+from bot.trail.audit import entries
+from inference.base_models import BUILT_IN_NOTES
+from tests.conftest import S3_KEYS, TINY_CONFIG, approve_tiny_bases, postgres_url
 
 pytestmark = pytest.mark.slow
 
@@ -67,6 +69,7 @@ def test_the_loop_runs_across_three_hosts_that_share_no_disk(pg_url, redis_url, 
                         ) as three:
             observer = Runtime(Settings(data_dir=tmp_path / "observer", **{
                 k.removeprefix("TUESDAY_").lower(): v for k, v in shared.items()}))
+            approve_tiny_bases(observer.sessions)  # the GPU host's bases; drive approves the built-ins in Slack
             out = drive(three, observer, first_rows=first, later_rows=later, tickets=tickets)
             gpu_env, cpu_env = three.gpu.env, three.cpu.env
             dirs = {host.name: host.dir for host in three.hosts}
@@ -103,6 +106,12 @@ def test_the_loop_runs_across_three_hosts_that_share_no_disk(pg_url, redis_url, 
     assert [(e["action"], e["version"], e["previous"]) for e in history] == [
         ("promote", "v1", None), ("promote", "v2", "v1"), ("rollback", "v1", "v2")]
     assert history[0]["by"] == f"slack:{MANAGER}" and history[2]["by"] == f"slack:{ADMIN}"
+    # -- and the audit log every admin action, oldest first ------------------------------------------
+    assert [(e["actor"], e["action"], e["target"]) for e in reversed(entries(observer.sessions))] == [
+        ("cli:test", "base.approve", "tiny-base"), ("cli:test", "base.approve", "tiny-bert"),
+        *[(f"slack:{ADMIN}", "base.approve", note.name) for note in BUILT_IN_NOTES],
+        (MANAGER, "retrain", "run 1"), (f"slack:{MANAGER}", "promote", "v1"), (MANAGER, "retrain", "run 2"),
+        (f"slack:{MANAGER}", "promote", "v2"), (f"slack:{ADMIN}", "rollback", "v1")]
     assert observer.production.name() == "v1"
     with observer.sessions() as session:
         [click] = session.scalars(select(Feedback)).all()

@@ -8,19 +8,22 @@ from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
+from alembic.operations import Operations
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from click.testing import CliRunner
 from sqlalchemy import Column, MetaData, Table, Text, create_engine, inspect, select, text
 from sqlalchemy.orm import sessionmaker
 
 import bot.control  # noqa: F401  (their tables join Base.metadata)
 import bot.production  # noqa: F401
+import bot.trail.tables  # noqa: F401
 from bot.cli_db import db
 from bot.control import Flag
 from bot.runtime import Runtime
 from bot.settings import Settings
 from bot.store import Base, Example, Suggestion, Ticket, make_session_factory
-from bot.store.schema import SchemaError, current_revision, head_revision, upgrade, upgrade_if_behind
+from bot.store.schema import SchemaError, _config, current_revision, head_revision, upgrade, upgrade_if_behind
 
 LAST_RELEASE_TABLES = ["examples", "tickets", "suggestions", "feedback", "control_flags", "retrain_runs"]
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,10 +44,11 @@ def drop_everything(engine) -> None:
 
 
 def last_release_store(engine) -> None:
-    """The six tables as the last release's create_all left them, and no alembic_version."""
-    # These models still match revision 0001; once a later revision changes one of the six
-    # tables, build this store by running revision 0001 and dropping alembic_version instead.
-    Base.metadata.create_all(engine, tables=[Base.metadata.tables[name] for name in LAST_RELEASE_TABLES])
+    """The six tables as the last release's create_all left them (revision 0001's), and no alembic_version."""
+    baseline = ScriptDirectory.from_config(_config()).get_revision("0001").module
+    with engine.begin() as conn, Operations.context(MigrationContext.configure(conn)):
+        for create in baseline.TABLES.values():
+            create()
 
 
 def differences(engine, metadata=Base.metadata) -> list:
@@ -76,13 +80,16 @@ def test_the_models_match_the_head_revision(engine):
 
 def test_a_store_of_the_last_release_is_stamped_and_upgraded(engine):
     last_release_store(engine)
-    with sessionmaker(engine)() as session:
-        ticket = Ticket(source="generic", external_id="1", text="where is my claim")
-        session.add_all([ticket, Example(source="import", external_id="a", text="hi", label="claim_status"),
-                         Flag(name="paused", value="1", set_by="U1")])
-        session.flush()
-        session.add(Suggestion(ticket_id=ticket.id, label="claim_status", confidence=0.9))
-        session.commit()
+    now = "2026-11-30 12:00:00"
+    with engine.begin() as conn:  # rows as the last release wrote them (its columns, not today's models')
+        conn.execute(text("INSERT INTO tickets (id, source, external_id, subject, text, created_at) "
+                          "VALUES (1, 'generic', '1', '', 'where is my claim', :now)"), {"now": now})
+        conn.execute(text("INSERT INTO examples (source, external_id, text, label, created_at) "
+                          "VALUES ('import', 'a', 'hi', 'claim_status', :now)"), {"now": now})
+        conn.execute(text("INSERT INTO control_flags (name, value, set_by, set_at) VALUES ('paused', '1', 'U1', :now)"),
+                     {"now": now})
+        conn.execute(text("INSERT INTO suggestions (ticket_id, label, confidence, probabilities, reason, model_version, "
+                          "latency_ms, created_at) VALUES (1, 'claim_status', 0.9, '{}', '', '', 0, :now)"), {"now": now})
     assert current_revision(engine) is None
 
     assert upgrade(engine) == (None, head_revision())

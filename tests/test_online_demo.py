@@ -6,7 +6,9 @@ import pytest
 from click.testing import CliRunner
 
 from bot.cli import main
-from tests.conftest import TINY_CONFIG
+from bot.runtime import Runtime
+from bot.settings import Settings
+from tests.conftest import TINY_CONFIG, approve_tiny_bases
 
 pytestmark = pytest.mark.slow
 
@@ -21,6 +23,7 @@ def test_online_demo_runs_ticket_to_retrain(tiny_base, tiny_bert, monkeypatch, t
     monkeypatch.setenv("TUESDAY_ENCODER_MODEL", str(tiny_bert))
     config = tmp_path / "tiny.yaml"
     config.write_text(json.dumps(TINY_CONFIG))
+    approve_tiny_bases(Runtime(Settings()).sessions)
     runner = CliRunner()
     refused = runner.invoke(main, ["demo", "--online"])
     assert refused.exit_code == 1 and "tuesday demo" in refused.output
@@ -43,12 +46,13 @@ def test_online_demo_runs_ticket_to_retrain(tiny_base, tiny_bert, monkeypatch, t
     # stay in the holdout: no text is on both sides of the snapshot the next retrain trains on
     from bot.runtime import Runtime
     from bot.settings import Settings
-    from bot.store import snapshot_store
+    from bot.trail.curation import snapshot_store
     from inference.snapshot import read_snapshot
     from inference.splits import normalise
 
     runtime = Runtime(Settings())
-    train, holdout = read_snapshot(snapshot_store(runtime.sessions, runtime.task, tmp_path / "snap", 0.2))
+    path, _ = snapshot_store(runtime.sessions, runtime.task, tmp_path / "snap", 0.2, approval_required=False)
+    train, holdout = read_snapshot(path)
     feedback = [r for r in holdout if r["id"].startswith("feedback:")]
     assert len(feedback) == 6 and not any(r["id"].startswith("feedback:") for r in train)
     assert not {normalise(r["text"]) for r in train} & {normalise(r["text"]) for r in holdout}

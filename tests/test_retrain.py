@@ -14,7 +14,7 @@ from bot import control
 from bot.cli import main
 from bot.importer import import_file
 from bot.store import Example
-from tests.conftest import TINY_CONFIG
+from tests.conftest import TINY_CONFIG, approve_tiny_bases
 from tests.test_commands import ADMIN, CHANNEL, GROUP, LEAD, MANAGER, GroupSlack, Parts, env  # noqa: F401
 
 pytestmark = pytest.mark.slow
@@ -37,6 +37,7 @@ def parts(env, fake_slack, tiny_base, tiny_bert, demo_rows, tmp_path):
     (tmp_path / "tiny.yaml").write_text(json.dumps(TINY_CONFIG))
     env.setenv("TUESDAY_RETRAIN_CONFIG", str(tmp_path / "tiny.yaml"))
     p = Parts(fake_slack)
+    approve_tiny_bases(p.runtime.sessions)
     rows = tmp_path / "rows.jsonl"
     rows.write_text("".join(json.dumps(r) + "\n" for r in demo_rows[:60]))
     assert import_file(rows, p.runtime.task, p.runtime.sessions, source="demo").added == 60

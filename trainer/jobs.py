@@ -14,30 +14,65 @@ from pathlib import Path
 
 from inference.base_models import smollm2_gguf
 from inference.evaluation import evaluate
+from inference.pii import refuse_pii
+from inference.registry import REVIEW
 from inference.serving import load_predictor
 from inference.settings import NodeSettings
 from inference.snapshot import download, read_snapshot
 from inference.task import load_task
 from trainer.config import RunConfig
-from trainer.pipeline import build_version
+from trainer.pipeline import HOLDOUT_ANSWERS, build_version
+
+
+def _routing(manifest: dict, task) -> dict:
+    """What a version's server cuts suggestions at (None: a version without calibration)."""
+    cal = manifest.get("calibration") or {}
+    return {"abstain": cal.get("abstain_threshold"), "handoff": cal.get("handoff_threshold"),
+            "handoff_label": task.handoff_label}
+
+
+def review_sheet(version, task, holdout_rows: list[dict], production: dict | None) -> dict:
+    """Every holdout ticket with its expected label and reviewer's reason, and both models' answers.
+
+    production: {"version", "routing", "answers"} of the version compared with, or None. The bot
+    side (bot.trail.review) routes each answer with these thresholds and decides pass or fail.
+    """
+    path = version.path / HOLDOUT_ANSWERS
+    answers = json.loads(path.read_text(encoding="utf-8"))["rows"] if path.exists() else []
+    theirs = production["answers"] if production else [None] * len(answers)
+    return {"version": version.name, "family": version.manifest.get("family"),
+            "routing": _routing(version.manifest, task),
+            "production": None if production is None else {"version": production["version"],
+                                                            "routing": production["routing"]},
+            "rows": [{"id": row.get("id"), "text": row["text"], "expected": row["label"], "reason": row.get("reason"),
+                      "candidate": {"label": ours["label"], "confidence": ours["confidence"]}, "production": other}
+                     for row, ours, other in zip(holdout_rows, answers, theirs)]}
 
 
 def train_candidate(snapshot_key: str, snapshot_sha256: str, task_key: str, task_sha256: str,
                     config: dict | None = None, production: str | None = None, base: str | None = None,
-                    run_id: int | None = None, progress: bool = True) -> dict:
-    """Train a candidate from a stored snapshot; score it and `production` on the same holdout."""
+                    run_id: int | None = None, progress: bool = True, licenses: dict | None = None,
+                    data_approval: int | None = None) -> dict:
+    """Train a candidate from a stored snapshot; score it and `production` on the same holdout.
+
+    licenses: the approved license notes (base name -> note) from the SQL store; a base not in it
+    is refused before anything loads (this host has no SQL, so the CPU side sends them).
+    data_approval: the id of the data approval the snapshot was cut at, recorded in the manifest.
+    """
     settings = NodeSettings()  # this host's own: artifact store, base models, threads
     store, registry = settings.artifacts(), settings.registry()
     files = settings.model_cache_dir
     task = load_task(download(store, task_key, task_sha256, files))
     train_rows, holdout_rows = read_snapshot(download(store, snapshot_key, snapshot_sha256, files))
+    refuse_pii(train_rows + holdout_rows)  # masked at the door; a leak stops the run before anything trains
     base_path = Path(base) if base else settings.base_model or smollm2_gguf()
     version = build_version(
         registry, task, base_path, train_rows, holdout_rows, RunConfig.from_dict(config or {}),
         encoder_base=settings.encoder_model, tokenizer_gguf=settings.tokenizer_gguf, progress=progress,
-        threads=settings.threads, extra={"snapshot": snapshot_key, "run": run_id},
+        threads=settings.threads, licenses=licenses or {},
+        extra={"snapshot": snapshot_key, "run": run_id, "data_approval": data_approval},
     )
-    production_metrics, label_changes = None, None
+    production_metrics, label_changes, compared = None, None, None
     if production is not None and holdout_rows:
         # production's stored metrics came from an older holdout; score it on this one, with the
         # labels it was trained on (the team may have changed the task since)
@@ -51,8 +86,14 @@ def train_candidate(snapshot_key: str, snapshot_sha256: str, task_key: str, task
                                           desc=f"holdout ({production})", predictor_task=live_task)
         finally:
             predictor.close()
+        compared = {"version": production, "routing": _routing(live.manifest, live_task),
+                    "answers": [{"label": label, "confidence": round(max(probs), 4)} for label, probs in
+                                zip(production_metrics["predictions"], production_metrics["probabilities"])]}
         for key in ("predictions", "probabilities", "per_label"):
             production_metrics.pop(key, None)
+    # Written once, next to the version, so any host can render it (`tuesday review`, the web page).
+    review_key = registry.add_paper(version.name, REVIEW, json.dumps(
+        review_sheet(version, task, holdout_rows, compared), ensure_ascii=False).encode("utf-8"))
     metrics = json.loads((version.path / "metrics.json").read_text(encoding="utf-8"))
     manifest = version.manifest
     # The bucket holds the version now; a training host that kept every build would fill its disk.
@@ -64,4 +105,5 @@ def train_candidate(snapshot_key: str, snapshot_sha256: str, task_key: str, task
                                 "train_s": part["timings"].get("train_s")}
                          for name, part in manifest["families"].items()},
             "calibration": manifest["calibration"], "snapshot": snapshot_key, "run": run_id,
+            "data_approval": data_approval, "review": review_key,
             "label_changes": label_changes if label_changes and any(label_changes.values()) else None}

@@ -20,8 +20,8 @@ from typing import Callable
 
 import numpy as np
 
-from inference.base_models import license_note_for, minilm_dir
-from inference.calibration import calibrate
+from inference.base_models import LicenseNote, license_note_for, minilm_dir, require_approved
+from inference.calibration import apply_temperature, calibrate
 from inference.encoder_predictor import EncoderPredictor, LlamaEmbedder
 from inference.errors import ModelError
 from inference.evaluation import evaluate
@@ -33,6 +33,8 @@ from inference.registry import Registry, VersionInfo
 from inference.task import Task
 from trainer.config import RunConfig, TrainConfig
 from trainer.export import quantize_gguf, write_encoder_gguf, write_gguf
+
+HOLDOUT_ANSWERS = "holdout.json"  # {family, rows: [{id, label, confidence}]} in holdout order
 
 
 def data_hash(rows: list[dict]) -> str:
@@ -56,7 +58,7 @@ def as_run_config(config: RunConfig | TrainConfig | dict | None) -> RunConfig:
 
 
 def _decoder(staging: Path, task: Task, base: Path, tokenizer_gguf: Path, rows: list[dict], config: TrainConfig,
-             progress: bool, log) -> dict:
+             note, progress: bool, log) -> dict:
     from trainer.lora import load_base, merge_adapter, train_adapter
 
     log(f"decoder: loading base model {base.name}")
@@ -67,7 +69,6 @@ def _decoder(staging: Path, task: Task, base: Path, tokenizer_gguf: Path, rows: 
     peft_model.save_pretrained(staging / "adapter")
     t = time.perf_counter()
     log("decoder: merging adapter and writing GGUF (f16)")
-    note = license_note_for(base)
     f16 = write_gguf(merge_adapter(peft_model), staging / "model-f16.gguf", tokenizer_gguf, name=f"tuesday-{task.name}",
                      license_id=note.license, description=f"Tuesday triage model (decoder) for {task.name}")
     log(f"decoder: quantizing to {config.quantization}")
@@ -81,7 +82,7 @@ def _decoder(staging: Path, task: Task, base: Path, tokenizer_gguf: Path, rows: 
 
 
 def _encoder(staging: Path, task: Task, base: Path, rows: list[dict], config: RunConfig, train: bool,
-             progress: bool, log) -> dict:
+             note, progress: bool, log) -> dict:
     """Train the encoder family, or (train=False) export the untuned base encoder for evidence only."""
     import torch
 
@@ -90,7 +91,7 @@ def _encoder(staging: Path, task: Task, base: Path, rows: list[dict], config: Ru
     cfg = config.encoder
     log(f"encoder: loading base encoder {base.name}")
     model, tokenizer = load_encoder(base)
-    part: dict = {"base": str(base), "license": license_note_for(base).to_dict(), "config": cfg.to_dict(), "files": {}}
+    part: dict = {"base": str(base), "license": note.to_dict(), "config": cfg.to_dict(), "files": {}}
     if train:
         log(f"encoder: training LoRA + head on {len(rows)} examples ({cfg.epochs} epochs, rank {cfg.rank})")
         peft_model, head, result = train_encoder(model, tokenizer, task, rows, cfg, progress=progress)
@@ -113,8 +114,9 @@ def _encoder(staging: Path, task: Task, base: Path, rows: list[dict], config: Ru
 
 
 def _score(staging: Path, family: str, part: dict, task: Task, holdout: list[dict], config: RunConfig,
-           threads: int | None, progress: bool) -> tuple[dict, dict]:
-    """(metrics, calibration) of a family's served file on the holdout."""
+           threads: int | None, progress: bool) -> tuple[dict, dict, list[dict]]:
+    """(metrics, calibration, answers) of a family's served file on the holdout; answers: each row's
+    label and the confidence the server would show (after the fitted temperature)."""
     from inference.encoder_head import EncoderHead
 
     path = staging / part["files"][part["serve"]]
@@ -126,20 +128,28 @@ def _score(staging: Path, family: str, part: dict, task: Task, holdout: list[dic
         metrics = evaluate(predictor, task, holdout, progress=progress, desc=f"holdout ({family})")
     finally:
         predictor.close()
-    metrics.pop("predictions")
+    predicted = metrics.pop("predictions")
     probs = np.array(metrics.pop("probabilities"))
     index = {label: i for i, label in enumerate(task.labels)}
     gold = np.array([index[r["label"]] for r in holdout])
     in_scope = np.array([r["label"] != task.handoff_label for r in holdout]) if task.handoff_label else None
     calibration = calibrate(probs, gold, max_wrong=config.max_wrong, in_scope=in_scope)
-    return metrics, calibration.to_dict()
+    shown = apply_temperature(probs, calibration.temperature).max(axis=1)
+    answers = [{"label": label, "confidence": round(float(c), 4)} for label, c in zip(predicted, shown)]
+    return metrics, calibration.to_dict(), answers
 
 
 def build_version(registry: Registry, task: Task, base: Path, train_rows: list[dict], holdout_rows: list[dict],
                   config: RunConfig | TrainConfig | dict | None = None, *, encoder_base: Path | None = None,
                   tokenizer_gguf: Path | None = None, progress: bool = True, threads: int | None = None,
-                  log: Callable[[str], None] | None = None, extra: dict | None = None) -> VersionInfo:
-    """Train, export, quantize, evaluate and calibrate the configured families; commit the version."""
+                  log: Callable[[str], None] | None = None, extra: dict | None = None,
+                  licenses: dict[str, dict] | None = None) -> VersionInfo:
+    """Train, export, quantize, evaluate and calibrate the configured families; commit the version.
+
+    licenses (base name -> approved license note) makes every base the run uses need an approved
+    note, checked before anything loads: the train job always passes it. Without it (benchmarks,
+    test fixtures) the versions carry the built-in *proposed* notes and their cards say so.
+    """
     log = log or (lambda message: print(message, file=sys.stderr, flush=True))
     config = as_run_config(config)
     base = Path(base)
@@ -149,6 +159,9 @@ def build_version(registry: Registry, task: Task, base: Path, train_rows: list[d
         raise ModelError("a Hugging Face directory base needs a GGUF with the same tokenizer (--tokenizer-gguf)")
     if not train_rows:
         raise ModelError("no training rows")
+    bases = {"encoder": encoder_base, **({"decoder": base} if "decoder" in config.families else {})}
+    notes = {family: require_approved(path, licenses) if licenses is not None else license_note_for(path)
+             for family, path in bases.items()}
     unknown = sorted({r["label"] for r in train_rows + holdout_rows} - set(task.labels))
     if unknown:
         raise ModelError(f"rows carry labels the task does not define: {', '.join(unknown)}")
@@ -157,10 +170,11 @@ def build_version(registry: Registry, task: Task, base: Path, train_rows: list[d
     try:
         started = time.perf_counter()
         parts = {"encoder": _encoder(staging, task, encoder_base, train_rows, config, "encoder" in config.families,
-                                     progress, log)}
+                                     notes["encoder"], progress, log)}
         embedder_file = parts["encoder"]["files"][parts["encoder"]["serve"]]
         if "decoder" in config.families:
-            parts["decoder"] = _decoder(staging, task, base, tokenizer_gguf, train_rows, config.decoder, progress, log)
+            parts["decoder"] = _decoder(staging, task, base, tokenizer_gguf, train_rows, config.decoder, notes["decoder"],
+                                        progress, log)
         if "encoder" not in config.families:
             evidence_only = parts.pop("encoder")
         log("indexing the training rows as evidence")
@@ -170,11 +184,12 @@ def build_version(registry: Registry, task: Task, base: Path, train_rows: list[d
         finally:
             embedder.close()
 
-        per_label = {}
+        per_label, answers = {}, {}
         for family in config.families:
             t = time.perf_counter()
-            metrics, calibration = (_score(staging, family, parts[family], task, holdout_rows, config, threads, progress)
-                                    if holdout_rows else ({}, {}))
+            metrics, calibration, answers[family] = (
+                _score(staging, family, parts[family], task, holdout_rows, config, threads, progress)
+                if holdout_rows else ({}, {}, []))
             per_label[family] = metrics.pop("per_label", {})
             parts[family].update(metrics=metrics, calibration=calibration)
             parts[family]["timings"]["eval_s"] = time.perf_counter() - t
@@ -187,6 +202,10 @@ def build_version(registry: Registry, task: Task, base: Path, train_rows: list[d
             files.update(evidence_only["files"])
         (staging / "task.yaml").write_text(task.to_yaml(), encoding="utf-8")
         config.save(staging / "config.json")
+        if holdout_rows:  # the served family's answer on each holdout ticket: the review sheet's candidate side
+            (staging / HOLDOUT_ANSWERS).write_text(json.dumps(
+                {"family": family, "rows": [{"id": r.get("id"), **a} for r, a in zip(holdout_rows, answers[family])]},
+                ensure_ascii=False) + "\n", encoding="utf-8")
         for name in config.families:  # each family's holdout metrics with the per-label table
             part = parts[name]
             stored = {**part["metrics"], "per_label": per_label[name]} if part["metrics"] else {}
@@ -224,6 +243,23 @@ def _pct(value) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
+def license_lines(lic: dict) -> list[str]:
+    """The card's lines on a base's license note: source, terms, restrictions (flagged), approval."""
+    note = LicenseNote.from_dict(lic)
+    restricted = note.restricted
+    lines = [f"- Base: {note.model} ({note.license}), from {note.source}, version {note.version}, "
+             f"obtained {note.obtained}",
+             "- Restrictions: " + ("**RESTRICTED**: " + "; ".join(f"{k.replace('_', ' ')}: {v}"
+                                                              for k, v in restricted.items())
+                                   if restricted else "none (commercial, hosted, customer-facing use, "
+                                                      "modification and redistribution allowed)")]
+    if note.notes:
+        lines.append(f"- License notes: {note.notes}")
+    lines.append(f"- Base license approved by {note.approved_by} at {note.approved_at}" if note.approved
+                 else "- Base license: NOT APPROVED (proposed note only)")
+    return lines
+
+
 def model_card(task: Task, manifest: dict, per_label: dict[str, dict]) -> str:
     """A human-readable paper trail next to the weights."""
     lines = [f"# Tuesday model for `{task.name}`", "",
@@ -234,10 +270,7 @@ def model_card(task: Task, manifest: dict, per_label: dict[str, dict]) -> str:
              "(holdout rows are never shown as evidence)", ""]
     for family, part in manifest["families"].items():
         lic, m, cal = part["license"], part.get("metrics") or {}, part.get("calibration") or {}
-        lines += [f"## {family}", "",
-                  f"- Base: {lic['model']} ({lic['license']}), from {lic['source']}, version {lic['version']}",
-                  f"- Restrictions: {lic['restrictions']}",
-                  f"- Base approved by: {lic['approved_by'] or 'NOT APPROVED'} {lic['approved_at']}"]
+        lines += [f"## {family}", ""] + license_lines(lic)
         if part.get("training"):
             t = part["training"]
             lines.append(f"- Loss: {t['first_loss']:.3f} → {t['final_loss']:.3f} over {t['steps']} steps "

@@ -1,4 +1,4 @@
-"""`/tuesday ...`: retrain, eval, status, pause, resume, rollback, help.
+"""`/tuesday ...`: retrain, eval, status, pause, resume, rollback, conflicts, data, help.
 
 Every subcommand answers with one ephemeral ack. What runs before the ack is quick (a few SQL
 queries, a Redis push, at most one usergroups.users.list call), well inside Slack's three
@@ -14,7 +14,8 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot import control, status
-from bot.store import holdout_rows
+from bot.listeners import curation, trail_commands
+from bot.trail.curation import holdout_rows
 from inference.errors import TuesdayError
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,8 @@ def do_eval(runtime, queues, user_id: str, args: str) -> str:
     # The stored numbers answer at once; a fresh holdout evaluation needs the model loaded, which
     # is work for a worker (and every retrain re-scores production anyway).
     live = runtime.production.info()
-    held = len(holdout_rows(runtime.sessions, runtime.task, runtime.settings.holdout_fraction))
+    held = len(holdout_rows(runtime.sessions, runtime.task, runtime.settings.holdout_fraction,
+                            approval_required=runtime.settings.data_approval))
     return status.eval_reply(None if live is None else {"version": live.name, "metrics": live.metrics}, held)
 
 
@@ -96,6 +98,21 @@ def do_rollback(runtime, queues, user_id: str, args: str) -> str:
     return f"Rolled back: production is now *{event['version']}* (was {event['previous'] or 'none'}); logged in history."
 
 
+def do_review(runtime, queues, user_id: str, args: str) -> str:
+    """A signed link to a version's review sheet (customer text, hence managers only)."""
+    from bot.links import Links
+    from bot.trail.signoff import review_path
+
+    version = args.strip().split(" ")[0]
+    if not version:
+        return "Usage: `/tuesday review <version>` (e.g. `/tuesday review v3`); the retrain report names the candidate."
+    runtime.registry.get(version)  # a clear "no model version" before handing out a link
+    links = Links.from_settings(runtime.settings)
+    return (f"Review sheet of *{version}*: <{links.url(review_path(version))}|open> · "
+            f"<{links.url(review_path(version, 'csv'))}|CSV>. The link works for "
+            f"{runtime.settings.link_ttl_hours:g} h for whoever holds it: it shows ticket text.")
+
+
 def do_help(runtime, queues, user_id: str, args: str) -> str:
     return status.HELP
 
@@ -107,12 +124,18 @@ SUBCOMMANDS = {
     "pause": (ADMIN, do_pause),
     "resume": (ADMIN, do_resume),
     "rollback": (ADMIN, do_rollback),
+    "base": (ADMIN, trail_commands.do_base),
+    "audit": (ADMIN, trail_commands.do_audit),
+    "conflicts": (MANAGER, curation.do_conflicts),  # ticket text and reviewers' reasons: not for anyone
+    "data": (MANAGER, curation.do_data),
+    "review": (MANAGER, do_review),
     "help": (ANYONE, do_help),
 }
 
 
-def answer(runtime, queues, client, user_id: str, text: str) -> str:
-    """The reply to `/tuesday <text>` from user_id; our own errors become a short message."""
+def answer(runtime, queues, client, user_id: str, text: str) -> str | dict:
+    """The reply to `/tuesday <text>` from user_id (text, or {"text", "blocks"}); our own errors become a short
+    message."""
     name, _, args = (text or "").strip().partition(" ")
     role, handler = SUBCOMMANDS.get(name.lower(), (ANYONE, None))
     if handler is None:
@@ -138,6 +161,7 @@ def register(app, runtime, queues) -> None:
     """Attach `/tuesday` to a bolt App; runtime and queues are the process's own."""
 
     def tuesday_command(ack, command, client):
-        ack(response_type="ephemeral", text=answer(runtime, queues, client, command["user_id"], command.get("text", "")))
+        reply = answer(runtime, queues, client, command["user_id"], command.get("text", ""))
+        ack(response_type="ephemeral", **(reply if isinstance(reply, dict) else {"text": reply}))
 
     app.command(COMMAND)(tuesday_command)

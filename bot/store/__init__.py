@@ -44,12 +44,17 @@ class Example(Base):
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
     # JSON list of every label reviewers gave this text when they disagreed; None while they agree.
-    # The first label stays in `label`; snapshots asked to skip conflicts leave such rows out.
+    # The first label stays in `label`; no snapshot holds the row until a manager settles it.
     conflict_labels: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # A reviewer's verdict on a conflict (bot.trail.curation): `label` becomes the settled label.
+    settled_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    settled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    settled_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     @property
     def conflicted(self) -> bool:
-        return self.conflict_labels is not None
+        """Reviewers gave different labels and nobody has settled it yet."""
+        return self.conflict_labels is not None and self.settled_at is None
 
     @property
     def key(self) -> str:
@@ -76,30 +81,7 @@ def all_examples(session: Session) -> list[Example]:
     return list(session.scalars(select(Example).order_by(Example.id)))
 
 
-def _usable_rows(sessions: sessionmaker[Session], task, skip_conflicts: bool) -> list[dict]:
-    with sessions() as session:
-        return [e.to_row() for e in all_examples(session)
-                if e.label in task.labels and not (skip_conflicts and e.conflicted)]
-
-
-def snapshot_store(sessions: sessionmaker[Session], task, out_dir, holdout_fraction: float, *,
-                   skip_conflicts: bool = False):
-    """Freeze every example whose label the task knows into a snapshot file; returns its path.
-
-    skip_conflicts leaves out examples reviewers gave different labels (see Example.conflict_labels).
-    """
-    from inference.snapshot import write_snapshot
-
-    return write_snapshot(_usable_rows(sessions, task, skip_conflicts), out_dir, holdout_fraction)
-
-
-def holdout_rows(sessions: sessionmaker[Session], task, holdout_fraction: float, *,
-                 skip_conflicts: bool = False) -> list[dict]:
-    """The frozen holdout as it stands in the store."""
-    from inference.splits import in_holdout
-
-    rows = _usable_rows(sessions, task, skip_conflicts)
-    return [r for r in rows if in_holdout(r["text"], holdout_fraction)]
+# Which examples a snapshot (and the holdout) may hold is decided in one place: bot.trail.curation.training_data.
 
 
 # -- tickets and suggestions ----------------------------------------------------------------------
@@ -115,7 +97,7 @@ class Ticket(Base):
     external_id: Mapped[str] = mapped_column(String(255))
     subject: Mapped[str] = mapped_column(Text, default="")
     text: Mapped[str] = mapped_column(Text)
-    url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    url: Mapped[str | None] = mapped_column(Text, nullable=True)  # always NULL since 0004: see add_ticket
     requester: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
 
@@ -190,19 +172,22 @@ def _find_ticket(session: Session, source: str, external_id: str) -> Ticket | No
 
 
 def add_ticket(sessions: sessionmaker[Session], *, source: str, external_id: str, text: str, subject: str = "",
-               url: str | None = None, requester: str | None = None) -> tuple[Ticket, bool]:
-    """Store a ticket once per (source, external_id), PII-masked; returns (ticket, created)."""
-    from bot.pii import mask_pii
+               requester: str | None = None) -> tuple[Ticket, bool]:
+    """Store a ticket once per (source, external_id), PII-masked; returns (ticket, created).
 
-    # Masked here so no caller can store it raw. The URL is kept as given: masking would turn
-    # a long ticket number in it into [ACCOUNT] and break the link.
+    No URL is stored (a link can carry a token or an email): bot.helpdesk.ticket_link builds one
+    from the source, the id and the settings when a message shows the ticket.
+    """
+    from inference.pii import mask_pii
+
+    # Masked here so no caller can store it raw.
 
     with sessions() as session:
         found = _find_ticket(session, source, external_id)
         if found is not None:
             return found, False
         ticket = Ticket(source=source, external_id=external_id, subject=mask_pii(subject or ""), text=mask_pii(text),
-                        url=url or None, requester=mask_pii(requester) if requester else None)
+                        requester=mask_pii(requester) if requester else None)
         session.add(ticket)
         try:
             session.commit()
@@ -252,6 +237,7 @@ def set_slack_message(session: Session, suggestion_id: int, channel: str, ts: st
 # -- feedback -------------------------------------------------------------------------------------
 
 FEEDBACK_ACTIONS = ("accept", "change", "reject", "handoff")
+FORGOTTEN_TEXT = "[forgotten]"  # a ticket's text after `tuesday forget` (bot.trail.forget)
 FEEDBACK_SOURCE = "feedback"  # Example.source of labels that came from clicks
 MAX_WHY_CHARS = 500
 
@@ -303,8 +289,10 @@ def ticket_labels(session: Session, ticket_id: int) -> list[str]:
 
 
 def _feedback_example(session: Session, ticket: Ticket, label: str, why: str | None,
-                      labels_given: list[str]) -> Example:
+                      labels_given: list[str]) -> Example | None:
     """Add the ticket's training example, or mark the existing one conflicted (its label is kept)."""
+    if ticket.text == FORGOTTEN_TEXT:
+        return None  # forgotten on request: its clicks are kept, its text never becomes training data again
     external_id = feedback_example_id(ticket.id)
     example = session.scalar(select(Example).where(Example.source == FEEDBACK_SOURCE,
                                                    Example.external_id == external_id))
@@ -312,6 +300,10 @@ def _feedback_example(session: Session, ticket: Ticket, label: str, why: str | N
         example = Example(source=FEEDBACK_SOURCE, external_id=external_id, text=ticket.model_text, label=label,
                           reason=why)
         session.add(example)
+    if example.settled_at is not None and label != example.label:
+        # A reviewer disagrees with the verdict: the conflict is open again (and out of training)
+        # until it is settled anew; the earlier verdict stays in the audit log.
+        example.settled_by = example.settled_at = example.settled_reason = None
     distinct = list(dict.fromkeys([example.label, *labels_given]))
     if len(distinct) > 1:
         example.conflict_labels = json.dumps(distinct)
@@ -325,7 +317,7 @@ def record_feedback(sessions: sessionmaker[Session], *, suggestion_id: int, acti
 
     label None means the suggested label (an accept); labels is the task's label set.
     """
-    from bot.pii import mask_pii
+    from inference.pii import mask_pii
 
     if action not in FEEDBACK_ACTIONS:
         raise FeedbackError(f"unknown action {action!r}")

@@ -1,0 +1,130 @@
+"""`tuesday forget TICKET`: remove a ticket's text from the store and from every future snapshot.
+
+What goes: the ticket's text, subject and requester; its training example (and any imported
+example under the same id); the reviewers' written reasons on it; its text where another
+ticket's suggestion showed it as evidence. What stays: the rows themselves (ids, labels, clicks,
+times), so counts and the audit trail still add up, and a redelivered webhook finds the ticket
+and does not store it again. Versions already built keep what they saw: the answer names them
+(and their snapshots), so an admin can retire them.
+"""
+
+from __future__ import annotations
+
+import json
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from bot.store import FORGOTTEN_TEXT, Example, Feedback, Suggestion, Ticket, feedback_example_id
+from bot.trail import audit
+from bot.trail.snapshots import version_rows
+from bot.trail.tables import Forgotten
+from inference.errors import TuesdayError
+
+
+class ForgetError(TuesdayError):
+    """The ticket to forget cannot be found, or is not named precisely enough."""
+
+
+def _find(session: Session, ref: str, source: str | None) -> tuple[list[Ticket], list[Example]]:
+    """Tickets and examples named by `ref` ("source:id" or a bare id, narrowed by `source`)."""
+    candidates = [(source, ref)] if source else [(None, ref)]
+    if not source and ":" in ref:
+        candidates.append(tuple(ref.split(":", 1)))
+    tickets, examples = [], []
+    for src, ext in candidates:
+        ticket_query = select(Ticket).where(Ticket.external_id == ext)
+        example_query = select(Example).where(Example.external_id == ext)
+        if src:
+            ticket_query = ticket_query.where(Ticket.source == src)
+            example_query = example_query.where(Example.source == src)
+        tickets += session.scalars(ticket_query).all()
+        examples += session.scalars(example_query).all()
+    for ticket in tickets:  # the training example its clicks made
+        examples += session.scalars(select(Example).where(Example.source == "feedback",
+                                                          Example.external_id == feedback_example_id(ticket.id))).all()
+    return list({t.id: t for t in tickets}.values()), list({e.id: e for e in examples}.values())
+
+
+def forget(runtime, ref: str, *, by: str, source: str | None = None) -> dict:
+    """Forget the ticket (or labelled example) `ref`; returns what was removed and which versions saw it."""
+    with runtime.sessions() as session:
+        tickets, examples = _find(session, ref, source)
+        if not tickets and not examples:
+            raise ForgetError(f"no ticket or labelled example '{ref}'" + (f" from {source}" if source else ""))
+        if len({t.source for t in tickets}) > 1:
+            raise ForgetError(f"'{ref}' names tickets from several sources ({', '.join(sorted({t.source for t in tickets}))}); "
+                              "say which with --source")
+        keys = {e.key for e in examples}
+        texts = {e.text for e in examples} | {t.model_text for t in tickets} | {t.text for t in tickets}
+    versions = _versions_that_saw(runtime.registry, keys, texts)
+    with runtime.sessions() as session:
+        tickets, examples = _find(session, ref, source)
+        ticket_ids = [t.id for t in tickets]
+        for ticket in tickets:
+            ticket.text, ticket.subject, ticket.requester, ticket.url = FORGOTTEN_TEXT, "", None, None
+        # A tombstone per id: a re-import or a click on the ticket does not bring the text back.
+        for src, ext in {(t.source, t.external_id) for t in tickets} | {(e.source, e.external_id) for e in examples}:
+            if not is_forgotten(session, src, ext):
+                session.add(Forgotten(source=src, external_id=ext, versions=json.dumps(versions), forgotten_by=by))
+        session.execute(delete(Example).where(Example.id.in_([e.id for e in examples])))
+        reasons = 0
+        if ticket_ids:
+            for row in session.scalars(select(Feedback).where(Feedback.ticket_id.in_(ticket_ids),
+                                                              Feedback.why.is_not(None))):
+                row.why, reasons = None, reasons + 1
+        scrubbed = _scrub_evidence(session, keys)
+        audit.record(session, by, "forget", ref, source=source, examples=len(examples), versions=versions)
+        session.commit()
+    return {"ticket": ref, "tickets": len(ticket_ids), "examples": sorted(keys), "reasons_removed": reasons,
+            "evidence_scrubbed": scrubbed, "versions": versions}
+
+
+def is_forgotten(session: Session, source: str, external_id: str) -> bool:
+    return session.scalar(select(Forgotten.id).where(Forgotten.source == source,
+                                                     Forgotten.external_id == external_id)) is not None
+
+
+def _versions_that_saw(registry, keys: set[str], texts: set[str]) -> list[dict]:
+    """[{version, split, snapshot}] for each version whose snapshot held one of the rows (by id or text)."""
+    seen = []
+    for info in registry.versions():
+        try:
+            rows = version_rows(registry, info)
+        except Exception as exc:  # an unreadable snapshot is said, not skipped silently
+            seen.append({"version": info.name, "split": f"unknown ({exc})", "snapshot": info.manifest.get("snapshot")})
+            continue
+        if rows is None:
+            seen.append({"version": info.name, "split": "unknown (built without a stored snapshot)", "snapshot": None})
+            continue
+        splits = sorted({row["split"] for row in rows if row.get("id") in keys or row.get("text") in texts})
+        if splits:
+            seen.append({"version": info.name, "split": "+".join(splits), "snapshot": info.manifest["snapshot"]})
+    return seen
+
+
+def _scrub_evidence(session: Session, keys: set[str]) -> int:
+    """Blank the forgotten rows' text where suggestions showed them as evidence; returns how many suggestions."""
+    changed = 0
+    for key in keys:
+        for row in session.scalars(select(Suggestion).where(Suggestion.evidence.contains(json.dumps(key)))):
+            evidence = row.evidence_rows
+            for item in evidence:
+                if item.get("id") == key:
+                    item["text"], item["reason"] = FORGOTTEN_TEXT, None
+            row.evidence = json.dumps(evidence, ensure_ascii=False)
+            changed += 1
+    return changed
+
+
+def forget_text(result: dict) -> str:
+    lines = [f"forgot {result['ticket']}: {result['tickets']} ticket(s), {len(result['examples'])} labelled example(s) "
+             f"removed ({', '.join(result['examples']) or 'none'}), {result['reasons_removed']} reviewer reason(s) "
+             f"removed, evidence blanked in {result['evidence_scrubbed']} suggestion(s); future snapshots leave it out"]
+    if result["versions"]:
+        lines.append("versions that saw it (their files keep it until retired):")
+        lines += [f"  {v['version']}: {v['split']}" + (f" (snapshot {v['snapshot']})" if v["snapshot"] else "")
+                  for v in result["versions"]]
+    else:
+        lines.append("no version saw it")
+    return "\n".join(lines)

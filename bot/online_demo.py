@@ -148,12 +148,14 @@ def run_online_demo(rt, *, tickets: int = 6, retrain_config: Path | None = None)
     from bot.queues import Queues
     from bot.runtime import Runtime
     from bot.settings import Settings
-    from bot.store import Suggestion, Ticket, holdout_rows
+    from bot.store import Suggestion, Ticket
+    from bot.trail.curation import holdout_rows
     from bot.web import create_app
 
     if rt.production.name() is None:
         raise TuesdayError("no production model yet: run `tuesday demo` first (it trains and promotes one)")
-    rows = holdout_rows(rt.sessions, rt.task, rt.settings.holdout_fraction)[:tickets]
+    rows = holdout_rows(rt.sessions, rt.task, rt.settings.holdout_fraction,
+                        approval_required=rt.settings.data_approval)[:tickets]
     slack = LocalSlack(echo=echo).start()
     signing, webhook = secrets.token_hex(16), secrets.token_hex(16)
     env = {"TUESDAY_SLACK_API_URL": slack.url, "TUESDAY_SLACK_BOT_TOKEN": "xoxb-local-demo",

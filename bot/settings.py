@@ -29,11 +29,12 @@ class Settings(NodeSettings):
     # -- helpdesk webhooks -----------------------------------------------------------------------
     zendesk_webhook_secret: str = Field("", description="Signing secret of the Zendesk webhook; empty refuses every Zendesk delivery.")
     generic_webhook_secret: str = Field("", description="HMAC secret of the generic webhook (X-Tuesday-Signature); empty refuses every delivery.")
+    generic_ticket_url: str = Field("", description="Link to a generic-webhook ticket in its own system, {id} standing for the ticket's id (https://helpdesk.example.com/tickets/{id}); empty means messages show no link.")
     webhook_max_bytes: int = Field(256 * 1024, ge=1024, description="Largest webhook body accepted, in bytes; larger ones get 413.")
     webhook_tolerance_s: int = Field(300, ge=1, description="How far a webhook's signed timestamp may be from now, in seconds, before it is refused as stale.")
 
     # -- helpdesk write-back ---------------------------------------------------------------------
-    zendesk_url: str = Field("", description="Zendesk account URL (https://<subdomain>.zendesk.com) to write decided labels back to as tags and an internal note; empty means no write-back.")
+    zendesk_url: str = Field("", description="Zendesk account URL (https://<subdomain>.zendesk.com) to write decided labels back to as tags and an internal note, and to link messages to tickets; empty means no write-back and no link.")
     zendesk_email: str = Field("", description="Email of the Zendesk agent whose API token writes back.")
     zendesk_api_token: str = Field("", description="Zendesk API token of that agent (basic auth as <email>/token).")
 
@@ -52,6 +53,13 @@ class Settings(NodeSettings):
     retrain_after_labels: int = Field(50, ge=0, description="Request a retrain once this many labelled examples arrived since the last training; 0 turns it off.")
     retrain_schedule_hours: float = Field(0.0, ge=0.0, description="With new labels, retrain when the last run finished longer ago than this (checked each minute by the CPU workers, `tuesday worker --queue suggest`); 0 turns it off.")
     retrain_config: Path | None = Field(None, description="YAML/JSON of training config overrides for queued retrains; empty means the trainer's defaults.")
+    data_approval: bool = Field(False, description="New labelled examples enter training only once a manager approved them (/tuesday data, `tuesday data approve`); until the first approval nothing is trained on.")
+
+    # -- review sheets, signed links and sign-off -------------------------------------------------
+    promotion_signoff: bool = Field(False, description="A candidate that passes the gate waits for a manager's \"Approve promotion\" in Slack (or `tuesday promote VERSION --by NAME`) before it goes live; off switches it at once.")
+    public_url: str = Field("", description="Address people reach `tuesday serve` at (e.g. https://tuesday.example.com); signed links in Slack and the CLI start with it; empty means no links are handed out.")
+    link_secret: str = Field("", description="Secret that signs links to pages of `tuesday serve` (review sheets); empty turns those pages off (404).")
+    link_ttl_hours: float = Field(168.0, gt=0.0, description="How long a signed link works, in hours.")
 
     @field_validator("task_file", "retrain_config", "confidence_threshold", mode="before")
     @classmethod

@@ -10,9 +10,18 @@ from pathlib import Path
 from inference.splits import in_holdout
 
 
-def write_snapshot(rows: list[dict], out_dir: Path, holdout_fraction: float) -> Path:
-    """Write rows (id, text, label, reason) with their split; the file name is the content hash."""
+META = "meta"  # the split of a snapshot's first row when it carries facts about the data (see write_snapshot)
+
+
+def write_snapshot(rows: list[dict], out_dir: Path, holdout_fraction: float, meta: dict | None = None) -> Path:
+    """Write rows (id, text, label, reason) with their split; the file name is the content hash.
+
+    meta (e.g. {"data_approval": 3}) becomes a first row with split "meta": readers that pick rows
+    by split, this release's and older ones, pass over it.
+    """
     marked = [{**row, "split": "holdout" if in_holdout(row["text"], holdout_fraction) else "train"} for row in rows]
+    if meta:
+        marked.insert(0, {**meta, "split": META})
     body = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in marked)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"snapshot-{hashlib.sha256(body.encode()).hexdigest()[:16]}.jsonl"
@@ -27,6 +36,14 @@ def read_snapshot(path: str | Path) -> tuple[list[dict], list[dict]]:
     """(train rows, holdout rows) of a snapshot file."""
     rows = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
     return [r for r in rows if r["split"] == "train"], [r for r in rows if r["split"] == "holdout"]
+
+
+def snapshot_meta(path: str | Path) -> dict:
+    """The facts a snapshot carries about its data ({} when none), e.g. {"data_approval": 3}."""
+    with Path(path).open(encoding="utf-8") as f:
+        first = f.readline()
+    row = json.loads(first) if first.strip() else {}
+    return {k: v for k, v in row.items() if k != "split"} if row.get("split") == META else {}
 
 
 SNAPSHOTS = "snapshots"

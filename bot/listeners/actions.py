@@ -1,4 +1,5 @@
-"""Button and select clicks on a suggestion message: Accept, Change label, Reject (opens a modal), Hand off."""
+"""Button and select clicks: on a suggestion message Accept, Change label, Reject (opens a modal), Hand off;
+on the managers' lists Settle (opens a modal) and Approve data."""
 
 from __future__ import annotations
 
@@ -10,7 +11,11 @@ from slack_sdk import WebClient
 from bot.blocks import ACCEPT, CHANGE, HANDOFF, REJECT, reject_modal
 from bot.feedback import FeedbackDesk, parse_suggestion_id
 from bot.listeners import message_of, reviewer, tell
+from bot.listeners.curation import require_manager
 from bot.store import FeedbackError
+from bot.trail import curation
+from bot.trail.curation_blocks import APPROVE_DATA, SETTLE, approved_text, settle_modal
+from inference.errors import TuesdayError
 
 
 def _decide(body: dict, client: WebClient, desk: FeedbackDesk, value, *, action: str, label: str | None) -> None:
@@ -63,10 +68,52 @@ def reject(ack: Ack, body: dict, action: dict, client: WebClient, desk: Feedback
     client.views_open(trigger_id=body["trigger_id"], view=reject_modal(desk.runtime.task, suggestion, metadata))
 
 
+def _number(value) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise curation.CurationError(f"the button carries no number ({value!r}); ask for the list again") from None
+
+
+def settle(ack: Ack, body: dict, action: dict, client: WebClient, desk: FeedbackDesk) -> None:
+    """Settle… beside a conflict: a manager picks the label that holds, and why, in a modal (views.py)."""
+    ack()
+    channel, _ = message_of(body)
+    user_id = reviewer(body).user_id
+    try:
+        require_manager(client, desk.runtime.settings, user_id)
+        found = curation.conflict(desk.runtime.sessions, _number(action.get("value")))
+        if found["settled_at"]:
+            raise curation.NotConflicted(f"this conflict was settled already by {found['settled_by']}")
+    except TuesdayError as exc:
+        tell(client, channel, user_id, exc)
+        return
+    metadata = json.dumps({"example_id": found["example_id"], "channel": channel})
+    client.views_open(trigger_id=body["trigger_id"], view=settle_modal(desk.runtime.task, found, metadata))
+
+
+def approve_data(ack: Ack, body: dict, action: dict, client: WebClient, desk: FeedbackDesk) -> None:
+    """Approve on `/tuesday data`: approves the examples up to the highest id that list showed, no later one."""
+    ack()
+    channel, _ = message_of(body)
+    user_id = reviewer(body).user_id
+    try:
+        require_manager(client, desk.runtime.settings, user_id)
+        approval = curation.approve_data(desk.runtime.sessions, up_to=_number(action.get("value")),
+                                         by=f"slack:{user_id}")
+    except TuesdayError as exc:
+        tell(client, channel, user_id, exc)
+        return
+    if channel:
+        client.chat_postEphemeral(channel=channel, user=user_id, text=approved_text(approval))
+
+
 def register(app: App, desk: FeedbackDesk) -> None:
-    """Wire the suggestion message's buttons to the listeners above."""
+    """Wire the suggestion message's and the managers' lists' buttons to the listeners above."""
     # Bolt injects listener arguments by name, so the desk is bound in with a closure.
     app.action(ACCEPT)(lambda ack, body, action, client: accept(ack, body, action, client, desk))
     app.action(CHANGE)(lambda ack, body, action, client: change(ack, body, action, client, desk))
     app.action(REJECT)(lambda ack, body, action, client: reject(ack, body, action, client, desk))
     app.action(HANDOFF)(lambda ack, body, action, client: handoff(ack, body, action, client, desk))
+    app.action(SETTLE)(lambda ack, body, action, client: settle(ack, body, action, client, desk))
+    app.action(APPROVE_DATA)(lambda ack, body, action, client: approve_data(ack, body, action, client, desk))

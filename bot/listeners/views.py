@@ -1,4 +1,5 @@
-"""Modal submissions: the Reject modal's right label and optional why become feedback."""
+"""Modal submissions: the Reject modal's right label and optional why become feedback; the Settle modal's
+label and reason become a conflict's verdict."""
 
 from __future__ import annotations
 
@@ -10,7 +11,11 @@ from slack_sdk import WebClient
 from bot.blocks import MODAL_LABEL, MODAL_WHY, REJECT_MODAL
 from bot.feedback import FeedbackDesk, parse_suggestion_id
 from bot.listeners import reviewer, tell
+from bot.listeners.curation import require_manager
 from bot.store import FeedbackError, UnknownLabel, UnknownSuggestion
+from bot.trail import curation
+from bot.trail.curation_blocks import SETTLE_LABEL, SETTLE_MODAL, SETTLE_REASON, settled_text
+from inference.errors import TuesdayError
 
 
 def _metadata(view: dict) -> dict:
@@ -40,6 +45,33 @@ def submit_reject(ack: Ack, body: dict, view: dict, client: WebClient, desk: Fee
         tell(client, channel, by.user_id, exc)
 
 
+def submit_settle(ack: Ack, body: dict, view: dict, client: WebClient, desk: FeedbackDesk) -> None:
+    """The Settle modal was saved: a manager's verdict (label, reason) on a conflict, audited."""
+    ack()  # closes the modal; errors below are told in the channel the list was shown in
+    user_id = reviewer(body).user_id
+    channel = None
+    try:
+        try:
+            meta = json.loads(view.get("private_metadata") or "")
+            channel, example_id = meta.get("channel"), int(meta["example_id"])
+        except (ValueError, TypeError, KeyError, AttributeError):
+            raise curation.CurationError("the form lost track of its conflict; ask `/tuesday conflicts` again") from None
+        require_manager(client, desk.runtime.settings, user_id)
+        values = (view.get("state") or {}).get("values") or {}
+        chosen = (values.get(SETTLE_LABEL, {}).get(SETTLE_LABEL) or {}).get("selected_option") or {}
+        if not chosen.get("value"):
+            raise UnknownLabel("no label was chosen")
+        reason = (values.get(SETTLE_REASON, {}).get(SETTLE_REASON) or {}).get("value")
+        result = curation.settle(desk.runtime.sessions, example_id, label=chosen["value"], reason=reason,
+                                 by=f"slack:{user_id}", labels=desk.runtime.task.labels)
+    except TuesdayError as exc:
+        tell(client, channel, user_id, exc)
+        return
+    if channel:
+        client.chat_postEphemeral(channel=channel, user=user_id, text=settled_text(result))
+
+
 def register(app: App, desk: FeedbackDesk) -> None:
-    """Wire the Reject modal's submission to submit_reject."""
+    """Wire the Reject and Settle modals' submissions to their listeners."""
     app.view(REJECT_MODAL)(lambda ack, body, view, client: submit_reject(ack, body, view, client, desk))
+    app.view(SETTLE_MODAL)(lambda ack, body, view, client: submit_settle(ack, body, view, client, desk))

@@ -282,8 +282,29 @@ def _training_baseline(runtime, *, include_failed: bool = False) -> datetime | N
     return max(times) if times else None
 
 
+def _approved_since_last_training(runtime, include_failed: bool) -> int:
+    """With data approval on: examples approved since the approval the last finished run trained on."""
+    from bot.trail.tables import DataApproval
+
+    statuses = FINISHED + (("failed",) if include_failed else ())
+    with runtime.sessions() as session:
+        latest = session.scalar(select(DataApproval).order_by(DataApproval.id.desc()).limit(1))
+        if latest is None:
+            return 0
+        used = session.scalar(select(RetrainRun.data_approval_id).where(RetrainRun.status.in_(statuses))
+                              .order_by(RetrainRun.id.desc()).limit(1))
+        floor = session.scalar(select(DataApproval.up_to_example_id).where(DataApproval.id == used)) if used else 0
+        return int(session.scalar(select(func.count(Example.id)).where(Example.id > (floor or 0),
+                                                                       Example.id <= latest.up_to_example_id)))
+
+
 def labels_since_last_training(runtime, *, include_failed: bool = False) -> int:
-    """Labelled examples stored after the data of the last finished training was frozen."""
+    """Labelled examples stored after the data of the last finished training was frozen.
+
+    With data approval on, only approved examples count: the triggers wait for a manager too.
+    """
+    if runtime.settings.data_approval:
+        return _approved_since_last_training(runtime, include_failed)
     since = _training_baseline(runtime, include_failed=include_failed)
     with runtime.sessions() as session:
         query = select(func.count(Example.id))

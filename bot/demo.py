@@ -12,6 +12,7 @@ from bot.importer import import_file
 from bot.report import metrics_table, suggestion_card
 from bot.runtime import Runtime
 from bot.trail.curation import holdout_rows
+from bot.trail.bases import approve_built_ins
 from bot.training import load_config, train_and_gate
 from inference.evaluation import evaluate
 from inference.llama_predictor import LlamaPredictor

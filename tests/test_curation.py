@@ -411,3 +411,35 @@ def test_the_version_manifest_names_the_data_approval_it_was_trained_on(tiny_bas
     version = runtime.registry.get(summary["version"])
     assert version.manifest["data_approval"] == approval.id
     assert version.manifest["data"]["n_train"] + version.manifest["data"]["n_holdout"] == 50
+
+
+def test_with_data_approval_the_retrain_triggers_count_only_approved_examples(parts, env):
+    env.setenv("TUESDAY_DATA_APPROVAL", "true")
+    runtime, queues, _ = parts
+    runtime.settings.data_approval = True
+    add_examples(runtime, 5)
+    assert control.labels_since_last_training(runtime) == 0  # stored, but no manager has approved them
+    curation.approve_data(runtime.sessions, by="cli:ann", up_to=3)
+    assert control.labels_since_last_training(runtime) == 3
+    run, _ = control.request_retrain(runtime, queues, requested_by=MANAGER, trigger="command")
+    control.record_snapshot(runtime.sessions, run.id, "snapshots/x", utc_now())
+    with runtime.sessions() as session:
+        session.get(control.RetrainRun, run.id).data_approval_id = 1
+        session.commit()
+    control.finish_run(runtime.sessions, run.id, "kept")
+    assert control.labels_since_last_training(runtime) == 0  # the last run trained on approval 1
+    curation.approve_data(runtime.sessions, by="cli:ann", up_to=None)
+    assert control.labels_since_last_training(runtime) == 2
+
+
+def test_a_forgotten_example_is_out_of_training_and_its_id_is_never_reused(parts):
+    from bot.trail.forget import forget
+
+    runtime, _, _ = parts
+    add_examples(runtime, 3)
+    forget(runtime, "import:2", by="cli:dana")
+    rows = curation.training_data(runtime.sessions, runtime.task, approval_required=False).rows
+    assert [row["id"] for row in rows] == ["import:0", "import:1"]
+    add_examples(runtime, 1, start=3)
+    with runtime.sessions() as session:
+        assert session.scalar(select(Example.id).where(Example.external_id == "3")) == 4  # not 3 again

@@ -44,8 +44,6 @@ def test_online_demo_runs_ticket_to_retrain(tiny_base, tiny_bert, monkeypatch, t
 
     # the six tickets were holdout rows; the agent's clicks made feedback examples of them, which
     # stay in the holdout: no text is on both sides of the snapshot the next retrain trains on
-    from bot.runtime import Runtime
-    from bot.settings import Settings
     from bot.trail.curation import snapshot_store
     from inference.snapshot import read_snapshot
     from inference.splits import normalise

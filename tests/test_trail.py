@@ -23,7 +23,7 @@ from tests.test_commands import ADMIN, MANAGER, Parts, env, fake_slack  # noqa: 
 
 pytestmark = pytest.mark.slow
 
-REDIS_DB = 3
+REDIS_DB = 2
 
 
 @pytest.fixture
@@ -200,12 +200,21 @@ def test_forget_removes_the_text_says_which_versions_saw_it_and_release_notes_fo
     result = json.loads(cli("forget", "4711", "--by", "dana", "--json").stdout)
     assert result["examples"] == [f"feedback:ticket-{ticket.id}"] and result["reasons_removed"] == 1
     assert [v["version"] for v in result["versions"]] == ["v1"]
+    shown = {"id": f"demo:{demo_rows[0]['id']}", "text": demo_rows[0]["text"], "label": demo_rows[0]["label"],
+             "reason": "as shown", "similarity": 0.9}
+    other, _ = add_ticket(rt.sessions, source="zendesk", external_id="4712", text="My cellar flooded too")
+    with rt.sessions() as session:  # a later suggestion showed that row as evidence
+        evidenced = add_suggestion(session, other.id, Prediction(
+            label="new_claim", confidence=0.9, probabilities={"new_claim": 0.9}, evidence=[shown]), threshold=0.5)
     assert "v1: " in cli("forget", f"demo:{demo_rows[0]['id']}", "--by", "dana").output
     with rt.sessions() as session:
         stored = session.get(type(ticket), ticket.id)
         assert (stored.text, stored.subject, stored.requester) == ("[forgotten]", "", None)
         assert session.scalar(select(Feedback.why).where(Feedback.ticket_id == ticket.id)) is None
-        assert session.scalar(select(Example).where(Example.external_id == f"ticket-{ticket.id}")) is None
+        example = session.scalar(select(Example).where(Example.external_id == f"ticket-{ticket.id}"))
+        assert (example.text, example.reason, example.label) == ("[forgotten]", None, "new_claim")
+        [item] = session.get(type(evidenced), evidenced.id).evidence_rows
+        assert (item["id"], item["text"], item["reason"]) == (shown["id"], "[forgotten]", None)
     # A second click on the forgotten ticket and a re-import of the forgotten row bring nothing back.
     record_feedback(rt.sessions, suggestion_id=suggestion.id, action="change", label="hand_off", user_id="U2",
                     labels=rt.task.labels)

@@ -30,6 +30,9 @@ class Base(DeclarativeBase):
     pass
 
 
+FORGOTTEN_TEXT = "[forgotten]"  # a ticket's or example's text after `tuesday forget` (bot.trail.forget)
+
+
 class Example(Base):
     """One labelled message. Text is PII-masked before it gets here."""
 
@@ -55,6 +58,11 @@ class Example(Base):
     def conflicted(self) -> bool:
         """Reviewers gave different labels and nobody has settled it yet."""
         return self.conflict_labels is not None and self.settled_at is None
+
+    @property
+    def forgotten(self) -> bool:
+        """Its text was removed on request; the row stays so ids are never reused (data approvals cut at ids)."""
+        return self.text == FORGOTTEN_TEXT
 
     @property
     def key(self) -> str:
@@ -237,7 +245,6 @@ def set_slack_message(session: Session, suggestion_id: int, channel: str, ts: st
 # -- feedback -------------------------------------------------------------------------------------
 
 FEEDBACK_ACTIONS = ("accept", "change", "reject", "handoff")
-FORGOTTEN_TEXT = "[forgotten]"  # a ticket's text after `tuesday forget` (bot.trail.forget)
 FEEDBACK_SOURCE = "feedback"  # Example.source of labels that came from clicks
 MAX_WHY_CHARS = 500
 

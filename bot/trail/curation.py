@@ -5,6 +5,7 @@ retrains, the demo) and the holdout `/tuesday eval` counts:
 
 - the example's label is one of the task's labels;
 - reviewers who disagreed on it have been settled by a manager (`Example.conflicted` is False);
+- it was not forgotten on request (`tuesday forget` blanks its text and keeps the row);
 - with `TUESDAY_DATA_APPROVAL` on, a manager approved it: its id is at most the newest data
   approval's `up_to_example_id` (no approval yet: nothing may be trained on).
 
@@ -77,7 +78,7 @@ def training_data(sessions: sessionmaker[Session], task, *, approval_required: b
             return TrainingData([], None, True)
         limit = approval.up_to_example_id if approval is not None else None
         rows = [_row(e) for e in all_examples(session)
-                if e.label in task.labels and not e.conflicted and (limit is None or e.id <= limit)]
+                if e.label in task.labels and not e.conflicted and not e.forgotten and (limit is None or e.id <= limit)]
     return TrainingData(rows, approval.id if approval is not None else None, approval_required)
 
 

@@ -1,10 +1,11 @@
 """`tuesday forget TICKET`: remove a ticket's text from the store and from every future snapshot.
 
-What goes: the ticket's text, subject and requester; its training example (and any imported
-example under the same id); the reviewers' written reasons on it; its text where another
-ticket's suggestion showed it as evidence. What stays: the rows themselves (ids, labels, clicks,
-times), so counts and the audit trail still add up, and a redelivered webhook finds the ticket
-and does not store it again. Versions already built keep what they saw: the answer names them
+What goes: the text, subject and requester of the ticket; the text and reasons of its training
+example (and of any imported example under the same id), which the training-rows rule then
+leaves out; the reviewers' written reasons on it; its text where another ticket's suggestion
+showed it as evidence. What stays: the rows themselves (ids, labels, clicks, times), so counts
+and the audit trail still add up, no later row takes their ids, and a redelivered webhook or a
+re-import finds them and stores nothing again. Versions already built keep what they saw: the answer names them
 (and their snapshots), so an admin can retire them.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import json
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.store import FORGOTTEN_TEXT, Example, Feedback, Suggestion, Ticket, feedback_example_id
@@ -67,7 +68,9 @@ def forget(runtime, ref: str, *, by: str, source: str | None = None) -> dict:
         for src, ext in {(t.source, t.external_id) for t in tickets} | {(e.source, e.external_id) for e in examples}:
             if not is_forgotten(session, src, ext):
                 session.add(Forgotten(source=src, external_id=ext, versions=json.dumps(versions), forgotten_by=by))
-        session.execute(delete(Example).where(Example.id.in_([e.id for e in examples])))
+        # The rows stay (blanked), so no later example takes their ids: data approvals cut at ids.
+        for example in examples:
+            example.text, example.reason, example.settled_reason = FORGOTTEN_TEXT, None, None
         reasons = 0
         if ticket_ids:
             for row in session.scalars(select(Feedback).where(Feedback.ticket_id.in_(ticket_ids),
@@ -107,13 +110,15 @@ def _scrub_evidence(session: Session, keys: set[str]) -> int:
     """Blank the forgotten rows' text where suggestions showed them as evidence; returns how many suggestions."""
     changed = 0
     for key in keys:
-        for row in session.scalars(select(Suggestion).where(Suggestion.evidence.contains(json.dumps(key)))):
+        quoted = json.dumps(key, ensure_ascii=False)
+        for row in session.scalars(select(Suggestion).where(Suggestion.evidence.contains(quoted, autoescape=True))):
             evidence = row.evidence_rows
-            for item in evidence:
-                if item.get("id") == key:
-                    item["text"], item["reason"] = FORGOTTEN_TEXT, None
-            row.evidence = json.dumps(evidence, ensure_ascii=False)
-            changed += 1
+            hits = [item for item in evidence if item.get("id") == key]
+            for item in hits:
+                item["text"], item["reason"] = FORGOTTEN_TEXT, None
+            if hits:
+                row.evidence = json.dumps(evidence, ensure_ascii=False)
+                changed += 1
     return changed
 
 

@@ -87,9 +87,9 @@ def evidence_block(rows: list[dict]) -> dict | None:
     return {"type": "context", "elements": [{"type": "mrkdwn", "text": "\n".join([heading, *lines])}]}
 
 
-def _ticket_section(ticket: Ticket) -> dict:
+def _ticket_section(ticket: Ticket, link: str | None) -> dict:
     title = escape(ticket.subject or f"Ticket {ticket.external_id}")
-    heading = f"*<{ticket.url}|{title}>*" if ticket.url else f"*{title}*"
+    heading = f"*<{escape(link)}|{title}>*" if link else f"*{title}*"
     body = escape(excerpt(ticket.text)) if ticket.text != ticket.subject else ""
     return {"type": "section", "text": {"type": "mrkdwn", "text": f"{heading}\n{body}".rstrip()}}
 
@@ -110,9 +110,9 @@ def _button(text: str, action_id: str, suggestion_id: int, style: str | None = N
 
 
 def _summary_blocks(ticket: Ticket, suggestion: Suggestion, unsure: str,
-                    handoff_threshold: float | None = None) -> list[dict]:
+                    handoff_threshold: float | None = None, link: str | None = None) -> list[dict]:
     """The ticket, what the model said about it and the evidence; `unsure` is shown when it abstained."""
-    blocks = [_ticket_section(ticket)]
+    blocks = [_ticket_section(ticket, link)]
     if suggestion.abstained:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": (
             f":thinking_face: *Tuesday is unsure* (best guess only {_percent(suggestion.confidence)}). {unsure}")}})
@@ -146,12 +146,13 @@ def _model_context(ticket: Ticket, suggestion: Suggestion) -> dict:
 
 
 def suggestion_blocks(ticket: Ticket, suggestion: Suggestion, task: Task, *,
-                      handoff_threshold: float | None = None) -> list[dict]:
+                      handoff_threshold: float | None = None, link: str | None = None) -> list[dict]:
     """The message for one suggestion; an abstained one (label None) asks the agent to pick.
 
     An out-of-scope one (the hand-off label) gets the ordinary buttons: Accept accepts the hand-off.
+    link: where the ticket opens (bot.helpdesk.ticket_link), shown on its title.
     """
-    blocks = _summary_blocks(ticket, suggestion, "Please choose a label.", handoff_threshold)
+    blocks = _summary_blocks(ticket, suggestion, "Please choose a label.", handoff_threshold, link)
     if suggestion.abstained:
         elements = [_label_select(task, suggestion, "Choose a label"), _button("Hand off", HANDOFF, suggestion.id)]
     else:
@@ -215,9 +216,10 @@ def conflict_line(rows: list[Feedback]) -> str | None:
             "training until the labels are reconciled.")
 
 
-def decided_blocks(ticket: Ticket, suggestion: Suggestion, rows: list[Feedback]) -> list[dict]:
+def decided_blocks(ticket: Ticket, suggestion: Suggestion, rows: list[Feedback],
+                   link: str | None = None) -> list[dict]:
     """The suggestion message after decisions (feedback rows, oldest first): no buttons, who decided what."""
-    blocks = _summary_blocks(ticket, suggestion, "")
+    blocks = _summary_blocks(ticket, suggestion, "", link=link)
     blocks.append(_model_context(ticket, suggestion))
     lines = [decision_line(r) for r in rows]
     if len(lines) > SHOWN_DECISIONS:

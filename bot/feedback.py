@@ -10,7 +10,7 @@ from slack_sdk import WebClient
 
 from bot.blocks import decided_blocks, decided_text
 from bot.control import maybe_auto_retrain
-from bot.helpdesk import enqueue_delivery, recording_outbox, write_back_for, writes_back
+from bot.helpdesk import enqueue_delivery, recording_outbox, ticket_link, write_back_for, writes_back
 from bot.queues import Queues
 from bot.runtime import Runtime
 from bot.store import (Feedback, Suggestion, Ticket, UnknownLabel, UnknownSuggestion, record_feedback,
@@ -80,7 +80,8 @@ class FeedbackDesk:
             channel, ts = channel or suggestion.slack_channel, ts or suggestion.slack_ts
             if channel and ts:
                 client.chat_update(channel=channel, ts=ts, text=decided_text(ticket, rows),
-                                   blocks=decided_blocks(ticket, suggestion, rows))
+                                   blocks=decided_blocks(ticket, suggestion, rows, ticket_link(
+                                       self.runtime.settings, ticket.source, ticket.external_id)))
         return row
 
     def queue_write_back(self, outbox_id: int) -> bool:

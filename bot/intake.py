@@ -15,14 +15,17 @@ Zendesk signs ``base64(HMAC-SHA256(secret, timestamp + raw_body))`` and sends it
 - the JSON body of a trigger-connected webhook::
 
     {"ticket_id": "{{ticket.id}}", "subject": "{{ticket.title}}",
-     "description": "{{ticket.description}}", "url": "{{ticket.link}}", "requester": "..."}
+     "description": "{{ticket.description}}", "requester": "..."}
 
 The generic webhook is for any other system. It signs
 ``"sha256=" + hex(HMAC-SHA256(secret, timestamp + "." + raw_body))`` into ``X-Tuesday-Signature``
 with the unix-seconds timestamp in ``X-Tuesday-Timestamp``, and posts::
 
     {"id": "string or number, unique per ticket", "text": "the message",
-     "subject": "optional", "url": "optional http(s) link", "requester": "optional"}
+     "subject": "optional", "requester": "optional"}
+
+A "url" field is ignored: a link can carry a token or an email, so none is stored; messages link
+to a ticket by its id (bot.helpdesk.ticket_link).
 
 Slack signs ``"v0=" + hex(HMAC-SHA256(signing secret, "v0:" + timestamp + ":" + raw_body))`` into
 ``X-Slack-Signature``; /slack/events checks it here before anything parses the body.
@@ -91,7 +94,6 @@ class IncomingTicket:
     external_id: str
     text: str
     subject: str = ""
-    url: str | None = None
     requester: str | None = None
 
 
@@ -248,15 +250,6 @@ def _text(data: dict, field: str) -> str:
     return value.strip()
 
 
-def _url(data: dict, field: str = "url") -> str | None:
-    value = _text(data, field)
-    if not value:
-        return None
-    if not value.startswith(("https://", "http://")) or any(c in value for c in "<>| \n"):
-        raise InvalidTicket(f"'{field}' must be an http(s) URL")
-    return value
-
-
 def _requester(data: dict, field: str) -> str | None:
     value = data.get(field)
     if value is None or value == "":
@@ -266,12 +259,12 @@ def _requester(data: dict, field: str) -> str | None:
     return str(value)
 
 
-def _ticket(source: str, external_id: str, subject: str, text: str, url: str | None,
-            requester: str | None, text_field: str) -> IncomingTicket:
+def _ticket(source: str, external_id: str, subject: str, text: str, requester: str | None,
+            text_field: str) -> IncomingTicket:
     # A ticket with only a subject is still worth triaging; one with neither is not a ticket.
     if not text and not subject:
         raise InvalidTicket(f"'{text_field}' (or 'subject') is required and must not be empty")
-    return IncomingTicket(source, external_id, text or subject, subject, url, requester)
+    return IncomingTicket(source, external_id, text or subject, subject, requester)
 
 
 def parse_zendesk(body: bytes) -> IncomingTicket | None:
@@ -284,16 +277,16 @@ def parse_zendesk(body: bytes) -> IncomingTicket | None:
         if not isinstance(detail, dict):
             raise InvalidTicket("'detail' must be an object")
         return _ticket("zendesk", _id(detail.get("id"), "detail.id"), _text(detail, "subject"),
-                       _text(detail, "description"), _url(detail), _requester(detail, "requester_id"),
+                       _text(detail, "description"), _requester(detail, "requester_id"),
                        "detail.description")
     if "ticket_id" not in data:
         raise InvalidTicket(f"expected a {ZENDESK_TICKET_CREATED} event or a trigger body with 'ticket_id'")
     return _ticket("zendesk", _id(data.get("ticket_id"), "ticket_id"), _text(data, "subject"),
-                   _text(data, "description"), _url(data), _requester(data, "requester"), "description")
+                   _text(data, "description"), _requester(data, "requester"), "description")
 
 
 def parse_generic(body: bytes) -> IncomingTicket:
     """A ticket from the generic webhook's JSON (see the module docstring)."""
     data = _json_object(body)
     return _ticket("generic", _id(data.get("id"), "id"), _text(data, "subject"), _text(data, "text"),
-                   _url(data), _requester(data, "requester"), "text")
+                   _requester(data, "requester"), "text")

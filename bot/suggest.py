@@ -12,6 +12,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.blocks import suggestion_blocks, suggestion_text
+from bot.helpdesk.adapters import ticket_link
 from bot.runtime import Runtime
 from bot.settings import Settings
 from bot.store import add_suggestion, as_utc, get_ticket, latest_suggestion, set_slack_message
@@ -210,7 +211,8 @@ class Suggester:
                 handoff = self.thresholds(row.model_version).handoff if row.out_of_scope else None
                 found = self.slack.chat_postMessage(
                     channel=settings.triage_channel, text=suggestion_text(ticket, row),
-                    blocks=suggestion_blocks(ticket, row, self.runtime.task, handoff_threshold=handoff),
+                    blocks=suggestion_blocks(ticket, row, self.runtime.task, handoff_threshold=handoff,
+                                             link=ticket_link(settings, ticket.source, ticket.external_id)),
                     metadata={"event_type": POSTED_EVENT, "event_payload": {"suggestion_id": row.id}},
                     unfurl_links=False, unfurl_media=False)
             with sessions() as session:

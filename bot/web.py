@@ -51,8 +51,7 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
 def accept_ticket(runtime: Runtime, queues: Queues, incoming: IncomingTicket) -> JSONResponse:
     """Store the ticket once and queue its suggestion; a redelivery changes nothing."""
     ticket, created = add_ticket(runtime.sessions, source=incoming.source, external_id=incoming.external_id,
-                                 text=incoming.text, subject=incoming.subject, url=incoming.url,
-                                 requester=incoming.requester)
+                                 text=incoming.text, subject=incoming.subject, requester=incoming.requester)
     if created:
         # If Redis is down this raises and the sender gets 503 and retries; the ticket stays
         # stored, and the retry below queues the job it never got.

@@ -256,3 +256,11 @@ def test_long_and_hostile_texts_stay_within_slacks_limits(runtime, task):
         assert "&" not in stripped and "<" not in stripped and ">" not in stripped
         assert "…”" in line
     assert len(suggestion_text(ticket, row)) < 300
+
+
+def test_the_ticket_title_links_to_the_ticket_by_its_id(runtime, task):
+    ticket, row = stored(runtime, prediction())
+    link = "https://desk.example/t/T-1"
+    [heading, *_] = all_mrkdwn(suggestion_blocks(ticket, row, task, link=link))
+    assert heading.startswith(f"*<{link}|Where is my claim?>*")
+    assert all_mrkdwn(decided_blocks(ticket, row, [], link=None))[0].startswith("*Where is my claim?*")

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from bot.cli import main
 from bot.cli_serve import socket_handler
+from bot.helpdesk import ticket_link
 from bot.queues import Queues, suggest_job_id
 from bot.runtime import Runtime
 from bot.settings import Settings
@@ -81,7 +82,8 @@ def test_an_intake_message_becomes_one_masked_ticket_and_one_suggest_job(parts):
     assert post_event(client, callback(message())).status_code == 200
     [ticket] = wait_for(lambda: tickets(runtime))
     assert (ticket.source, ticket.external_id, ticket.text) == ("slack", f"{INTAKE}:{TS}", MASKED)
-    assert ticket.url == f"https://slack.com/archives/{INTAKE}/p1764489700000200"
+    assert ticket.url is None  # messages link to it by its id
+    assert ticket_link(Settings(), "slack", ticket.external_id) == f"https://slack.com/archives/{INTAKE}/p1764489700000200"
     assert ticket.requester == "U0CUSTOMER"
     wait_for(lambda: queues.suggest.job_ids)
     assert queues.suggest.job_ids == [suggest_job_id(ticket.id)]
@@ -155,7 +157,7 @@ def test_the_shortcut_makes_a_ticket_and_confirms_ephemerally(parts, fake_slack)
     [told] = [c["body"] for c in wait_for(lambda: fake_slack.calls_to("chat.postEphemeral"))]
     [ticket] = tickets(runtime)
     assert (ticket.source, ticket.external_id, ticket.text) == ("slack", f"{OTHER}:{TS}", MASKED)
-    assert ticket.url == f"https://slack.com/archives/{OTHER}/p1764489700000200"
+    assert ticket_link(Settings(), "slack", ticket.external_id) == f"https://slack.com/archives/{OTHER}/p1764489700000200"
     assert (told["channel"], told["user"]) == (OTHER, "U0AGENT") and f"ticket #{ticket.id}" in told["text"]
     assert queues.suggest.job_ids == [suggest_job_id(ticket.id)]
 

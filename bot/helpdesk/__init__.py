@@ -6,7 +6,7 @@ delivery  the queued job that makes one attempt, and the sweep that re-queues wh
 """
 
 from bot.helpdesk.adapters import (HelpdeskAdapter, HelpdeskError, HelpdeskRefused, ZendeskAdapter, adapter_for,
-                                   decision_note, label_tag, parse_retry_after, writes_back)
+                                   decision_note, label_tag, parse_retry_after, ticket_link, writes_back)
 from bot.helpdesk.delivery import (DELIVER_JOB, deliver, deliver_job, delivery_job_id, enqueue_delivery, sweep_outbox,
                                    write_back_job)
 from bot.helpdesk.outbox import (DELIVERED, FAILED, PENDING, RetryPolicy, WriteBack, failed_write_backs, outbox_counts,
@@ -15,5 +15,5 @@ from bot.helpdesk.outbox import (DELIVERED, FAILED, PENDING, RetryPolicy, WriteB
 __all__ = ["DELIVERED", "DELIVER_JOB", "FAILED", "PENDING", "HelpdeskAdapter", "HelpdeskError", "HelpdeskRefused",
            "RetryPolicy", "WriteBack", "ZendeskAdapter", "adapter_for", "decision_note", "deliver", "deliver_job",
            "delivery_job_id", "enqueue_delivery", "failed_write_backs", "label_tag", "outbox_counts",
-           "parse_retry_after", "recording_outbox", "retry_failed", "sweep_outbox", "write_back_for",
-           "write_back_job", "writes_back"]
+           "parse_retry_after", "recording_outbox", "retry_failed", "sweep_outbox", "ticket_link",
+           "write_back_for", "write_back_job", "writes_back"]

@@ -6,6 +6,7 @@ import re
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Protocol
+from urllib.parse import quote
 
 import httpx
 
@@ -100,6 +101,22 @@ class ZendeskAdapter:
 def writes_back(settings: Settings, source: str) -> bool:
     """Whether tickets from this source get their decided label written back."""
     return source == "zendesk" and bool(settings.zendesk_url)
+
+
+def ticket_link(settings: Settings, source: str, external_id: str) -> str | None:
+    """Where a person opens the ticket, built from its id (no URL is stored: one can carry a token).
+
+    >>> ticket_link(Settings(zendesk_url="https://acme.zendesk.com"), "zendesk", "5158")
+    'https://acme.zendesk.com/agent/tickets/5158'
+    """
+    if source == "zendesk" and settings.zendesk_url:
+        return f"{settings.zendesk_url.rstrip('/')}/agent/tickets/{quote(external_id, safe='')}"
+    if source == "generic" and settings.generic_ticket_url:
+        return settings.generic_ticket_url.replace("{id}", quote(external_id, safe=""))
+    if source == "slack" and ":" in external_id:  # bot.listeners.SLACK_SOURCE, keyed "<channel>:<ts>"
+        channel, ts = external_id.split(":", 1)
+        return f"https://slack.com/archives/{quote(channel, safe='')}/p{quote(ts.replace('.', ''), safe='')}"
+    return None
 
 
 def adapter_for(settings: Settings, source: str, http: httpx.Client) -> HelpdeskAdapter | None:

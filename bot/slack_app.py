@@ -11,7 +11,7 @@ from slack_sdk import WebClient
 
 from bot.feedback import FeedbackDesk
 from bot.intake import BadPayload
-from bot.listeners import actions, events, shortcuts, views
+from bot.listeners import actions, events, shortcuts, signoff, views
 from bot.queues import Queues
 from bot.runtime import Runtime
 from bot.settings import Settings
@@ -79,6 +79,7 @@ def create_slack_app(runtime: Runtime, queues: Queues, client: WebClient) -> App
     views.register(app, desk)
     events.register(app, runtime, queues)
     shortcuts.register(app, runtime, queues)
+    signoff.register(app, runtime, queues)
     if importlib.util.find_spec(COMMANDS_MODULE) is not None:
         _register_commands(app, importlib.import_module(COMMANDS_MODULE),
                            {"runtime": runtime, "queues": queues, "client": client, "desk": desk})

@@ -13,7 +13,7 @@ HELP = """*`/tuesday` commands*
 • `/tuesday status`: production model, its holdout metrics, new labels, queues, workers, last retrain (anyone)
 • `/tuesday retrain`: train a new version on the labels so far; it goes live only if it beats production (managers)
 • `/tuesday eval`: production's holdout metrics (managers)
-• `/tuesday review <version>`: a signed link to a candidate's review sheet, every holdout ticket, failures first (managers)
+• `/tuesday review <version>`: a signed link to a version's review sheet: each holdout ticket, failures first (managers)
 • `/tuesday conflicts`: tickets reviewers labelled differently, to settle (they stay out of training until then) (managers)
 • `/tuesday data`: labelled examples since the last data approval, counted, to approve for training (managers)
 • `/tuesday pause` / `/tuesday resume`: stop or allow retraining; suggestions go on either way (admins)

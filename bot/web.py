@@ -7,7 +7,7 @@ import time
 from typing import Callable
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
 from slack_bolt.adapter.starlette.handler import to_starlette_response
@@ -18,10 +18,14 @@ from starlette.concurrency import run_in_threadpool
 
 from bot import intake
 from bot.intake import IncomingTicket, IntakeError
+from bot.links import Links
 from bot.queues import Queues
 from bot.runtime import Runtime
 from bot.slack_app import create_slack_app, slack_request, web_client
 from bot.store import add_ticket, latest_suggestion
+from bot.trail.review import NoReview, load_review, review_csv, review_html
+from inference.artifacts import ArtifactError
+from inference.errors import RegistryError
 
 log = logging.getLogger(__name__)
 
@@ -147,5 +151,34 @@ def create_app(runtime: Runtime, queues: Queues, *, clock: Callable[[], float] =
             checks["redis"] = f"error: {type(exc).__name__}"
         ok = all(v == "ok" for v in checks.values())
         return JSONResponse({"ok": ok, **checks}, status_code=200 if ok else 503)
+
+    links = Links.from_settings(settings, clock=clock)
+
+    @app.get("/review/{name}")
+    def review_sheet(name: str, request: Request) -> Response:
+        """A candidate's review sheet as a page (/review/v3) or CSV (/review/v3.csv): signed links only."""
+        if not links.enabled:
+            return JSONResponse({"error": "not found"}, status_code=404)
+        if not links.verify(request.url.path, request.query_params):
+            return JSONResponse({"error": "this link is unsigned, altered or expired: ask Tuesday for a new one "
+                                          "(`/tuesday review <version>`)"}, status_code=403)
+        version, as_csv = (name[:-4], True) if name.endswith(".csv") else (name, False)
+        try:
+            review = load_review(runtime.registry, version)
+        except (RegistryError, NoReview) as exc:
+            return JSONResponse({"error": str(exc)}, status_code=404)
+        except ArtifactError as exc:
+            log.error("review sheet of %s: artifact store unavailable: %s", version, exc)
+            return JSONResponse({"error": "artifact store unavailable, retry later"}, status_code=503)
+        # Customer text: not cached, not framed, no scripts, and the signed URL not sent on as a referrer.
+        headers = {"Cache-Control": "private, no-store", "Referrer-Policy": "no-referrer",
+                   "X-Content-Type-Options": "nosniff"}
+        if as_csv:
+            return Response(review_csv(review), media_type="text/csv; charset=utf-8", headers={
+                **headers, "Content-Disposition": f'attachment; filename="review-{version}.csv"'})
+        csv_href = links.relative(f"{request.url.path}.csv", int(request.query_params["expires"]))
+        return HTMLResponse(review_html(review, csv_url=csv_href), headers={
+            **headers, "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+                                                  "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"})
 
     return app

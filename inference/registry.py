@@ -31,6 +31,8 @@ CLAIM = "claim.json"
 VERSION_RE = re.compile(r"^v(\d+)$")
 # Small files every host keeps with a version: what it was trained on and how it did.
 PAPERS = ("task.yaml", "metrics.json", "config.json", "license.json", "MODEL_CARD.md")
+# Create-only files added after commit (Registry.add_paper): the review sheet and the promotion sign-off.
+REVIEW, SIGNOFF = "review.json", "signoff.json"
 
 
 @dataclass(frozen=True)
@@ -157,3 +159,23 @@ class Registry:
 
     def fetch_all(self, name: str) -> VersionInfo:
         return self.fetch(name, list(self.get(name).manifest.get("artifacts", {})))
+
+    # -- papers added after commit -----------------------------------------------------------
+    def add_paper(self, name: str, rel: str, data: bytes) -> str:
+        """Write a create-only file next to a committed version (its review sheet, its sign-off); returns its key.
+
+        The manifest cannot list it (the manifest never changes), so the store's create-only write
+        is what keeps it as first written: a second writer gets ArtifactExists.
+        """
+        info = self.get(name)
+        if rel in (MANIFEST, CLAIM) or rel in info.manifest.get("artifacts", {}) or "/" in rel:
+            raise RegistryError(f"{rel} of version {name} is not a paper that can be added")
+        key = f"{PREFIX}/{name}/{rel}"
+        self.store.put_new(key, data)
+        return key
+
+    def paper(self, name: str, rel: str) -> bytes | None:
+        """A file added with add_paper, or None when there is none."""
+        self.get(name)
+        key = f"{PREFIX}/{name}/{rel}"
+        return self.store.get_bytes(key) if self.store.exists(key) else None

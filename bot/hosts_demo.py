@@ -160,7 +160,7 @@ def _finished_run(runtime, run_id: int):
     from bot.control import get_run
 
     run = get_run(runtime.sessions, run_id)
-    return run if run is not None and run.status in ("promoted", "kept", "failed") else None
+    return run if run is not None and run.status in ("promoted", "kept", "passed", "failed") else None
 
 
 def _suggestion_for(runtime, source: str, external_id: str):

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from inference.pii import TYPES, find_pii, mask_pii
+from inference.pii import TYPES, detector, find_pii, mask_pii
 
 TEST_SET = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "pii" / "tickets.txt"
 HOLDOUT = TEST_SET.with_name("holdout.txt")
@@ -115,6 +115,7 @@ def _percentiles(texts: list[str], repeat: int = 3) -> dict:
     took = []
     for _ in range(repeat):
         for text in texts:
+            detector().names.seen.clear()
             started = time.perf_counter()
             mask_pii(text)
             took.append(1000 * (time.perf_counter() - started))
@@ -133,6 +134,7 @@ def latency(tickets: list[Ticket]) -> dict:
                "tickets": " ".join(short * 10)[:100_000]}
     worst = {}
     for name, text in hostile.items():
+        detector().names.seen.clear()
         started = time.perf_counter()
         mask_pii(text)
         worst[name] = round(1000 * (time.perf_counter() - started), 1)

@@ -9,8 +9,9 @@ its anonymizer writes the placeholders. docs/pii.md has what it finds and misses
 Customers write the text, so the work is linear in its length: emails and URLs are read from the
 whole text by possessive patterns; everything else from windows of at most WINDOW characters
 (overlapping, so a span up to OVERLAP - 2 * MARGIN characters long is seen whole by one of them);
-the model reads at most NER_CHARS characters of a text; the anonymizer gets pieces of bounded size.
-The analyzer is built once per process, on first use (a second or two: spaCy loads its model).
+the model reads pieces of at most NER_PIECE characters, NER_CHARS of them at most; the anonymizer
+gets pieces of bounded size. The analyzer is built once per process, on first use (about 3 s:
+spaCy loads its model).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import importlib.util
 import re
 import sys
 import threading
+from collections import OrderedDict
 from contextlib import contextmanager
 from typing import NamedTuple
 
@@ -30,6 +32,9 @@ WHOLE_TEXT = ["EMAIL", "URL"]  # one token each: no window cut can split what th
 WINDOWED = [kind for kind in TYPES if kind not in WHOLE_TEXT]
 WINDOW, OVERLAP, MARGIN = 4096, 512, 48
 NER_CHARS = 12_000  # beyond this, names in the middle of a long ticket are not looked for (docs/pii.md)
+NER_PIECE = 600  # the model reads pieces of at most this many characters, cut after a sentence or a line
+NER_CACHE = 4096  # pieces whose names are remembered: masking's second look rereads only what it changed
+PIECE_END = re.compile(r"\n|[.!?](?=\s)")
 ANONYMIZE_CHARS = 4096  # the anonymizer copies its text once per placeholder: hand it bounded pieces
 MAX_PASSES = 3  # masking changes a name's neighbours: look again until nothing is found
 CAPITALISED = re.compile(r"[A-Z][a-z]")  # a window without one has no name the model would find
@@ -74,6 +79,74 @@ def windows(length: int) -> list[tuple[int, int]]:
     return [(start, min(start + WINDOW, length)) for start in range(0, max(length - OVERLAP, 1), step)]
 
 
+def pieces(text: str) -> list[tuple[int, int]]:
+    """(start, end) of consecutive pieces of at most NER_PIECE characters, cut after a sentence end or a
+    line break where there is one, else at a space, else anywhere."""
+    ends = [m.end() for m in PIECE_END.finditer(text)] + [len(text)]
+    out, start, i = [], 0, 0
+    while start < len(text):
+        limit = start + NER_PIECE
+        cut = None
+        while i < len(ends) and ends[i] <= limit:
+            if ends[i] > start:
+                cut = ends[i]
+            i += 1
+        if cut is None:
+            space = text.rfind(" ", start + 1, limit)
+            cut = space + 1 if space > start else min(limit, len(text))
+        out.append((start, cut))
+        start = cut
+    return out
+
+
+class _Name(NamedTuple):
+    """A name as Presidio's SpacyRecognizer reads a spaCy entity."""
+
+    start_char: int
+    end_char: int
+    label_: str = "PERSON"
+
+
+class NameModel:
+    """spaCy's entity recognizer over a text's pieces, remembering the names of pieces it has read."""
+
+    def __init__(self, model):
+        self.model, self.lock, self.seen = model, threading.Lock(), OrderedDict()
+
+    def chosen(self, text: str) -> list[tuple[int, int]]:
+        """The pieces it reads: those with a capitalised word, NER_CHARS of them, half from each end."""
+        wanted = [p for p in pieces(text) if CAPITALISED.search(text, p[0], p[1])]
+        if sum(b - a for a, b in wanted) <= NER_CHARS:
+            return wanted
+        head, tail, used = [], [], 0
+        for piece in wanted:  # a name is most likely in the greeting or the signature
+            if used + piece[1] - piece[0] > NER_CHARS // 2:
+                break
+            head.append(piece)
+            used += piece[1] - piece[0]
+        for piece in reversed(wanted[len(head):]):
+            if used + piece[1] - piece[0] > NER_CHARS:
+                break
+            tail.append(piece)
+            used += piece[1] - piece[0]
+        return head + tail[::-1]
+
+    def find(self, text: str) -> list[tuple[int, int]]:
+        """(start, end) of the names the model finds in text."""
+        chosen = self.chosen(text)
+        with self.lock:  # one spaCy call at a time (its tokenizer keeps a cache), and one cache
+            todo = list(dict.fromkeys(text[a:b] for a, b in chosen if text[a:b] not in self.seen))
+            for piece, doc in zip(todo, self.model.pipe(todo, batch_size=32)):
+                self.seen[piece] = [(e.start_char, e.end_char) for e in doc.ents if e.label_ == "PERSON"]
+            found = []
+            for a, b in chosen:
+                self.seen.move_to_end(text[a:b])
+                found += [(a + start, a + end) for start, end in self.seen[text[a:b]]]
+            while len(self.seen) > NER_CACHE:
+                self.seen.popitem(last=False)
+        return found
+
+
 def _merge(found: list[Found]) -> list[Found]:
     """Sorted, overlapping spans joined; the joined span takes the type that comes first in TYPES."""
     merged: list[Found] = []
@@ -90,11 +163,11 @@ def _merge(found: list[Found]) -> list[Found]:
 class PiiDetector:
     """Presidio's analyzer and anonymizer with Tuesday's recognizers; built once (see `detector`)."""
 
-    def __init__(self, analyzer, anonymizer, operators: dict, empty, ner):
+    def __init__(self, analyzer, anonymizer, operators: dict, empty, names: NameModel, artifacts):
         self.analyzer, self.anonymizer, self.operators = analyzer, anonymizer, operators
         self.empty = empty  # NLP artifacts of no text: pattern recognizers need none
-        self.ner = ner  # Presidio's SpacyNlpEngine around the loaded model
-        self.ner_lock = threading.Lock()  # one spaCy call at a time: its tokenizer keeps a cache
+        self.names = names
+        self.artifacts = artifacts  # Presidio's NlpArtifacts class: names reach its SpacyRecognizer in one
 
     @classmethod
     def build(cls) -> PiiDetector:
@@ -105,7 +178,7 @@ class PiiDetector:
             import spacy
             from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
             from presidio_analyzer.context_aware_enhancers import ContextAwareEnhancer
-            from presidio_analyzer.nlp_engine import NoOpNlpEngine, SpacyNlpEngine
+            from presidio_analyzer.nlp_engine import NlpArtifacts, NoOpNlpEngine, SpacyNlpEngine
             from presidio_anonymizer import AnonymizerEngine
             from presidio_anonymizer.entities import OperatorConfig
 
@@ -129,39 +202,35 @@ class PiiDetector:
             r.NamePatternRecognizer(), r.PersonRecognizer()])
         no_nlp = NoOpNlpEngine(models=[{"lang_code": "en", "model_name": "none"}])
         no_nlp.load()
-        # Every call passes its NLP artifacts: the model's for a window it reads, else no_nlp's empty ones.
+        # Every call passes its NLP artifacts (the names NameModel found in the window), so the
+        # analyzer never runs an NLP engine itself; a spaCy one keeps its SpacyRecognizer allowed.
         analyzer = AnalyzerEngine(registry=registry, nlp_engine=ner, supported_languages=["en"],
                                   context_aware_enhancer=NoContext(0, 0, 0, 0))
         operators = {kind: OperatorConfig("replace", {"new_value": text}) for kind, text in PLACEHOLDERS.items()}
-        return cls(analyzer, AnonymizerEngine(), operators, no_nlp.process_text("", "en"), ner)
+        return cls(analyzer, AnonymizerEngine(), operators, no_nlp.process_text("", "en"), NameModel(model),
+                   NlpArtifacts)
 
     def _analyze(self, text: str, entities: list[str], artifacts) -> list[Found]:
         return [Found(r.entity_type, r.start, r.end)
                 for r in self.analyzer.analyze(text, "en", entities=entities, nlp_artifacts=artifacts)]
 
-    def _ner_windows(self, text: str, spans: list[tuple[int, int]]) -> set[tuple[int, int]]:
-        """The windows the model reads: those with a capitalised word, the first and last ones first."""
-        wanted = [w for w in spans if CAPITALISED.search(text, w[0], w[1])]
-        budget = max(1, NER_CHARS // WINDOW)
-        if len(wanted) > budget:  # a name is most likely at the start (greeting) or the end (signature)
-            wanted = wanted[:budget - budget // 2] + wanted[len(wanted) - budget // 2:]
-        return set(wanted)
+    def _with_names(self, names: list[tuple[int, int]], start: int, end: int):
+        """NLP artifacts holding the names that lie in text[start:end], as offsets into it."""
+        inside = [_Name(a - start, b - start) for a, b in names if start <= a and b <= end]
+        if not inside:
+            return self.empty
+        return self.artifacts(entities=inside, tokens=self.empty.tokens, tokens_indices=[], lemmas=[],
+                              nlp_engine=self.empty.nlp_engine, language="en", scores=[0.85] * len(inside))
 
     def find(self, text: str) -> list[Found]:
         """Every PII span in text, sorted and not overlapping."""
         if not text:
             return []
         found = self._analyze(text, WHOLE_TEXT, self.empty)
-        spans = windows(len(text))
-        read_by_model = self._ner_windows(text, spans)
-        for start, end in spans:
+        names = self.names.find(text)
+        for start, end in windows(len(text)):
             chunk = text[start:end]
-            if (start, end) in read_by_model:
-                with self.ner_lock:
-                    artifacts = self.ner.process_text(chunk, "en")
-            else:
-                artifacts = self.empty
-            for item in self._analyze(chunk, WINDOWED, artifacts):
+            for item in self._analyze(chunk, WINDOWED, self._with_names(names, start, end)):
                 # a span within MARGIN of a cut may be cut short: the overlapping window sees it whole
                 if (start == 0 or item.start >= MARGIN) and (end == len(text) or item.end <= len(chunk) - MARGIN):
                     found.append(Found(item.type, item.start + start, item.end + start))

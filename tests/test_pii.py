@@ -160,7 +160,7 @@ BUSY_SHAPES = {
 def test_masking_is_linear_in_the_text_length(shape):
     make = SHAPES[shape]
     mask_pii(make(1000))  # warm up
-    once, twice = best_time(make(100_000)), best_time(make(200_000))
+    once, twice = best_time(make(100_000), 5), best_time(make(200_000))
     assert once < 0.100, f"{shape}: {once * 1000:.0f} ms for 100 KB"
     assert twice < 3 * once, f"{shape}: {once * 1000:.1f} ms for 100 KB but {twice * 1000:.1f} ms for 200 KB"
 
@@ -169,7 +169,7 @@ def test_masking_is_linear_in_the_text_length(shape):
 def test_busy_text_is_linear_too(shape):
     make = BUSY_SHAPES[shape]
     mask_pii(make(1000))
-    once, twice = best_time(make(50_000), 2), best_time(make(100_000), 2)
+    once, twice = best_time(make(50_000)), best_time(make(100_000))
     assert once < 2.0, f"{shape}: {once * 1000:.0f} ms for 50 KB"
     assert twice < 3 * once, f"{shape}: {once * 1000:.1f} ms for 50 KB but {twice * 1000:.1f} ms for 100 KB"
 

@@ -9,6 +9,8 @@ from pydantic_settings import SettingsConfigDict
 
 from inference.settings import NodeSettings
 
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
 
 class Settings(NodeSettings):
     """The web host's and CPU workers' settings: the shared ones plus SQL, Redis, Slack and the helpdesk."""
@@ -57,9 +59,25 @@ class Settings(NodeSettings):
 
     # -- review sheets, signed links and sign-off -------------------------------------------------
     promotion_signoff: bool = Field(False, description="A candidate that passes the gate waits for a manager's \"Approve promotion\" in Slack (or `tuesday promote VERSION --by NAME`) before it goes live; off switches it at once.")
+    shadow_min_tickets: int = Field(0, ge=0, description="A candidate that passes the gate first runs in shadow beside production on live tickets (its suggestions stored, never shown) and is promoted once agents labelled at least this many of them and it agreed with them as often as production did (else it is kept); 0 promotes at once.")
     public_url: str = Field("", description="Address people reach `tuesday serve` at (e.g. https://tuesday.example.com); signed links in Slack and the CLI start with it; empty means no links are handed out.")
     link_secret: str = Field("", description="Secret that signs links to pages of `tuesday serve` (review sheets); empty turns those pages off (404).")
     link_ttl_hours: float = Field(168.0, gt=0.0, description="How long a signed link works, in hours.")
+
+    # -- monitoring (bot.monitor) -------------------------------------------------------------------
+    cpu_hour_price: float = Field(0.05, ge=0.0, description="Price of one CPU core-hour, in the team's currency: prices CPU-seconds of suggestions and of CPU retrains in the measures (cost per 1,000 tickets).")
+    gpu_hour_price: float = Field(2.5, ge=0.0, description="Price of one GPU-hour, in the team's currency: prices the training seconds of retrains that ran on a GPU.")
+    metrics_token: str = Field("", description="Bearer token Prometheus must send to GET /metrics on `tuesday serve`; empty leaves /metrics open (it carries counts, versions and label names, never ticket text).")
+
+    # -- alerts in the triage channel and the weekly digest (bot/monitor/alerts.py, digest.py) ------
+    alert_check_minutes: float = Field(10.0, ge=0.0, description="How often the CPU workers check the alert rules, in minutes (one worker checks; each alert is posted once a day at most); 0 turns alerts off.")
+    alert_override_rate: float = Field(0.30, gt=0.0, le=1.0, description="Alert when a label's override rate (changed + rejected over reviewed) over the last 7 days is above this.")
+    alert_min_reviews: int = Field(20, ge=1, description="Reviews a label (or the week, for review time) needs in the last 7 days before an alert may name it.")
+    alert_drift_factor: float = Field(2.0, gt=1.0, description="Alert when the drift share (recent tickets less similar to the training data than the holdout's 5th percentile) is this many times last week's.")
+    alert_drift_floor: float = Field(0.10, ge=0.0, le=1.0, description="... and at least this share of the week's tickets.")
+    alert_slowdown_factor: float = Field(1.5, gt=1.0, description="Alert when the median review time or the p95 suggestion latency of the last 7 days is this many times the week before's.")
+    digest_day: str = Field("monday", description="Day of the week the weekly digest (numbers and a chart) is posted to the triage channel; empty turns it off.")
+    digest_hour: int = Field(9, ge=0, le=23, description="Hour of that day (UTC) from which the digest is due; a digest missed while no worker ran is posted by the next one.")
 
     @field_validator("task_file", "retrain_config", "confidence_threshold", mode="before")
     @classmethod
@@ -67,6 +85,14 @@ class Settings(NodeSettings):
         # `.env.example` copied as-is sets these to "", which would otherwise become Path(".")
         # or fail to parse as a number.
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("digest_day")
+    @classmethod
+    def _weekday(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value and value not in WEEKDAYS:
+            raise ValueError(f"digest_day must be a day of the week ({', '.join(WEEKDAYS)}) or empty")
+        return value
 
     @property
     def store_url(self) -> str:

@@ -30,7 +30,10 @@ MANIFEST = "version.json"
 CLAIM = "claim.json"
 VERSION_RE = re.compile(r"^v(\d+)$")
 # Small files every host keeps with a version: what it was trained on and how it did.
-PAPERS = ("task.yaml", "metrics.json", "config.json", "license.json", "MODEL_CARD.md")
+PAPERS = ("task.yaml", "metrics.json", "config.json", "license.json", "MODEL_CARD.md", "drift.json")
+# What drift is measured against (written by the trainer; bot.monitor.drift): the holdout's
+# similarity to its nearest training row, the training label counts and vocabulary.
+DRIFT = "drift.json"
 # Create-only files added after commit (Registry.add_paper): the review sheet and the promotion sign-off.
 REVIEW, SIGNOFF = "review.json", "signoff.json"
 

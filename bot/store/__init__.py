@@ -107,7 +107,7 @@ class Ticket(Base):
     text: Mapped[str] = mapped_column(Text)
     url: Mapped[str | None] = mapped_column(Text, nullable=True)  # always NULL since 0004: see add_ticket
     requester: Mapped[str | None] = mapped_column(Text, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now, index=True)
 
     @property
     def model_text(self) -> str:
@@ -152,11 +152,18 @@ class Suggestion(Base):
     latency_ms: Mapped[float] = mapped_column(Float, default=0.0)
     slack_channel: Mapped[str | None] = mapped_column(String(64), nullable=True)
     slack_ts: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now, index=True)
     # One of ROUTINGS; None on rows stored before routing existed (read them by `abstained`).
     routing: Mapped[str | None] = mapped_column(String(16), nullable=True, default=SUGGESTED)
     # JSON list of the nearest labelled training examples: {id, text, label, reason, similarity}.
     evidence: Mapped[str | None] = mapped_column(Text, nullable=True, default="[]")
+    # Since 0005, for bot.monitor: when the Slack message was stored (None: not posted, or an older
+    # row; the measures then use created_at), the prediction's process CPU time, the model's top
+    # label whatever the routing, and evidence[0]'s similarity (read as columns, never as JSON).
+    posted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    cpu_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    predicted_label: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    nearest_similarity: Mapped[float | None] = mapped_column(Float, nullable=True)
 
     @property
     def probs(self) -> dict[str, float]:
@@ -219,25 +226,38 @@ def latest_suggestion(session: Session, ticket_id: int) -> Suggestion | None:
 
 
 def add_suggestion(session: Session, ticket_id: int, prediction, *, threshold: float, handoff_threshold: float = 0.0,
-                   handoff_label: str | None = None) -> Suggestion:
+                   handoff_label: str | None = None, cpu_ms: float | None = None) -> Suggestion:
     """Record a predictor's suggestion, routed by `route`: below the threshold the label is left
-    empty (unsure); below the hand-off threshold it is the hand-off label (out of scope)."""
+    empty (unsure); below the hand-off threshold it is the hand-off label (out of scope).
+    cpu_ms: the prediction's CPU time (bot.suggest measures it), for the measures' cost."""
     routing, label = route(prediction.label, float(prediction.confidence), threshold=threshold,
                            handoff_threshold=handoff_threshold, handoff_label=handoff_label)
+    evidence = getattr(prediction, "evidence", None) or []
     row = Suggestion(ticket_id=ticket_id, label=label, routing=routing,
                      confidence=float(prediction.confidence), probabilities=json.dumps(prediction.probabilities),
                      reason=prediction.reason or "", model_version=prediction.model_version or "",
-                     latency_ms=float(prediction.latency_ms),
-                     evidence=json.dumps(getattr(prediction, "evidence", None) or [], ensure_ascii=False))
+                     latency_ms=float(prediction.latency_ms), evidence=json.dumps(evidence, ensure_ascii=False),
+                     cpu_ms=None if cpu_ms is None else float(cpu_ms), predicted_label=prediction.label,
+                     nearest_similarity=_nearest_similarity(evidence))
     session.add(row)
     session.commit()
     return row
 
 
+def _nearest_similarity(evidence: list) -> float | None:
+    first = evidence[0] if evidence and isinstance(evidence[0], dict) else {}
+    similarity = first.get("similarity")
+    return None if similarity is None else float(similarity)
+
+
 def set_slack_message(session: Session, suggestion_id: int, channel: str, ts: str) -> Suggestion:
-    """Remember where the suggestion was posted, so clicks and updates can find the message."""
+    """Remember where the suggestion was posted, so clicks and updates can find the message.
+
+    posted_at is kept from the first post: a re-post after a retry does not restart the review clock.
+    """
     row = session.get(Suggestion, suggestion_id)
     row.slack_channel, row.slack_ts = channel, ts
+    row.posted_at = row.posted_at or utc_now()
     session.commit()
     return row
 

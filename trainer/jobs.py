@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 from inference.base_models import smollm2_gguf
@@ -59,6 +60,7 @@ def train_candidate(snapshot_key: str, snapshot_sha256: str, task_key: str, task
     is refused before anything loads (this host has no SQL, so the CPU side sends them).
     data_approval: the id of the data approval the snapshot was cut at, recorded in the manifest.
     """
+    started_wall, started_cpu = time.perf_counter(), time.process_time()
     settings = NodeSettings()  # this host's own: artifact store, base models, threads
     store, registry = settings.artifacts(), settings.registry()
     files = settings.model_cache_dir
@@ -96,6 +98,12 @@ def train_candidate(snapshot_key: str, snapshot_sha256: str, task_key: str, task
         review_sheet(version, task, holdout_rows, compared), ensure_ascii=False).encode("utf-8"))
     metrics = json.loads((version.path / "metrics.json").read_text(encoding="utf-8"))
     manifest = version.manifest
+    run_config = RunConfig.from_dict(config or {})
+    family_config = run_config.encoder if manifest["family"] == "encoder" else run_config.decoder
+    # What the job cost, priced by the CPU side (bot.monitor.measures): a GPU is held for the whole
+    # job; on CPU, process_time counts every core torch and llama.cpp kept busy.
+    cost = {"device": _device(family_config), "train_s": manifest["timings"].get("train_s"),
+            "total_s": time.perf_counter() - started_wall, "cpu_s": time.process_time() - started_cpu}
     # The bucket holds the version now; a training host that kept every build would fill its disk.
     shutil.rmtree(version.path, ignore_errors=True)
     return {"version": version.name, "metrics": metrics, "production": production,
@@ -105,5 +113,12 @@ def train_candidate(snapshot_key: str, snapshot_sha256: str, task_key: str, task
                                 "train_s": part["timings"].get("train_s")}
                          for name, part in manifest["families"].items()},
             "calibration": manifest["calibration"], "snapshot": snapshot_key, "run": run_id,
-            "data_approval": data_approval, "review": review_key,
+            "data_approval": data_approval, "review": review_key, "cost": cost,
             "label_changes": label_changes if label_changes and any(label_changes.values()) else None}
+
+
+def _device(config) -> str:
+    """The device the run trained on ("cuda" or "cpu"), as the trainer picked it."""
+    from trainer.lora import pick_device
+
+    return pick_device(config).type

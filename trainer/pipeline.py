@@ -25,11 +25,12 @@ from inference.calibration import apply_temperature, calibrate
 from inference.encoder_predictor import EncoderPredictor, LlamaEmbedder
 from inference.errors import ModelError
 from inference.evaluation import evaluate
+from inference.drift import build_reference, top_similarities
 from inference.evidence import EvidenceIndex
 from inference.gate import choose_family
 from inference.llama_predictor import LlamaPredictor
 from inference.prompt import build_example
-from inference.registry import Registry, VersionInfo
+from inference.registry import DRIFT, Registry, VersionInfo
 from inference.task import Task
 from trainer.config import RunConfig, TrainConfig
 from trainer.export import quantize_gguf, write_encoder_gguf, write_gguf
@@ -180,9 +181,15 @@ def build_version(registry: Registry, task: Task, base: Path, train_rows: list[d
         log("indexing the training rows as evidence")
         embedder = LlamaEmbedder(staging / embedder_file, max_length=config.encoder.max_length, n_threads=threads)
         try:
-            EvidenceIndex(train_rows, embedder.embed([r["text"] for r in train_rows])).save(staging)
+            index = EvidenceIndex(train_rows, embedder.embed([r["text"] for r in train_rows]))
+            index.save(staging)
+            # What live drift is measured against: how close held-out tickets come to a training row.
+            holdout_sims = top_similarities(index, embedder.embed([r["text"] for r in holdout_rows])) \
+                if holdout_rows else []
         finally:
             embedder.close()
+        (staging / DRIFT).write_text(json.dumps(build_reference(train_rows, holdout_sims), ensure_ascii=False) + "\n",
+                                     encoding="utf-8")
 
         per_label, answers = {}, {}
         for family in config.families:

@@ -200,6 +200,9 @@ main.add_command(audit)
 main.add_command(forget)
 main.add_command(release_notes)
 
+from bot.cli_health import health  # noqa: E402
+main.add_command(health)
+
 from bot.cli_review import card, promote, review  # noqa: E402
 main.add_command(review)
 main.add_command(promote)

@@ -28,6 +28,9 @@ class LocalSlack:
         self.delays: dict[str, float] = {}
         # Messages posted so far (channel, ts, text, metadata), for conversations.history.
         self.messages: list[dict] = []
+        # Files uploaded the files_upload_v2 way, by file id: filename, title, the bytes POSTed to
+        # the upload URL, and the channel and comment files.completeUploadExternal shared them with.
+        self.uploads: dict[str, dict] = {}
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
@@ -69,6 +72,23 @@ class LocalSlack:
                 found = [m for m in reversed(self.messages) if m["channel"] == body.get("channel")]
             return {"ok": True, "channel": body.get("channel"),
                     "messages": [{k: v for k, v in m.items() if k != "channel" and v is not None} for m in found]}
+        if method == "files.getUploadURLExternal":
+            with self._lock:
+                file_id = f"F{len(self.uploads) + 1:08d}"
+                self.uploads[file_id] = {"filename": body.get("filename"), "length": int(body.get("length") or 0),
+                                         "data": None, "title": None, "channel": None, "initial_comment": None}
+            return {"ok": True, "file_id": file_id, "upload_url": f"{self.url.removesuffix('api/')}upload/{file_id}"}
+        if method == "files.completeUploadExternal":
+            shared = []
+            with self._lock:
+                for item in _json(body.get("files")) or []:
+                    upload = self.uploads.get(item.get("id"))
+                    if upload is None or upload["data"] is None:
+                        return {"ok": False, "error": "file_not_found"}
+                    upload.update(title=item.get("title"), channel=body.get("channel_id"),
+                                  initial_comment=body.get("initial_comment"))
+                    shared.append({"id": item["id"], "title": item.get("title"), "name": upload["filename"]})
+            return {"ok": True, "files": shared}
         if method == "chat.update":
             return {"ok": True, "channel": body.get("channel"), "ts": body.get("ts"), "text": body.get("text")}
         if method == "auth.test":
@@ -83,6 +103,8 @@ class LocalSlack:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):  # noqa: N802 (http.server's naming)
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.path.startswith("/upload/"):  # step 2 of files_upload_v2: the file's bytes
+                    return self._upload(self.path.rsplit("/", 1)[-1], raw)
                 if self.headers.get("Content-Type", "").startswith("application/json"):
                     body = json.loads(raw or b"{}")
                 else:
@@ -101,6 +123,18 @@ class LocalSlack:
                                                  dict(parse_qsl(url.query)))).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json; charset=utf-8")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def _upload(self, file_id: str, raw: bytes) -> None:
+                with fake._lock:
+                    upload = fake.uploads.get(file_id)
+                    if upload is not None:
+                        upload["data"] = raw
+                answer = f"OK - {len(raw)}".encode() if upload is not None else b"no such upload"
+                self.send_response(200 if upload is not None else 404)
+                self.send_header("Content-Type", "text/plain")
                 self.send_header("Content-Length", str(len(answer)))
                 self.end_headers()
                 self.wfile.write(answer)

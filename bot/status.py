@@ -11,6 +11,7 @@ from inference.base_models import LicenseNote
 
 HELP = """*`/tuesday` commands*
 • `/tuesday status`: production model, its holdout metrics, new labels, queues, workers, last retrain (anyone)
+• `/tuesday health`: the last 7 days' acceptance, overrides, review time, latency, cost, drift and the open alerts (anyone)
 • `/tuesday retrain`: train a new version on the labels so far; it goes live only if it beats production (managers)
 • `/tuesday eval`: production's holdout metrics (managers)
 • `/tuesday review <version>`: a signed link to a version's review sheet: each holdout ticket, failures first (managers)

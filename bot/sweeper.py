@@ -3,7 +3,8 @@
 The CPU workers run `Upkeep.tick` once a minute: jobs of dead CPU workers are handed back to
 RQ, tickets without a (posted) suggestion are queued again, helpdesk write-backs due are
 delivered, a training whose heartbeat stopped is closed as failed, a retrain whose jobs Redis
-lost is queued again (or closed), and a scheduled retrain is requested when one is due.
+lost is queued again (or closed), and a scheduled retrain is requested when one is due;
+one worker every few minutes checks the alert rules and the weekly digest (bot.monitor.alerts).
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ class Upkeep:
     def tick(self) -> dict:
         """One round of chores; each one's failure is logged and retried next round."""
         from bot.control import Paused, maybe_scheduled_retrain
+        from bot.monitor.alerts import check_monitoring
         from bot.retrain import check_training, recover_run
 
         done = {}
@@ -89,7 +91,8 @@ class Upkeep:
                   "writebacks": self._writebacks,
                   "training": lambda: check_training(self.runtime, self.queues, self.slack),
                   "retrain": lambda: recover_run(self.runtime, self.queues, self.slack),
-                  "schedule": lambda: maybe_scheduled_retrain(self.runtime, self.queues)}
+                  "schedule": lambda: maybe_scheduled_retrain(self.runtime, self.queues),
+                  "monitor": lambda: check_monitoring(self.runtime, self.queues, self.slack)}
         for name, chore in chores.items():
             try:
                 done[name] = chore()

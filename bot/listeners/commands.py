@@ -113,6 +113,13 @@ def do_review(runtime, queues, user_id: str, args: str) -> str:
             f"{runtime.settings.link_ttl_hours:g} h for whoever holds it: it shows ticket text.")
 
 
+def do_health(runtime, queues, user_id: str, args: str) -> str:
+    """The week's measures and the open alerts (numbers and label names only, never ticket text)."""
+    from bot.monitor.health import gather_health, health_text
+
+    return health_text(gather_health(runtime))
+
+
 def do_help(runtime, queues, user_id: str, args: str) -> str:
     return status.HELP
 
@@ -120,6 +127,7 @@ def do_help(runtime, queues, user_id: str, args: str) -> str:
 SUBCOMMANDS = {
     "retrain": (MANAGER, do_retrain),
     "eval": (MANAGER, do_eval),
+    "health": (ANYONE, do_health),  # the week's measures and open alerts: numbers, no ticket text
     "status": (ANYONE, do_status),  # versions, counts, queues; never ticket text, so anyone may look
     "pause": (ADMIN, do_pause),
     "resume": (ADMIN, do_resume),

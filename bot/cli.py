@@ -203,6 +203,9 @@ main.add_command(release_notes)
 from bot.cli_health import health  # noqa: E402
 main.add_command(health)
 
+from bot.cli_dashboard import dashboard  # noqa: E402
+main.add_command(dashboard)
+
 from bot.cli_review import card, promote, review  # noqa: E402
 main.add_command(review)
 main.add_command(promote)

@@ -67,6 +67,7 @@ class Settings(NodeSettings):
     # -- monitoring (bot.monitor) -------------------------------------------------------------------
     cpu_hour_price: float = Field(0.05, ge=0.0, description="Price of one CPU core-hour, in the team's currency: prices CPU-seconds of suggestions and of CPU retrains in the measures (cost per 1,000 tickets).")
     gpu_hour_price: float = Field(2.5, ge=0.0, description="Price of one GPU-hour, in the team's currency: prices the training seconds of retrains that ran on a GPU.")
+    dashboard_link_hours: float = Field(24.0, gt=0.0, description="How long a link to the dashboard (/tuesday dashboard, tuesday dashboard --link) works, in hours; it shows ticket excerpts, so it is shorter-lived than a review sheet's.")
     metrics_token: str = Field("", description="Bearer token Prometheus must send to GET /metrics on `tuesday serve`; empty leaves /metrics open (it carries counts, versions and label names, never ticket text).")
 
     # -- alerts in the triage channel and the weekly digest (bot/monitor/alerts.py, digest.py) ------

@@ -21,6 +21,7 @@ HELP = """*`/tuesday` commands*
 • `/tuesday rollback <version>`: put a version that was production before back in production (admins)
 • `/tuesday base` / `/tuesday base approve <name>`: base models' license notes; training needs an approved one (admins)
 • `/tuesday audit`: the newest admin actions from the audit log (admins)
+• `/tuesday dashboard`: a signed link that expires (a day by default) to the dashboard: volume, acceptance, overrides per label, drift, versions, with charts (admins)
 • `/tuesday help`: this list"""
 
 METRICS = (("macro-F1", "macro_f1"), ("accuracy", "accuracy"), ("hand-off recall", "handoff_recall"))

@@ -1,4 +1,4 @@
-"""The HTTP face of Tuesday: helpdesk webhooks and Slack clicks in, a health check out."""
+"""The HTTP face of Tuesday: helpdesk webhooks and Slack clicks in; a health check, metrics and pages out."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from bot import intake
 from bot.intake import IncomingTicket, IntakeError
 from bot.links import Links
+from bot.monitor import web as monitor_web
 from bot.queues import Queues
 from bot.runtime import Runtime
 from bot.slack_app import create_slack_app, slack_request, web_client
@@ -181,4 +182,5 @@ def create_app(runtime: Runtime, queues: Queues, *, clock: Callable[[], float] =
             **headers, "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
                                                   "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"})
 
+    monitor_web.register(app, runtime, queues, links, clock)  # /metrics and the /dashboard pages
     return app

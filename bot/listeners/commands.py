@@ -120,6 +120,16 @@ def do_health(runtime, queues, user_id: str, args: str) -> str:
     return health_text(gather_health(runtime))
 
 
+def do_dashboard(runtime, queues, user_id: str, args: str) -> str:
+    """A fresh signed link to the dashboard (it shows ticket excerpts, hence admins only)."""
+    from bot.monitor.web import dashboard_link
+
+    hours = runtime.settings.dashboard_link_hours
+    return (f"Tuesday's dashboard (acceptance, overrides per label, drift, versions): <{dashboard_link(runtime.settings)}"
+            f"|open>. The link works for {hours:g} h for whoever holds it (it shows ticket excerpts): keep it to "
+            "yourself.")
+
+
 def do_help(runtime, queues, user_id: str, args: str) -> str:
     return status.HELP
 
@@ -132,6 +142,7 @@ SUBCOMMANDS = {
     "pause": (ADMIN, do_pause),
     "resume": (ADMIN, do_resume),
     "rollback": (ADMIN, do_rollback),
+    "dashboard": (ADMIN, do_dashboard),  # a signed link; the pages show ticket excerpts
     "base": (ADMIN, trail_commands.do_base),
     "audit": (ADMIN, trail_commands.do_audit),
     "conflicts": (MANAGER, curation.do_conflicts),  # ticket text and reviewers' reasons: not for anyone

@@ -1,0 +1,161 @@
+"""`GET /metrics`: the measures as Prometheus metrics, read from SQL and Redis at scrape time.
+
+Nothing is counted in the process: every web host answers the same numbers (the store is the
+record), so Prometheus may scrape any of them, and a restart loses nothing. Counters are all-time
+totals from the store; gauges over a window say which (7 days). Names, labels and types are listed
+in docs/monitoring.md ("Prometheus").
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from datetime import datetime, timezone
+from typing import Callable
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.utils import floatToGoString
+from redis.exceptions import RedisError
+from sqlalchemy import and_, case, func, select
+
+from bot.monitor.measures import measures_for_metrics, per_label, window
+from bot.store import Suggestion
+
+WINDOW_DAYS = 7  # the window of every ratio gauge (override ratio, drift share)
+
+
+def authorized(token: str, header: str | None) -> bool:
+    """True when no token is set, or the Authorization header is exactly 'Bearer <token>'."""
+    if not token:
+        return True
+    scheme, _, given = (header or "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+
+
+def drift_share(runtime, since, until) -> tuple[str, float, int] | None:
+    """(production version, share of its suggestions with evidence less similar than its holdout's
+    5th percentile, how many were counted) over [since, until); None without a reference or data.
+
+    The same share as bot.monitor.drift.drift, without that function's new-terms scan of ticket text.
+    """
+    from bot.monitor.drift import reference
+
+    version = runtime.production.name()
+    p05 = ((reference(runtime, version) or {}).get("holdout_similarity") or {}).get("p05")
+    if p05 is None:
+        return None
+    where = and_(Suggestion.model_version == version, Suggestion.created_at >= since, Suggestion.created_at < until,
+                 Suggestion.nearest_similarity.is_not(None))
+    with runtime.sessions() as session:
+        n, below = session.execute(select(func.count(), func.sum(case((Suggestion.nearest_similarity < p05, 1),
+                                                                     else_=0))).where(where)).one()
+    return (version, int(below or 0) / n, int(n)) if n else None
+
+
+def _histogram(name: str, doc: str, data: dict, scale: float) -> HistogramMetricFamily:
+    """A histogram family from measures' cumulative buckets; bounds and sum multiplied by scale (ms -> s)."""
+    family = HistogramMetricFamily(name, doc, labels=[])
+    buckets = [(bound if bound == "+Inf" else floatToGoString(bound * scale), count)
+               for bound, count in data["buckets"]]
+    family.add_metric([], buckets, sum_value=data["sum"] * scale)
+    return family
+
+
+class StoreCollector:
+    """A prometheus-client collector that reads the store and the queues each time it is collected."""
+
+    def __init__(self, runtime, queues, clock: Callable[[], float] = time.time):
+        self.runtime, self.queues, self.clock = runtime, queues, clock
+
+    def collect(self):
+        from bot.status import count_workers
+        from bot.sweeper import posting, waiting_count
+
+        runtime = self.runtime
+        m = measures_for_metrics(runtime)
+
+        suggestions = CounterMetricFamily("tuesday_suggestions", "Suggestions made, by model version, label shown "
+                                          "('' when unsure) and routing (suggested, unsure, out_of_scope).",
+                                          labels=["version", "label", "routing"])
+        for row in m["suggestions"]:
+            suggestions.add_metric([row["version"], row["label"], row["routing"]], row["count"])
+        yield suggestions
+
+        feedback = CounterMetricFamily("tuesday_feedback", "Suggestions reviewed, by version, label shown and the "
+                                       "first click's outcome (accepted, changed, rejected, handed_off; labelled: "
+                                       "Tuesday was unsure and the agent chose).",
+                                       labels=["version", "label", "action"])
+        for row in m["decisions"]:
+            feedback.add_metric([row["version"], row["label"], row["action"]], row["count"])
+        yield feedback
+
+        yield _histogram("tuesday_suggestion_latency_seconds", "Time to predict one suggestion.",
+                         m["latency_ms"], 0.001)
+        yield _histogram("tuesday_review_time_seconds", "From a suggestion being posted to its first click.",
+                         m["review_time_s"], 1.0)
+
+        cpu = CounterMetricFamily("tuesday_suggestion_cpu_seconds", "CPU-seconds spent predicting suggestions, "
+                                  "by version (rows stored before this was measured count 0).", labels=["version"])
+        for version, seconds in sorted(m["cpu_s"].items()):
+            cpu.add_metric([version], seconds)
+        yield cpu
+
+        since, until = window(WINDOW_DAYS, datetime.fromtimestamp(self.clock(), timezone.utc))
+        override = GaugeMetricFamily("tuesday_override_ratio", f"(changed + rejected) / reviewed of the last "
+                                     f"{WINDOW_DAYS} days' suggestions, by label shown.", labels=["label"])
+        reviews = GaugeMetricFamily("tuesday_reviews_7d", f"Suggestions reviewed in the last {WINDOW_DAYS} days, "
+                                    "by label shown (how much the override ratio rests on).", labels=["label"])
+        for row in per_label(runtime, since, until):
+            reviews.add_metric([row["label"]], row["reviewed"])
+            if row["override_rate"] is not None:
+                override.add_metric([row["label"]], row["override_rate"])
+        yield override
+        yield reviews
+
+        share = drift_share(runtime, since, until)
+        drift = GaugeMetricFamily("tuesday_drift_share", f"Share of the last {WINDOW_DAYS} days' suggestions by the "
+                                  "production version whose nearest labelled example is less similar than its "
+                                  "holdout's 5th percentile (absent without a reference).", labels=["version"])
+        if share is not None:
+            drift.add_metric([share[0]], share[1])
+        yield drift
+
+        production = GaugeMetricFamily("tuesday_production_info", "The version in production (value 1).",
+                                       labels=["version"])
+        if m["production"]:
+            production.add_metric([m["production"]], 1)
+        yield production
+
+        yield GaugeMetricFamily("tuesday_tickets_waiting", "Tickets without a (posted) suggestion yet.",
+                                value=waiting_count(runtime.sessions, posts=posting(runtime.settings)))
+
+        # Redis down is a state to alert on, not a failed scrape: the store's numbers still come.
+        depth = GaugeMetricFamily("tuesday_queue_depth", "Jobs waiting in each queue.", labels=["queue"])
+        workers = GaugeMetricFamily("tuesday_workers", "Live (heartbeating) workers listening on each queue.",
+                                    labels=["queue"])
+        try:
+            depths = {name: queue.count for name, queue in self.queues.queues.items()}
+            alive = count_workers(self.queues)
+            redis_up = 1
+        except RedisError:
+            depths, alive, redis_up = {}, {}, 0
+        for name, count in depths.items():
+            depth.add_metric([name], count)
+        for name, count in alive.items():
+            workers.add_metric([name], count)
+        yield depth
+        yield workers
+        yield GaugeMetricFamily("tuesday_redis_up", "1 when the queues' Redis answered this scrape.", value=redis_up)
+
+
+def metrics_registry(runtime, queues, clock: Callable[[], float] = time.time) -> CollectorRegistry:
+    """A registry holding only Tuesday's collector (not the process's own default metrics)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StoreCollector(runtime, queues, clock))
+    return registry
+
+
+def scrape(registry: CollectorRegistry) -> bytes:
+    """The text exposition format (what Prometheus reads)."""
+    return generate_latest(registry)

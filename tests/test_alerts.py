@@ -256,7 +256,8 @@ def test_the_digest_uploads_a_chart_once_a_week(runtime, fake_slack):
     comment = upload["initial_comment"]
     assert comment.startswith("*Tuesday's week* (Thu 5 Nov – Thu 12 Nov; production v3)")
     # this week: 50 suggestions, 50 reviewed, 36 accepted (72 %), 14 overridden (28 %)
-    assert "50 suggestions for 50 tickets; 50 reviewed: 72 % accepted" in comment
+    # ... against the week before: 5 billing_dispute suggestions, all changed (0 % accepted)
+    assert "50 suggestions for 50 tickets; 50 reviewed: 72 % accepted (week before 0 %)" in comment
     assert "override rate 28 %" in comment
     assert "Most overridden: billing_dispute 48 % of 25 (→ claim_status ×9)" in comment
     assert [c["method"] for c in fake_slack.calls][-2:] == ["files.getUploadURLExternal", "files.completeUploadExternal"]

@@ -17,20 +17,20 @@ from bot.store import utc_now
 TOP_OVERRIDDEN = 3
 
 
-def gather_week(runtime, since: datetime, until: datetime, *, terms: bool) -> dict:
-    """The numbers of [since, until) and of the 7 days before, JSON-safe; terms: keep the new terms' words."""
+def gather_week(runtime, since: datetime, until: datetime, *, terms: bool, compare: bool = True) -> dict:
+    """The numbers of [since, until), JSON-safe; compare: and the 7 days before's; terms: keep the new terms' words."""
     from bot.monitor import measures
 
     before = since - timedelta(days=7)
     version = runtime.production.name()
     labels = measures.per_label(runtime, since, until, version=version) if version else []
     drift = measures.drift(runtime, since, until)
-    drift_before = measures.drift(runtime, before, since) if drift.get("share") is not None else {}
+    drift_before = measures.drift(runtime, before, since) if compare and drift.get("share") is not None else {}
     return {
         "since": since.isoformat(timespec="seconds"), "until": until.isoformat(timespec="seconds"),
         "version": version,
         "overview": measures.overview(runtime, since, until),
-        "previous": measures.overview(runtime, before, since),
+        "previous": measures.overview(runtime, before, since) if compare else None,
         "overridden": top_overridden(labels),
         "drift": {"share": drift.get("share"), "previous_share": drift_before.get("share"), "n": drift.get("n"),
                   "reason": drift.get("reason"), "new_terms_count": len(drift.get("new_terms") or []),
@@ -48,9 +48,14 @@ def top_overridden(rows: list[dict], limit: int = TOP_OVERRIDDEN) -> list[dict]:
 
 
 def gather_health(runtime, now: datetime | None = None) -> dict:
-    """The last 7 days' measures, the week before's for comparison, and the open alerts."""
+    """The last 7 days' measures and the open alerts.
+
+    Without the week before's numbers (the digest and the alerts compare weeks): a slash command
+    answers within Slack's 3 seconds, and with them this took 2.6-3.8 s on 100,000 tickets in
+    PostgreSQL on a busy 2-core machine (without: 0.6-0.8 s; docs/monitoring.md).
+    """
     now = now or utc_now()
-    data = gather_week(runtime, now - timedelta(days=7), now, terms=False)
+    data = gather_week(runtime, now - timedelta(days=7), now, terms=False, compare=False)
     data["alerts"] = open_alerts(runtime.sessions, now)
     data["alerts_enabled"] = runtime.settings.alert_check_minutes > 0
     return data
@@ -58,16 +63,20 @@ def gather_health(runtime, now: datetime | None = None) -> dict:
 
 def week_lines(data: dict) -> list[str]:
     """The week's numbers as bullet lines (Slack mrkdwn), compared with the week before where it helps."""
-    o, p = data["overview"], data["previous"]
+    o, p = data["overview"], data.get("previous")
     if not o["suggestions"]:
         return ["• No suggestions in these 7 days."]
+
+    def before(text: str) -> str:
+        return f" (week before {text})" if p else ""
+
     lines = [f"• {o['suggestions']:,} suggestions for {o['tickets']:,} tickets; {o['reviewed']:,} reviewed: "
-             f"{pct(o['acceptance_rate'])} accepted (week before {pct(p['acceptance_rate'])}), "
+             f"{pct(o['acceptance_rate'])} accepted{before(pct(p and p['acceptance_rate']))}, "
              f"override rate {pct(o['override_rate'])}, live precision {pct(o['live_precision'])}"]
     review, latency = o["review_time_s"], o["latency_ms"]
-    lines.append(f"• Review time (post to first click) p50 {duration(review['p50'])}, p90 {duration(review['p90'])} "
-                 f"(week before p50 {duration(p['review_time_s']['p50'])}) · latency p50 {millis(latency['p50'])}, "
-                 f"p95 {millis(latency['p95'])} (week before {millis(p['latency_ms']['p95'])})")
+    lines.append(f"• Review time (post to first click) p50 {duration(review['p50'])}, p90 {duration(review['p90'])}"
+                 f"{before('p50 ' + duration(p and p['review_time_s']['p50']))} · latency p50 "
+                 f"{millis(latency['p50'])}, p95 {millis(latency['p95'])}{before(millis(p and p['latency_ms']['p95']))}")
     cost = o.get("cost") or {}
     if cost.get("total_per_1000") is not None:
         lines.append(f"• Cost {cost['total_per_1000']:.2f} per 1,000 tickets (serving {_money(cost.get('serving_per_1000'))}, "
@@ -93,8 +102,9 @@ def drift_line(drift: dict) -> str:
         why = {"no reference": "the live version has no drift reference (it was built before drift.json)",
                "no production version": "no production version"}.get(drift.get("reason"), "no tickets with evidence")
         return f"• Drift: – {why}"
-    line = (f"• Drift: {pct(drift['share'])} of {drift.get('n') or 0:,} tickets unlike the training data "
-            f"(week before {pct(drift.get('previous_share'))})")
+    line = f"• Drift: {pct(drift['share'])} of {drift.get('n') or 0:,} tickets unlike the training data"
+    if drift.get("previous_share") is not None:
+        line += f" (week before {pct(drift['previous_share'])})"
     if drift.get("new_terms"):
         line += "; new terms: " + ", ".join(f"{t['term']} ×{t['count']}" for t in drift["new_terms"])
     elif drift.get("new_terms_count"):

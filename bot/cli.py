@@ -76,7 +76,9 @@ def train(rt: Runtime, base: Path | None, config_file: Path | None, data: Path |
                              progress=not as_json)
     verdict = ("promoted to production" if summary["promoted"] else
                f"gate passed; awaiting sign-off: tuesday promote {summary['version']} --by NAME"
-               if summary.get("awaiting_signoff") else "kept as candidate")
+               if summary.get("awaiting_signoff") else
+               f"gate passed; in shadow until agents label {rt.settings.shadow_min_tickets} of its live tickets "
+               "(tuesday shadow)" if summary.get("awaiting_shadow") else "kept as candidate")
     text = (f"{summary['version']}: {verdict} ({summary['why']})\n"
             + metrics_table(rt.task, {summary["version"]: summary["metrics"]}))
     _emit(as_json, summary, text)
@@ -210,3 +212,6 @@ from bot.cli_review import card, promote, review  # noqa: E402
 main.add_command(review)
 main.add_command(promote)
 main.add_command(card)
+
+from bot.cli_shadow import shadow  # noqa: E402
+main.add_command(shadow)

@@ -24,6 +24,7 @@ from bot.promotion import apply_gate
 from bot.queues import Queues
 from bot.runtime import Runtime
 from bot.settings import Settings
+from bot.shadow_gate import hold_in_shadow, shadow_first
 from bot.trail.signoff import PASSED, report_message
 from bot.suggest import slack_client
 from bot.training import load_config, run_config, snapshot_for_training
@@ -140,13 +141,17 @@ def conclude_run(runtime: Runtime, queues: Queues, slack: WebClient | None, run_
         return _fail(runtime, slack, run_id, _train_error(job), production_before).to_dict()
     summary = job.return_value()
     signoff = runtime.settings.promotion_signoff  # a candidate that passes waits for a manager (bot.trail.signoff)
+    # ... or first proves itself in shadow on live tickets (bot.shadow_gate); then the upkeep decides.
+    shadow = shadow_first(runtime.settings, summary["production"])
     try:
-        passed, summary["why"] = gate(runtime, summary, by=promoted_by(run), switch=not signoff)
+        passed, summary["why"] = gate(runtime, summary, by=promoted_by(run), switch=not (signoff or shadow))
+        if passed and shadow:
+            summary["shadow"] = hold_in_shadow(runtime, summary["version"], note=f"retrain run {run_id}")
     except BaseException as exc:
         _fail(runtime, slack, run_id, f"{type(exc).__name__}: {exc}", production_before)
         raise
-    summary["promoted"] = passed and not signoff
-    run = finish_run(sessions, run_id, (PASSED if signoff else "promoted") if passed else "kept",
+    summary["promoted"] = passed and not (signoff or shadow)
+    run = finish_run(sessions, run_id, (PASSED if signoff or shadow else "promoted") if passed else "kept",
                      candidate_version=summary["version"], production_before=summary["production"],
                      why=summary["why"], metrics={"candidate": _headline(summary["metrics"]),
                                                   "production": _headline(summary.get("production_metrics")),
@@ -154,7 +159,10 @@ def conclude_run(runtime: Runtime, queues: Queues, slack: WebClient | None, run_
                                                                for name, part in summary.get("families", {}).items()},
                                                   "family": summary.get("family"), "choice": summary.get("choice"),
                                                   "calibration": summary.get("calibration"),
-                                                  "label_changes": summary.get("label_changes")})
+                                                  "label_changes": summary.get("label_changes"),
+                                                  # what the run cost (bot.monitor.measures prices it)
+                                                  "cost": summary.get("cost"),
+                                                  "shadow": summary.get("shadow")})
     log.info("retrain run %s: %s %s (%s)", run.id, run.candidate_version, run.status, run.why)
     _post(runtime, slack, run)
     if summary["promoted"] and summary["production"] is None:

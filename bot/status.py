@@ -5,6 +5,7 @@ from __future__ import annotations
 from redis.exceptions import RedisError
 
 from bot.control import active_run, as_utc, labels_since_last_training, last_run, pause_state
+from bot.shadow import comparison_table, headline, shadow_summary, status_line
 from bot.sweeper import posting, waiting_count
 from bot.trail import bases
 from inference.base_models import LicenseNote
@@ -19,6 +20,7 @@ HELP = """*`/tuesday` commands*
 • `/tuesday data`: labelled examples since the last data approval, counted, to approve for training (managers)
 • `/tuesday pause` / `/tuesday resume`: stop or allow retraining; suggestions go on either way (admins)
 • `/tuesday rollback <version>`: put a version that was production before back in production (admins)
+• `/tuesday shadow`: the version running in shadow beside production on live tickets (never shown) and how the two compare; `/tuesday shadow <version>` / `/tuesday shadow off` start and end it (admins)
 • `/tuesday base` / `/tuesday base approve <name>`: base models' license notes; training needs an approved one (admins)
 • `/tuesday audit`: the newest admin actions from the audit log (admins)
 • `/tuesday dashboard`: a signed link that expires (a day by default) to the dashboard: volume, acceptance, overrides per label, drift, versions, with charts (admins)
@@ -51,6 +53,7 @@ def gather_status(runtime, queues) -> dict:
         "paused_at": as_utc(flag.set_at).isoformat(timespec="seconds") if flag else None,
         "last_run": _as_dict(last_run(runtime.sessions)),
         "active_run": _as_dict(active_run(runtime.sessions)),
+        "shadow": shadow_summary(runtime),  # the version in shadow and its comparison so far, or None
         "queues": None, "workers": None, "queue_error": None,
     }
     try:
@@ -135,6 +138,10 @@ def run_line(run: dict) -> str:
         return f"{head}: failed at {when} UTC: {run['error'] or run['why'] or 'no error recorded'}"
     if status == "cancelled":
         return f"{head}: {run['error'] or 'cancelled'} at {when} UTC"
+    shadow = (run.get("metrics") or {}).get("shadow") or {}
+    if status == "passed" and shadow.get("status") == "waiting":
+        return (f"{head}: {run['candidate_version']} passed the gate at {when} UTC and runs in shadow until agents "
+                f"label {shadow['min_tickets']} of its live tickets ({run['why']})")
     if status == "passed":
         return (f"{head}: {run['candidate_version']} passed the gate at {when} UTC and awaits a manager's sign-off "
                 f"({run['why']})")
@@ -172,6 +179,8 @@ def status_text(data: dict) -> str:
     if data["active_run"] and data["active_run"]["id"] != (data["last_run"] or {}).get("id"):
         lines.append(f"• in progress: {run_line(data['active_run'])}")
     lines.append(f"• last retrain: {run_line(data['last_run']) if data['last_run'] else 'none yet'}")
+    if data.get("shadow"):
+        lines.append(status_line(data["shadow"]))
     if data.get("bases_unapproved"):
         lines.append(f"• base models not approved (training refuses them): {', '.join(data['bases_unapproved'])} "
                      "(`/tuesday base`)")
@@ -214,7 +223,12 @@ def report_text(run: dict, review: dict | None = None) -> str:
                 f"Production is unchanged ({run['production_before'] or 'none'}).")
     new, old = run["metrics"].get("candidate") or {}, run["metrics"].get("production")
     before = run["production_before"]
+    shadow = run["metrics"].get("shadow") or {}
+    in_shadow = run["status"] == "passed" and shadow.get("status") == "waiting"
     verdict = (f"*{run['candidate_version']} promoted to production*" if run["status"] == "promoted"
+               else f"*{run['candidate_version']} passed the gate and runs in shadow beside {before}*; {before} stays "
+                    f"in production until agents have labelled {shadow['min_tickets']} of the live tickets it "
+                    "answers and it agrees with them at least as often as production" if in_shadow
                else f"*{run['candidate_version']} passed the gate and awaits a manager's sign-off*; "
                     f"{before or 'no model'} stays in production until then" if run["status"] == "passed"
                else f"*{run['candidate_version']} kept as candidate*; {before} stays in production")
@@ -222,9 +236,12 @@ def report_text(run: dict, review: dict | None = None) -> str:
     if run.get("signed_off_by"):
         lines.append(f"Promotion signed off by {who(run['signed_off_by'])} at "
                      f"{run['signed_off_at'][:16].replace('T', ' ')} UTC.")
-    elif run["status"] == "passed":
+    elif run["status"] == "passed" and not in_shadow:
         lines.append(f"A manager approves with the button below (or `tuesday promote {run['candidate_version']} "
                      "--by NAME`) after reading the review sheet.")
+    if shadow.get("comparison"):
+        lines.append(f"In shadow on live tickets from {shadow['since'][:16].replace('T', ' ')} UTC: "
+                     f"{headline(shadow['comparison'])}.\n{comparison_table(shadow['comparison'])}")
     if review:
         lines.append(f"Review sheet (every holdout ticket, failures first): <{review['html']}|open> "
                      f"· <{review['csv']}|CSV>")

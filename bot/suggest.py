@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -15,6 +16,7 @@ from bot.blocks import suggestion_blocks, suggestion_text
 from bot.helpdesk.adapters import ticket_link
 from bot.runtime import Runtime
 from bot.settings import Settings
+from bot.shadow import ShadowRunner
 from bot.store import add_suggestion, as_utc, get_ticket, latest_suggestion, set_slack_message
 from inference.errors import ModelError, RegistryError, TuesdayError
 from inference.predictor import Predictor
@@ -159,10 +161,14 @@ def slack_client(settings: Settings) -> WebClient | None:
 class Suggester:
     """What the suggest job needs: the runtime, a predictor cache and a Slack client."""
 
-    def __init__(self, runtime: Runtime, slack: WebClient | None, predictors: PredictorCache | None = None):
+    def __init__(self, runtime: Runtime, slack: WebClient | None, predictors: PredictorCache | None = None,
+                 shadow: ShadowRunner | None = None):
         self.runtime, self.slack = runtime, slack
         self.predictors = predictors or PredictorCache(runtime.production.name, lambda name: load_version(runtime, name))
         self._thresholds: dict[str, Thresholds] = {}
+        # The version in shadow (bot.shadow), if an admin or the shadow gate named one: its own predictor.
+        self.shadow = shadow or ShadowRunner(runtime.sessions, lambda name: load_version(runtime, name),
+                                             self.thresholds)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Suggester:
@@ -170,6 +176,7 @@ class Suggester:
 
     def close(self) -> None:
         self.predictors.close()
+        self.shadow.close()
 
     def thresholds(self, version: str) -> Thresholds:
         """A version's thresholds under this process's settings (kept: a committed version never changes)."""
@@ -196,11 +203,17 @@ class Suggester:
                 # promotion (or the sweeper after it) queues it again.
                 log.info("ticket %s waits: no production model yet", ticket.id)
                 return {"ticket_id": ticket.id, "status": "waiting", "model_version": None}
-            prediction = self.predictors.get().predict(ticket.model_text)
+            predictor = self.predictors.get()
+            # process_time, not thread_time: llama.cpp computes on its own thread pool, which
+            # thread_time (this thread only) would miss; a worker runs one job at a time, so the
+            # process's CPU time over the call is the prediction's (what a CPU-hour buys).
+            cpu = time.process_time()
+            prediction = predictor.predict(ticket.model_text)
+            cpu_ms = (time.process_time() - cpu) * 1000.0
             cut = self.thresholds(prediction.model_version)
             with sessions() as session:
                 row = add_suggestion(session, ticket.id, prediction, threshold=cut.abstain,
-                                     handoff_threshold=cut.handoff, handoff_label=cut.handoff_label)
+                                     handoff_threshold=cut.handoff, handoff_label=cut.handoff_label, cpu_ms=cpu_ms)
             log.info("ticket %s: %s %s (%.2f) by %s", ticket.id, row.routing, row.label or "-", row.confidence,
                      row.model_version)
         if row.slack_ts is None and self.slack is not None:
@@ -217,6 +230,9 @@ class Suggester:
                     unfurl_links=False, unfurl_media=False)
             with sessions() as session:
                 row = set_slack_message(session, row.id, found["channel"], found["ts"])
+        # Only now the shadow version, if one is set: production's suggestion is stored and posted
+        # whatever it does, and its failures are stored as rows of its own, never raised here.
+        self.shadow.run(ticket, row)
         return {"ticket_id": ticket.id, "suggestion_id": row.id, "label": row.label, "routing": row.routing,
                 "confidence": row.confidence, "model_version": row.model_version,
                 "slack_channel": row.slack_channel, "slack_ts": row.slack_ts}

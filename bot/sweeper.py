@@ -3,7 +3,8 @@
 The CPU workers run `Upkeep.tick` once a minute: jobs of dead CPU workers are handed back to
 RQ, tickets without a (posted) suggestion are queued again, helpdesk write-backs due are
 delivered, a training whose heartbeat stopped is closed as failed, a retrain whose jobs Redis
-lost is queued again (or closed), and a scheduled retrain is requested when one is due;
+lost is queued again (or closed), a scheduled retrain is requested when one is due, and a
+candidate waiting in shadow is promoted or kept once agents labelled enough of its tickets;
 one worker every few minutes checks the alert rules and the weekly digest (bot.monitor.alerts).
 """
 
@@ -92,6 +93,7 @@ class Upkeep:
                   "training": lambda: check_training(self.runtime, self.queues, self.slack),
                   "retrain": lambda: recover_run(self.runtime, self.queues, self.slack),
                   "schedule": lambda: maybe_scheduled_retrain(self.runtime, self.queues),
+                  "shadow": self._shadow,
                   "monitor": lambda: check_monitoring(self.runtime, self.queues, self.slack)}
         for name, chore in chores.items():
             try:
@@ -102,6 +104,10 @@ class Upkeep:
                 # The loop must outlive a Redis or database blip; the next round tries again.
                 log.warning("upkeep: %s failed: %s", name, exc)
                 done[name] = None
+            except Exception:
+                # A bug in one chore must not end the upkeep thread (and every other chore with it).
+                log.exception("upkeep: %s failed", name)
+                done[name] = None
         return done
 
     def _abandoned(self) -> None:
@@ -110,6 +116,12 @@ class Upkeep:
         # queue is left to its own workers and to the training heartbeat.
         for name in ("suggest", "control", "writeback"):
             self.queues[name].started_job_registry.cleanup()
+
+    def _shadow(self):
+        from bot.shadow_gate import settle
+
+        # A candidate waiting in shadow (TUESDAY_SHADOW_MIN_TICKETS) is promoted or kept once enough is labelled.
+        return settle(self.runtime, self.slack)
 
     def _writebacks(self):
         from bot.helpdesk import sweep_outbox

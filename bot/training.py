@@ -74,14 +74,20 @@ def train_and_gate(rt: Runtime, *, base: Path | None = None, config: dict | None
     summary = run_job(TRAIN_JOB, **snapshot, config=run_config(rt, config), production=rt.production.name(),
                       base=str(base) if base else None, progress=progress, licenses=approved_licenses(rt.sessions))
     if promote:
-        signoff = rt.settings.promotion_signoff
-        decision = apply_gate(rt.production, summary, by=by, min_gain=rt.settings.min_gain, switch=not signoff)
-        summary["promoted"], summary["why"] = decision.promote and not signoff, decision.why
-        if decision.promote and signoff:
+        from bot.shadow_gate import hold_in_shadow, shadow_first
+
+        signoff, shadow = rt.settings.promotion_signoff, shadow_first(rt.settings, summary.get("production"))
+        decision = apply_gate(rt.production, summary, by=by, min_gain=rt.settings.min_gain,
+                              switch=not (signoff or shadow))
+        summary["promoted"], summary["why"] = decision.promote and not (signoff or shadow), decision.why
+        if decision.promote and shadow:
+            # It runs in shadow on live tickets first; the CPU workers' upkeep decides (bot.shadow_gate).
+            summary["shadow"] = hold_in_shadow(rt, summary["version"], note="tuesday train")
+        if decision.promote and (signoff or shadow):
             from bot.trail.signoff import record_passed
 
             # It waits for `tuesday promote VERSION` (or the Slack button) like a queued run's candidate.
-            summary["awaiting_signoff"] = record_passed(rt, summary, by=by).id
+            summary["awaiting_signoff" if not shadow else "awaiting_shadow"] = record_passed(rt, summary, by=by).id
     else:
         summary["promoted"], summary["why"] = False, "--no-promote"
     return summary

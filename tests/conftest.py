@@ -130,6 +130,7 @@ def store_url(request, tmp_path):
 
     import bot.control  # noqa: F401  (their tables join Base.metadata, so drop_all drops them too)
     import bot.production  # noqa: F401
+    import bot.shadow  # noqa: F401
     import bot.helpdesk.outbox  # noqa: F401
     import bot.monitor.alerts  # noqa: F401
     import bot.trail.tables  # noqa: F401

@@ -18,6 +18,7 @@ from sqlalchemy.orm import sessionmaker
 import bot.control  # noqa: F401  (their tables join Base.metadata)
 import bot.monitor.alerts  # noqa: F401
 import bot.production  # noqa: F401
+import bot.shadow  # noqa: F401
 import bot.trail.tables  # noqa: F401
 from bot.cli_db import db
 from bot.control import Flag

@@ -113,6 +113,23 @@ def do_review(runtime, queues, user_id: str, args: str) -> str:
             f"{runtime.settings.link_ttl_hours:g} h for whoever holds it: it shows ticket text.")
 
 
+def do_shadow(runtime, queues, user_id: str, args: str) -> str:
+    """`shadow` shows the comparison (anyone: numbers only); `shadow vN` and `shadow off` are for admins."""
+    from bot import shadow
+
+    arg = args.strip().split(" ")[0]
+    if not arg:
+        return shadow.shadow_text(runtime)
+    if not is_admin(runtime.settings, user_id):
+        raise NotAllowed("only Tuesday's admins (TUESDAY_ADMINS) can start or end shadow mode")
+    if arg.lower() == "off":
+        ended = shadow.stop_shadow(runtime.sessions, by=f"slack:{user_id}")
+        return (f"Shadow mode ended: {ended} no longer labels live tickets." if ended
+                else "No version was in shadow.") + shadow.displaced_note(runtime, ended)
+    started = shadow.start_shadow(runtime, arg, by=f"slack:{user_id}")
+    return shadow.started_text(runtime, started)
+
+
 def do_health(runtime, queues, user_id: str, args: str) -> str:
     """The week's measures and the open alerts (numbers and label names only, never ticket text)."""
     from bot.monitor.health import gather_health, health_text
@@ -143,6 +160,7 @@ SUBCOMMANDS = {
     "resume": (ADMIN, do_resume),
     "rollback": (ADMIN, do_rollback),
     "dashboard": (ADMIN, do_dashboard),  # a signed link; the pages show ticket excerpts
+    "shadow": (ANYONE, do_shadow),  # starting and ending it checks for an admin itself
     "base": (ADMIN, trail_commands.do_base),
     "audit": (ADMIN, trail_commands.do_audit),
     "conflicts": (MANAGER, curation.do_conflicts),  # ticket text and reviewers' reasons: not for anyone

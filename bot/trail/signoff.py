@@ -51,7 +51,7 @@ def record_passed(runtime, summary: dict, *, by: str) -> RetrainRun:
                "production": ({k: summary["production_metrics"].get(k) for k in HEADLINE}
                               if summary.get("production_metrics") else None),
                "family": summary.get("family"), "choice": summary.get("choice"),
-               "calibration": summary.get("calibration")}
+               "calibration": summary.get("calibration"), "shadow": summary.get("shadow")}
     now = utc_now()
     with runtime.sessions() as session:
         run = RetrainRun(requested_by=by, trigger="train", status=PASSED, candidate_version=summary["version"],
@@ -97,6 +97,11 @@ def approve(runtime, run_id: int, *, by: str, queues=None) -> dict:
     if run.status != PASSED:
         raise SignOffRefused(f"run {run.id} is {run.status}: only a candidate that passed the gate and waits "
                              "for sign-off can be approved")
+    from bot.shadow_gate import pending_reason
+
+    pending = pending_reason(runtime, run)  # TUESDAY_SHADOW_MIN_TICKETS: the manager signs after the shadow
+    if pending is not None:
+        raise SignOffRefused(pending)
     flag = pause_state(sessions)
     if flag is not None:
         raise SignOffRefused(f"retraining is paused (by {flag.set_by}): production does not change until "
@@ -173,8 +178,10 @@ def report_message(runtime, run: dict, *, update: bool = False) -> dict:
     version = run.get("candidate_version")
     review = ({"html": links.url(review_path(version)), "csv": links.url(review_path(version, "csv"))}
               if version and links.can_link else None)
+    from bot.shadow_gate import waiting
+
     text = report_text(run, review=review)
-    if run["status"] != PASSED:
+    if run["status"] != PASSED or waiting(run):  # no button while the candidate is still in shadow
         return {"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}}]
                 if update else None}
     button = {"type": "button", "action_id": APPROVE, "style": "primary", "value": str(run["id"]),

@@ -6,6 +6,7 @@ import bot.control  # noqa: F401  (control_flags and retrain_runs join Base.meta
 import bot.helpdesk.outbox  # noqa: F401  (writeback_outbox joins Base.metadata)
 import bot.monitor.alerts  # noqa: F401  (alerts joins Base.metadata)
 import bot.production  # noqa: F401  (production_pointer and model_events join Base.metadata)
+import bot.shadow  # noqa: F401  (shadow_suggestions joins Base.metadata)
 import bot.trail.tables  # noqa: F401  (the paper trail's tables join Base.metadata)
 from bot.store import Base
 

@@ -13,7 +13,7 @@ from bot.monitor import measures
 from bot.monitor.drift import drift, new_terms
 from bot.runtime import Runtime
 from bot.settings import Settings
-from bot.store import Feedback, Suggestion, Ticket, add_suggestion, set_slack_message
+from bot.store import Feedback, Suggestion, Ticket, add_suggestion, as_utc, set_slack_message
 from inference.predictor import Suggestion as Prediction
 from inference.registry import DRIFT
 
@@ -290,3 +290,37 @@ def test_a_build_stores_its_drift_reference(trained_version):
     assert sum(ref["training_labels"].values()) == ref["n_train"] == len(train)
     assert ref["vocabulary"] == dict(vocabulary(r["text"] for r in train))
     assert not set(ref["vocabulary"]) & {"the", "and", "you"}
+
+
+def test_the_upgrade_fills_the_new_columns_of_rows_stored_before(store_url):
+    """A store at 0004 with suggestions and clicks: 0005 gives them their first/last click, top label and similarity."""
+    from alembic import command
+    from sqlalchemy import create_engine, insert, select
+
+    from bot.store.schema import _config, upgrade
+
+    engine = create_engine(store_url)
+    with engine.connect() as conn, conn.begin():
+        command.upgrade(_config(conn), "0004")
+    evidence = json.dumps([{"id": "a", "text": "x", "label": C, "similarity": 0.61}])
+    with engine.begin() as conn:
+        conn.execute(insert(Ticket.__table__).values(id=1, source="t", external_id="1", subject="", text="x",
+                                                      created_at=DAY1))
+        for sid, label, routing in ((1, None, "unsure"), (2, B, "suggested")):
+            conn.execute(insert(Suggestion.__table__).values(
+                id=sid, ticket_id=1, label=label, routing=routing, confidence=0.4, reason="", model_version="v1",
+                probabilities=json.dumps({B: 0.4, C: 0.6} if sid == 1 else {B: 0.9}), latency_ms=10.0,
+                created_at=DAY1, evidence=evidence if sid == 1 else "[]"))
+        for fid, action, label in ((1, "change", C), (2, "change", P)):
+            conn.execute(insert(Feedback.__table__).values(
+                id=fid, suggestion_id=1, ticket_id=1, user_id="U1", user_name="", action=action, label=label,
+                model_version="v1", created_at=DAY1 + timedelta(minutes=fid), conflict=False))
+    upgrade(engine)
+    with engine.connect() as conn:
+        rows = {r.id: r for r in conn.execute(select(Suggestion.__table__))}
+    one, two = rows[1], rows[2]
+    assert (one.predicted_label, one.nearest_similarity) == (C, 0.61)
+    assert (one.first_action, one.first_label, one.last_label, one.clicks) == ("change", C, P, 2)
+    assert as_utc(one.first_click_at) == DAY1 + timedelta(minutes=1)
+    assert (two.predicted_label, two.nearest_similarity, two.first_action, two.clicks) == (B, None, None, None)
+    engine.dispose()

@@ -16,8 +16,9 @@ import re
 from collections import Counter, defaultdict
 from datetime import datetime
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import and_, case, func, literal, select
 
+from bot.monitor.queries import bounds, bucket_of, day_key
 from bot.store import Suggestion, Ticket
 from inference.errors import RegistryError
 from inference.registry import DRIFT
@@ -76,9 +77,7 @@ def drift(runtime, since: datetime, until: datetime | None = None) -> dict:
     first, at most 10], examples: [excerpts of the masked text, at most 3]}] (most frequent first, at
     most 20), sampled_tickets}. Without a reference every number that needs it is None.
     """
-    from bot.monitor.measures import _bounds, bucket_of
-
-    since, until = _bounds(since, until)
+    since, until = bounds(since, until)
     version = runtime.production.name()
     ref = reference(runtime, version)
     result = {"version": version, "reference": ref is not None,
@@ -89,35 +88,43 @@ def drift(runtime, since: datetime, until: datetime | None = None) -> dict:
     if version is None:
         return result
     where = and_(Suggestion.model_version == version, Suggestion.created_at >= since, Suggestion.created_at < until)
+    p05 = ref["holdout_similarity"].get("p05") if ref else None
     with runtime.sessions() as session:
-        predicted = dict(session.execute(
-            select(func.coalesce(Suggestion.predicted_label, Suggestion.label), func.count()).where(where)
-            .group_by(func.coalesce(Suggestion.predicted_label, Suggestion.label))).all())
-        predicted.pop(None, None)
+        # one pass: per day and predicted label, how many, how many have evidence, how many fall below
+        day = bucket_of(session, Suggestion.created_at, "day")
+        predicted_label = func.coalesce(Suggestion.predicted_label, Suggestion.label)
+        below = case((Suggestion.nearest_similarity < p05, 1), else_=0) if p05 is not None else literal(0)
+        rows = session.execute(select(day, predicted_label, func.count(), func.count(Suggestion.nearest_similarity),
+                                      func.sum(below), func.sum(Suggestion.nearest_similarity))
+                               .where(where).group_by(day, predicted_label)).all()
+        predicted: Counter = Counter()
+        days: dict[str, list] = defaultdict(lambda: [0, 0, 0.0])  # with evidence, below, sum of similarity
+        for key, label, n, with_evidence, under, total in rows:
+            if label is not None:
+                predicted[label] += n
+            if with_evidence:
+                entry = days[day_key(key)]
+                entry[0] += with_evidence
+                entry[1] += int(under or 0)
+                entry[2] += float(total or 0.0)
         result["label_shift"]["predicted"] = _shares(predicted)
         if ref is None:
             return result
-        p05 = ref["holdout_similarity"]["p05"]
         result.update(holdout_p05=p05, holdout_p50=ref["holdout_similarity"].get("p50"))
         if p05 is not None:
-            day = bucket_of(session, Suggestion.created_at, "day")
-            has = Suggestion.nearest_similarity.is_not(None)
-            below = func.sum(case((Suggestion.nearest_similarity < p05, 1), else_=0))
-            rows = session.execute(select(day, func.count(), below, func.avg(Suggestion.nearest_similarity))
-                                   .where(where, has).group_by(day).order_by(day)).all()
-            n = sum(r[1] for r in rows)
-            under = sum(int(r[2] or 0) for r in rows)
+            n = sum(d[0] for d in days.values())
+            under = sum(d[1] for d in days.values())
             result.update(n=n, below=under, share=under / n if n else None,
-                          by_day=[{"day": str(d), "n": int(c), "below": int(b or 0),
-                                   "share": int(b or 0) / c if c else None,
-                                   "mean_similarity": None if m is None else float(m)} for d, c, b, m in rows])
+                          by_day=[{"day": d, "n": c, "below": b, "share": b / c, "mean_similarity": total / c}
+                                  for d, (c, b, total) in sorted(days.items())])
         training = _shares(ref.get("training_labels", {}))
         result["label_shift"].update(training=training, total_variation=total_variation(result["label_shift"]["predicted"], training)
                                      if predicted else None)
-        tickets = session.execute(
-            select(Ticket.id, Ticket.subject, Ticket.text)
-            .where(Ticket.id.in_(select(Suggestion.ticket_id).where(where)))
-            .order_by(Ticket.id.desc()).limit(NEW_TERMS_SAMPLE)).all()
+        # the newest suggestions first, by the created_at index: reading stops after the sample
+        found = session.execute(
+            select(Ticket.id, Ticket.subject, Ticket.text).join(Suggestion, Suggestion.ticket_id == Ticket.id)
+            .where(where).order_by(Suggestion.created_at.desc()).limit(NEW_TERMS_SAMPLE)).all()
+    tickets = list({tid: (tid, subject, text) for tid, subject, text in found}.values())
     result["sampled_tickets"] = len(tickets)
     result["new_terms"] = new_terms([(tid, _model_text(subject, text)) for tid, subject, text in tickets],
                                     set(ref.get("vocabulary", {})))

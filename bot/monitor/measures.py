@@ -15,152 +15,31 @@ docs/monitoring.md ("Measures"); the ones that need a word here:
 from __future__ import annotations
 
 import json
-import math
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, case, func, select
-from sqlalchemy.orm import aliased
 
 from bot.control import RetrainRun
+from bot.monitor.queries import (ACCEPTED, CHANGED, HANDED_OFF, LABELLED, OUTCOMES, REJECTED, bounds, bucket_of,
+                                 day_key, decided, histograms, in_window, outcome, percentile, rate, review_seconds,
+                                 summary, tally)
 from bot.production import ModelEvent
-from bot.store import SUGGESTED, Feedback, Suggestion, as_utc, utc_now
+from bot.store import SUGGESTED, Suggestion, as_utc, utc_now
 
-ACCEPTED, CHANGED, REJECTED, HANDED_OFF, LABELLED = "accepted", "changed", "rejected", "handed_off", "labelled"
-OUTCOMES = (ACCEPTED, CHANGED, REJECTED, HANDED_OFF)
-ACTION_OUTCOME = {"accept": ACCEPTED, "change": CHANGED, "reject": REJECTED, "handoff": HANDED_OFF}
+__all__ = ["window", "overview", "per_label", "timeline", "versions", "drift", "measures_for_metrics", "cost",
+           "percentile", "outcome", "ACCEPTED", "CHANGED", "REJECTED", "HANDED_OFF", "LABELLED", "OUTCOMES"]
+
 HOLDOUT_METRICS = ("accuracy", "macro_f1", "handoff_recall")
 # Histogram buckets of /metrics (upper bounds; +Inf is implied).
 LATENCY_BUCKETS_MS = (50, 100, 250, 500, 1000, 2500, 5000, 10000)
 REVIEW_BUCKETS_S = (30, 60, 300, 900, 1800, 3600, 4 * 3600, 24 * 3600)
 
 
-# -- windows and small helpers ---------------------------------------------------------------------
-
 def window(days: int = 7, now: datetime | None = None) -> tuple[datetime, datetime]:
     """(since, until), aware UTC: the `days` before `now` (default: now)."""
     until = as_utc(now) if now is not None else utc_now()
     return until - timedelta(days=days), until
-
-
-def _bounds(since: datetime, until: datetime | None) -> tuple[datetime, datetime]:
-    return as_utc(since), (as_utc(until) if until is not None else utc_now())
-
-
-def _rate(part: int, whole: int) -> float | None:
-    return None if not whole else part / whole
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    """Linear interpolation between the closest ranks (what PostgreSQL's percentile_cont computes)."""
-    if not values:
-        return None
-    xs = sorted(values)
-    pos = (len(xs) - 1) * q
-    lo, hi = math.floor(pos), math.ceil(pos)
-    return float(xs[lo] + (xs[hi] - xs[lo]) * (pos - lo))
-
-
-def _pg(session) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
-
-
-def _seconds_between(session, later, earlier):
-    """SQL: seconds from `earlier` to `later` (two timestamp columns)."""
-    if _pg(session):
-        return func.extract("epoch", later - earlier)
-    return (func.julianday(later) - func.julianday(earlier)) * 86400.0
-
-
-def bucket_of(session, column, bucket: str = "day"):
-    """SQL: the UTC day (or the Monday of the week) of a timestamp column, as 'YYYY-MM-DD'."""
-    if bucket not in ("day", "week"):
-        raise ValueError(f"bucket must be day or week, not {bucket!r}")
-    if _pg(session):
-        return func.to_char(func.date_trunc(bucket, func.timezone("UTC", column)), "YYYY-MM-DD")
-    return func.date(column) if bucket == "day" else func.date(column, "weekday 0", "-6 days")
-
-
-def grouped_percentiles(session, value, where, qs: tuple[float, ...], group=None) -> dict:
-    """{group value (None without group): [percentile per q]} of a SQL value over the rows `where` selects.
-
-    PostgreSQL computes them (percentile_cont); elsewhere the values are read and computed here.
-    """
-    keys = [group] if group is not None else []
-    if _pg(session):
-        cols = [func.percentile_cont(q).within_group(value) for q in qs]
-        query = select(*keys, *cols).where(where)
-        if group is not None:
-            query = query.group_by(group)
-        return {(row[0] if group is not None else None): [None if v is None else float(v) for v in row[len(keys):]]
-                for row in session.execute(query)}
-    values: dict = defaultdict(list)
-    for row in session.execute(select(*keys, value).where(where, value.is_not(None))):
-        values[row[0] if group is not None else None].append(float(row[-1]))
-    return {key: [percentile(vs, q) for q in qs] for key, vs in values.items()}
-
-
-def _clicks():
-    """Subquery: each clicked suggestion's first and last click ids."""
-    return (select(Feedback.suggestion_id.label("sid"), func.min(Feedback.id).label("first_id"),
-                   func.max(Feedback.id).label("last_id"))
-            .group_by(Feedback.suggestion_id).subquery("clicks"))
-
-
-def _joined(query, clicks, first, last):
-    return (query.select_from(Suggestion).outerjoin(clicks, clicks.c.sid == Suggestion.id)
-            .outerjoin(first, first.id == clicks.c.first_id).outerjoin(last, last.id == clicks.c.last_id))
-
-
-def _where(since: datetime, until: datetime, version: str | None):
-    conditions = [Suggestion.created_at >= since, Suggestion.created_at < until]
-    if version is not None:
-        conditions.append(Suggestion.model_version == version)
-    return and_(*conditions)
-
-
-def outcome(shown: str | None, action: str | None, first_label: str | None) -> str | None:
-    """A suggestion's outcome from its first click (None: no click yet)."""
-    if action is None:
-        return None
-    if shown is None:
-        return LABELLED
-    if first_label == shown:
-        return ACCEPTED
-    return ACTION_OUTCOME.get(action, CHANGED)
-
-
-def _decided(session, where, *extra) -> list:
-    """Rows (extra..., shown, routing, first action, first label, last label, count) of the suggestions `where` selects."""
-    clicks, first, last = _clicks(), aliased(Feedback), aliased(Feedback)
-    cols = (*extra, Suggestion.label, Suggestion.routing, first.action, first.label, last.label)
-    query = _joined(select(*cols, func.count()), clicks, first, last)
-    if where is not None:
-        query = query.where(where)
-    return session.execute(query.group_by(*cols)).all()
-
-
-def _tally(rows, handoff_label: str | None) -> dict:
-    """Counts of outcome rows (shown, routing, action, first label, last label, n)."""
-    t = Counter()
-    for shown, routing, action, first_label, last_label, n in rows:
-        t["suggestions"] += n
-        t["abstained"] += n if shown is None else 0
-        result = outcome(shown, action, first_label)
-        if result is None:
-            continue
-        t[result] += n
-        if result != LABELLED:
-            t["reviewed"] += n
-            t["correct"] += n if last_label == shown else 0
-        if result in (CHANGED, REJECTED) and (routing == SUGGESTED or (routing is None and shown is not None)):
-            t["unsafe_confident"] += n
-        if handoff_label:
-            if shown == handoff_label and last_label != handoff_label:
-                t["wrong_escalations"] += n
-            if shown != handoff_label and last_label == handoff_label:
-                t["missed_handoffs"] += n
-    return t
 
 
 # -- overview ----------------------------------------------------------------------------------------
@@ -176,59 +55,32 @@ def overview(runtime, since: datetime, until: datetime | None = None, version: s
     total_per_1000, cpu_hour_price, gpu_hour_price, retrains, training_s}}; rates and percentiles
     are None when nothing was counted.
     """
-    since, until = _bounds(since, until)
-    where = _where(since, until, version)
+    since, until = bounds(since, until)
+    where = in_window(since, until, version)
     with runtime.sessions() as session:
-        t = _tally(_decided(session, where), runtime.task.handoff_label)
-        tickets, cpu_ms, cpu_n = session.execute(
-            select(func.count(func.distinct(Suggestion.ticket_id)), func.sum(Suggestion.cpu_ms),
-                   func.count(Suggestion.cpu_ms)).where(where)).one()
-        latency = grouped_percentiles(session, Suggestion.latency_ms, where, (0.5, 0.95)).get(None, [None, None])
-        review = _review_percentiles(session, where, (0.5, 0.9))
+        t = tally(decided(session, where), runtime.task.handoff_label)
+        numbers = summary(session, where).get(None) or {"tickets": 0, "cpu_ms": 0.0, "cpu_n": 0, "review_n": 0,
+                                                        "latency_ms": [None, None], "review_s": [None, None]}
         runs = _runs(session, since, until, version)
-    cpu_s = None if not cpu_n else float(cpu_ms) / cpu_n / 1000.0
+    tickets, latency, review = numbers["tickets"], numbers["latency_ms"], numbers["review_s"]
+    cpu_s = None if not numbers["cpu_n"] else numbers["cpu_ms"] / numbers["cpu_n"] / 1000.0
     reviewed = t["reviewed"]
     return {
         "since": since.isoformat(), "until": until.isoformat(), "version": version,
         "tickets": int(tickets), "suggestions": t["suggestions"], "abstained": t["abstained"],
         "reviewed": reviewed, "labelled": t[LABELLED],
         **{name: t[name] for name in OUTCOMES},
-        "acceptance_rate": _rate(t[ACCEPTED], reviewed),
-        "override_rate": _rate(t[CHANGED] + t[REJECTED], reviewed),
-        "live_precision": _rate(t["correct"], reviewed),
+        "acceptance_rate": rate(t[ACCEPTED], reviewed),
+        "override_rate": rate(t[CHANGED] + t[REJECTED], reviewed),
+        "live_precision": rate(t["correct"], reviewed),
         "wrong_escalations": t["wrong_escalations"], "missed_handoffs": t["missed_handoffs"],
         "unsafe_confident": t["unsafe_confident"],
-        "review_time_s": {"p50": review[0], "p90": review[1], "n": review[2]},
+        "review_time_s": {"p50": review[0], "p90": review[1], "n": numbers["review_n"]},
         "latency_ms": {"p50": latency[0], "p95": latency[1], "n": t["suggestions"]},
         "cpu_s_per_suggestion": cpu_s,
         "cost": cost(runtime.settings, tickets=int(tickets), suggestions=t["suggestions"], cpu_s_per_suggestion=cpu_s,
                      runs=runs),
     }
-
-
-def _first_clicks():
-    """(selectable of suggestions joined to their first click, that click's Feedback alias)."""
-    clicks, first = _clicks(), aliased(Feedback)
-    joined = (Suggestion.__table__.join(clicks, clicks.c.sid == Suggestion.id)
-              .join(first, first.id == clicks.c.first_id))
-    return joined, first
-
-
-def _review_seconds(session, first):
-    """SQL: seconds from the suggestion being posted (created, for rows that never were) to its first click."""
-    return _seconds_between(session, first.created_at, func.coalesce(Suggestion.posted_at, Suggestion.created_at))
-
-
-def _review_percentiles(session, where, qs) -> list:
-    """[percentile per q..., n] of review seconds over the window's clicked suggestions."""
-    joined, first = _first_clicks()
-    seconds = _review_seconds(session, first)
-    if _pg(session):
-        cols = [func.percentile_cont(q).within_group(seconds) for q in qs]
-        row = session.execute(select(*cols, func.count()).select_from(joined).where(where)).one()
-        return [None if v is None else float(v) for v in row[:-1]] + [int(row[-1])]
-    values = [float(v) for v in session.scalars(select(seconds).select_from(joined).where(where)) if v is not None]
-    return [percentile(values, q) for q in qs] + [len(values)]
 
 
 def _runs(session, since, until, version) -> list[dict]:
@@ -288,10 +140,10 @@ def per_label(runtime, since: datetime, until: datetime | None = None, version: 
       live_precision, unsafe_confident, corrections: [{to, count}] most common first}].
     corrections are the first clicks that gave another label (changed, rejected or handed off).
     """
-    since, until = _bounds(since, until)
+    since, until = bounds(since, until)
     handoff = runtime.task.handoff_label
     with runtime.sessions() as session:
-        rows = _decided(session, _where(since, until, version))
+        rows = decided(session, in_window(since, until, version))
     by_label: dict[str, list] = defaultdict(list)
     corrections: dict[str, Counter] = defaultdict(Counter)
     for row in rows:
@@ -304,14 +156,14 @@ def per_label(runtime, since: datetime, until: datetime | None = None, version: 
     labels = [*runtime.task.labels, *sorted(set(by_label) - set(runtime.task.labels))]
     table = []
     for label in labels:
-        t = _tally(by_label.get(label, []), handoff)
+        t = tally(by_label.get(label, []), handoff)
         reviewed = t["reviewed"]
         table.append({
             "label": label, "suggested": t["suggestions"], "reviewed": reviewed,
             **{name: t[name] for name in OUTCOMES},
-            "override_rate": _rate(t[CHANGED] + t[REJECTED], reviewed),
-            "acceptance_rate": _rate(t[ACCEPTED], reviewed),
-            "live_precision": _rate(t["correct"], reviewed),
+            "override_rate": rate(t[CHANGED] + t[REJECTED], reviewed),
+            "acceptance_rate": rate(t[ACCEPTED], reviewed),
+            "live_precision": rate(t["correct"], reviewed),
             "unsafe_confident": t["unsafe_confident"],
             "corrections": [{"to": to, "count": n} for to, n in
                             sorted(corrections[label].items(), key=lambda kv: (-kv[1], kv[0]))],
@@ -331,54 +183,32 @@ def timeline(runtime, since: datetime, until: datetime | None = None, bucket: st
     """
     from bot.monitor.drift import references
 
-    since, until = _bounds(since, until)
-    where = _where(since, until, None)
+    since, until = bounds(since, until)
+    where = in_window(since, until, None)
     with runtime.sessions() as session:
         day = bucket_of(session, Suggestion.created_at, bucket)
-        versions = [v for (v,) in session.execute(select(Suggestion.model_version).where(where).distinct())]
-        p05 = {v: ref["holdout_similarity"]["p05"] for v, ref in references(runtime, versions).items() if ref}
-        latency = grouped_percentiles(session, Suggestion.latency_ms, where, (0.95,), group=day)
-        joined, first = _first_clicks()
-        review = _grouped_over(session, joined, _review_seconds(session, first), where, day)
-        drift_rows = {}
+        # Suggestions come from production versions only (a shadow's are kept apart): the versions
+        # ever promoted are the ones the window can hold, read from a small table, not the window.
+        served = session.scalars(select(ModelEvent.version).distinct()).all()
+        p05 = {v: ref["holdout_similarity"]["p05"] for v, ref in references(runtime, served).items()
+               if ref and ref["holdout_similarity"].get("p05") is not None}
+        below = None
         if p05:
             threshold = case(*[(Suggestion.model_version == v, p) for v, p in p05.items()], else_=None)
             qualifies = and_(Suggestion.nearest_similarity.is_not(None), threshold.is_not(None))
-            below = func.sum(case((and_(qualifies, Suggestion.nearest_similarity < threshold), 1), else_=0))
-            counted = func.sum(case((qualifies, 1), else_=0))
-            drift_rows = {d: (int(b or 0), int(c or 0)) for d, b, c in
-                          session.execute(select(day, below, counted).where(where).group_by(day))}
-        decided = _decided(session, where, day)
-    per_bucket: dict[str, list] = defaultdict(list)
-    for row in decided:
-        per_bucket[row[0]].append(row[1:])
-    handoff = runtime.task.handoff_label
+            below = (qualifies, and_(qualifies, Suggestion.nearest_similarity < threshold))
+        numbers = summary(session, where, latency_qs=(0.95,), review_qs=(0.5,), group=day, below=below, tickets=False)
     result = []
-    for start in sorted(per_bucket):
-        t = _tally(per_bucket[start], handoff)
-        below, counted = drift_rows.get(start, (0, 0))
+    for start, n in sorted((day_key(key), n) for key, n in numbers.items()):
         result.append({
-            "start": str(start), "suggestions": t["suggestions"], "reviewed": t["reviewed"],
-            "acceptance_rate": _rate(t[ACCEPTED], t["reviewed"]),
-            "override_rate": _rate(t[CHANGED] + t[REJECTED], t["reviewed"]),
-            "review_time_p50_s": review.get(start, [None])[0],
-            "latency_p95_ms": latency.get(start, [None])[0],
-            "drift_share": _rate(below, counted),
+            "start": start, "suggestions": n["suggestions"], "reviewed": n["reviewed"],
+            "acceptance_rate": rate(n["accepted"], n["reviewed"]),
+            "override_rate": rate(n["overridden"], n["reviewed"]),
+            "review_time_p50_s": n["review_s"][0],
+            "latency_p95_ms": n["latency_ms"][0],
+            "drift_share": rate(n["drift_below"], n["drift_n"]),
         })
     return result
-
-
-def _grouped_over(session, joined, value, where, group) -> dict:
-    """{group: [p50]} of a value over a joined selectable."""
-    if _pg(session):
-        query = (select(group, func.percentile_cont(0.5).within_group(value)).select_from(joined)
-                 .where(where).group_by(group))
-        return {g: [None if v is None else float(v)] for g, v in session.execute(query)}
-    values: dict = defaultdict(list)
-    for g, v in session.execute(select(group, value).select_from(joined).where(where)):
-        if v is not None:
-            values[g].append(float(v))
-    return {g: [percentile(vs, 0.5)] for g, vs in values.items()}
 
 
 # -- versions -----------------------------------------------------------------------------------------
@@ -391,13 +221,13 @@ def versions(runtime) -> list[dict]:
       suggestions, reviewed, live_acceptance (accepted / reviewed of its suggestions, all time)}].
     """
     with runtime.sessions() as session:
-        rows = _decided(session, None, Suggestion.model_version)
+        rows = decided(session, None, Suggestion.model_version)
     stats: dict[str, Counter] = defaultdict(Counter)
     per_version: dict[str, list] = defaultdict(list)
     for row in rows:
         per_version[row[0]].append(row[1:])
     for name, grouped in per_version.items():
-        stats[name] = _tally(grouped, runtime.task.handoff_label)
+        stats[name] = tally(grouped, runtime.task.handoff_label)
     with runtime.sessions() as session:
         events = session.execute(select(ModelEvent.version, ModelEvent.at, ModelEvent.by)
                                  .where(ModelEvent.action == "promote").order_by(ModelEvent.id)).all()
@@ -407,14 +237,12 @@ def versions(runtime) -> list[dict]:
     for name, at, by in events:
         promoted.setdefault(name, (as_utc(at), by))
     live = runtime.production.name()
-    names = list(runtime.registry.names())
-    names += sorted((set(stats) | set(promoted)) - set(names) - {""}, key=_version_key)
+    stored = list(runtime.registry.names())
+    # ... and versions only the store remembers (suggestions or promotions of files since deleted)
+    names = stored + sorted((set(stats) | set(promoted)) - set(stored) - {""}, key=_version_key)
     result = []
     for name in names:
-        try:
-            manifest = runtime.registry.get(name).manifest
-        except Exception:  # noqa: BLE001 -- a version only the store remembers (its files deleted)
-            manifest = {}
+        manifest = runtime.registry.get(name).manifest if name in stored else {}
         metrics = manifest.get("metrics", {})
         at, by = promoted.get(name, (None, None))
         t = stats.get(name, Counter())
@@ -424,7 +252,7 @@ def versions(runtime) -> list[dict]:
             "promoted_at": at.isoformat() if at else None, "promoted_by": by,
             "signed_off_by": signoffs.get(name), "live": name == live,
             "suggestions": t["suggestions"], "reviewed": t["reviewed"],
-            "live_acceptance": _rate(t[ACCEPTED], t["reviewed"]),
+            "live_acceptance": rate(t[ACCEPTED], t["reviewed"]),
         })
     return result
 
@@ -454,33 +282,21 @@ def measures_for_metrics(runtime) -> dict:
      "production": version name or None}
     Bucket bounds: LATENCY_BUCKETS_MS and REVIEW_BUCKETS_S (cumulative, as Prometheus histograms are).
     """
+    cols = (Suggestion.model_version, Suggestion.label, Suggestion.routing, Suggestion.first_action,
+            Suggestion.first_label)
     with runtime.sessions() as session:
-        suggestions = [{"version": v or "", "label": l or "", "routing": r or SUGGESTED, "count": int(n)}
-                       for v, l, r, n in session.execute(
-                           select(Suggestion.model_version, Suggestion.label, Suggestion.routing, func.count())
-                           .group_by(Suggestion.model_version, Suggestion.label, Suggestion.routing))]
-        cpu = {v or "": float(s or 0.0) for v, s in session.execute(
-            select(Suggestion.model_version, func.sum(Suggestion.cpu_ms) / 1000.0).group_by(Suggestion.model_version))}
-        latency = _histogram(session, Suggestion.__table__, Suggestion.latency_ms, LATENCY_BUCKETS_MS)
-        joined, first = _first_clicks()
-        review = _histogram(session, joined, _review_seconds(session, first), REVIEW_BUCKETS_S)
-        decided = session.execute(
-            select(Suggestion.model_version, Suggestion.label, first.action, first.label, func.count())
-            .select_from(joined).group_by(Suggestion.model_version, Suggestion.label, first.action, first.label)).all()
-    counts: Counter = Counter()
-    for version, shown, action, first_label, n in decided:
-        counts[(version or "", shown or "", outcome(shown, action, first_label))] += n
+        grouped = session.execute(select(*cols, func.count(), func.sum(Suggestion.cpu_ms)).group_by(*cols)).all()
+        found = histograms(session, {"latency_ms": (Suggestion.latency_ms, LATENCY_BUCKETS_MS),
+                                     "review_time_s": (review_seconds(session), REVIEW_BUCKETS_S)})
+    made, counts, cpu = Counter(), Counter(), defaultdict(float)
+    for version, shown, routing, action, first_label, n, cpu_ms in grouped:
+        made[(version or "", shown or "", routing or SUGGESTED)] += n
+        cpu[version or ""] += float(cpu_ms or 0.0) / 1000.0
+        if action is not None:
+            counts[(version or "", shown or "", outcome(shown, action, first_label))] += n
+    suggestions = [{"version": v, "label": l, "routing": r, "count": n} for (v, l, r), n in sorted(made.items())]
     return {"suggestions": suggestions,
             "decisions": [{"version": v, "label": l, "action": a, "count": n} for (v, l, a), n in sorted(counts.items())],
-            "latency_ms": latency, "review_time_s": review, "cpu_s": cpu,
+            **found, "cpu_s": dict(cpu),
             "production": runtime.production.name()}
-
-
-def _histogram(session, selectable, value, bounds) -> dict:
-    """Cumulative bucket counts, sum and count of a SQL value, in one query."""
-    cols = [func.sum(case((value <= b, 1), else_=0)) for b in bounds]
-    row = session.execute(select(*cols, func.count(value), func.sum(value)).select_from(selectable)).one()
-    count = int(row[-2] or 0)
-    buckets = [[b, int(n or 0)] for b, n in zip(bounds, row[:-2])] + [["+Inf", count]]
-    return {"buckets": buckets, "sum": float(row[-1] or 0.0), "count": count}
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
-from sqlalchemy import (Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint, create_engine,
-                        select, update)
+from sqlalchemy import (Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint,
+                        create_engine, select, update)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
@@ -137,10 +137,17 @@ def route(label: str, confidence: float, *, threshold: float, handoff_threshold:
     return UNSURE, None
 
 
+MEASURED_COLUMNS = ("model_version", "label", "routing", "first_action", "first_label", "last_label", "latency_ms",
+                    "cpu_ms", "posted_at", "first_click_at", "nearest_similarity", "predicted_label", "ticket_id")
+
+
 class Suggestion(Base):
     """What the model said about a ticket, and where in Slack it was posted."""
 
     __tablename__ = "suggestions"
+    # The measures (bot.monitor) read a window by created_at; on PostgreSQL the index also carries the
+    # columns they read, so a week is an index-only scan (revision 0005).
+    __table_args__ = (Index("ix_suggestions_created_at", "created_at", postgresql_include=list(MEASURED_COLUMNS)),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
@@ -152,7 +159,7 @@ class Suggestion(Base):
     latency_ms: Mapped[float] = mapped_column(Float, default=0.0)
     slack_channel: Mapped[str | None] = mapped_column(String(64), nullable=True)
     slack_ts: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now, index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
     # One of ROUTINGS; None on rows stored before routing existed (read them by `abstained`).
     routing: Mapped[str | None] = mapped_column(String(16), nullable=True, default=SUGGESTED)
     # JSON list of the nearest labelled training examples: {id, text, label, reason, similarity}.
@@ -164,6 +171,13 @@ class Suggestion(Base):
     cpu_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
     predicted_label: Mapped[str | None] = mapped_column(String(128), nullable=True)
     nearest_similarity: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # Its first click and the last click's label, kept by a database trigger on every insert into
+    # feedback (revision 0005), so the measures read one table; None until someone clicks.
+    first_action: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    first_label: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    first_click_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_label: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    clicks: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
     @property
     def probs(self) -> dict[str, float]:

@@ -133,6 +133,16 @@ def test_the_upkeep_tick_runs_every_chore(parts):
     assert done["training"]["id"] == run.id and done["tickets"] == 0
 
 
+def test_a_chore_that_raises_does_not_stop_the_others(parts, monkeypatch):
+    def broken(*args, **kwargs):
+        raise ValueError("a bug in one chore")
+
+    monkeypatch.setattr("bot.sweeper.sweep_tickets", broken)
+    old_ticket(parts, 1)
+    done = Upkeep(parts.runtime, parts.queues).tick()
+    assert done["tickets"] is None and "writebacks" in done and "monitor" in done  # the rest still ran
+
+
 def test_an_admin_cancels_a_retrain_and_the_training_stops_at_its_next_heartbeat(parts, fake_slack):
     assert "queued as run 1" in parts.slash(MANAGER, "retrain")[1]
     assert "only Tuesday's admins" in parts.slash(MANAGER, "retrain cancel")[1]

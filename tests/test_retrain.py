@@ -68,6 +68,8 @@ def test_retrain_promotes_first_then_keeps_on_unchanged_data(parts, fake_slack):
     assert len(snapshot) == 59 and disputed.key not in {row["id"] for row in snapshot}
     metrics = json.loads(first.metrics)
     assert metrics["production"] is None and 0 <= metrics["candidate"]["macro_f1"] <= 1 and metrics["candidate"]["n"] > 0
+    cost = metrics["cost"]  # what the measures price (bot.monitor.measures.cost)
+    assert cost["device"] == "cpu" and cost["cpu_s"] > 0 and cost["total_s"] >= cost["train_s"] > 0
     assert parts.runtime.production.name() == "v1"
     [event] = parts.runtime.production.history()
     assert event["by"] == f"slack:{MANAGER}" and event["reason"].startswith("no production model yet")

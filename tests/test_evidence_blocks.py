@@ -4,6 +4,9 @@ import json
 import types
 
 import pytest
+from alembic.operations import Operations
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, text
 
 from bot.blocks import (ACCEPT, CHANGE, EVIDENCE_ITEMS, HANDOFF, REJECT, TEXT_CHARS, decided_blocks,
@@ -12,7 +15,7 @@ from bot.runtime import Runtime
 from bot.settings import Settings
 from bot.store import (OUT_OF_SCOPE, SUGGESTED, UNSURE, Base, Suggestion, Ticket, add_suggestion, add_ticket,
                        make_session_factory, record_feedback, route)
-from bot.store.schema import current_revision, head_revision
+from bot.store.schema import _config, current_revision, head_revision
 from bot.suggest import DEFAULT_THRESHOLD, Suggester, version_thresholds
 from inference.predictor import Suggestion as Prediction
 from inference.task import Task
@@ -157,7 +160,10 @@ def test_an_older_store_is_stamped_and_upgraded_with_the_new_columns(tmp_path):
     url = f"sqlite:///{tmp_path / 'old.db'}"
     engine = create_engine(url)
     # The store as an older Tuesday's create_all left it: no alembic_version, no routing or evidence.
-    Base.metadata.create_all(engine, tables=[Ticket.__table__, Suggestion.__table__])
+    baseline = ScriptDirectory.from_config(_config()).get_revision("0001").module
+    with engine.begin() as conn, Operations.context(MigrationContext.configure(conn)):
+        baseline.TABLES["tickets"]()
+        baseline.TABLES["suggestions"]()
     with engine.begin() as conn:
         conn.execute(text("ALTER TABLE suggestions DROP COLUMN routing"))
         conn.execute(text("ALTER TABLE suggestions DROP COLUMN evidence"))

@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import logging
 
-from slack_sdk.errors import SlackApiError
 from sqlalchemy import select, update
 
 from bot.control import RetrainRun, get_run, is_paused
@@ -90,16 +89,10 @@ def _close(runtime, slack, run: RetrainRun, status: str, why: str, shadow: dict)
 
 
 def _post(runtime, slack, run: RetrainRun) -> None:
-    if slack is None:
-        return
-    from bot.trail.signoff import report_message
+    from bot.retrain import _post as post_report  # bot.retrain imports this module
 
-    try:
-        slack.chat_postMessage(channel=runtime.settings.triage_channel, **report_message(runtime, run.to_dict()),
-                               unfurl_links=False, unfurl_media=False)
-    except SlackApiError as exc:
-        # The decision stands in SQL; `/tuesday status` shows it.
-        log.warning("retrain run %s: shadow result not posted: %s", run.id, exc.response.get("error"))
+    # The decision stands in SQL either way; a Slack failure is written on the run.
+    post_report(runtime, slack, run)
 
 
 def _decide(runtime, slack, run: RetrainRun, info: dict) -> dict | None:

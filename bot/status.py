@@ -9,6 +9,7 @@ from bot.shadow import comparison_table, headline, shadow_summary, status_line
 from bot.sweeper import posting, waiting_count
 from bot.trail import bases
 from inference.base_models import LicenseNote
+from inference.calibration import promise_lines
 
 HELP = """*`/tuesday` commands*
 • `/tuesday status`: production model, its holdout metrics, new labels, queues, workers, last retrain (anyone)
@@ -41,6 +42,7 @@ def gather_status(runtime, queues) -> dict:
     data = {
         "production": None if production is None else {
             "version": production.name, "metrics": production.metrics,
+            "calibration": production.manifest.get("calibration"),  # its thresholds' promise
             "since": promoted.get("at") if promoted else None, "by": promoted.get("by") if promoted else None,
             "licenses": version_licenses(production.manifest)},
         "bases_unapproved": [n.name for n in bases.notes(runtime.sessions) if not n.approved],
@@ -160,6 +162,7 @@ def status_text(data: dict) -> str:
         since = f", since {live['since'][:16].replace('T', ' ')} UTC by {live['by']}" if live.get("since") else ""
         lines.append(f"• production: *{live['version']}*{since}")
         lines.append(f"   holdout: {metrics_line(live['metrics'])}")
+        lines += [f"   {line}" for line in promise_lines(live.get("calibration"))]
         lines += [f"   base {license_line(lic)}" for lic in live.get("licenses") or []]
     auto = (f"auto-retrain at {data['retrain_after_labels']}" if data["retrain_after_labels"] else "auto-retrain off")
     if data.get("retrain_schedule_hours"):
@@ -258,9 +261,9 @@ def report_text(run: dict, review: dict | None = None) -> str:
                      "scored with its own labels; its answers no longer in the task count as wrong.")
     cal = run["metrics"].get("calibration") or {}
     if cal:
-        lines.append(f"Suggests a label above {100 * cal['abstain_threshold']:.0f}% confidence: "
-                     f"{100 * cal['coverage']:.0f}% of holdout tickets, {100 * cal['wrong_when_shown']:.1f}% of those "
-                     f"wrong (target ≤ {100 * cal['max_wrong']:.0f}%); calibration error {cal['ece_before']:.3f} → "
+        lines += [f"{line}." for line in promise_lines(cal)]
+        lines.append(f"On the holdout it suggests a label on {100 * cal['coverage']:.0f}% of tickets, "
+                     f"{100 * cal['wrong_when_shown']:.1f}% of those wrong; calibration error {cal['ece_before']:.3f} → "
                      f"{cal['ece_after']:.3f}.")
     cols = [(f"{before} (before)", old)] if before and old else []
     cols.append((f"{run['candidate_version']} (new)", new))

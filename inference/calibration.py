@@ -4,14 +4,23 @@
   renormalised (for both families p is a softmax, so this is softmax(logits / T));
 - expected calibration error (ECE): mean |accuracy - confidence| over confidence bins,
   weighted by how many rows fall in each bin;
-- abstain threshold: the lowest confidence above which at most `max_wrong` of the
-  suggestions shown are wrong (with 90 % confidence); below it the message asks for a label;
-- hand-off threshold: the highest confidence below which at most `max_wrong` of the
-  tickets a team could have handled would be escalated; below it the ticket goes to a human.
+- abstain threshold: above it at most `max_wrong` of the suggestions shown are wrong, with
+  `level` (90 %) confidence over the draw of the holdout ("Selection with Guaranteed Risk",
+  Geifman & El-Yaniv 2017: a binary search over cuts, each tested with an exact binomial
+  bound, the 1 - level allowed for error split over the tests); below it the message asks for a label;
+- hand-off threshold: below it (or when the model answers the hand-off label) a ticket goes to
+  a human; chosen as an order statistic of the in-scope holdout so that at most `max_wrong` of
+  the tickets a team could handle are escalated, with the same confidence.
+
+Both promises hold for new tickets exchangeable with the holdout (same source, same model).
+A holdout too small for the target gets no promise: every ticket asks for a label (abstain)
+and only the hand-off label hands off (hand-off), and the calibration says how many rows a
+promise needs.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -58,44 +67,155 @@ def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins
     return float(total)
 
 
-def wilson_upper(wrong: np.ndarray, n: np.ndarray, z: float = 1.2816) -> np.ndarray:
-    """One-sided upper confidence bound (90 % at the default z) of a wrong-rate seen as wrong / n."""
-    p = wrong / n
-    return (p + z * z / (2 * n) + z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))) / (1 + z * z / n)
+def _log_factorials(n: int) -> np.ndarray:
+    """log(j!) for j = 0..n (a running sum of logs: log-gamma at the integers, vectorised)."""
+    return np.concatenate([[0.0], np.cumsum(np.log(np.arange(1, n + 1, dtype=np.float64)))])
 
 
-def abstain_threshold(confidence: np.ndarray, correct: np.ndarray, max_wrong: float) -> float:
-    """Lowest threshold t such that, among rows with confidence >= t, the wrong-rate is at most
-    `max_wrong` with 90 % confidence (its Wilson upper bound), so the target still holds on new
-    tickets rather than only on the holdout it was chosen on.
-
-    Returns a value above every confidence (answer nothing) when no threshold meets the target.
-    """
-    confidence, correct = np.asarray(confidence, dtype=np.float64), np.asarray(correct, dtype=bool)
-    order = np.argsort(-confidence)
-    conf, ok = confidence[order], correct[order]
-    n = np.arange(1, len(ok) + 1)
-    bound = wilson_upper(np.cumsum(~ok), n)
-    best = None
-    for i in range(len(conf)):
-        # a cut can only fall between distinct confidences
-        if (i + 1 == len(conf) or conf[i + 1] < conf[i]) and bound[i] <= max_wrong:
-            best = conf[i]
-    return float(best) if best is not None else 1.0 + 1e-9
+def _binomial_pmf(n: int, p: float) -> np.ndarray:
+    """P(Binomial(n, p) = j) for j = 0..n, computed in log space so tiny tails stay exact."""
+    j = np.arange(n + 1)
+    if p <= 0.0 or p >= 1.0:
+        return (j == (0 if p <= 0.0 else n)).astype(np.float64)
+    lf = _log_factorials(n)
+    return np.exp(lf[n] - lf[j] - lf[n - j] + j * math.log(p) + (n - j) * math.log1p(-p))
 
 
-def handoff_threshold(confidence: np.ndarray, in_scope: np.ndarray, max_wrong: float) -> float:
-    """Highest threshold t with at most `max_wrong` of in-scope rows having confidence < t (0 if none)."""
-    conf = np.sort(np.asarray(confidence, dtype=np.float64)[np.asarray(in_scope, dtype=bool)])
-    if len(conf) == 0:
+def binomial_cdf(k: int, n: int, p: float) -> float:
+    """P(Binomial(n, p) <= k)."""
+    if k < 0:
         return 0.0
-    allowed = int(np.floor(max_wrong * len(conf)))  # in-scope rows that may fall below t
-    return float(conf[allowed]) if allowed < len(conf) else float(conf[-1])
+    if k >= n:
+        return 1.0
+    return float(min(1.0, _binomial_pmf(n, p)[: k + 1].sum()))
+
+
+def binomial_upper(wrong: int, n: int, delta: float) -> float:
+    """Clopper-Pearson upper bound: the wrong-rate p with P(Binomial(n, p) <= wrong) = delta, so a
+    rate above it would show `wrong` or fewer in n rows at most delta of the time.
+
+    >>> round(binomial_upper(0, 45, 0.1), 4)  # 1 - 0.1 ** (1 / 45)
+    0.0499
+    """
+    if wrong >= n:
+        return 1.0
+    lo, hi = wrong / n, 1.0
+    for _ in range(50):  # the CDF falls as p rises; bisect to ~1e-15
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if binomial_cdf(wrong, n, mid) > delta else (lo, mid)
+    return hi
+
+
+@dataclass(frozen=True)
+class Cut:
+    """A threshold and its promise: the rate it bounds is <= `bound` with the chosen confidence
+    (None: no promise), from `n` holdout rows; a promise needs at least `needs` rows."""
+
+    threshold: float
+    bound: float | None
+    n: int
+    needs: int
+
+
+NOTHING_SHOWN = 1.0 + 1e-9  # an abstain threshold above every confidence: every ticket asks for a label
+
+
+def _tests(n: int) -> int:
+    """How many cuts the abstain search tests on n rows (the error allowance is split over them)."""
+    return max(1, math.ceil(math.log2(n))) if n > 1 else 1
+
+
+def abstain_needs(max_wrong: float, level: float = 0.9) -> int:
+    """Fewest holdout rows on which even a model that is never wrong gets an abstain promise."""
+    n = 1
+    while (1 - max_wrong) ** n > (1 - level) / _tests(n):
+        n += 1
+    return n
+
+
+def abstain_cut(confidence: np.ndarray, correct: np.ndarray, max_wrong: float, *, level: float = 0.9) -> Cut:
+    """The abstain threshold showing the most rows whose wrong-rate among shown rows is <= `max_wrong`
+    with `level` confidence (Selection with Guaranteed Risk); `NOTHING_SHOWN` when no cut is."""
+    confidence, correct = np.asarray(confidence, dtype=np.float64), np.asarray(correct, dtype=bool)
+    n = len(confidence)
+    order = np.argsort(-confidence, kind="stable")
+    conf, wrong = confidence[order], np.cumsum(~correct[order])
+    tests = _tests(n)
+    delta = (1 - level) / tests
+    # Fewer shown rows than `fewest` fail even with none wrong: searching only above them keeps the
+    # test count (the search range does not depend on the data) and stops a perfect model on a small
+    # holdout from failing at half coverage and searching ever lower.
+    fewest = math.ceil(math.log(delta) / math.log1p(-max_wrong))
+    best = None
+    lo, hi = fewest - 1, n + 1  # the largest cut that passed and the smallest that failed (at first: outside)
+    for _ in range(tests if n else 0):
+        if hi - lo <= 1:
+            break
+        mid = (lo + hi) // 2
+        shown = int(np.searchsorted(-conf, -conf[mid - 1], side="right"))  # ties with the cut are shown too
+        # the bound is <= max_wrong exactly when max_wrong is rejected as too small a rate at level delta
+        if binomial_cdf(int(wrong[shown - 1]), shown, max_wrong) <= delta:
+            lo, best = mid, shown
+        else:
+            hi = mid
+    if best is None:
+        return Cut(NOTHING_SHOWN, None, n, abstain_needs(max_wrong, level))
+    return Cut(float(conf[best - 1]), binomial_upper(int(wrong[best - 1]), best, delta), n,
+               abstain_needs(max_wrong, level))
+
+
+def abstain_threshold(confidence: np.ndarray, correct: np.ndarray, max_wrong: float, *, level: float = 0.9) -> float:
+    """The threshold of `abstain_cut`: above it at most `max_wrong` of shown suggestions are wrong with
+    `level` confidence on new tickets, not only on the holdout it was chosen on."""
+    return abstain_cut(confidence, correct, max_wrong, level=level).threshold
+
+
+def handoff_needs(max_wrong: float, level: float = 0.9) -> int:
+    """Fewest in-scope holdout rows a hand-off promise needs: (1 - max_wrong)^n <= 1 - level."""
+    n = max(1, math.ceil(math.log(1 - level) / math.log1p(-max_wrong)))
+    while (1 - max_wrong) ** n > 1 - level:  # guard the rounding of the logarithms
+        n += 1
+    return n
+
+
+def handoff_cut(confidence: np.ndarray, in_scope: np.ndarray, max_wrong: float, *,
+                handed_off: np.ndarray | None = None, level: float = 0.9) -> Cut:
+    """The hand-off threshold t: an in-scope ticket is escalated when the model answers the hand-off
+    label (`handed_off`) or its confidence is below t, for at most `max_wrong` of in-scope tickets
+    with `level` confidence. 0 (hand off by label only) when the holdout is too small.
+
+    Each in-scope row scores 0 if handed off, else its confidence; t is the k-th smallest score
+    with the largest k such that P(Binomial(n, max_wrong) <= k - 1) <= 1 - level: the share of new
+    scores below the k-th smallest of n exchangeable ones exceeds max_wrong with that probability.
+    """
+    in_scope = np.asarray(in_scope, dtype=bool)
+    score = np.asarray(confidence, dtype=np.float64)
+    if handed_off is not None:
+        score = np.where(np.asarray(handed_off, dtype=bool), 0.0, score)
+    score = np.sort(score[in_scope])
+    n, needs = len(score), handoff_needs(max_wrong, level)
+    allowed = np.flatnonzero(np.cumsum(_binomial_pmf(n, max_wrong)) <= 1 - level)  # the k - 1 that pass
+    if n < needs or not len(allowed):
+        return Cut(0.0, None, n, needs)
+    k = int(allowed[-1]) + 1
+    threshold = float(score[k - 1])
+    if threshold <= 0.0:
+        # k or more in-scope rows are handed off by label alone: that share has no promise
+        return Cut(0.0, None, n, needs)
+    return Cut(threshold, binomial_upper(k - 1, n, 1 - level), n, needs)
+
+
+def handoff_threshold(confidence: np.ndarray, in_scope: np.ndarray, max_wrong: float, *,
+                      handed_off: np.ndarray | None = None, level: float = 0.9) -> float:
+    """The threshold of `handoff_cut` (0: no hand-off by confidence)."""
+    return handoff_cut(confidence, in_scope, max_wrong, handed_off=handed_off, level=level).threshold
 
 
 @dataclass
 class Calibration:
-    """What a version stores and the server applies."""
+    """What a version stores and the server applies, and what its thresholds promise.
+
+    Versions calibrated before the promise was stored lack the fields from `confidence` on."""
 
     temperature: float
     ece_before: float
@@ -105,28 +225,94 @@ class Calibration:
     coverage: float  # share of holdout rows that would get a suggestion
     wrong_when_shown: float  # share of those that were wrong
     handoff_threshold: float = 0.0
+    confidence: float = 0.9  # probability over the holdout's draw that each promise holds
+    holdout_n: int = 0
+    abstain_bound: float | None = None  # upper bound on wrong among shown (None: no promise)
+    abstain_guaranteed: bool = False
+    abstain_needs: int = 0  # holdout rows any abstain promise needs
+    holdout_in_scope: int | None = None  # None: the task has no hand-off label
+    handoff_bound: float | None = None  # upper bound on wrong escalations of in-scope tickets
+    handoff_guaranteed: bool = False
+    handoff_needs: int | None = None  # in-scope holdout rows a hand-off promise needs
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 def calibrate(probs: np.ndarray, gold: np.ndarray, *, max_wrong: float, in_scope: np.ndarray | None = None,
-              fit: bool = True) -> Calibration:
-    """Fit temperature and thresholds on holdout distributions (rows) and gold label indices."""
+              fit: bool = True, handoff_index: int | None = None, confidence: float = 0.9) -> Calibration:
+    """Fit temperature and thresholds on holdout distributions (rows) and gold label indices;
+    `handoff_index`: the hand-off label's column; `confidence`: how sure each promise is."""
     probs, gold = np.asarray(probs, dtype=np.float64), np.asarray(gold)
     correct = probs.argmax(axis=1) == gold
     temperature = fit_temperature(probs, gold) if fit else 1.0
     calibrated = apply_temperature(probs, temperature)
-    confidence = calibrated.max(axis=1)
-    threshold = abstain_threshold(confidence, correct, max_wrong)
-    shown = confidence >= threshold
+    top = calibrated.max(axis=1)
+    abstain = abstain_cut(top, correct, max_wrong, level=confidence)
+    shown = top >= abstain.threshold
+    handoff = None
+    if in_scope is not None:
+        handed_off = probs.argmax(axis=1) == handoff_index if handoff_index is not None else None
+        handoff = handoff_cut(top, in_scope, max_wrong, handed_off=handed_off, level=confidence)
     return Calibration(
         temperature=temperature,
         ece_before=expected_calibration_error(probs.max(axis=1), correct),
-        ece_after=expected_calibration_error(confidence, correct),
+        ece_after=expected_calibration_error(top, correct),
         max_wrong=max_wrong,
-        abstain_threshold=threshold,
+        abstain_threshold=abstain.threshold,
         coverage=float(shown.mean()) if len(shown) else 0.0,
         wrong_when_shown=float((~correct[shown]).mean()) if shown.any() else 0.0,
-        handoff_threshold=handoff_threshold(confidence, in_scope, max_wrong) if in_scope is not None else 0.0,
+        handoff_threshold=handoff.threshold if handoff else 0.0,
+        confidence=confidence,
+        holdout_n=len(gold),
+        abstain_bound=abstain.bound,
+        abstain_guaranteed=abstain.bound is not None,
+        abstain_needs=abstain.needs,
+        holdout_in_scope=handoff.n if handoff else None,
+        handoff_bound=handoff.bound if handoff else None,
+        handoff_guaranteed=bool(handoff and handoff.bound is not None),
+        handoff_needs=handoff.needs if handoff else None,
     )
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.3g} %"
+
+
+def promise_lines(cal: dict | None) -> list[str]:
+    """What a version's thresholds promise, one sentence each, from its stored calibration (a dict).
+
+    >>> promise_lines({"abstain_threshold": 0.83, "handoff_threshold": 0.2})
+    ['Suggests above 83 %, hands off below 20 %: no guarantee recorded (calibrated before Tuesday stored one)']
+    """
+    if not cal:
+        return ["No guarantee recorded (the version has no calibration)"]
+    if "abstain_guaranteed" not in cal:
+        cuts = f"Suggests above {_pct(cal['abstain_threshold'])}"
+        if cal.get("handoff_threshold"):
+            cuts += f", hands off below {_pct(cal['handoff_threshold'])}"
+        return [f"{cuts}: no guarantee recorded (calibrated before Tuesday stored one)"]
+    target, sure = _pct(cal["max_wrong"]), _pct(cal["confidence"])
+    n, needs = cal["holdout_n"], cal["abstain_needs"]
+    if cal["abstain_guaranteed"]:
+        lines = [f"Suggests above {_pct(cal['abstain_threshold'])}: ≤ {target} of shown suggestions wrong with "
+                 f"{sure} confidence, from {n} holdout tickets"]
+    elif n < needs:
+        lines = [f"Holdout too small to promise ≤ {target} of shown suggestions wrong ({n} tickets; needs {needs}): "
+                 "every ticket asks for a label"]
+    else:
+        lines = [f"No confidence cut promises ≤ {target} of shown suggestions wrong on {n} holdout tickets: "
+                 "every ticket asks for a label"]
+    m, needs = cal["holdout_in_scope"], cal["handoff_needs"]
+    if m is None:  # the task has no hand-off label
+        return lines
+    if cal["handoff_guaranteed"]:
+        lines.append(f"Hands off below {_pct(cal['handoff_threshold'])}: ≤ {target} wrong escalations with {sure} "
+                     f"confidence, from {m} in-scope holdout tickets")
+    elif m < needs:
+        lines.append(f"Holdout too small to promise ≤ {target} wrong escalations ({m} in-scope tickets; needs {needs}): "
+                     "no hand-off by confidence, unsure tickets ask for a label")
+    else:
+        lines.append(f"The model answers the hand-off label on too many of {m} in-scope holdout tickets to promise "
+                     f"≤ {target} wrong escalations: no hand-off by confidence")
+    return lines

@@ -284,6 +284,28 @@ def test_status_shows_production_queues_workers_and_last_run(parts):
     assert "not paused" in text
 
 
+def test_status_states_what_production_thresholds_promise(parts):
+    import numpy as np
+
+    from inference.calibration import calibrate
+
+    registry = parts.runtime.registry
+    fake_version(registry, 0.5)  # committed without a calibration
+    parts.runtime.production.switch("v1", by="test", reason="first")
+    assert "   No guarantee recorded (the version has no calibration)" in parts.slash(AGENT, "status")[1]
+    gold = np.array([0] * 120 + [1] * 30)  # 1 is the hand-off label; the model is right with confidence 0.9
+    probs = np.where(np.eye(2)[gold] == 1, 0.9, 0.1)
+    calibration = calibrate(probs, gold, max_wrong=0.05, in_scope=gold == 0, handoff_index=1, fit=False).to_dict()
+    registry.commit(registry.stage(), {"metrics": {"n": 150, "macro_f1": 1.0}, "files": {},
+                                       "calibration": calibration})
+    parts.runtime.production.switch("v2", by="test", reason="calibrated")
+    promise = ("Suggests above 90 %: ≤ 5 % of shown suggestions wrong with 90 % confidence, from 150 holdout tickets",
+               "Hands off below 90 %: ≤ 5 % wrong escalations with 90 % confidence, from 120 in-scope holdout tickets")
+    assert "\n   ".join(promise) in parts.slash(AGENT, "status")[1]
+    text = CliRunner().invoke(main, ["status"], catch_exceptions=False).output
+    assert all(line in text for line in promise)
+
+
 def test_eval_replies_with_stored_metrics_and_says_so(parts):
     assert "No production model yet" in parts.slash(MANAGER, "eval")[1]
     fake_version(parts.runtime.registry, 0.5)

@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 
 from inference.base_models import LicenseNote, license_note_for, minilm_dir, require_approved
-from inference.calibration import apply_temperature, calibrate
+from inference.calibration import apply_temperature, calibrate, promise_lines
 from inference.encoder_predictor import EncoderPredictor, LlamaEmbedder
 from inference.errors import ModelError
 from inference.evaluation import evaluate
@@ -134,7 +134,8 @@ def _score(staging: Path, family: str, part: dict, task: Task, holdout: list[dic
     index = {label: i for i, label in enumerate(task.labels)}
     gold = np.array([index[r["label"]] for r in holdout])
     in_scope = np.array([r["label"] != task.handoff_label for r in holdout]) if task.handoff_label else None
-    calibration = calibrate(probs, gold, max_wrong=config.max_wrong, in_scope=in_scope)
+    calibration = calibrate(probs, gold, max_wrong=config.max_wrong, in_scope=in_scope,
+                            handoff_index=index.get(task.handoff_label))
     shown = apply_temperature(probs, calibration.temperature).max(axis=1)
     answers = [{"label": label, "confidence": round(float(c), 4)} for label, c in zip(predicted, shown)]
     return metrics, calibration.to_dict(), answers
@@ -289,7 +290,8 @@ def model_card(task: Task, manifest: dict, per_label: dict[str, dict]) -> str:
             lines.append(f"- Calibration: temperature {cal['temperature']:.2f}, ECE {cal['ece_before']:.3f} → "
                          f"{cal['ece_after']:.3f}; abstain below {cal['abstain_threshold']:.2f} "
                          f"(answers {cal['coverage']:.0%} of the holdout, {cal['wrong_when_shown']:.1%} of those wrong; "
-                         f"target ≤ {cal['max_wrong']:.0%}); hand off below {cal['handoff_threshold']:.2f}")
+                         f"target ≤ {cal['max_wrong']:.0%})")
+            lines += [f"- {line}" for line in promise_lines(cal)]
         lines.append("")
     table = per_label.get(manifest["family"])
     if table:

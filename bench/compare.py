@@ -1,26 +1,35 @@
 """Benchmark: Tuesday's model families against two baselines on the shared public datasets.
 
     python -m bench.compare --dataset banking77 --per-label 10
-    python -m bench.compare --dataset clinc150 --per-label 50 --families encoder
-    python -m bench.compare --dataset banking77 --per-label full --families encoder
+    python -m bench.compare --dataset support_tickets --per-label 50
+    python -m bench.compare --dataset support_tickets --per-label 10 --field type
+    python -m bench.compare --dataset banking77 --per-label full --encoder '{"epochs": 1}'
     python -m bench.compare --dataset banking77 --per-label 10 --families encoder,decoder --test-per-label 10
 
 Rows, per run (seeded, the same rows for every method):
 - train: k rows per label of the train split (or all of it);
-- validation: the dataset's validation split (clinc150, banking77_oos); banking77 has none, so
-  5 rows per label are set aside from its train split before the train rows are drawn. Tuesday
-  uses these rows as its holdout (gate between families, temperature, thresholds); the
-  baselines get their temperature and hand-off threshold from them too;
-- test: the whole test split (or --test-per-label rows per label, where CPU time does not allow
-  the whole split), used once per method, never to choose anything.
+- validation: the dataset's validation split (clinc150, banking77_oos, support_tickets);
+  banking77 has none, so 5 rows per label are set aside from its train split before the train
+  rows are drawn. Tuesday uses these rows as its holdout (gate between families, mix of its
+  voices, temperature, thresholds); the baselines get their temperature and thresholds from
+  them by the same code (inference.calibration.calibrate);
+- test: the whole test split (or --test-per-label rows per label), used once per method, never
+  to choose anything.
 
-Hand-off: on clinc150 and banking77_oos the `oos` label is the task's hand-off label. A ticket
-is escalated when the predicted label is `oos` or the confidence is below a threshold chosen on
-validation so that at most 5 % of in-scope validation tickets are escalated; reported: the
-share of out-of-scope test tickets escalated (hand-off recall) and the share of in-scope test
-tickets escalated (wrong escalations).
+Thresholds (inference.calibration): the abstain threshold promises at most 5 % wrong among the
+suggestions shown, the hand-off threshold (sets with `oos`) at most 5 % of in-scope tickets
+escalated, each with 90 % confidence from the validation rows, or says the rows are too few.
+Reported on test: what each promised and what happened (coverage and wrong-when-shown;
+hand-off recall and realised wrong escalations, a ticket being escalated when the predicted
+label is `oos` or the confidence is below the threshold).
 
-Writes bench/out/compare-<dataset>-k<k>-s<seed>-<families>.json; docs/benchmarks.md quotes them.
+Label frequencies (inference.priors): the test split is also read as an unlabelled live stream;
+EM re-estimates the label prior from each method's calibrated probabilities and the columns
+"with prior" score the re-weighted probabilities (labels are never read by it).
+
+Writes bench/out/compare-<dataset>[-<field>]-k<k>-s<seed>-<families>.json (metrics) and .npz
+(each method's validation and test probabilities, read by bench.guarantee); docs/benchmarks.md
+quotes them through bench.tables.
 """
 
 from __future__ import annotations
@@ -35,10 +44,12 @@ import numpy as np
 
 from bench.baselines import minilm_lr, tfidf_lr
 from bench.datasets import load_split, sample_per_label
-from inference.calibration import apply_temperature, expected_calibration_error, fit_temperature, handoff_threshold
+from inference.calibration import apply_temperature, calibrate, expected_calibration_error
 from inference.metrics import classification_report
+from inference.priors import adjust, estimate_prior, total_variation
 from inference.registry import Registry
 from inference.serving import load_predictor
+from inference.stacking import Mix
 from inference.task import Task
 
 OUT = Path(__file__).resolve().parent / "out"
@@ -49,50 +60,65 @@ DECODER = {"epochs": 1, "rank": 16, "alpha": 32, "learning_rate": 1e-3, "layers"
            "dropout": 0.1, "with_reasons": False}
 
 
-def split_rows(dataset: str, per_label: str, seed: int, test_per_label: int) -> tuple[list, list, list]:
-    train_all = load_split(dataset, "train")
+def split_rows(dataset: str, per_label: str, seed: int, test_per_label: int, field: str = "label"):
+    """(train, validation, test) rows; `field` names the column used as the label (support_tickets: type, priority)."""
+    def relabel(rows: list[dict]) -> list[dict]:
+        return rows if field == "label" else [{**r, "label": r[field]} for r in rows]
+
+    train_all = relabel(load_split(dataset, "train"))
     if dataset == "banking77":
         validation = sample_per_label(train_all, 5, seed + 1)
         held = {r["id"] for r in validation}
         train_all = [r for r in train_all if r["id"] not in held]
     else:
-        validation = load_split(dataset, "validation")
+        validation = relabel(load_split(dataset, "validation"))
     train = train_all if per_label == "full" else sample_per_label(train_all, int(per_label), seed)
-    test = load_split(dataset, "test")
+    test = relabel(load_split(dataset, "test"))
     if test_per_label:
         test = sample_per_label(test, test_per_label, seed + 2)
     return train, validation, test
 
 
-def fit_on_validation(task: Task, probs_val: np.ndarray, val: list[dict]) -> tuple[float, float | None]:
-    """(temperature, hand-off threshold) chosen on validation rows, as Tuesday's pipeline chooses them."""
+def gold_of(task: Task, rows: list[dict]) -> np.ndarray:
     index = {label: i for i, label in enumerate(task.label_names)}
-    gold = np.array([index[r["label"]] for r in val])
-    temperature = fit_temperature(probs_val, gold)
-    if not task.handoff_label:
-        return temperature, None
-    return temperature, handoff_threshold(apply_temperature(probs_val, temperature).max(1), gold != index[HANDOFF], MAX_WRONG)
+    return np.array([index[r["label"]] for r in rows])
 
 
-def scores(task: Task, probs_test: np.ndarray, test: list[dict], temperature: float, threshold: float | None) -> dict:
-    """Accuracy, macro-F1, calibration and hand-off numbers of one method's test distributions."""
+def fit_on_validation(task: Task, probs_val: np.ndarray, val: list[dict]) -> dict:
+    """Temperature and thresholds (with what they promise) chosen on validation rows, as Tuesday's pipeline does."""
+    gold = gold_of(task, val)
+    handoff = task.label_names.index(HANDOFF) if task.handoff_label else None
+    in_scope = gold != handoff if handoff is not None else None
+    return calibrate(probs_val, gold, max_wrong=MAX_WRONG, in_scope=in_scope, handoff_index=handoff).to_dict()
+
+
+def _label_metrics(task: Task, probs: np.ndarray, test: list[dict]) -> dict:
     labels = task.label_names
-    index = {label: i for i, label in enumerate(labels)}
-    gold = np.array([index[r["label"]] for r in test])
-    predicted = [labels[i] for i in probs_test.argmax(1)]
-    report = classification_report(task, [r["label"] for r in test], predicted)
-    after = apply_temperature(probs_test, temperature)
-    correct = probs_test.argmax(1) == gold
-    out = {"accuracy": report["accuracy"], "macro_f1": report["macro_f1"], "n_test": len(test),
-           "temperature": temperature,
+    report = classification_report(task, [r["label"] for r in test], [labels[i] for i in probs.argmax(1)])
+    return {"accuracy": report["accuracy"], "macro_f1": report["macro_f1"]}
+
+
+def scores(task: Task, probs_test: np.ndarray, test: list[dict], cal: dict, train_prior: np.ndarray) -> dict:
+    """What one method's test distributions score, under the temperature and thresholds it chose on validation."""
+    gold = gold_of(task, test)
+    after = apply_temperature(probs_test, cal["temperature"])
+    confidence, correct = after.max(1), probs_test.argmax(1) == gold
+    shown = confidence >= cal["abstain_threshold"]
+    out = {**_label_metrics(task, probs_test, test), "n_test": len(test), "calibration": cal,
            "ece_before": expected_calibration_error(probs_test.max(1), correct),
-           "ece_after": expected_calibration_error(after.max(1), correct)}
-    if threshold is not None:
-        escalate = (probs_test.argmax(1) == index[HANDOFF]) | (after.max(1) < threshold)
-        oos = gold == index[HANDOFF]
-        out.update(handoff_threshold=threshold, handoff_recall=float(escalate[oos].mean()),
-                   wrong_escalations=float(escalate[~oos].mean()),
+           "ece_after": expected_calibration_error(confidence, correct),
+           "coverage": float(shown.mean()), "wrong_when_shown": float((~correct[shown]).mean()) if shown.any() else None}
+    if task.handoff_label:
+        handoff = task.label_names.index(HANDOFF)
+        escalate = (probs_test.argmax(1) == handoff) | (confidence < cal["handoff_threshold"])
+        oos = gold == handoff
+        out.update(handoff_recall=float(escalate[oos].mean()), wrong_escalations=float(escalate[~oos].mean()),
                    in_scope_accuracy=float(correct[~oos].mean()))
+    # The test split read as an unlabelled live stream: EM prior, then the re-weighted probabilities.
+    prior = estimate_prior(after, train_prior)
+    moved = adjust(after, train_prior, prior)
+    out["with_prior"] = {**_label_metrics(task, moved, test), "shift": total_variation(prior, train_prior),
+                         "ece": expected_calibration_error(moved.max(1), moved.argmax(1) == gold)}
     return out
 
 
@@ -105,7 +131,7 @@ def _baseline_probs(result, labels: list[str]) -> np.ndarray:
 
 
 def tuesday_probs(version, task: Task, family: str, rows: list[dict], threads: int) -> tuple[np.ndarray, list]:
-    """Uncalibrated distributions and per-ticket latencies of one family's served GGUF."""
+    """Uncalibrated distributions and per-ticket latencies of one family as served (decoder; encoder: see encoder_voices)."""
     predictor = load_predictor(version, task, family=family, calibrated=False, evidence=False, reasons=False,
                                threads=threads)
     probs, ms = [], []
@@ -119,27 +145,55 @@ def tuesday_probs(version, task: Task, family: str, rows: list[dict], threads: i
     return np.array(probs), ms
 
 
+def encoder_voices(version, task: Task, rows_by_split: dict[str, list[dict]], threads: int, timed: int = 300):
+    """Each voice's probabilities on each split (for the served mix and the head alone) and the
+    served per-ticket latency (predict(), evidence off) on the first `timed` test rows."""
+    predictor = load_predictor(version, task, family="encoder", calibrated=False, evidence=False, threads=threads,
+                               every_voice=True)
+    try:
+        ms = [predictor.predict(row["text"]).latency_ms for row in rows_by_split["test"][:timed]]
+        voices = {}
+        for split, rows in rows_by_split.items():
+            got: dict[str, list] = {}
+            for row in rows:
+                for name, probs in predictor.voices(row["text"], every=True)[1].items():
+                    got.setdefault(name, []).append(probs)
+            voices[split] = {name: np.array(v) for name, v in got.items()}
+        return voices, predictor.mix, ms
+    finally:
+        predictor.close()
+
+
 def run(dataset: str, per_label: str, seed: int, families: list[str], threads: int, test_per_label: int,
-        encoder: dict) -> dict:
+        encoder: dict, field: str = "label") -> tuple[dict, dict]:
     from trainer.config import RunConfig
     from trainer.pipeline import build_version
 
-    train, val, test = split_rows(dataset, per_label, seed, test_per_label)
+    train, val, test = split_rows(dataset, per_label, seed, test_per_label, field)
     labels = sorted({r["label"] for r in train + val + test})
     task = Task(name=dataset, labels={label: "" for label in labels}, handoff_label=HANDOFF if HANDOFF in labels else None,
                 description="messages from customers", list_labels=False)
-    result = {"dataset": dataset, "per_label": per_label, "seed": seed, "n_train": len(train), "n_validation": len(val),
-              "n_test": len(test), "labels": len(labels), "threads": threads, "machine": platform.machine(),
-              "families": families, "decoder_config": DECODER, "encoder_config": encoder, "methods": {}}
+    counts = np.array([sum(r["label"] == label for r in train) for label in labels], dtype=float)
+    train_prior = counts / counts.sum()
+    result = {"dataset": dataset, "field": field, "per_label": per_label, "seed": seed, "n_train": len(train),
+              "n_validation": len(val), "n_test": len(test), "labels": len(labels), "label_names": labels, "threads": threads,
+              "machine": platform.machine(), "families": families, "decoder_config": DECODER, "encoder_config": encoder,
+              "test_majority": max(sum(r["label"] == label for r in test) for label in labels) / len(test),
+              "methods": {}}
+    saved = {"gold_val": gold_of(task, val), "gold_test": gold_of(task, test)}
+
+    def record(name: str, probs_val: np.ndarray, probs_test: np.ndarray, cal: dict | None = None, **extra) -> None:
+        row = scores(task, probs_test, test, cal or fit_on_validation(task, probs_val, val), train_prior)
+        row.update(extra)
+        result["methods"][name] = row
+        saved[f"{name}_val"], saved[f"{name}_test"] = probs_val, probs_test
+        print(name, json.dumps({k: v for k, v in row.items() if k != "calibration"}), flush=True)
 
     for name, fit in (("tfidf_lr", tfidf_lr), ("minilm_lr", minilm_lr)):
-        texts = [r["text"] for r in train]
-        both = fit(texts, [r["label"] for r in train], [r["text"] for r in val + test])
+        both = fit([r["text"] for r in train], [r["label"] for r in train], [r["text"] for r in val + test])
         probs = _baseline_probs(both, labels)
-        row = scores(task, probs[len(val):], test, *fit_on_validation(task, probs[:len(val)], val))
-        row.update(train_s=both.train_seconds, ms_per_ticket_batched=1000 * both.predict_seconds_per_text)
-        result["methods"][name] = row
-        print(name, json.dumps(row), flush=True)
+        record(name, probs[:len(val)], probs[len(val):], train_s=both.train_seconds,
+               ms_per_ticket_batched=1000 * both.predict_seconds_per_text)
 
     config = RunConfig.from_dict({"families": families, "encoder": encoder, "decoder": DECODER, "max_wrong": MAX_WRONG})
     started = time.perf_counter()
@@ -148,16 +202,19 @@ def run(dataset: str, per_label: str, seed: int, families: list[str], threads: i
     result["chosen"], result["choice"] = version.manifest["family"], version.manifest["choice"]
     for family in families:
         part = version.manifest["families"][family]
-        # temperature and hand-off threshold as the pipeline chose them on the validation rows
-        cal = part["calibration"]
-        probs_test, ms = tuesday_probs(version, task, family, test, threads)
-        row = scores(task, probs_test, test, cal["temperature"], cal["handoff_threshold"] if task.handoff_label else None)
-        row.update(train_s=part["timings"]["train_s"], p50_ms=float(np.percentile(ms, 50)),
-                   p95_ms=float(np.percentile(ms, 95)), version=version.name, training=part.get("training"),
-                   holdout_calibration=part.get("calibration"))
-        result["methods"][family] = row
-        print(family, json.dumps(row), flush=True)
-    return result
+        common = dict(train_s=part["timings"]["train_s"], version=version.name, training=part.get("training"))
+        if family == "encoder":
+            voices, mix, ms = encoder_voices(version, task, {"val": val, "test": test}, threads)
+            common.update(p50_ms=float(np.percentile(ms, 50)), p95_ms=float(np.percentile(ms, 95)), mix=part.get("mix"))
+            # as served: the mix and the temperature and thresholds the pipeline chose on validation
+            record("encoder", mix.combine(**voices["val"]), mix.combine(**voices["test"]), part["calibration"], **common)
+            if mix != Mix(k=mix.k, tau=mix.tau):  # the head alone, for comparison (its own validation fit)
+                record("encoder_head", voices["val"]["head"], voices["test"]["head"], **common)
+        else:
+            probs_test, ms = tuesday_probs(version, task, family, test, threads)
+            record(family, np.zeros((0, len(labels))), probs_test, part["calibration"], p50_ms=float(np.percentile(ms, 50)),
+                   p95_ms=float(np.percentile(ms, 95)), **common)
+    return result, saved
 
 
 def _decoder_base():
@@ -168,7 +225,9 @@ def _decoder_base():
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", choices=("banking77", "clinc150", "banking77_oos"), default="banking77")
+    parser.add_argument("--dataset", choices=("banking77", "clinc150", "banking77_oos", "support_tickets"),
+                        default="banking77")
+    parser.add_argument("--field", default="label", help="the column used as the label (support_tickets: type, priority)")
     parser.add_argument("--per-label", default="10", help="train rows per label, or 'full'")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--families", default="encoder", help="encoder, decoder or encoder,decoder")
@@ -177,10 +236,14 @@ def main() -> None:
     parser.add_argument("--encoder", type=json.loads, default={}, help="JSON of EncoderConfig overrides")
     args = parser.parse_args()
     families = [f.strip() for f in args.families.split(",") if f.strip()]
-    result = run(args.dataset, args.per_label, args.seed, families, args.threads, args.test_per_label, args.encoder)
+    result, saved = run(args.dataset, args.per_label, args.seed, families, args.threads, args.test_per_label,
+                        args.encoder, args.field)
     OUT.mkdir(parents=True, exist_ok=True)
-    out = OUT / f"compare-{args.dataset}-k{args.per_label}-s{args.seed}-{'+'.join(families)}.json"
+    name = args.dataset + ("" if args.field == "label" else f"-{args.field}")
+    tag = "" if not args.encoder else "-" + "-".join(f"{k}{v}" for k, v in sorted(args.encoder.items()))
+    out = OUT / f"compare-{name}-k{args.per_label}-s{args.seed}-{'+'.join(families)}{tag}.json"
     out.write_text(json.dumps(result, indent=2))
+    np.savez_compressed(out.with_suffix(".npz"), **saved)
     print(f"wrote {out}")
 
 

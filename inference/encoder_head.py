@@ -23,7 +23,8 @@ class EncoderHead:
     weight: np.ndarray  # n_labels x dim
     bias: np.ndarray  # n_labels
     scale: float
-    max_length: int = 128  # tokens a ticket is cut to, in training and serving
+    max_length: int = 128  # tokens per window, in training and serving
+    max_chunks: int = 1  # windows read of a long ticket (heads saved before windows: cut after one)
 
     def logits(self, embeddings: np.ndarray) -> np.ndarray:
         return self.scale * unit(embeddings) @ np.asarray(self.weight, dtype=np.float32).T + self.bias
@@ -36,7 +37,8 @@ class EncoderHead:
 
     def save(self, path: Path) -> Path:
         np.savez(path, labels=np.array(self.labels), weight=self.weight.astype(np.float32),
-                 bias=self.bias.astype(np.float32), scale=np.float32(self.scale), max_length=np.int32(self.max_length))
+                 bias=self.bias.astype(np.float32), scale=np.float32(self.scale), max_length=np.int32(self.max_length),
+                 max_chunks=np.int32(self.max_chunks))
         return Path(path)
 
     @classmethod
@@ -46,4 +48,5 @@ class EncoderHead:
         except FileNotFoundError:
             raise ModelError(f"classification head not found: {path}") from None
         return cls(labels=[str(x) for x in data["labels"]], weight=data["weight"], bias=data["bias"],
-                   scale=float(data["scale"]), max_length=int(data["max_length"]))
+                   scale=float(data["scale"]), max_length=int(data["max_length"]),
+                   max_chunks=int(data["max_chunks"]) if "max_chunks" in data else 1)

@@ -68,7 +68,7 @@ def served_files(manifest: dict) -> list[str]:
     wanted = [*PAPERS, "evidence.jsonl", "evidence.npy", manifest.get("evidence", {}).get("embedder"),
               files.get(family.get("serve") or manifest.get("serve", ""))]
     if manifest.get("family") == "encoder":
-        wanted.append(files.get("head"))
+        wanted += [files.get("head"), files.get("tfidf")]
     stored = manifest.get("artifacts", {})
     return [name for name in dict.fromkeys(wanted) if name and name in stored]
 

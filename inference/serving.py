@@ -7,12 +7,14 @@ from inference.encoder_predictor import Evidence, EncoderPredictor, LlamaEmbedde
 from inference.evidence import EvidenceIndex
 from inference.llama_predictor import LlamaPredictor
 from inference.registry import VersionInfo
+from inference.stacking import Mix, TfidfBranch
 from inference.task import Task
 
 
 def load_predictor(info: VersionInfo, task: Task, *, threads: int | None = None, reasons: bool = True,
-                   family: str | None = None, calibrated: bool = True, evidence: bool = True):
-    """The served predictor of a version (or of one of its families); close() it when done."""
+                   family: str | None = None, calibrated: bool = True, evidence: bool = True, every_voice: bool = False):
+    """The served predictor of a version (or of one of its families); close() it when done.
+    every_voice: an encoder predictor with every voice the version has loaded, mixed or not (benchmarks)."""
     manifest = info.manifest
     family = family or manifest.get("family", "decoder")
     part = manifest.get("families", {}).get(family, {})
@@ -21,12 +23,19 @@ def load_predictor(info: VersionInfo, task: Task, *, threads: int | None = None,
     k = manifest.get("evidence", {}).get("k", 3)
     if family == "encoder":
         head = EncoderHead.load(info.path / manifest["files"]["head"])
+        mix = Mix.from_dict(part.get("mix"))
+        has_tfidf = "tfidf" in manifest["files"]
+        tfidf = TfidfBranch.load(info.path / manifest["files"]["tfidf"]) if has_tfidf and (mix.tfidf or every_voice) else None
+        if index is None and (mix.knn or every_voice):  # the vote needs the index even where evidence is not shown
+            index = EvidenceIndex.load(info.path)
         return EncoderPredictor(info.gguf(part.get("serve", "encoder-q8_0")), head, task, version=info.name,
-                                temperature=temperature, index=index, evidence_k=k, n_threads=threads)
+                                temperature=temperature, index=index, evidence_k=k, n_threads=threads,
+                                tfidf=tfidf, mix=mix, show_evidence=evidence)
     helper = None
     if index is not None:
         embedder = LlamaEmbedder(info.path / manifest["evidence"]["embedder"],
-                                 max_length=manifest["evidence"].get("max_length", 128), n_threads=threads)
+                                 max_length=manifest["evidence"].get("max_length", 128),
+                                 max_chunks=manifest["evidence"].get("max_chunks", 1), n_threads=threads)
         helper = Evidence(embedder, index, k)
     return LlamaPredictor(info.gguf(part.get("serve")), task, version=info.name, reasons=reasons,
                           n_threads=threads, temperature=temperature, evidence=helper)

@@ -48,19 +48,41 @@ def test_llama_cpp_tokenizes_like_the_transformers_tokenizer(exported):
         embedder.close()
 
 
+def test_a_long_ticket_is_read_as_the_same_windows_in_training_and_serving(exported):
+    from trainer.encoder import keep_chunks, tokenize_chunks
+
+    _, tokenizer, f16, _ = exported
+    long = " ".join(f"word{i} and a few more tokens" for i in range(80))  # several windows of 64 tokens
+    batch, owner = tokenize_chunks(tokenizer, [long, "hello"], 64, 64, "cpu")
+    windows = [[t for t, m in zip(ids, mask) if m] for ids, mask in zip(batch["input_ids"].tolist(),
+                                                                        batch["attention_mask"].tolist())]
+    embedder = LlamaEmbedder(f16, max_length=64, max_chunks=64)
+    try:
+        served = embedder.chunks(long) + embedder.chunks("hello")
+        assert len(embedder.chunks(long)) > 3 and owner.tolist().count(0) == len(embedder.chunks(long))
+        assert served == windows
+        embedder.max_chunks = 3  # a capped ticket keeps its first windows and its last one
+        assert embedder.chunks(long) == [served[0], served[1], served[owner.tolist().count(0) - 1]]
+    finally:
+        embedder.close()
+    assert keep_chunks([0, 0, 0, 0, 1, 2, 2], 2) == [0, 3, 4, 5, 6]
+    assert keep_chunks([0, 0, 0, 1], 1) == [0, 3]
+
+
 def test_gguf_embeddings_match_transformers(exported):
     from trainer.encoder import embed
 
     model, tokenizer, f16, q8 = exported
-    reference = embed(model, tokenizer, TEXTS, 64)
-    for path, floor in ((f16, 0.999), (q8, 0.99)):
-        embedder = LlamaEmbedder(path, max_length=64)
-        try:
-            served = embedder.embed(TEXTS)
-        finally:
-            embedder.close()
-        cosine = (served / np.linalg.norm(served, axis=1, keepdims=True) * reference).sum(axis=1)
-        assert cosine.min() >= floor, (path.name, cosine)
+    for chunks in (1, 3):  # cut after one window, and pooled over up to three
+        reference = embed(model, tokenizer, TEXTS, 64, chunks)
+        for path, floor in ((f16, 0.999), (q8, 0.99)):
+            embedder = LlamaEmbedder(path, max_length=64, max_chunks=chunks)
+            try:
+                served = embedder.embed(TEXTS)
+            finally:
+                embedder.close()
+            cosine = (served / np.linalg.norm(served, axis=1, keepdims=True) * reference).sum(axis=1)
+            assert cosine.min() >= floor, (path.name, chunks, cosine)
 
 
 def test_head_on_served_embeddings_matches_transformers(exported, task):
@@ -173,11 +195,17 @@ def test_served_confidence_is_temperature_scaled(both_families, task):
 
 
 def test_run_config_reads_sections_and_flat_decoder_keys():
-    from trainer.config import ConfigError, RunConfig
+    import torch
+
+    from trainer.config import ConfigError, RunConfig, resolve_families
 
     config = RunConfig.from_dict({"families": "decoder", "epochs": 1, "encoder": {"epochs": 3}, "max_wrong": 0.1})
     assert config.families == ("decoder",) and config.decoder.epochs == 1 and config.encoder.epochs == 3
-    assert RunConfig.from_dict({}).families == ("encoder", "decoder")
+    assert RunConfig.from_dict({}).families == ("auto",)
+    # auto: the decoder trains only where the train job finds a GPU
+    assert resolve_families(("auto",), "cpu") == ("encoder",)
+    assert resolve_families(("encoder", "decoder"), "cpu") == ("encoder", "decoder")
+    assert resolve_families(("auto",)) == (("encoder", "decoder") if torch.cuda.is_available() else ("encoder",))
     for bad in ({"families": ["gpt"]}, {"encoder": {"nope": 1}}, {"max_wrong": 0}):
         with pytest.raises(ConfigError):
             RunConfig.from_dict(bad)

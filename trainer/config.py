@@ -175,14 +175,21 @@ class EncoderConfig:
     weight_decay: float = 0.01
     epochs: float = 4.0
     batch_size: int = 32
-    # Tickets are cut to this many tokens in training and serving alike.
+    # Tokens per window; a longer ticket is read as several windows whose token embeddings are
+    # averaged together, in training and serving alike, up to max_chunks windows (the first
+    # max_chunks - 1 and the last). 1 = cut the ticket after one window.
     max_length: int = 128
+    max_chunks: int = 8
     label_smoothing: float = 0.1
     # Add each label's name and description as one more example of it.
     label_examples: bool = True
     # Starting head: "logreg" = logistic regression on the untuned embeddings (the strong
     # few-shot baseline, so tuning starts from it); "centroid" = each label's mean embedding.
     head_init: str = "logreg"
+    # Other voices mixed with the head where the holdout says they help (inference/stacking.py):
+    # logistic regression over word and character TF-IDF, and a vote of the nearest training rows.
+    tfidf_branch: bool = True
+    knn_vote: bool = True
     seed: int = 0
     quantization: str = "q8_0"
     device: str = "auto"
@@ -201,6 +208,8 @@ class EncoderConfig:
             problems.append("batch_size must be >= 2")
         if not 8 <= self.max_length <= 512:
             problems.append("max_length must be in [8, 512]")
+        if not 1 <= self.max_chunks <= 64:
+            problems.append("max_chunks must be in [1, 64]")
         if not 0 <= self.label_smoothing < 1:
             problems.append("label_smoothing must be in [0, 1)")
         if self.head_init not in ("logreg", "centroid"):
@@ -223,6 +232,19 @@ class EncoderConfig:
 
 
 FAMILIES = ("encoder", "decoder")
+# "auto": the encoder everywhere, the decoder too where the train job finds a GPU (on 2 CPU cores
+# the decoder took 445 s of a demo retrain and lost to the encoder).
+AUTO = "auto"
+
+
+def resolve_families(families: tuple[str, ...], device: str = "auto") -> tuple[str, ...]:
+    """The families a run trains on this host: `families`, or what "auto" means here."""
+    if tuple(families) != (AUTO,):
+        return tuple(families)
+    import torch
+
+    gpu = device != "cpu" and torch.cuda.is_available()
+    return FAMILIES if gpu else ("encoder",)
 
 
 @dataclass
@@ -233,7 +255,7 @@ class RunConfig:
     other top-level keys are decoder keys (the shape older config files have).
     """
 
-    families: tuple[str, ...] = FAMILIES
+    families: tuple[str, ...] = (AUTO,)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     decoder: TrainConfig = field(default_factory=TrainConfig)
     # The abstain threshold is chosen on the holdout so that at most this share of shown
@@ -247,16 +269,17 @@ class RunConfig:
     def __post_init__(self) -> None:
         check_types(self)
         self.families = tuple(self.families)
-        bad = [f for f in self.families if f not in FAMILIES]
+        bad = [f for f in self.families if f not in FAMILIES] if self.families != (AUTO,) else []
         if bad or not self.families:
-            raise ConfigError(f"families must name one or both of {', '.join(FAMILIES)} (got {', '.join(bad) or 'none'})")
+            raise ConfigError(f"families must be auto or name one or both of {', '.join(FAMILIES)} "
+                              f"(got {', '.join(bad) or 'none'})")
         if not 0 < self.max_wrong < 1:
             raise ConfigError("max_wrong must be in (0, 1)")
 
     @classmethod
     def from_dict(cls, data: dict) -> RunConfig:
         data = dict(_mapping(data, "the run config"))
-        families = data.pop("families", FAMILIES)
+        families = data.pop("families", (AUTO,))
         if isinstance(families, str):
             families = [f.strip() for f in families.split(",") if f.strip()]
         encoder = EncoderConfig.from_dict(_mapping(data.pop("encoder", None), "encoder"))

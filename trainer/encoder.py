@@ -42,23 +42,51 @@ def load_encoder(base: str | Path):
     return model, tokenizer
 
 
-def mean_pool(model, batch) -> torch.Tensor:
-    """Mean of the last hidden states over real tokens (sentence-transformers' pooling)."""
+def keep_chunks(owner: list[int], max_chunks: int) -> list[int]:
+    """Indices of the chunks kept: a text's first max_chunks - 1 windows and its last one (the end
+    of a long ticket often says what it is about), the way llama.cpp serving keeps them; with
+    max_chunks 1 the first window only (the ticket is cut)."""
+    keep, by_text = [], {}
+    for i, text in enumerate(owner):
+        by_text.setdefault(text, []).append(i)
+    for chunks in by_text.values():
+        if len(chunks) > max_chunks:
+            chunks = chunks[:1] if max_chunks == 1 else chunks[:max_chunks - 1] + chunks[-1:]
+        keep += chunks
+    return sorted(keep)
+
+
+def tokenize_chunks(tokenizer, texts: list[str], max_length: int, max_chunks: int, device) -> tuple[dict, torch.Tensor]:
+    """Each text as windows of max_length tokens ([CLS] piece [SEP], no overlap), and which text each window is of."""
+    batch = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_overflowing_tokens=True,
+                      return_tensors="pt")
+    owner = batch.pop("overflow_to_sample_mapping")
+    keep = torch.tensor(keep_chunks(owner.tolist(), max_chunks), dtype=torch.long)
+    return {k: v[keep].to(device) for k, v in batch.items()}, owner[keep].to(device)
+
+
+def mean_pool(model, batch, owner: torch.Tensor, n_texts: int) -> torch.Tensor:
+    """Mean of the last hidden states over each text's real tokens, across its windows
+    (sentence-transformers' pooling when a text fits one window)."""
     hidden = model(**batch).last_hidden_state
     mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+    sums = torch.zeros(n_texts, hidden.size(-1), dtype=hidden.dtype, device=hidden.device)
+    sums = sums.index_add(0, owner, (hidden * mask).sum(dim=1))
+    counts = torch.zeros(n_texts, dtype=hidden.dtype, device=hidden.device).index_add(0, owner, mask.sum(dim=(1, 2)))
+    return sums / counts.clamp(min=1e-9).unsqueeze(-1)
 
 
-def embed(model, tokenizer, texts: list[str], max_length: int, batch_size: int = 64) -> np.ndarray:
+def embed(model, tokenizer, texts: list[str], max_length: int, max_chunks: int = 1, batch_size: int = 64) -> np.ndarray:
     """Unit-length embeddings of texts (transformers; the reference for llama.cpp parity)."""
     device = next(model.parameters()).device
     out = []
     model.eval()
     with torch.inference_mode():
         for i in range(0, len(texts), batch_size):
-            batch = tokenizer(texts[i:i + batch_size], padding=True, truncation=True, max_length=max_length,
-                              return_tensors="pt").to(device)
-            out.append(torch.nn.functional.normalize(mean_pool(model, batch), dim=-1).float().cpu().numpy())
+            part = texts[i:i + batch_size]
+            batch, owner = tokenize_chunks(tokenizer, part, max_length, max_chunks, device)
+            pooled = mean_pool(model, batch, owner, len(part))
+            out.append(torch.nn.functional.normalize(pooled, dim=-1).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, model.config.hidden_size), dtype=np.float32)
 
 
@@ -109,7 +137,7 @@ def train_encoder(model, tokenizer, task: Task, rows: list[dict], config: Encode
 
     # The head starts where a classifier on the untuned embeddings would be.
     model = model.to(device)
-    start = embed(model, tokenizer, texts, config.max_length)
+    start = embed(model, tokenizer, texts, config.max_length, config.max_chunks)
     w0, b0 = initial_head(start, np.array(labels), n_labels, config.head_init)
     weight = torch.nn.Parameter(torch.tensor(w0, device=device))
     bias = torch.nn.Parameter(torch.tensor(b0, device=device))
@@ -138,9 +166,8 @@ def train_encoder(model, tokenizer, task: Task, rows: list[dict], config: Encode
         if len(order) < config.batch_size:
             order += rng.sample(range(len(texts)), len(texts))
         idx, order = order[:config.batch_size], order[config.batch_size:]
-        batch = tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=config.max_length,
-                          return_tensors="pt").to(device)
-        emb = torch.nn.functional.normalize(mean_pool(model, batch), dim=-1)
+        batch, owner = tokenize_chunks(tokenizer, [texts[i] for i in idx], config.max_length, config.max_chunks, device)
+        emb = torch.nn.functional.normalize(mean_pool(model, batch, owner, len(idx)), dim=-1)
         logits = emb @ weight.T + bias
         loss = torch.nn.functional.cross_entropy(logits, target[idx], label_smoothing=config.label_smoothing)
         optimizer_step(loss, lora_params + [weight], optimizer, schedule, result, bar)
@@ -148,5 +175,6 @@ def train_encoder(model, tokenizer, task: Task, rows: list[dict], config: Encode
     result.seconds = time.perf_counter() - started
     model.eval()
     head = EncoderHead(labels=task.label_names, weight=weight.detach().cpu().numpy(),
-                       bias=bias.detach().cpu().numpy(), scale=1.0, max_length=config.max_length)
+                       bias=bias.detach().cpu().numpy(), scale=1.0, max_length=config.max_length,
+                       max_chunks=config.max_chunks)
     return model, head, result

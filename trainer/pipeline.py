@@ -10,6 +10,7 @@ only the decoder was trained).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -31,8 +32,9 @@ from inference.gate import choose_family
 from inference.llama_predictor import LlamaPredictor
 from inference.prompt import build_example
 from inference.registry import DRIFT, Registry, VersionInfo
+from inference.stacking import Mix, TfidfBranch, choose_mix
 from inference.task import Task
-from trainer.config import RunConfig, TrainConfig
+from trainer.config import RunConfig, TrainConfig, resolve_families
 from trainer.export import quantize_gguf, write_encoder_gguf, write_gguf
 
 HOLDOUT_ANSWERS = "holdout.json"  # {family, rows: [{id, label, confidence}]} in holdout order
@@ -87,7 +89,7 @@ def _encoder(staging: Path, task: Task, base: Path, rows: list[dict], config: Ru
     """Train the encoder family, or (train=False) export the untuned base encoder for evidence only."""
     import torch
 
-    from trainer.encoder import load_encoder, train_encoder
+    from trainer.encoder import load_encoder, train_encoder, training_rows
 
     cfg = config.encoder
     log(f"encoder: loading base encoder {base.name}")
@@ -100,6 +102,15 @@ def _encoder(staging: Path, task: Task, base: Path, rows: list[dict], config: Ru
         model = peft_model.merge_and_unload().to("cpu").eval()
         head.save(staging / "head.npz")
         part["files"].update({"encoder-adapter": "encoder-adapter", "head": "head.npz"})
+        if cfg.tfidf_branch:
+            t = time.perf_counter()
+            texts, labels = training_rows(task, rows, cfg)
+            try:
+                TfidfBranch.fit(texts, labels, len(task.labels)).save(staging / "tfidf.npz")
+                part["files"]["tfidf"] = "tfidf.npz"
+            except ModelError as exc:
+                log(f"encoder: no TF-IDF branch ({exc})")
+            result.seconds += time.perf_counter() - t
         part["training"] = {"steps": result.steps, "first_loss": result.first_loss, "final_loss": result.final_loss}
         part["timings"] = {"train_s": result.seconds}
     t = time.perf_counter()
@@ -122,7 +133,13 @@ def _score(staging: Path, family: str, part: dict, task: Task, holdout: list[dic
 
     path = staging / part["files"][part["serve"]]
     if family == "encoder":
-        predictor = EncoderPredictor(path, EncoderHead.load(staging / part["files"]["head"]), task, n_threads=threads)
+        cfg = config.encoder
+        tfidf = TfidfBranch.load(staging / part["files"]["tfidf"]) if "tfidf" in part["files"] else None
+        index = EvidenceIndex.load(staging) if cfg.knn_vote else None
+        predictor = EncoderPredictor(path, EncoderHead.load(staging / part["files"]["head"]), task, n_threads=threads,
+                                     tfidf=tfidf, index=index, show_evidence=False)
+        if tfidf is not None or index is not None:
+            predictor.mix = _choose_mix(predictor, task, holdout, part)
     else:
         predictor = LlamaPredictor(path, task, reasons=False, n_threads=threads)
     try:
@@ -141,6 +158,21 @@ def _score(staging: Path, family: str, part: dict, task: Task, holdout: list[dic
     return metrics, calibration.to_dict(), answers
 
 
+def _choose_mix(predictor: EncoderPredictor, task: Task, holdout: list[dict], part: dict) -> Mix:
+    """The mix of the head with the TF-IDF branch and the neighbours' vote that the holdout prefers
+    (inference.stacking.choose_mix); recorded in the family's part of the manifest."""
+    index = {label: i for i, label in enumerate(task.labels)}
+    voices: dict[str, list] = {}
+    for row in holdout:
+        for name, probs in predictor.voices(row["text"], every=True)[1].items():
+            voices.setdefault(name, []).append(probs)
+    gold = np.array([index[r["label"]] for r in holdout])
+    mix, loss = choose_mix({name: np.array(rows) for name, rows in voices.items()}, gold)
+    _, head_loss = choose_mix({"head": np.array(voices["head"])}, gold)
+    part["mix"] = {**mix.to_dict(), "holdout_log_loss": round(loss, 4), "head_log_loss": round(head_loss, 4)}
+    return mix
+
+
 def build_version(registry: Registry, task: Task, base: Path, train_rows: list[dict], holdout_rows: list[dict],
                   config: RunConfig | TrainConfig | dict | None = None, *, encoder_base: Path | None = None,
                   tokenizer_gguf: Path | None = None, progress: bool = True, threads: int | None = None,
@@ -154,6 +186,7 @@ def build_version(registry: Registry, task: Task, base: Path, train_rows: list[d
     """
     log = log or (lambda message: print(message, file=sys.stderr, flush=True))
     config = as_run_config(config)
+    config = dataclasses.replace(config, families=resolve_families(config.families, config.decoder.device))
     base = Path(base)
     encoder_base = Path(encoder_base) if encoder_base else minilm_dir()
     tokenizer_gguf = tokenizer_gguf or (base if base.suffix == ".gguf" else None)
@@ -180,7 +213,8 @@ def build_version(registry: Registry, task: Task, base: Path, train_rows: list[d
         if "encoder" not in config.families:
             evidence_only = parts.pop("encoder")
         log("indexing the training rows as evidence")
-        embedder = LlamaEmbedder(staging / embedder_file, max_length=config.encoder.max_length, n_threads=threads)
+        embedder = LlamaEmbedder(staging / embedder_file, max_length=config.encoder.max_length,
+                                 max_chunks=config.encoder.max_chunks, n_threads=threads)
         try:
             index = EvidenceIndex(train_rows, embedder.embed([r["text"] for r in train_rows]))
             index.save(staging)
@@ -235,7 +269,7 @@ def build_version(registry: Registry, task: Task, base: Path, train_rows: list[d
             "metrics": chosen["metrics"],
             "calibration": chosen["calibration"],
             "evidence": {"embedder": embedder_file, "rows": len(train_rows), "k": config.evidence_k,
-                         "max_length": config.encoder.max_length},
+                         "max_length": config.encoder.max_length, "max_chunks": config.encoder.max_chunks},
             "files": files,
             "serve": chosen["serve"],
             **(extra or {}),

@@ -70,6 +70,12 @@ class Settings(NodeSettings):
     dashboard_link_hours: float = Field(24.0, gt=0.0, description="How long a link to the dashboard (/tuesday dashboard, tuesday dashboard --link) works, in hours; it shows ticket excerpts, so it is shorter-lived than a review sheet's.")
     metrics_token: str = Field("", description="Bearer token Prometheus must send to GET /metrics on `tuesday serve`; empty leaves /metrics open (it carries counts, versions and label names, never ticket text).")
 
+    # -- label frequencies from the live stream (bot/label_priors.py) -----------------------------
+    prior_adjustment: bool = Field(False, description="Re-estimate how often each label occurs from the production version's recent suggestions (EM on its probabilities) and re-weight its probabilities by it when serving, if it moved far enough from the training rows' frequencies.")
+    prior_window: int = Field(1000, ge=10, description="How many of the production version's most recent suggestions the label-frequency estimate reads.")
+    prior_min_tickets: int = Field(200, ge=1, description="Suggestions the production version needs before its label frequencies are estimated.")
+    prior_min_shift: float = Field(0.05, ge=0.0, le=1.0, description="Total variation between the estimated and the training label frequencies below which the estimate is stored but not applied.")
+
     # -- alerts in the triage channel and the weekly digest (bot/monitor/alerts.py, digest.py) ------
     alert_check_minutes: float = Field(10.0, ge=0.0, description="How often the CPU workers check the alert rules, in minutes (one worker checks; each alert is posted once a day at most); 0 turns alerts off.")
     alert_override_rate: float = Field(0.30, gt=0.0, le=1.0, description="Alert when a label's override rate (changed + rejected over reviewed) over the last 7 days is above this.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from redis.exceptions import RedisError
 
 from bot.control import active_run, as_utc, labels_since_last_training, last_run, pause_state
+from bot.label_priors import prior_line, prior_summary
 from bot.shadow import comparison_table, headline, shadow_summary, status_line
 from bot.sweeper import posting, waiting_count
 from bot.trail import bases
@@ -56,6 +57,7 @@ def gather_status(runtime, queues) -> dict:
         "last_run": _as_dict(last_run(runtime.sessions)),
         "active_run": _as_dict(active_run(runtime.sessions)),
         "shadow": shadow_summary(runtime),  # the version in shadow and its comparison so far, or None
+        "label_prior": prior_summary(runtime),  # label frequencies of the live stream (TUESDAY_PRIOR_ADJUSTMENT)
         "queues": None, "workers": None, "queue_error": None,
     }
     try:
@@ -184,6 +186,8 @@ def status_text(data: dict) -> str:
     lines.append(f"• last retrain: {run_line(data['last_run']) if data['last_run'] else 'none yet'}")
     if data.get("shadow"):
         lines.append(status_line(data["shadow"]))
+    if data.get("label_prior"):
+        lines.append(prior_line(data["label_prior"]))
     if data.get("bases_unapproved"):
         lines.append(f"• base models not approved (training refuses them): {', '.join(data['bases_unapproved'])} "
                      "(`/tuesday base`)")

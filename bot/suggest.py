@@ -14,6 +14,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.blocks import suggestion_blocks, suggestion_text
 from bot.helpdesk.adapters import ticket_link
+from bot.label_priors import PriorCache, reweigh
 from bot.runtime import Runtime
 from bot.settings import Settings
 from bot.shadow import ShadowRunner
@@ -166,6 +167,7 @@ class Suggester:
         self.runtime, self.slack = runtime, slack
         self.predictors = predictors or PredictorCache(runtime.production.name, lambda name: load_version(runtime, name))
         self._thresholds: dict[str, Thresholds] = {}
+        self.priors = PriorCache(runtime.sessions)  # label frequencies of the live stream (TUESDAY_PRIOR_ADJUSTMENT)
         # The version in shadow (bot.shadow), if an admin or the shadow gate named one: its own predictor.
         self.shadow = shadow or ShadowRunner(runtime.sessions, lambda name: load_version(runtime, name),
                                              self.thresholds)
@@ -210,10 +212,14 @@ class Suggester:
             cpu = time.process_time()
             prediction = predictor.predict(ticket.model_text)
             cpu_ms = (time.process_time() - cpu) * 1000.0
+            prior = self.priors.applied(prediction.model_version) if settings.prior_adjustment else None
+            if prior is not None:
+                prediction = reweigh(prediction, prior)
             cut = self.thresholds(prediction.model_version)
             with sessions() as session:
                 row = add_suggestion(session, ticket.id, prediction, threshold=cut.abstain,
-                                     handoff_threshold=cut.handoff, handoff_label=cut.handoff_label, cpu_ms=cpu_ms)
+                                     handoff_threshold=cut.handoff, handoff_label=cut.handoff_label, cpu_ms=cpu_ms,
+                                     prior_id=prior.id if prior is not None else None)
             log.info("ticket %s: %s %s (%.2f) by %s", ticket.id, row.routing, row.label or "-", row.confidence,
                      row.model_version)
         if row.slack_ts is None and self.slack is not None:

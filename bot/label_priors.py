@@ -63,8 +63,10 @@ def estimate_label_prior(runtime, *, now: datetime | None = None) -> LabelPrior 
     from bot.monitor.drift import reference
 
     settings = runtime.settings
+    if not settings.prior_adjustment:
+        return None
     version = runtime.production.name()
-    if not settings.prior_adjustment or version is None:
+    if version is None:
         return None
     counts = (reference(runtime, version) or {}).get("training_labels")
     if not counts:

@@ -16,7 +16,7 @@ from pathlib import Path
 from bench.compare import OUT
 
 METHODS = {"tfidf_lr": "TF-IDF + LR", "minilm_lr": "MiniLM + LR", "encoder": "Tuesday encoder",
-           "decoder": "Tuesday decoder"}
+           "encoder_head": "Tuesday encoder, head alone", "decoder": "Tuesday decoder"}
 SIZES = ["10", "50", "full"]
 
 
@@ -28,28 +28,70 @@ def _pct(x) -> str:
     return "–" if x is None else f"{100 * x:.1f} %"
 
 
+def _promise(cal: dict, kind: str) -> str:
+    """What a threshold promised on validation: '≤ 5 % (90 %)', or 'none (needs N)'."""
+    if cal.get(f"{kind}_guaranteed") is None:
+        return "not recorded"
+    if cal[f"{kind}_guaranteed"]:
+        return f"≤ {100 * cal['max_wrong']:.0f} % ({100 * cal['confidence']:.0f} %)"
+    needs = cal.get(f"{kind}_needs")
+    return "none" + (f" (needs {needs})" if needs else "")
+
+
+def _name(run: dict, key: str) -> str:
+    tag = ", " + ", ".join(f"{k} {v}" for k, v in sorted(run["encoder_config"].items())) \
+        if run["encoder_config"] and key.startswith("encoder") else ""
+    return METHODS[key] + tag
+
+
 def table(runs: list[dict], dataset: str) -> str:
-    runs = sorted((r for r in runs if r["dataset"] == dataset), key=lambda r: (SIZES.index(r["per_label"]), len(r["families"])))
+    runs = sorted((r for r in runs if f"{r['dataset']}{'' if r.get('field', 'label') == 'label' else '/' + r['field']}"
+                   == dataset), key=lambda r: (SIZES.index(r["per_label"]), json.dumps(r["encoder_config"])))
     oos = any("handoff_recall" in m for r in runs for m in r["methods"].values())
-    head = ["per label", "train rows", "test rows", "method", "accuracy", "macro-F1", "ECE before → after"]
+    head = ["per label", "train rows", "method", "accuracy", "macro-F1", "ECE after", "with live prior (shift)",
+            "abstain promise", "answered / wrong"]
     if oos:
-        head += ["in-scope accuracy", "hand-off recall", "wrong escalations"]
+        head += ["hand-off promise", "hand-off recall", "wrong escalations"]
     head += ["train time", "p50 latency"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in runs:
         for key, m in r["methods"].items():
-            if len(r["families"]) > 1 and key in ("tfidf_lr", "minilm_lr"):
-                name = METHODS[key] + " (same test rows)"
-            else:
-                name = METHODS[key] + (" **(served)**" if key == r.get("chosen") and len(r["families"]) > 1 else "")
-            cells = [r["per_label"], str(r["n_train"]), str(m["n_test"]), name, _pct(m["accuracy"]), _pct(m["macro_f1"]),
-                     f"{m['ece_before']:.3f} → {m['ece_after']:.3f}"]
+            cal, prior = m["calibration"], m["with_prior"]
+            cells = [r["per_label"], str(r["n_train"]), _name(r, key), _pct(m["accuracy"]), _pct(m["macro_f1"]),
+                     f"{m['ece_after']:.3f}", f"{_pct(prior['accuracy'])} ({prior['shift']:.2f})",
+                     _promise(cal, "abstain"), f"{_pct(m['coverage'])} / {_pct(m['wrong_when_shown'])}"]
             if oos:
-                cells += [_pct(m.get("in_scope_accuracy")), _pct(m.get("handoff_recall")), _pct(m.get("wrong_escalations"))]
+                cells += [_promise(cal, "handoff"), _pct(m.get("handoff_recall")), _pct(m.get("wrong_escalations"))]
             latency = f"{m['p50_ms']:.0f} ms" if "p50_ms" in m else f"{m['ms_per_ticket_batched']:.1f} ms (batched)"
             cells += [f"{m['train_s']:.0f} s", latency]
             lines.append("| " + " | ".join(cells) + " |")
+    sets = {(r["per_label"], r["n_validation"], r["n_test"], r["test_majority"]) for r in runs}
+    notes = "; ".join(f"{k} per label: {v} validation rows, {t} test rows (largest label {100 * mj:.0f} %)"
+                      for k, v, t, mj in sorted(sets, key=lambda x: SIZES.index(x[0])))
+    return "\n".join(lines) + f"\n\n{notes}."
+
+
+def guarantee_table(rows: list[dict]) -> str:
+    """bench.guarantee's draws: how often each threshold broke the 5 % target on test, by holdout size."""
+    head = ["set", "per label", "method", "holdout", "abstain promised", "abstain broke", "answered (mean)",
+            "hand-off promised", "hand-off broke", "old hand-off rule broke"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        d = r["draws"]
+        handoff = "handoff_realised_mean" in r
+        cells = [r["dataset"] + ("" if r["field"] == "label" else "/" + r["field"]), r["per_label"],
+                 METHODS[r["method"]], str(r["n"]),
+                 f"{r['promised']['abstain']}/{d}", f"{r['broke']['abstain']}/{r['promised']['abstain']}",
+                 _pct(r["abstain_coverage_mean"]),
+                 f"{r['promised']['handoff']}/{d}" if handoff else "–",
+                 f"{r['broke']['handoff']}/{r['promised']['handoff']}" if handoff else "–",
+                 f"{r['broke']['handoff_old']}/{d}" if handoff else "–"]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def datasets(runs: list[dict]) -> list[str]:
+    return sorted({r["dataset"] + ("" if r.get("field", "label") == "label" else "/" + r["field"]) for r in runs})
 
 
 def plot(runs: list[dict], path: Path) -> None:
@@ -58,11 +100,12 @@ def plot(runs: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    datasets = sorted({r["dataset"] for r in runs})
+    datasets = sorted({r["dataset"] for r in runs if r.get("field", "label") == "label"})
     fig, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets), 3.6), squeeze=False)
     for ax, dataset in zip(axes[0], datasets):
         # encoder-only runs, so every method sees the whole test split
-        single = {r["per_label"]: r for r in runs if r["dataset"] == dataset and r["families"] == ["encoder"]}
+        single = {r["per_label"]: r for r in runs if r["dataset"] == dataset and r["families"] == ["encoder"]
+                  and r.get("field", "label") == "label" and not r["encoder_config"]}
         sizes = [s for s in SIZES if s in single]
         for key in ("tfidf_lr", "minilm_lr", "encoder"):
             ax.plot(range(len(sizes)), [100 * single[s]["methods"][key]["accuracy"] for s in sizes], marker="o",
@@ -82,8 +125,10 @@ def main() -> None:
     parser.add_argument("--plot", type=Path, default=Path("docs/accuracy-vs-examples.png"))
     args = parser.parse_args()
     runs = load()
-    for dataset in sorted({r["dataset"] for r in runs}):
+    for dataset in datasets(runs):
         print(f"### {dataset}\n\n{table(runs, dataset)}\n")
+    if (OUT / "guarantee.json").exists():
+        print(f"### Promises on small holdouts\n\n{guarantee_table(json.loads((OUT / 'guarantee.json').read_text()))}\n")
     plot(runs, args.plot)
     print(f"wrote {args.plot}")
 

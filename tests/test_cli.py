@@ -100,7 +100,9 @@ def test_eval_and_predict_without_models_say_what_to_do(run):
 
 
 def test_demo_runs_end_to_end_on_tiny_model(run, tmp_path):
-    result = run("demo", "--config", str(tmp_path / "tiny.yaml"), "--json")
+    # both families by name: "auto" would train the decoder only where a GPU is
+    (tmp_path / "both.yaml").write_text(json.dumps({**TINY_CONFIG, "families": ["encoder", "decoder"]}))
+    result = run("demo", "--config", str(tmp_path / "both.yaml"), "--json")
     payload = json.loads(result.stdout[result.stdout.index("\n{\n") + 1:])
     assert payload["version"] == "v1" and payload["promoted"] is True
     assert set(payload["metrics"]) == {"base (zero-shot)", "v1 encoder", "v1 decoder"}

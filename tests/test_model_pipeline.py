@@ -12,9 +12,10 @@ from trainer.config import ConfigError, TrainConfig
 pytestmark = pytest.mark.slow
 
 # f16 GGUF logits against the fp32 merged model on identical token ids: f16 keeps about 3 decimal
-# digits, so logits of a few units differ by some 1e-3 (0.007 seen with transformers 5.24, torch 2.13)
-LOGIT_TOLERANCE = 1e-2
-PROBABILITY_TOLERANCE = 5e-3  # the same rounding, after a softmax over the labels
+# digits through every block of the model, so logits differ by up to some 1e-2 (0.007 and 0.016 seen
+# on fresh installs with transformers 5.24, torch 2.13); the argmax must agree exactly.
+LOGIT_TOLERANCE = 3e-2
+PROBABILITY_TOLERANCE = 1e-2  # the same rounding, after a softmax over the labels
 
 
 @pytest.fixture(scope="module")

@@ -169,7 +169,7 @@ def test_masking_is_linear_in_the_text_length(shape):
 def test_busy_text_is_linear_too(shape):
     make = BUSY_SHAPES[shape]
     mask_pii(make(1000))
-    once, twice = best_time(make(50_000)), best_time(make(100_000))
+    once, twice = best_time(make(50_000), 5), best_time(make(100_000), 5)  # five: a busy CPU only adds time
     assert once < 2.0, f"{shape}: {once * 1000:.0f} ms for 50 KB"
     assert twice < 3 * once, f"{shape}: {once * 1000:.1f} ms for 50 KB but {twice * 1000:.1f} ms for 100 KB"
 

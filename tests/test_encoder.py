@@ -210,3 +210,25 @@ def test_run_config_reads_sections_and_flat_decoder_keys():
         with pytest.raises(ConfigError):
             RunConfig.from_dict(bad)
     assert json.loads(json.dumps(config.to_dict()))["encoder"]["epochs"] == 3
+
+
+def test_the_served_encoder_mixes_in_the_voices_its_holdout_chose(both_families, task):
+    from inference.stacking import Mix
+
+    version, _, holdout = both_families
+    part = version.manifest["families"]["encoder"]
+    assert version.manifest["files"]["tfidf"] == "tfidf.npz"
+    chosen = part["mix"]
+    assert chosen["holdout_log_loss"] <= chosen["head_log_loss"]  # never worse than the head alone on the holdout
+    mix = Mix.from_dict(chosen)
+    every = load_predictor(version, task, family="encoder", calibrated=False, evidence=False, every_voice=True)
+    served = load_predictor(version, task, family="encoder", calibrated=False, evidence=False)
+    try:
+        assert served.mix == mix and (served.tfidf is not None) == bool(mix.tfidf)
+        for row in holdout[:5]:
+            _, voices = every.voices(row["text"], every=True)
+            assert set(voices) == {"head", "tfidf", "knn"}
+            assert np.allclose(served.probabilities(row["text"]), mix.combine(**voices), atol=1e-6)
+    finally:
+        every.close()
+        served.close()

@@ -13,6 +13,7 @@ from collections import Counter
 from bot.control import RetrainRun
 from bot.status import version_licenses
 from bot.trail.snapshots import version_rows
+from inference.calibration import promise_lines
 
 FEW_TRAINING_ROWS = 10  # below this a label is learned from too little
 FEW_HOLDOUT_ROWS = 5  # below this a label's holdout figures move a lot with one ticket
@@ -79,6 +80,7 @@ def gather(runtime, name: str) -> dict:
     if cal:
         limits.append(f"answers {cal['coverage']:.0%} of holdout tickets with a label (abstains below "
                       f"{cal['abstain_threshold']:.2f} confidence); hand-off below {cal['handoff_threshold']:.2f}")
+        limits += [line[0].lower() + line[1:] for line in promise_lines(cal)]
     limits += [f"base {lic['name']} license restricts {', '.join(lic['restricted'])}"
                for lic in version_licenses(manifest) if lic["restricted"]]
     worst = sorted(((label, m) for label, m in per_label.items() if m.get("support")), key=lambda kv: kv[1]["f1"])

@@ -34,8 +34,8 @@ def _promise(cal: dict, kind: str) -> str:
         return "not recorded"
     if cal[f"{kind}_guaranteed"]:
         return f"≤ {100 * cal['max_wrong']:.0f} % ({100 * cal['confidence']:.0f} %)"
-    needs = cal.get(f"{kind}_needs")
-    return "none" + (f" (needs {needs})" if needs else "")
+    needs, rows = cal.get(f"{kind}_needs"), cal["holdout_n"] if kind == "abstain" else cal["holdout_in_scope"]
+    return f"none (holdout {rows} < {needs})" if needs and rows < needs else "none (no cut meets it)"
 
 
 def _name(run: dict, key: str) -> str:

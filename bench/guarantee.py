@@ -86,7 +86,7 @@ def main() -> None:
                 row = simulate(data[f"{method}_val"], data["gold_val"], data[f"{method}_test"], data["gold_test"],
                                handoff, n, args.draws)
                 row.update(dataset=meta["dataset"], field=meta.get("field", "label"), per_label=meta["per_label"],
-                           method=method)
+                           method=method, encoder_config=meta["encoder_config"])
                 results.append(row)
                 print(json.dumps(row), flush=True)
     out = OUT / "guarantee.json"

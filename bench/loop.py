@@ -28,7 +28,8 @@ from bench.datasets import load_split, sample_per_label
 
 
 def tuesday(*args: str, env: dict) -> str:
-    done = subprocess.run([sys.executable, "-m", "bot.cli", *args], env=env, capture_output=True, text=True)
+    command = Path(sys.executable).with_name("tuesday")  # the console script beside this interpreter
+    done = subprocess.run([str(command), *args], env=env, capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(f"tuesday {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
     return done.stdout
@@ -61,7 +62,7 @@ def main() -> None:
         wall = time.perf_counter() - started
     result = {"dataset": args.dataset, "rows": len(rows), "wall_s": wall, "promoted": summary.get("promoted"),
               "why": summary.get("why"), "families": list(summary.get("families", {})),
-              "n_train": summary.get("n_train"), "n_holdout": summary.get("n_holdout"),
+              "n_holdout": (summary.get("metrics") or {}).get("n"),
               "timings": summary.get("timings"), "cpu_count": os.cpu_count()}
     print(json.dumps(result, indent=2))
     OUT.mkdir(parents=True, exist_ok=True)

@@ -169,9 +169,11 @@ def test_masking_is_linear_in_the_text_length(shape):
 def test_busy_text_is_linear_too(shape):
     make = BUSY_SHAPES[shape]
     mask_pii(make(1000))
-    once, twice = best_time(make(50_000), 5), best_time(make(100_000), 5)  # five: a busy CPU only adds time
-    assert once < 2.0, f"{shape}: {once * 1000:.0f} ms for 50 KB"
-    assert twice < 3 * once, f"{shape}: {once * 1000:.1f} ms for 50 KB but {twice * 1000:.1f} ms for 100 KB"
+    # 100 KB against 200 KB: between 50 and 100 KB the time of 11,000 e-mail addresses jumps ~3x once
+    # (allocation, not the algorithm: 100 -> 200 KB is then ~1.8x), while a quadratic step stays ~4x.
+    once, twice = best_time(make(100_000), 5), best_time(make(200_000), 5)  # five: a busy CPU only adds time
+    assert once < 2.0, f"{shape}: {once * 1000:.0f} ms for 100 KB"
+    assert twice < 3 * once, f"{shape}: {once * 1000:.1f} ms for 100 KB but {twice * 1000:.1f} ms for 200 KB"
 
 
 def test_refuse_pii_names_rows_and_types_never_the_text():

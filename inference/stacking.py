@@ -120,7 +120,7 @@ class TfidfBranch:
             raise ModelError(f"TF-IDF branch not found: {path}") from None
         word, char = _vectorizers([str(t) for t in data["word_vocab"]], [str(t) for t in data["char_vocab"]])
         for vectorizer, idf in ((word, data["word_idf"]), (char, data["char_idf"])):
-            vectorizer._validate_vocabulary()
+            vectorizer.fit([""])  # a fixed vocabulary needs no documents; the stored weights replace the fitted ones
             vectorizer.idf_ = idf
         return cls(word, char, data["coef"].astype(np.float32), data["intercept"])
 

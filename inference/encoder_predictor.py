@@ -134,7 +134,10 @@ class EncoderPredictor:
         self.index = index
         if index is not None:
             position = {label: i for i, label in enumerate(task.label_names)}
-            self._row_labels = np.array([position.get(r["label"], 0) for r in index.rows], dtype=np.int64)
+            unknown = sorted({r["label"] for r in index.rows} - set(position))
+            if unknown:  # the vote must not count a row for another label
+                raise ModelError(f"the evidence index holds labels the task lacks: {', '.join(unknown)}")
+            self._row_labels = np.array([position[r["label"]] for r in index.rows], dtype=np.int64)
         self.evidence = Evidence(self.embedder, index, evidence_k) if index is not None and show_evidence else None
 
     def close(self) -> None:

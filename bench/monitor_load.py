@@ -203,9 +203,9 @@ def http(runtime, repeat: int) -> list[tuple[str, dict]]:
 
     from fastapi.testclient import TestClient
 
-    from bot.monitor.web import dashboard_link
+    from bot.monitor.pages import dashboard_link
     from bot.queues import Queues
-    from bot.web import create_app
+    from bot.web.app import create_app
 
     queues = Queues.from_settings(runtime.settings)
     client = TestClient(create_app(runtime, queues))

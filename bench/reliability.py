@@ -28,15 +28,24 @@ import httpx
 from redis import Redis
 
 from bench.reliability_fuzz import SHAPES, fuzz, secrets_of
-from bench.reliability_report import GOAL_P99_MS, OUT, machine, report
 from bench.reliability_load import Backoff, Fault, GenericSender, run_load, summarize
+from bench.reliability_report import GOAL_P99_MS, OUT, machine, report
 from bench.reliability_services import RedisServer, postgres
-from bench.reliability_stack import (MANAGER, Observer, Stack, post_counts, prepare_model, stored_counts, ticket_texts,
-                                     tiny_encoder, write_config)
-from bot.control import train_job_id
-from bot.hosts_demo import Host
-from bot.local_slack import LocalSlack
-from bot.online_demo import Agent, _free_port
+from bench.reliability_stack import (
+    MANAGER,
+    Observer,
+    Stack,
+    post_counts,
+    prepare_model,
+    stored_counts,
+    ticket_texts,
+    tiny_encoder,
+    write_config,
+)
+from bot.demo.hosts import Host
+from bot.demo.local_slack import LocalSlack
+from bot.demo.online import Agent, _free_port
+from bot.lifecycle.jobs import train_job_id
 
 SCENARIOS = ("load", "redis-restart", "postgres-restart", "kill-suggest", "kill-train", "fuzz")
 TEMPLATE = "tuesday_bench"  # the database every scenario's own is copied from

@@ -20,7 +20,7 @@ import psycopg2
 from redis import Redis
 from redis.exceptions import RedisError
 
-from bot.online_demo import _free_port
+from bot.demo.online import _free_port
 
 
 def _wait(check, what: str, timeout: float = 30.0) -> None:

@@ -17,19 +17,19 @@ from pathlib import Path
 
 from rq import Queue
 from rq.job import Job
-from rq.serializers import JSONSerializer
 from rq.registry import ScheduledJobRegistry, StartedJobRegistry
+from rq.serializers import JSONSerializer
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import sessionmaker
 
-from bot.control import get_run
-from bot.hosts_demo import Host, _tuesday, wait_for, web_healthy
-from bot.production import POINTER, ProductionPointer
-from bot.store import Suggestion, Ticket
+from bot.demo.hosts import Host, _tuesday, wait_for, web_healthy
+from bot.store.production import POINTER, ProductionPointer
+from bot.store.runs import get_run
+from bot.store.tickets import Suggestion, Ticket
 from inference.task import demo_examples_path
 
 CHANNEL, MANAGER, ADMIN = "C0BENCH", "U0MANAGER", "U0ADMIN"
-SUGGESTION_BLOCK = "tuesday_suggestion_"  # bot/blocks.py: the actions block_id names the suggestion
+SUGGESTION_BLOCK = "tuesday_suggestion_"  # bot/slack/blocks.py: the actions block_id names the suggestion
 
 
 class Stack:

@@ -72,3 +72,8 @@ class Links:
         if int(expires) < self.clock():
             return False
         return hmac.compare_digest(signature(self.secret, path, int(expires)), sig)
+
+
+def review_path(version: str, fmt: str = "") -> str:
+    """Path of a version's review sheet on `tuesday serve` ('/review/v3' or '/review/v3.csv')."""
+    return f"/review/{version}{'.' + fmt if fmt else ''}"

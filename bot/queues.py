@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import datetime, timedelta
 
 from redis import Redis
 from redis.exceptions import RedisError
@@ -13,11 +14,13 @@ from rq.exceptions import DuplicateJobError
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from bot.settings import Settings
+from bot.settings import Settings, posting
+from bot.store.base import utc_now
+from bot.store.tickets import unsuggested_tickets
 
 log = logging.getLogger(__name__)
 
-SUGGEST_JOB = "bot.suggest.suggest_ticket"
+SUGGEST_JOB = "bot.worker.suggest.suggest_ticket"
 ENDED = ("finished", "failed", "stopped", "canceled")
 QUEUE_NAMES = ("suggest", "train", "control", "writeback")
 # What `tuesday worker --queue NAME` works on, in priority order: a CPU host serves suggestions
@@ -167,3 +170,31 @@ class SchedulerThread:
             pass  # the locks expire by themselves
         # rq's scheduler opens a pool of its own; an embedded Redis stops only when every client has gone.
         self.scheduler.connection.connection_pool.disconnect()
+
+
+GRACE = timedelta(seconds=60)  # a ticket this young is still in its first job's hands
+
+
+def sweep_tickets(runtime, queues, *, now: datetime | None = None, grace: timedelta = GRACE) -> int:
+    """Queue a suggestion for every ticket that has none (posted) and no live job; returns how many were queued."""
+    if runtime.production.name() is None:
+        return 0  # they wait for the first model; its promotion queues them at once
+    before = None if grace is None else (now or utc_now()) - grace
+    queued = 0
+    for ticket_id in unsuggested_tickets(runtime.sessions, posts=posting(runtime.settings), before=before):
+        _, enqueued = queues.enqueue_suggest(ticket_id)
+        queued += int(enqueued)
+    if queued:
+        log.warning("sweeper: queued %d ticket(s) whose suggestion was missing", queued)
+    return queued
+
+
+def count_workers(queues) -> dict[str, int]:
+    """Registered (heartbeating) RQ workers per queue name."""
+    from rq import Worker
+
+    counts = {name: 0 for name in queues.queues}
+    for worker in Worker.all(connection=queues.connection):
+        for name in worker.queue_names():
+            counts[name] = counts.get(name, 0) + 1
+    return counts

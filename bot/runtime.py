@@ -5,9 +5,11 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 
-from bot.production import Production
+from slack_sdk import WebClient
+
 from bot.settings import Settings
-from bot.store import make_session_factory
+from bot.store.base import make_session_factory
+from bot.store.production import Production
 from inference.base_models import smollm2_gguf
 from inference.registry import Registry
 from inference.task import Task, demo_task_path, load_task
@@ -50,3 +52,11 @@ class Runtime:
         info = self.registry.fetch(self.production.resolve(version).name)
         return load_predictor(info, self.task, threads=self.settings.threads,
                               reasons=self.settings.reasons if reasons is None else reasons)
+
+
+def slack_client(settings: Settings) -> WebClient | None:
+    """The Web API client, or None without a token or a channel (suggestions are then only stored)."""
+    if not settings.slack_bot_token or not settings.triage_channel:
+        return None
+    base_url = settings.slack_api_url if settings.slack_api_url.endswith("/") else settings.slack_api_url + "/"
+    return WebClient(token=settings.slack_bot_token, base_url=base_url)

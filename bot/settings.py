@@ -117,3 +117,8 @@ class Settings(NodeSettings):
 def _id_set(value: str) -> set[str]:
     """'U1, S2,,U3' -> {'U1', 'S2', 'U3'}."""
     return {part.strip() for part in value.split(",") if part.strip()}
+
+
+def posting(settings) -> bool:
+    """Whether suggestions are posted to Slack (else they are only stored)."""
+    return bool(settings.slack_bot_token and settings.triage_channel)

@@ -128,13 +128,13 @@ def store_url(request, tmp_path):
         pytest.skip("PostgreSQL not running on 127.0.0.1:5432")
     from sqlalchemy import create_engine, text
 
-    import bot.control  # noqa: F401  (their tables join Base.metadata, so drop_all drops them too)
-    import bot.production  # noqa: F401
-    import bot.shadow  # noqa: F401
     import bot.helpdesk.outbox  # noqa: F401
+    import bot.lifecycle.runs  # noqa: F401  (their tables join Base.metadata, so drop_all drops them too)
+    import bot.lifecycle.shadow  # noqa: F401
     import bot.monitor.alerts  # noqa: F401
-    import bot.trail.tables  # noqa: F401
-    from bot.store import Base
+    import bot.store.production  # noqa: F401
+    import bot.store.trail  # noqa: F401
+    from bot.store.base import Base
 
     engine = create_engine(url)
     Base.metadata.drop_all(engine)

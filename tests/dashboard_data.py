@@ -20,7 +20,8 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta
 
-from bot.store import Feedback, Suggestion, Ticket
+from bot.store.feedback import Feedback
+from bot.store.tickets import Suggestion, Ticket
 from inference.registry import DRIFT
 
 B, C, H, P = "billing_dispute", "claim_status", "hand_off", "policy_change"

@@ -19,16 +19,19 @@ from slack_bolt import App, BoltRequest
 from slack_sdk import WebClient
 from sqlalchemy import select
 
-from bot.cli import main
-from bot.listeners.commands import register
-from bot.monitor import alerts, digest, rules
-from bot.monitor.alerts import Alert, check_alerts, open_alerts
-from bot.production import ProductionPointer
+from bot.cli.main import main
+from bot.monitor import checks, digest, rules
+from bot.monitor.alerts import open_alerts
+from bot.monitor.checks import CHECK_KEY, check_alerts
 from bot.queues import Queues
 from bot.runtime import Runtime
 from bot.settings import Settings
-from bot.store import Feedback, Suggestion, Ticket
-from bot.sweeper import Upkeep
+from bot.slack.listeners.commands import register
+from bot.store.alerts import Alert
+from bot.store.feedback import Feedback
+from bot.store.production import ProductionPointer
+from bot.store.tickets import Suggestion, Ticket
+from bot.worker.upkeep import Upkeep
 from tests.fake_slack import FakeSlack
 
 REDIS_DB = 0  # this module's own database on the local Redis, flushed around every test
@@ -173,7 +176,7 @@ def test_a_failed_post_is_retried_at_the_next_check_not_lost(runtime, fake_slack
 def test_two_workers_upkeep_checks_once_per_interval(runtime, fake_slack, redis_url, monkeypatch):
     """Two CPU workers' upkeep (real Redis): one checks, the other skips; each alert is posted once."""
     overridden_week(runtime)
-    monkeypatch.setattr(alerts, "utc_now", lambda: NOW)  # the week the clicks were made in
+    monkeypatch.setattr(checks, "utc_now", lambda: NOW)  # the week the clicks were made in
     runtime.settings.redis_url = redis_url
     queues = [Queues.from_settings(runtime.settings) for _ in range(2)]
     try:
@@ -181,7 +184,7 @@ def test_two_workers_upkeep_checks_once_per_interval(runtime, fake_slack, redis_
         done = [k.tick()["monitor"] for k in keeps]
         assert done[1] is None and done[0]["alerts"]["posted"] == 1
         assert [k.tick()["monitor"] for k in keeps] == [None, None]  # within TUESDAY_ALERT_CHECK_MINUTES
-        queues[0].connection.delete(alerts.CHECK_KEY)  # ten minutes later
+        queues[0].connection.delete(CHECK_KEY)  # ten minutes later
         assert keeps[1].tick()["monitor"]["alerts"] == {"found": 1, "fired": 0, "posted": 0, "resolved": 0}
         assert len(posts(fake_slack)) == 1
     finally:

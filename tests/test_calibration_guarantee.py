@@ -7,9 +7,19 @@ import math
 import numpy as np
 import pytest
 
-from bot.status import report_text, status_text
-from inference.calibration import (NOTHING_SHOWN, abstain_cut, abstain_threshold, binomial_cdf, binomial_upper,
-                                   calibrate, handoff_cut, handoff_threshold, promise_lines)
+from bot.lifecycle.reports import report_text
+from bot.lifecycle.status import status_text
+from inference.calibration import (
+    NOTHING_SHOWN,
+    abstain_cut,
+    abstain_threshold,
+    binomial_cdf,
+    binomial_upper,
+    calibrate,
+    handoff_cut,
+    handoff_threshold,
+    promise_lines,
+)
 
 ALPHA, LEVEL = 0.05, 0.9
 DRAWS = 300

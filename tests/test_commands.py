@@ -13,22 +13,24 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
 from click.testing import CliRunner
-from rq import SimpleWorker
-from rq.serializers import JSONSerializer
 from slack_bolt import App, BoltRequest
 from slack_sdk import WebClient
 from sqlalchemy import select, update
 
-from bot import control
-from bot.cli import main
-from bot.control import RetrainRun
-from bot.listeners.commands import register
+from bot.cli.main import main
+from bot.lifecycle.jobs import CONTROL_TIMEOUT_S, PREPARE_JOB
+from bot.lifecycle.reports import report_text
+from bot.lifecycle.runs import labels_since_last_training, maybe_auto_retrain, maybe_scheduled_retrain, request_retrain
+from bot.lifecycle.status import HELP, status_text
 from bot.queues import Queues
 from bot.runtime import Runtime
-from bot.sweeper import Upkeep
 from bot.settings import Settings
-from bot.status import HELP, report_text, status_text
-from bot.store import Example
+from bot.slack.app import create_slack_app
+from bot.slack.listeners.commands import register
+from bot.store.examples import Example
+from bot.store.runs import RetrainRun, active_run, finish_run, is_paused, pause_state, record_snapshot, set_paused
+from bot.worker.jobs import worker as tuesday_worker
+from bot.worker.upkeep import Upkeep
 from tests.fake_slack import FakeSlack
 
 REDIS_DB = 14  # this module's own database on the local Redis, flushed around every test
@@ -91,7 +93,7 @@ def env(monkeypatch, redis_url, fake_slack):
 
 
 class Parts:
-    """Runtime, queues and a bolt App with /tuesday registered, as slack_app.py wires them."""
+    """Runtime, queues and a bolt App with /tuesday registered, as bot.slack.app wires them."""
 
     def __init__(self, fake_slack: FakeSlack):
         self.settings = Settings()
@@ -162,8 +164,8 @@ def test_manager_queues_one_job_and_a_second_request_collapses(parts):
     assert status == 200 and "queued as run 1" in text
     [job_id] = parts.queues.control.job_ids
     job = parts.queues.fetch(job_id)
-    assert job_id == "retrain-1" and job.func_name == "bot.retrain.prepare_job" and job.args == [1]
-    assert job.timeout == control.CONTROL_TIMEOUT_S
+    assert job_id == "retrain-1" and job.func_name == PREPARE_JOB and job.args == [1]
+    assert job.timeout == CONTROL_TIMEOUT_S
 
     status, text = parts.slash(ADMIN, "retrain")  # admins may do what managers do
     assert "already queued as run 1" in text and f"<@{MANAGER}>" in text
@@ -201,10 +203,10 @@ def test_a_lost_job_does_not_block_the_next_retrain(parts):
 
 
 def test_a_redelivered_job_does_not_train_twice(parts):
-    from bot.retrain import conclude_run, prepare_run
+    from bot.lifecycle.retrain import conclude_run, prepare_run
 
-    run, _ = control.request_retrain(parts.runtime, parts.queues, MANAGER, "command")
-    control.finish_run(parts.runtime.sessions, run.id, "kept", why="test")
+    run, _ = request_retrain(parts.runtime, parts.queues, MANAGER, "command")
+    finish_run(parts.runtime.sessions, run.id, "kept", why="test")
     assert prepare_run(parts.runtime, parts.queues, None, run.id)["status"] == "kept"  # returns at once
     assert conclude_run(parts.runtime, parts.queues, None, run.id)["status"] == "kept"
     assert parts.queues.train.count == 0  # nothing queued to train
@@ -227,10 +229,10 @@ def test_pause_blocks_retrains_and_only_admins_may_pause(parts):
 
 
 def test_a_run_queued_before_pause_is_closed_when_it_starts(parts, fake_slack):
-    from bot.retrain import prepare_run
-    from bot.suggest import slack_client
+    from bot.lifecycle.retrain import prepare_run
+    from bot.runtime import slack_client
 
-    run, _ = control.request_retrain(parts.runtime, parts.queues, MANAGER, "command")
+    run, _ = request_retrain(parts.runtime, parts.queues, MANAGER, "command")
     parts.slash(ADMIN, "pause")
     result = prepare_run(parts.runtime, parts.queues, slack_client(parts.settings), run.id)
     assert result["status"] == "failed" and result["error"] == "paused before the run started"
@@ -270,7 +272,7 @@ def test_status_shows_production_queues_workers_and_last_run(parts):
     add_examples(parts.runtime, 3)
     parts.slash(MANAGER, "retrain")
     parts.queues.enqueue_suggest(7)
-    worker = SimpleWorker([parts.queues.train], connection=parts.queues.connection, serializer=JSONSerializer)
+    worker = tuesday_worker(parts.queues, ["train"])
     worker.register_birth()
     try:
         status, text = parts.slash(AGENT, "status")
@@ -352,61 +354,61 @@ def test_auto_retrain_after_n_new_labels(parts, monkeypatch):
     monkeypatch.setenv("TUESDAY_RETRAIN_AFTER_LABELS", "5")
     runtime = Runtime(Settings())
     add_examples(runtime, 4)
-    assert control.maybe_auto_retrain(runtime, parts.queues) is None
+    assert maybe_auto_retrain(runtime, parts.queues) is None
     add_examples(runtime, 1, start=4)
-    run, created = control.maybe_auto_retrain(runtime, parts.queues)
+    run, created = maybe_auto_retrain(runtime, parts.queues)
     assert created and (run.trigger, run.requested_by) == ("threshold", "tuesday")
-    assert control.maybe_auto_retrain(runtime, parts.queues)[1] is False  # collapses onto the queued run
+    assert maybe_auto_retrain(runtime, parts.queues)[1] is False  # collapses onto the queued run
     assert parts.queues.control.job_ids == [run.job_id]
 
     # the run freezes its data; labels after that count toward the next one
-    control.record_snapshot(runtime.sessions, run.id, "snap.jsonl", datetime.now(timezone.utc))
-    control.finish_run(runtime.sessions, run.id, "kept", why="test")
-    assert control.labels_since_last_training(runtime) == 0
-    assert control.maybe_auto_retrain(runtime, parts.queues) is None
+    record_snapshot(runtime.sessions, run.id, "snap.jsonl", datetime.now(timezone.utc))
+    finish_run(runtime.sessions, run.id, "kept", why="test")
+    assert labels_since_last_training(runtime) == 0
+    assert maybe_auto_retrain(runtime, parts.queues) is None
     add_examples(runtime, 5, start=10)
-    assert control.labels_since_last_training(runtime) == 5
-    control.set_paused(runtime.sessions, True, by="test")
-    assert control.maybe_auto_retrain(runtime, parts.queues) is None  # paused: auto-retrain is off
+    assert labels_since_last_training(runtime) == 5
+    set_paused(runtime.sessions, True, by="test")
+    assert maybe_auto_retrain(runtime, parts.queues) is None  # paused: auto-retrain is off
 
     monkeypatch.setenv("TUESDAY_RETRAIN_AFTER_LABELS", "0")
-    control.set_paused(runtime.sessions, False, by="test")
-    assert control.maybe_auto_retrain(Runtime(Settings()), parts.queues) is None  # 0 = off
+    set_paused(runtime.sessions, False, by="test")
+    assert maybe_auto_retrain(Runtime(Settings()), parts.queues) is None  # 0 = off
 
 
 def test_versions_built_outside_runs_reset_the_label_count(parts):
     add_examples(parts.runtime, 3, at=datetime.now(timezone.utc) - timedelta(minutes=1))
-    assert control.labels_since_last_training(parts.runtime) == 3
+    assert labels_since_last_training(parts.runtime) == 3
     fake_version(parts.runtime.registry, 0.5)  # what `tuesday train` leaves behind
-    assert control.labels_since_last_training(parts.runtime) == 0
+    assert labels_since_last_training(parts.runtime) == 0
 
 
 def test_schedule_requests_a_retrain_when_the_last_one_is_old(parts, monkeypatch):
     monkeypatch.setenv("TUESDAY_RETRAIN_SCHEDULE_HOURS", "24")
     runtime = Runtime(Settings())
     sessions = runtime.sessions
-    run, _ = control.request_retrain(runtime, parts.queues, "U1", "command")
-    control.record_snapshot(sessions, run.id, "s", datetime.now(timezone.utc))
-    control.finish_run(sessions, run.id, "promoted", why="test")
+    run, _ = request_retrain(runtime, parts.queues, "U1", "command")
+    record_snapshot(sessions, run.id, "s", datetime.now(timezone.utc))
+    finish_run(sessions, run.id, "promoted", why="test")
     now = datetime.now(timezone.utc)
-    assert control.maybe_scheduled_retrain(runtime, parts.queues, now=now + timedelta(hours=25)) is None  # no new labels
+    assert maybe_scheduled_retrain(runtime, parts.queues, now=now + timedelta(hours=25)) is None  # no new labels
     add_examples(runtime, 2)
-    assert control.maybe_scheduled_retrain(runtime, parts.queues, now=now + timedelta(hours=23)) is None  # too soon
-    scheduled, created = control.maybe_scheduled_retrain(runtime, parts.queues, now=now + timedelta(hours=25))
+    assert maybe_scheduled_retrain(runtime, parts.queues, now=now + timedelta(hours=23)) is None  # too soon
+    scheduled, created = maybe_scheduled_retrain(runtime, parts.queues, now=now + timedelta(hours=25))
     assert created and scheduled.trigger == "schedule"
-    assert control.maybe_scheduled_retrain(runtime, parts.queues, now=now + timedelta(hours=50)) is None  # one active
+    assert maybe_scheduled_retrain(runtime, parts.queues, now=now + timedelta(hours=50)) is None  # one active
 
     # the worker's thread: with the last run finished long ago, a tick requests one
-    control.finish_run(sessions, scheduled.id, "failed", error="test")
+    finish_run(sessions, scheduled.id, "failed", error="test")
     with sessions() as session:
         session.execute(update(RetrainRun).values(finished_at=now - timedelta(days=2)))
         session.commit()
     scheduler = Upkeep(runtime, parts.queues, interval_s=0.05).start()
     deadline = time.monotonic() + 10
-    while control.active_run(sessions) is None and time.monotonic() < deadline:
+    while active_run(sessions) is None and time.monotonic() < deadline:
         time.sleep(0.05)
     scheduler.stop()
-    assert control.active_run(sessions).trigger == "schedule"
+    assert active_run(sessions).trigger == "schedule"
     assert parts.queues.control.job_ids[-1] == "retrain-3"  # (the finished runs' jobs were never worked)
 
 
@@ -417,16 +419,16 @@ def test_control_state_on_both_stores(store_url, env, fake_slack):
     p = Parts(fake_slack)
     try:
         sessions = p.runtime.sessions
-        assert control.set_paused(sessions, True, by="ann") and control.is_paused(sessions)
-        assert control.pause_state(sessions).set_by == "ann"
-        assert control.set_paused(sessions, False, by="bob") and not control.is_paused(sessions)
+        assert set_paused(sessions, True, by="ann") and is_paused(sessions)
+        assert pause_state(sessions).set_by == "ann"
+        assert set_paused(sessions, False, by="bob") and not is_paused(sessions)
         add_examples(p.runtime, 2)
-        assert control.labels_since_last_training(p.runtime) == 2
+        assert labels_since_last_training(p.runtime) == 2
 
         # many requests at once: one run, one job, everyone else joins it
         results = []
         threads = [threading.Thread(target=lambda: results.append(
-            control.request_retrain(p.runtime, p.queues, "U1", "command"))) for _ in range(6)]
+            request_retrain(p.runtime, p.queues, "U1", "command"))) for _ in range(6)]
         for t in threads:
             t.start()
         for t in threads:
@@ -434,11 +436,11 @@ def test_control_state_on_both_stores(store_url, env, fake_slack):
         assert sorted(created for _, created in results) == [False] * 5 + [True]
         assert {run.id for run, _ in results} == {1} and p.queues.control.job_ids == ["retrain-1"]
 
-        control.record_snapshot(sessions, 1, "s", datetime.now(timezone.utc))
-        done = control.finish_run(sessions, 1, "promoted", candidate_version="v1", metrics={"candidate": {"n": 1}})
+        record_snapshot(sessions, 1, "s", datetime.now(timezone.utc))
+        done = finish_run(sessions, 1, "promoted", candidate_version="v1", metrics={"candidate": {"n": 1}})
         assert done.to_dict()["metrics"] == {"candidate": {"n": 1}} and done.to_dict()["finished_at"]
-        assert control.labels_since_last_training(p.runtime) == 0
-        again, created = control.request_retrain(p.runtime, p.queues, "U2", "cli")
+        assert labels_since_last_training(p.runtime) == 0
+        again, created = request_retrain(p.runtime, p.queues, "U2", "cli")
         assert created and again.id > 1  # (PostgreSQL's sequence may skip ids the losing inserts took)
     finally:
         p.close()
@@ -476,8 +478,16 @@ def test_cli_status_pause_resume_retrain_rollback(parts):
     assert "production: v1" in text and "*" not in text
 
 
+def test_the_app_the_web_process_serves_answers_tuesday(parts, fake_slack):
+    """bot.slack.app registers /tuesday by a plain import: the served app answers it (no optional wiring)."""
+    parts.app = create_slack_app(parts.runtime, parts.queues, WebClient(token="xoxb-test", base_url=fake_slack.url))
+    assert parts.slash(MANAGER, "help") == (200, HELP)
+    status, text = parts.slash(MANAGER, "retrain")
+    assert status == 200 and text.startswith("Retrain queued as run 1") and len(parts.runs()) == 1
+
+
 def test_the_gate_holds_when_production_changed_or_pause_came_during_training(parts):
-    from bot.retrain import gate
+    from bot.lifecycle.gate import gate_and_route
 
     registry = parts.runtime.registry
     for f in (0.4, 0.5, 0.9):
@@ -487,14 +497,15 @@ def test_the_gate_holds_when_production_changed_or_pause_came_during_training(pa
               "production_metrics": {"n": 40, "macro_f1": 0.4, "handoff_recall": 0.5}}
 
     parts.runtime.production.switch("v2", by="test", reason="meanwhile")  # e.g. an admin's rollback while v3 trained
-    promoted, why = gate(parts.runtime, better, by="slack:U1")
-    assert not promoted and "production changed to v2 while it trained" in why
+    verdict = gate_and_route(parts.runtime, better, by="slack:U1", note="test")
+    assert not verdict.passed and "production changed to v2 while it trained" in verdict.why
 
     parts.runtime.production.switch("v1", by="test", reason="back")
-    control.set_paused(parts.runtime.sessions, True, by="ann")
-    assert gate(parts.runtime, better, by="slack:U1") == (False, "retraining was paused while it trained; not promoted")
+    set_paused(parts.runtime.sessions, True, by="ann")
+    verdict = gate_and_route(parts.runtime, better, by="slack:U1", note="test")
+    assert (verdict.passed, verdict.why) == (False, "retraining was paused while it trained; not promoted")
     assert parts.runtime.production.name() == "v1"
 
-    control.set_paused(parts.runtime.sessions, False, by="ann")
-    promoted, why = gate(parts.runtime, better, by="slack:U1")
-    assert promoted and parts.runtime.production.name() == "v3" and parts.runtime.production.history()[-1]["by"] == "slack:U1"
+    set_paused(parts.runtime.sessions, False, by="ann")
+    verdict = gate_and_route(parts.runtime, better, by="slack:U1", note="test")
+    assert verdict.promoted and parts.runtime.production.name() == "v3" and parts.runtime.production.history()[-1]["by"] == "slack:U1"

@@ -14,22 +14,26 @@ from urllib.parse import urlencode
 import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
-from rq import SimpleWorker
-from rq.serializers import JSONSerializer
 from sqlalchemy import select
 
-from bot import control
-from bot.cli import main
+from bot.cli.main import main
+from bot.lifecycle.jobs import train_job_id
+from bot.lifecycle.retrain import prepare_run
+from bot.lifecycle.runs import labels_since_last_training, maybe_scheduled_retrain, request_retrain
+from bot.lifecycle.training import snapshot_for_training
 from bot.queues import Queues
-from bot.retrain import prepare_run
 from bot.runtime import Runtime
 from bot.settings import Settings
-from bot.store import Example, Feedback, record_feedback, utc_now
-from bot.trail import audit, curation
-from bot.trail.curation_blocks import APPROVE_DATA, SETTLE, SETTLE_LABEL, SETTLE_MODAL, SETTLE_REASON
-from bot.trail.tables import DataApproval
-from bot.training import snapshot_for_training
-from bot.web import create_app
+from bot.slack.curation_blocks import APPROVE_DATA, SETTLE, SETTLE_LABEL, SETTLE_MODAL, SETTLE_REASON
+from bot.store import audit
+from bot.store.base import utc_now
+from bot.store.examples import Example
+from bot.store.feedback import Feedback, record_feedback
+from bot.store.runs import RetrainRun, finish_run, get_run, record_snapshot
+from bot.store.trail import DataApproval
+from bot.trail import curation
+from bot.web.app import create_app
+from bot.worker.jobs import worker as tuesday_worker
 from tests.fake_slack import FakeSlack
 from tests.test_feedback import SIGNING_SECRET, post_slack, posted, slack_sign, user, wait_for
 
@@ -147,26 +151,26 @@ def told(fake_slack, n: int) -> list[dict]:
 
 def work_control(queues) -> None:
     """What a CPU worker does with the "control" queue (`tuesday worker --queue suggest --burst`)."""
-    SimpleWorker([queues.control], connection=queues.connection, serializer=JSONSerializer).work(burst=True)
+    tuesday_worker(queues, ["control"]).work(burst=True)
 
 
 def three_snapshots(runtime, queues) -> dict[str, dict]:
     """The snapshot rows (by id) of `tuesday train`, a queued retrain and a scheduled retrain, taken now."""
     now = utc_now() + timedelta(hours=7)  # the schedule (6 h) is due whenever the last run finished
     out = {"cli": by_id(stored_rows(runtime, snapshot_for_training(runtime)["snapshot_key"]))}
-    run, created = control.request_retrain(runtime, queues, requested_by=MANAGER, trigger="command")
+    run, created = request_retrain(runtime, queues, requested_by=MANAGER, trigger="command")
     assert created
     prepare_run(runtime, queues, None, run.id)
-    run = control.get_run(runtime.sessions, run.id)
+    run = get_run(runtime.sessions, run.id)
     out["queued"] = by_id(stored_rows(runtime, run.snapshot))
-    control.finish_run(runtime.sessions, run.id, "cancelled")
-    run, created = control.maybe_scheduled_retrain(runtime, queues, now=now)
+    finish_run(runtime.sessions, run.id, "cancelled")
+    run, created = maybe_scheduled_retrain(runtime, queues, now=now)
     assert created and run.trigger == "schedule"
     work_control(queues)  # the scheduled run's prepare job, as a CPU worker runs it
-    run = control.get_run(runtime.sessions, run.id)
+    run = get_run(runtime.sessions, run.id)
     assert run.status == "running", run.error
     out["scheduled"] = by_id(stored_rows(runtime, run.snapshot))
-    control.finish_run(runtime.sessions, run.id, "cancelled")
+    finish_run(runtime.sessions, run.id, "cancelled")
     return out
 
 
@@ -314,10 +318,10 @@ def test_with_data_approval_only_what_a_manager_saw_and_approved_is_trained_on(p
         snapshot_for_training(runtime)
     result = CliRunner().invoke(main, ["train"])
     assert result.exit_code == 1 and said in result.output
-    run, _ = control.request_retrain(runtime, queues, requested_by=MANAGER, trigger="command")
+    run, _ = request_retrain(runtime, queues, requested_by=MANAGER, trigger="command")
     with pytest.raises(curation.NoApprovedData):
         prepare_run(runtime, queues, None, run.id)
-    failed = control.get_run(runtime.sessions, run.id)
+    failed = get_run(runtime.sessions, run.id)
     assert failed.status == "failed" and said in failed.error
     assert curation.holdout_rows(runtime.sessions, runtime.task, 0.5, approval_required=True) == []
 
@@ -353,11 +357,11 @@ def test_with_data_approval_only_what_a_manager_saw_and_approved_is_trained_on(p
     lines = stored_rows(runtime, snapshot["snapshot_key"])
     assert lines[0] == {"data_approval": approval.id, "split": "meta"}
     assert sorted(by_id(lines)) == ["import:0", "import:1", "import:10", "import:2", "import:3"]
-    run, _ = control.request_retrain(runtime, queues, requested_by=MANAGER, trigger="command")
+    run, _ = request_retrain(runtime, queues, requested_by=MANAGER, trigger="command")
     prepare_run(runtime, queues, None, run.id)
-    assert control.get_run(runtime.sessions, run.id).data_approval_id == approval.id
-    assert queues.fetch(control.train_job_id(run.id)).kwargs["data_approval"] == approval.id
-    control.finish_run(runtime.sessions, run.id, "cancelled")
+    assert get_run(runtime.sessions, run.id).data_approval_id == approval.id
+    assert queues.fetch(train_job_id(run.id)).kwargs["data_approval"] == approval.id
+    finish_run(runtime.sessions, run.id, "cancelled")
 
     # the list moves on; the old button cannot approve again
     assert "*1* new example (ids 7–7)" in slash(client, MANAGER, "data")["text"]
@@ -418,18 +422,18 @@ def test_with_data_approval_the_retrain_triggers_count_only_approved_examples(pa
     runtime, queues, _ = parts
     runtime.settings.data_approval = True
     add_examples(runtime, 5)
-    assert control.labels_since_last_training(runtime) == 0  # stored, but no manager has approved them
+    assert labels_since_last_training(runtime) == 0  # stored, but no manager has approved them
     curation.approve_data(runtime.sessions, by="cli:ann", up_to=3)
-    assert control.labels_since_last_training(runtime) == 3
-    run, _ = control.request_retrain(runtime, queues, requested_by=MANAGER, trigger="command")
-    control.record_snapshot(runtime.sessions, run.id, "snapshots/x", utc_now())
+    assert labels_since_last_training(runtime) == 3
+    run, _ = request_retrain(runtime, queues, requested_by=MANAGER, trigger="command")
+    record_snapshot(runtime.sessions, run.id, "snapshots/x", utc_now())
     with runtime.sessions() as session:
-        session.get(control.RetrainRun, run.id).data_approval_id = 1
+        session.get(RetrainRun, run.id).data_approval_id = 1
         session.commit()
-    control.finish_run(runtime.sessions, run.id, "kept")
-    assert control.labels_since_last_training(runtime) == 0  # the last run trained on approval 1
+    finish_run(runtime.sessions, run.id, "kept")
+    assert labels_since_last_training(runtime) == 0  # the last run trained on approval 1
     curation.approve_data(runtime.sessions, by="cli:ann", up_to=None)
-    assert control.labels_since_last_training(runtime) == 2
+    assert labels_since_last_training(runtime) == 2
 
 
 def test_a_forgotten_example_is_out_of_training_and_its_id_is_never_reused(parts):

@@ -16,13 +16,13 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from bot.cli import main
+from bot.cli.main import main
 from bot.links import Links
 from bot.monitor import charts
 from bot.queues import Queues
 from bot.runtime import Runtime
 from bot.settings import Settings
-from bot.web import create_app
+from bot.web.app import create_app
 from tests import dashboard_data as data
 from tests.test_commands import SIGNING_SECRET, GroupSlack, Parts
 

@@ -23,7 +23,7 @@ from bot.links import Links
 from bot.queues import Queues
 from bot.runtime import Runtime
 from bot.settings import Settings
-from bot.web import create_app
+from bot.web.app import create_app
 from tests import dashboard_data as data
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -40,7 +40,7 @@ def parse_tuesday(argv: list[str]) -> tuple[str, dict]:
 
     Raises click.UsageError (or BadParameter) for an unknown subcommand, option or choice.
     """
-    from bot.cli import main
+    from bot.cli.main import main
 
     assert argv and argv[0] == "tuesday", f"not a tuesday command: {argv}"
     command, name, args, parent, path = main, "tuesday", [str(a) for a in argv[1:]], None, []

@@ -9,14 +9,25 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, text
 
-from bot.blocks import (ACCEPT, CHANGE, EVIDENCE_ITEMS, HANDOFF, REJECT, TEXT_CHARS, decided_blocks,
-                        suggestion_blocks, suggestion_text)
 from bot.runtime import Runtime
 from bot.settings import Settings
-from bot.store import (OUT_OF_SCOPE, SUGGESTED, UNSURE, Base, Suggestion, Ticket, add_suggestion, add_ticket,
-                       make_session_factory, record_feedback, route)
+from bot.slack.blocks import (
+    ACCEPT,
+    CHANGE,
+    EVIDENCE_ITEMS,
+    HANDOFF,
+    REJECT,
+    TEXT_CHARS,
+    decided_blocks,
+    suggestion_blocks,
+    suggestion_text,
+)
+from bot.store.base import make_session_factory
+from bot.store.feedback import record_feedback
 from bot.store.schema import _config, current_revision, head_revision
-from bot.suggest import DEFAULT_THRESHOLD, Suggester, version_thresholds
+from bot.store.tickets import OUT_OF_SCOPE, SUGGESTED, UNSURE, Suggestion, Ticket, add_suggestion, add_ticket, route
+from bot.worker.predictors import DEFAULT_THRESHOLD, version_thresholds
+from bot.worker.suggest import Suggester
 from inference.predictor import Suggestion as Prediction
 from inference.task import Task
 

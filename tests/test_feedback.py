@@ -13,26 +13,29 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from rq import SimpleWorker
-from rq.serializers import JSONSerializer
 from sqlalchemy import create_engine, inspect, select, text
 
-from bot.blocks import ACCEPT, CHANGE, HANDOFF, REJECT, REJECT_MODAL
-from bot.helpdesk import (DELIVER_JOB, HelpdeskError, HelpdeskRefused, WriteBack, ZendeskAdapter, deliver_job,
-                          delivery_job_id, label_tag, recording_outbox)
+from bot.helpdesk.adapters import HelpdeskError, HelpdeskRefused, ZendeskAdapter, label_tag
+from bot.helpdesk.delivery import DELIVER_JOB, deliver_job, delivery_job_id
+from bot.helpdesk.outbox import recording_outbox
+from bot.lifecycle.jobs import PREPARE_JOB
 from bot.queues import Queues
 from bot.runtime import Runtime
 from bot.settings import Settings
-from bot.slack_app import _register_commands
-from bot.store import (Base, Example, Feedback, Ticket, UnknownLabel, UnknownSuggestion, add_suggestion, add_ticket,
-                       make_session_factory, record_feedback, set_slack_message)
-from bot.trail.curation import snapshot_store
+from bot.slack.blocks import ACCEPT, CHANGE, HANDOFF, REJECT, REJECT_MODAL
+from bot.store.base import Base, make_session_factory
+from bot.store.examples import Example
+from bot.store.feedback import Feedback, UnknownLabel, UnknownSuggestion, record_feedback
+from bot.store.outbox import WriteBack
 from bot.store.schema import current_revision, head_revision
-from bot.web import create_app
+from bot.store.tickets import Ticket, add_suggestion, add_ticket, set_slack_message
+from bot.trail.curation import snapshot_store
+from bot.web.app import create_app
+from bot.worker.jobs import worker as tuesday_worker
 from inference.snapshot import read_snapshot
+from tests.conftest import local_redis
 from tests.fake_helpdesk import FakeZendesk
 from tests.fake_slack import FakeSlack
-from tests.conftest import local_redis
 
 SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 CHANNEL, TS = "C0TRIAGE", "1764489600.000001"
@@ -369,7 +372,7 @@ def test_zendesk_write_back_adds_a_tag_and_an_internal_note_through_the_worker(p
     assert (job.func_name, job.args, job.origin) == (DELIVER_JOB, [outbox.id, 1], "writeback")
     assert queues.suggest.count == 0 and fake_zendesk.requests == []  # nothing is written inside the click
 
-    SimpleWorker([queues["writeback"]], connection=queues.connection, serializer=JSONSerializer).work(burst=True)
+    tuesday_worker(queues, ["writeback"]).work(burst=True)
     assert job.get_status(refresh=True) == "finished"
     assert (job.return_value()["attempted"], job.return_value()["status"]) == (True, "delivered")
     tags, note = fake_zendesk.requests
@@ -479,14 +482,6 @@ def test_an_older_store_is_stamped_and_upgraded_with_the_conflict_column(store_u
     engine.dispose()
 
 
-def test_commands_register_gets_the_dependencies_it_names():
-    got = {}
-    module = types.SimpleNamespace(register=lambda app, runtime, queues: got.update(app=app, runtime=runtime,
-                                                                                     queues=queues))
-    _register_commands("app", module, {"runtime": "rt", "queues": "q", "client": "c", "desk": "d"})
-    assert got == {"app": "app", "runtime": "rt", "queues": "q"}
-
-
 def test_enough_new_labels_queue_a_retrain(env, monkeypatch, fake_slack):
     monkeypatch.setenv("TUESDAY_RETRAIN_AFTER_LABELS", "1")
     settings = Settings()
@@ -495,6 +490,6 @@ def test_enough_new_labels_queue_a_retrain(env, monkeypatch, fake_slack):
         sid = posted(runtime)
         assert post_slack(TestClient(create_app(runtime, queues)), click(sid, ACCEPT)).status_code == 200
         wait_for(lambda: queues.control.count == 1)
-        assert queues.control.jobs[0].func_name == "bot.retrain.prepare_job"
+        assert queues.control.jobs[0].func_name == PREPARE_JOB
     finally:
         queues.close()

@@ -15,13 +15,13 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from bot.blocks import escape
-from bot.cli import main
+from bot.cli.main import main
+from bot.lifecycle.status import HELP
 from bot.queues import Queues
 from bot.runtime import Runtime
 from bot.settings import Settings
-from bot.status import HELP
-from bot.store import Ticket
+from bot.slack.blocks import escape
+from bot.store.tickets import Ticket
 from tests.fake_slack import FakeSlack
 from tests.test_web import GENERIC_SECRET, SECRET, post_generic, post_zendesk
 from trainer.config import ConfigError, EncoderConfig, RunConfig, TrainConfig
@@ -47,7 +47,7 @@ def parts(monkeypatch, redis_url, tmp_path, fake_slack):
                        "SLACK_API_URL": fake_slack.url, "TRIAGE_CHANNEL": "C0TRIAGE", "INTAKE_CHANNEL": INTAKE,
                        "ADMINS": "U0ADMIN"}.items():
         monkeypatch.setenv(f"TUESDAY_{key}", value)
-    from bot.web import create_app
+    from bot.web.app import create_app
 
     settings = Settings()
     runtime, queues = Runtime(settings), Queues.from_settings(settings)

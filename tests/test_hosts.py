@@ -11,13 +11,14 @@ import boto3
 import pytest
 from sqlalchemy import create_engine, select, text
 
-from bot.hosts_demo import ADMIN, MANAGER, ThreeHosts, drive
-from bot.local_slack import LocalSlack
-from bot.online_demo import _free_port
+from bot.demo.hosts import ADMIN, MANAGER, ThreeHosts, drive
+from bot.demo.local_slack import LocalSlack
+from bot.demo.online import _free_port
 from bot.runtime import Runtime
 from bot.settings import Settings
-from bot.store import Feedback, Suggestion
-from bot.trail.audit import entries
+from bot.store.audit import entries
+from bot.store.feedback import Feedback
+from bot.store.tickets import Suggestion
 from inference.base_models import BUILT_IN_NOTES
 from tests.conftest import S3_KEYS, TINY_CONFIG, approve_tiny_bases, postgres_url
 

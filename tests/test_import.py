@@ -1,7 +1,8 @@
 import json
 
-from bot.importer import import_file
-from bot.store import all_examples, make_session_factory
+from bot.store.base import make_session_factory
+from bot.store.examples import all_examples
+from bot.store.importer import import_file
 
 
 def _write(path, rows):

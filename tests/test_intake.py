@@ -145,7 +145,7 @@ def test_parse_generic():
 
 
 def test_messages_link_a_ticket_by_its_id_and_the_settings():
-    from bot.helpdesk import ticket_link
+    from bot.helpdesk.adapters import ticket_link
     from bot.settings import Settings
 
     settings = Settings(zendesk_url="https://acme.zendesk.com/", generic_ticket_url="https://desk.example/t/{id}")

@@ -11,14 +11,15 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from bot.cli import main
-from bot.label_priors import ESTIMATE_EVERY, estimate_label_prior, prior_line, prior_summary
+from bot.cli.main import main
+from bot.monitor.label_priors import ESTIMATE_EVERY, estimate_label_prior, prior_line, prior_summary
 from bot.queues import Queues
 from bot.runtime import Runtime
 from bot.settings import Settings
-from bot.store import LabelPrior, Suggestion, add_suggestion, add_ticket, utc_now
-from bot.suggest import Suggester
-from bot.sweeper import Upkeep
+from bot.store.base import utc_now
+from bot.store.tickets import LabelPrior, Suggestion, add_suggestion, add_ticket
+from bot.worker.suggest import Suggester
+from bot.worker.upkeep import Upkeep
 from inference.predictor import Suggestion as Prediction
 from inference.priors import adjust, estimate_prior, total_variation
 from tests.test_suggest import copy_version

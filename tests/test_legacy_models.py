@@ -4,7 +4,7 @@ import json
 
 from click.testing import CliRunner
 
-from bot.cli import main
+from bot.cli.main import main
 from bot.runtime import Runtime
 from bot.settings import Settings
 

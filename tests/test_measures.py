@@ -8,12 +8,14 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from bot.control import RetrainRun
 from bot.monitor import measures
 from bot.monitor.drift import drift, new_terms
 from bot.runtime import Runtime
 from bot.settings import Settings
-from bot.store import Feedback, Suggestion, Ticket, add_suggestion, as_utc, set_slack_message
+from bot.store.base import as_utc
+from bot.store.feedback import Feedback
+from bot.store.runs import RetrainRun
+from bot.store.tickets import Suggestion, Ticket, add_suggestion, set_slack_message
 from inference.predictor import Suggestion as Prediction
 from inference.registry import DRIFT
 

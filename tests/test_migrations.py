@@ -15,17 +15,19 @@ from click.testing import CliRunner
 from sqlalchemy import Column, MetaData, Table, Text, create_engine, inspect, select, text
 from sqlalchemy.orm import sessionmaker
 
-import bot.control  # noqa: F401  (their tables join Base.metadata)
+import bot.lifecycle.runs  # noqa: F401  (their tables join Base.metadata)
+import bot.lifecycle.shadow  # noqa: F401
 import bot.monitor.alerts  # noqa: F401
-import bot.production  # noqa: F401
-import bot.shadow  # noqa: F401
-import bot.trail.tables  # noqa: F401
-from bot.cli_db import db
-from bot.control import Flag
+import bot.store.production  # noqa: F401
+import bot.store.trail  # noqa: F401
+from bot.cli.db import db
 from bot.runtime import Runtime
 from bot.settings import Settings
-from bot.store import Base, Example, Suggestion, Ticket, make_session_factory
+from bot.store.base import Base, make_session_factory
+from bot.store.examples import Example
+from bot.store.runs import Flag
 from bot.store.schema import SchemaError, _config, current_revision, head_revision, upgrade, upgrade_if_behind
+from bot.store.tickets import Suggestion, Ticket
 
 LAST_RELEASE_TABLES = ["examples", "tickets", "suggestions", "feedback", "control_flags", "retrain_runs"]
 ROOT = Path(__file__).resolve().parents[1]

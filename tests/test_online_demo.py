@@ -5,7 +5,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from bot.cli import main
+from bot.cli.main import main
 from bot.runtime import Runtime
 from bot.settings import Settings
 from tests.conftest import TINY_CONFIG, approve_tiny_bases

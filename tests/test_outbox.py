@@ -8,23 +8,40 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from fastapi.testclient import TestClient
 from redis import Redis
-from rq import SimpleWorker
-from rq.serializers import JSONSerializer
 from sqlalchemy import select
 
-from bot.blocks import ACCEPT
-from bot.helpdesk import (DELIVER_JOB, RetryPolicy, WriteBack, delivery, deliver_job, delivery_job_id,
-                          enqueue_delivery, failed_write_backs, outbox_counts, parse_retry_after, recording_outbox,
-                          retry_failed, sweep_outbox, write_back_job)
-from bot.helpdesk.outbox import claim
-from bot.store import as_utc
+from bot.helpdesk import delivery
+from bot.helpdesk.adapters import parse_retry_after
+from bot.helpdesk.delivery import (
+    DELIVER_JOB,
+    deliver_job,
+    delivery_job_id,
+    enqueue_delivery,
+    sweep_outbox,
+    write_back_job,
+)
+from bot.helpdesk.outbox import RetryPolicy, claim, failed_write_backs, outbox_counts, recording_outbox, retry_failed
 from bot.queues import WORKER_QUEUES, Queues
 from bot.runtime import Runtime
 from bot.settings import Settings
-from bot.store import Feedback, record_feedback
-from bot.web import create_app
-from tests.test_feedback import (CHANNEL, SIGNING_SECRET, ZENDESK_EMAIL, ZENDESK_TOKEN, click, fake_slack,  # noqa: F401
-                                 fake_zendesk, post_slack, posted, wait_for)
+from bot.slack.blocks import ACCEPT
+from bot.store.base import as_utc
+from bot.store.feedback import Feedback, record_feedback
+from bot.store.outbox import WriteBack
+from bot.web.app import create_app
+from bot.worker.jobs import worker as tuesday_worker
+from tests.test_feedback import (  # noqa: F401
+    CHANNEL,
+    SIGNING_SECRET,
+    ZENDESK_EMAIL,
+    ZENDESK_TOKEN,
+    click,
+    fake_slack,
+    fake_zendesk,
+    post_slack,
+    posted,
+    wait_for,
+)
 
 REDIS_DB = 4  # this module's own database on the local Redis, flushed around every test
 DOWN = "redis://127.0.0.1:1/0"  # nothing listens on port 1: Redis is down
@@ -48,8 +65,7 @@ def parts(monkeypatch, store_url, redis_url, fake_slack, fake_zendesk):  # noqa:
 
 def work(queues: Queues, *names: str, scheduler: bool = False) -> None:
     """Run a worker on the queues (default: writeback) until they are empty, as `tuesday worker` does."""
-    SimpleWorker([queues[n] for n in names or ("writeback",)], connection=queues.connection,
-                 serializer=JSONSerializer).work(burst=True, with_scheduler=scheduler)
+    tuesday_worker(queues, names or ("writeback",)).work(burst=True, with_scheduler=scheduler)
 
 
 def outbox(runtime) -> list[WriteBack]:

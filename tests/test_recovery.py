@@ -8,17 +8,19 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from fastapi.testclient import TestClient
-from rq import SimpleWorker
 from rq.job import JobStatus
-from rq.serializers import JSONSerializer
 
-from bot import control
-from bot.jobs import Heartbeat, RunCancelled, cancel_key
-from bot.retrain import check_training, conclude_run
-from bot.store import add_ticket
-from bot.suggest import slack_client
-from bot.sweeper import Upkeep, sweep_tickets, waiting_count
-from bot.web import create_app
+from bot.lifecycle.jobs import RunCancelled, cancel_key, conclude_job_id, train_job_id
+from bot.lifecycle.retrain import check_training, conclude_run
+from bot.lifecycle.runs import request_retrain
+from bot.queues import sweep_tickets
+from bot.runtime import slack_client
+from bot.store.runs import start_run
+from bot.store.tickets import add_ticket, waiting_count
+from bot.web.app import create_app
+from bot.worker.jobs import worker as tuesday_worker
+from bot.worker.train_job import Heartbeat
+from bot.worker.upkeep import Upkeep
 from tests.test_commands import ADMIN, MANAGER, Parts, env, fake_slack, fake_version  # noqa: F401
 from tests.test_web import GENERIC_SECRET, post_generic
 
@@ -34,14 +36,13 @@ def parts(env, fake_slack):
 
 
 def work(parts, *queues) -> None:
-    SimpleWorker([parts.queues[q] for q in queues], connection=parts.queues.connection,
-                 serializer=JSONSerializer).work(burst=True)
+    tuesday_worker(parts.queues, queues).work(burst=True)
 
 
 def old_ticket(parts, n: int, age: timedelta = timedelta(minutes=5)) -> int:
     from sqlalchemy import update
 
-    from bot.store import Ticket
+    from bot.store.tickets import Ticket
 
     ticket, _ = add_ticket(parts.runtime.sessions, source="generic", external_id=f"t{n}", text=f"my claim {n}?")
     with parts.runtime.sessions() as session:
@@ -89,13 +90,13 @@ def test_the_sweeper_queues_tickets_redis_lost_once_a_model_exists(parts):
 
 def test_the_first_promotion_queues_the_waiting_tickets(parts):
     waiting = old_ticket(parts, 1, age=timedelta(seconds=1))
-    run, _ = control.request_retrain(parts.runtime, parts.queues, MANAGER, "command")
-    control.start_run(parts.runtime.sessions, run.id)
+    run, _ = request_retrain(parts.runtime, parts.queues, MANAGER, "command")
+    start_run(parts.runtime.sessions, run.id)
     fake_version(parts.runtime.registry, 0.6)
     summary = {"version": "v1", "production": None, "production_metrics": None,
                "metrics": {"n": 40, "accuracy": 0.7, "macro_f1": 0.6, "handoff_recall": 0.5}}
     # the train job's result, as the GPU node leaves it in Redis
-    parts.queues.train.enqueue_call("json.loads", args=(json.dumps(summary),), job_id=control.train_job_id(run.id))
+    parts.queues.train.enqueue_call("json.loads", args=(json.dumps(summary),), job_id=train_job_id(run.id))
     work(parts, "train")
     done = conclude_run(parts.runtime, parts.queues, None, run.id)
     assert done["status"] == "promoted" and parts.runtime.production.name() == "v1"
@@ -103,10 +104,10 @@ def test_the_first_promotion_queues_the_waiting_tickets(parts):
 
 
 def started_train_job(parts, beat_at: datetime):
-    run, _ = control.request_retrain(parts.runtime, parts.queues, MANAGER, "command")
-    control.start_run(parts.runtime.sessions, run.id)
-    job = parts.queues.train.enqueue_call("time.sleep", args=(0,), job_id=control.train_job_id(run.id))
-    parts.queues.control.enqueue_call("time.sleep", args=(0,), job_id=control.conclude_job_id(run.id),
+    run, _ = request_retrain(parts.runtime, parts.queues, MANAGER, "command")
+    start_run(parts.runtime.sessions, run.id)
+    job = parts.queues.train.enqueue_call("time.sleep", args=(0,), job_id=train_job_id(run.id))
+    parts.queues.control.enqueue_call("time.sleep", args=(0,), job_id=conclude_job_id(run.id),
                                       depends_on=job)
     job.set_status(JobStatus.STARTED)
     job.heartbeat(beat_at, ttl=60)
@@ -121,7 +122,7 @@ def test_a_training_whose_heartbeat_stopped_fails_within_minutes_and_frees_retra
     job.heartbeat(now - timedelta(minutes=4), ttl=60)
     failed = check_training(parts.runtime, parts.queues, slack_client(parts.settings), now=now)
     assert failed["status"] == "failed" and "stopped answering: no heartbeat since" in failed["error"]
-    assert parts.queues.fetch(control.conclude_job_id(run.id)).get_status() == "canceled"
+    assert parts.queues.fetch(conclude_job_id(run.id)).get_status() == "canceled"
     [post] = fake_slack.calls_to("chat.postMessage")
     assert "*failed*: the training host stopped answering" in post["body"]["text"]
     assert "queued as run 2" in parts.slash(MANAGER, "retrain")[1]  # not blocked for hours
@@ -137,7 +138,7 @@ def test_a_chore_that_raises_does_not_stop_the_others(parts, monkeypatch):
     def broken(*args, **kwargs):
         raise ValueError("a bug in one chore")
 
-    monkeypatch.setattr("bot.sweeper.sweep_tickets", broken)
+    monkeypatch.setattr("bot.worker.upkeep.sweep_tickets", broken)
     old_ticket(parts, 1)
     done = Upkeep(parts.runtime, parts.queues).tick()
     assert done["tickets"] is None and "writebacks" in done and "monitor" in done  # the rest still ran
@@ -171,7 +172,7 @@ def test_an_admin_cancels_a_retrain_and_the_training_stops_at_its_next_heartbeat
 
 
 def test_the_report_says_how_the_labels_changed():
-    from bot.status import report_text
+    from bot.lifecycle.reports import report_text
 
     run = {"id": 4, "requested_by": MANAGER, "trigger": "command", "status": "kept", "candidate_version": "v5",
            "production_before": "v4", "why": "macro-F1 0.600 does not beat production's 0.700",
@@ -185,10 +186,10 @@ def test_the_report_says_how_the_labels_changed():
 def test_a_retrain_whose_jobs_redis_lost_is_found_again_from_its_row(parts, fake_slack):
     from sqlalchemy import update
 
-    from bot.control import RetrainRun
-    from bot.retrain import recover_run
+    from bot.lifecycle.retrain import recover_run
+    from bot.store.runs import RetrainRun
 
-    run, _ = control.request_retrain(parts.runtime, parts.queues, MANAGER, "command")
+    run, _ = request_retrain(parts.runtime, parts.queues, MANAGER, "command")
     assert recover_run(parts.runtime, parts.queues, None) is None  # its job is there
     parts.queues.connection.flushdb()
     with parts.runtime.sessions() as session:  # past the moment between the row and the push
@@ -198,11 +199,11 @@ def test_a_retrain_whose_jobs_redis_lost_is_found_again_from_its_row(parts, fake
     assert parts.queues.control.job_ids == ["retrain-1"]
 
     # running, and the train job's result is still there but its gate job is gone: the gate is queued again
-    control.start_run(parts.runtime.sessions, run.id)
+    start_run(parts.runtime.sessions, run.id)
     parts.queues.connection.flushdb()
-    parts.queues.train.enqueue_call("json.loads", args=("{}",), job_id=control.train_job_id(run.id))
+    parts.queues.train.enqueue_call("json.loads", args=("{}",), job_id=train_job_id(run.id))
     work(parts, "train")
-    assert recover_run(parts.runtime, parts.queues, None)["requeued"] == control.conclude_job_id(run.id)
+    assert recover_run(parts.runtime, parts.queues, None)["requeued"] == conclude_job_id(run.id)
 
     # running, and nothing of it is left in Redis: closed as failed, said in the channel
     parts.queues.connection.flushdb()

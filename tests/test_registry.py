@@ -6,8 +6,8 @@ import threading
 import boto3
 import pytest
 
-from bot.production import PointerMoved, Production, switch
-from bot.store import make_session_factory
+from bot.store.base import make_session_factory
+from bot.store.production import PointerMoved, Production, switch
 from inference.artifacts import ArtifactError, ArtifactExists, LocalArtifacts, S3Artifacts, open_artifacts
 from inference.errors import RegistryError
 from inference.registry import Registry

@@ -6,14 +6,13 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from rq import SimpleWorker
-from rq.serializers import JSONSerializer
 from sqlalchemy import select
 
-from bot import control
-from bot.cli import main
-from bot.importer import import_file
-from bot.store import Example
+from bot.cli.main import main
+from bot.lifecycle.runs import labels_since_last_training
+from bot.store.examples import Example
+from bot.store.importer import import_file
+from bot.worker.jobs import worker as tuesday_worker
 from tests.conftest import TINY_CONFIG, approve_tiny_bases
 from tests.test_commands import ADMIN, CHANNEL, GROUP, LEAD, MANAGER, GroupSlack, Parts, env  # noqa: F401
 
@@ -47,8 +46,8 @@ def parts(env, fake_slack, tiny_base, tiny_bert, demo_rows, tmp_path):
 
 def work(parts: Parts) -> None:
     """A run's three jobs as the CPU and GPU workers do them (`tuesday worker --queue ... --burst`), in this process."""
-    for queue in (parts.queues.control, parts.queues.train, parts.queues.control):
-        SimpleWorker([queue], connection=parts.queues.connection, serializer=JSONSerializer).work(burst=True)
+    for queue in ("control", "train", "control"):
+        tuesday_worker(parts.queues, [queue]).work(burst=True)
 
 
 def test_retrain_promotes_first_then_keeps_on_unchanged_data(parts, fake_slack):
@@ -83,7 +82,7 @@ def test_retrain_promotes_first_then_keeps_on_unchanged_data(parts, fake_slack):
     assert "*v1 promoted to production*: no production model yet" in text
     assert f"{100 * metrics['candidate']['macro_f1']:.1f}%" in text and "hand-off recall" in text
     assert "no production model to compare with" in text
-    assert control.labels_since_last_training(parts.runtime) == 0
+    assert labels_since_last_training(parts.runtime) == 0
 
     # same data, same seed: the candidate ties production and the gate keeps it out
     assert "queued as run 2" in parts.slash(LEAD, "retrain")[1]

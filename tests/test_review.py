@@ -13,16 +13,17 @@ import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
-from bot.cli import main
-from bot.importer import import_file
+from bot.cli.main import main
+from bot.lifecycle.reports import APPROVE
+from bot.lifecycle.signoff import record_passed
 from bot.links import Links
 from bot.queues import Queues
 from bot.runtime import Runtime
 from bot.settings import Settings
-from bot.trail import audit
+from bot.store import audit
+from bot.store.importer import import_file
 from bot.trail.review import ABSTAIN, FAIL, ORDER, PASS, NoReview, load_review, review_csv, review_html, review_text
-from bot.trail.signoff import APPROVE, record_passed
-from bot.web import create_app
+from bot.web.app import create_app
 from inference.artifacts import ArtifactExists
 from inference.errors import RegistryError
 from inference.registry import REVIEW, Registry
@@ -91,11 +92,10 @@ def parts(env, fake_slack, demo_rows, tmp_path):
 
 def work(parts: Parts) -> None:
     """A run's three jobs as the CPU and GPU workers do them, in this process."""
-    from rq import SimpleWorker
-    from rq.serializers import JSONSerializer
+    from bot.worker.jobs import worker
 
-    for queue in (parts.queues.control, parts.queues.train, parts.queues.control):
-        SimpleWorker([queue], connection=parts.queues.connection, serializer=JSONSerializer).work(burst=True)
+    for queue in ("control", "train", "control"):
+        worker(parts.queues, [queue]).work(burst=True)
 
 
 def click(client: TestClient, run_id: int, uid: str):

@@ -8,21 +8,26 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from rq import SimpleWorker
-from rq.serializers import JSONSerializer
 from sqlalchemy import select
 
-from bot.cli import main
-from bot.control import RetrainRun, get_run, start_run, train_job_id
-from bot.retrain import conclude_run
-from bot.shadow import (FAILED, ShadowRunner, ShadowSuggestion, better_or_equal, compare, comparison_table,
-                        shadow_state, start_shadow)
-from bot.shadow_gate import settle
-from bot.store import Suggestion, Ticket, make_session_factory, record_feedback
-from bot.suggest import Suggester, slack_client
-from bot.sweeper import Upkeep
-from bot.trail import audit
-from bot.trail.signoff import APPROVE, SignOffRefused, approve
+from bot.cli.main import main
+from bot.lifecycle.jobs import train_job_id
+from bot.lifecycle.reports import APPROVE
+from bot.lifecycle.retrain import conclude_run
+from bot.lifecycle.shadow import FAILED, better_or_equal, compare, comparison_table, shadow_state, start_shadow
+from bot.lifecycle.shadow_gate import settle
+from bot.lifecycle.signoff import SignOffRefused, approve
+from bot.runtime import slack_client
+from bot.store import audit
+from bot.store.base import make_session_factory
+from bot.store.feedback import record_feedback
+from bot.store.runs import RetrainRun, get_run, start_run
+from bot.store.shadow import ShadowSuggestion
+from bot.store.tickets import Suggestion, Ticket
+from bot.worker.jobs import worker as tuesday_worker
+from bot.worker.shadow_runner import ShadowRunner
+from bot.worker.suggest import Suggester
+from bot.worker.upkeep import Upkeep
 from tests.test_commands import ADMIN, AGENT, GROUP, LEAD, MANAGER, GroupSlack, Parts, env  # noqa: F401
 from tests.test_suggest import NOTHING, copy_version
 
@@ -62,7 +67,7 @@ def shadow_rows(parts: Parts) -> list[ShadowSuggestion]:
 
 
 def new_tickets(parts: Parts, n: int, start: int = 0) -> list[int]:
-    from bot.store import add_ticket
+    from bot.store.tickets import add_ticket
 
     return [add_ticket(parts.runtime.sessions, source="generic", external_id=str(i),
                        text=TEXTS[i % len(TEXTS)] + f" (ref {i})")[0].id for i in range(start, start + n)]
@@ -245,7 +250,7 @@ def gate_run(parts: Parts, version: str, *, by: str = MANAGER) -> RetrainRun:
                "choice": "only the decoder family was trained", "families": {}, "calibration": None}
     parts.queues.enqueue("train", "tests.test_shadow.trained_elsewhere", job_id=train_job_id(run.id),
                          kwargs={"summary": summary})
-    SimpleWorker([parts.queues.train], connection=parts.queues.connection, serializer=JSONSerializer).work(burst=True)
+    tuesday_worker(parts.queues, ["train"]).work(burst=True)
     conclude_run(parts.runtime, parts.queues, slack_client(parts.settings), run.id)
     return get_run(parts.runtime.sessions, run.id)
 

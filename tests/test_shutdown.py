@@ -14,7 +14,7 @@ import httpx
 import psutil
 import pytest
 
-from bot.online_demo import _free_port
+from bot.demo.online import _free_port
 from bot.queues import Queues
 from tests.conftest import local_redis
 

@@ -10,14 +10,14 @@ from fastapi.testclient import TestClient
 from slack_bolt.request import BoltRequest
 from sqlalchemy import select
 
-from bot.cli import main
-from bot.cli_serve import socket_handler
-from bot.helpdesk import ticket_link
+from bot.cli.main import main
+from bot.cli.serve import socket_handler
+from bot.helpdesk.adapters import ticket_link
 from bot.queues import Queues, suggest_job_id
 from bot.runtime import Runtime
 from bot.settings import Settings
-from bot.store import Ticket
-from bot.web import create_app
+from bot.store.tickets import Ticket
+from bot.web.app import create_app
 from tests.test_feedback import SIGNING_SECRET, fake_slack, flushed_redis, parts, post_slack, slack_sign, wait_for  # noqa: F401
 
 INTAKE, OTHER = "C0INTAKE", "C0RANDOM"
@@ -221,7 +221,7 @@ def test_socket_handler_runs_the_same_listeners(env, monkeypatch, fake_slack):  
 
 def test_the_200_comes_only_after_the_ticket_is_stored(parts, monkeypatch):
     """Slack never resends an event it got a 200 for: by then the ticket must be in the store."""
-    import bot.listeners as listeners
+    from bot.slack.listeners import payloads as listeners
 
     runtime, queues, client = parts
     real = listeners.add_ticket
@@ -236,8 +236,9 @@ def test_the_200_comes_only_after_the_ticket_is_stored(parts, monkeypatch):
 
 
 def test_a_store_failure_is_not_acknowledged_so_slack_retries(parts, monkeypatch):
-    import bot.listeners as listeners
     from sqlalchemy.exc import OperationalError
+
+    from bot.slack.listeners import payloads as listeners
 
     runtime, queues, client = parts
 
@@ -255,12 +256,11 @@ def test_redis_down_after_the_store_loses_nothing(env, fake_slack):  # noqa: F81
 
     from fastapi.testclient import TestClient
 
-    from bot.production import switch
-    from bot.queues import Queues
+    from bot.queues import Queues, sweep_tickets
     from bot.runtime import Runtime
     from bot.settings import Settings
-    from bot.sweeper import sweep_tickets
-    from bot.web import create_app
+    from bot.store.production import switch
+    from bot.web.app import create_app
     from tests.test_commands import fake_version
     from tests.test_web import unreachable_queues
 

@@ -5,10 +5,10 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from bot.cli import main
+from bot.cli.main import main
+from bot.lifecycle.training import train_and_gate
 from bot.runtime import Runtime
 from bot.settings import Settings
-from bot.training import train_and_gate
 from inference.pii import PiiInSnapshot
 from inference.snapshot import upload_snapshot, upload_task, write_snapshot
 from tests.conftest import TINY_CONFIG, approve_tiny_bases

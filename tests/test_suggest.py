@@ -6,19 +6,19 @@ import shutil
 import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
-from rq import SimpleWorker
-from rq.serializers import JSONSerializer
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import select
 
-from bot.blocks import ACCEPT, CHANGE, HANDOFF, REJECT, escaped_excerpt, parse_option_value
-from bot.cli import main
+from bot.cli.main import main
 from bot.queues import Queues
-from bot.runtime import Runtime
+from bot.runtime import Runtime, slack_client
 from bot.settings import Settings
-from bot.store import OUT_OF_SCOPE, SUGGESTED, UNSURE, Suggestion, add_ticket, route
-from bot.suggest import PredictorCache, Suggester, slack_client
-from bot.web import create_app
+from bot.slack.blocks import ACCEPT, CHANGE, HANDOFF, REJECT, escaped_excerpt, parse_option_value
+from bot.store.tickets import OUT_OF_SCOPE, SUGGESTED, UNSURE, Suggestion, add_ticket, route
+from bot.web.app import create_app
+from bot.worker.jobs import worker as tuesday_worker
+from bot.worker.predictors import PredictorCache
+from bot.worker.suggest import Suggester
 from inference.artifacts import ArtifactError
 from inference.errors import ModelError
 from inference.registry import Registry
@@ -122,7 +122,7 @@ def test_below_threshold_the_message_asks_for_a_label(served, fake_slack, task, 
     runtime, queues = Runtime(settings), Queues.from_settings(settings)
     ticket, _ = add_ticket(runtime.sessions, source="generic", external_id="1", text="hello, question about stuff")
     queues.enqueue_suggest(ticket.id)
-    SimpleWorker([queues.suggest], connection=queues.connection, serializer=JSONSerializer).work(burst=True)
+    tuesday_worker(queues, ["suggest"]).work(burst=True)
 
     [row] = suggestions(runtime)
     assert row.label is None and row.confidence < 1.0
@@ -186,7 +186,7 @@ def test_a_failed_slack_post_is_retried_without_predicting_again(served, fake_sl
 
 def test_a_worker_killed_after_posting_does_not_post_twice(served, fake_slack, monkeypatch):
     """Killed between Slack's answer and the store's write: the retry finds its message by metadata."""
-    import bot.suggest as suggest
+    from bot.worker import suggest
 
     settings = Settings()
     runtime = Runtime(settings)
@@ -339,7 +339,7 @@ def test_evidence_is_stored_and_shown_under_the_suggestion(served, trained_versi
 def test_a_model_that_fails_its_check_is_not_served(task):
     from types import SimpleNamespace
 
-    from bot.suggest import check_predictor
+    from bot.worker.predictors import check_predictor
 
     def fake(label, probabilities):
         return SimpleNamespace(predict=lambda text: SimpleNamespace(label=label, probabilities=probabilities,

@@ -10,12 +10,12 @@ from click.testing import CliRunner
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import DBAPIError
 
-from bot import control
-from bot.cli import main
+from bot.cli.main import main
 from bot.runtime import Runtime
 from bot.settings import Settings
-from bot.store import make_session_factory
-from bot.trail import audit
+from bot.store import audit
+from bot.store.base import make_session_factory
+from bot.store.runs import set_paused
 from bot.trail.bases import BaseNoteError, approve, approved_licenses, notes, withdraw
 from inference.base_models import RESTRICTIONS, UnapprovedBase
 from tests.conftest import TINY_CONFIG, approve_tiny_bases
@@ -161,7 +161,7 @@ def test_slash_base_and_audit_are_for_admins_and_every_action_is_logged(env, fak
         parts.slash(ADMIN, "resume")
         assert "queued as run 1" in parts.slash(MANAGER, "retrain")[1]
         parts.slash(ADMIN, "retrain cancel")
-        control.set_paused(parts.runtime.sessions, True, by="cli:carl")
+        set_paused(parts.runtime.sessions, True, by="cli:carl")
         log = parts.slash(ADMIN, "audit")[1]
         assert log.index("cli:carl  pause") < log.index(f"{ADMIN}  retrain.cancel run 1") \
             < log.index(f"{MANAGER}  retrain run 1") < log.index(f"{ADMIN}  resume")
@@ -178,7 +178,9 @@ def test_forget_removes_the_text_says_which_versions_saw_it_and_release_notes_fo
                                                                                      demo_rows):
     from sqlalchemy import select
 
-    from bot.store import Example, Feedback, add_suggestion, add_ticket, record_feedback
+    from bot.store.examples import Example
+    from bot.store.feedback import Feedback, record_feedback
+    from bot.store.tickets import add_suggestion, add_ticket
     from bot.trail.snapshots import version_rows
     from inference.predictor import Suggestion as Prediction
 

@@ -12,12 +12,12 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from sqlalchemy import func, select
 
-from bot.intake import (GENERIC_SIGNATURE, GENERIC_TIMESTAMP, ZENDESK_SIGNATURE, ZENDESK_TIMESTAMP, IncomingTicket)
+from bot.intake import GENERIC_SIGNATURE, GENERIC_TIMESTAMP, ZENDESK_SIGNATURE, ZENDESK_TIMESTAMP, IncomingTicket
 from bot.queues import SUGGEST_JOB, Queues
 from bot.runtime import Runtime
 from bot.settings import Settings
-from bot.store import Ticket
-from bot.web import accept_ticket, create_app
+from bot.store.tickets import Ticket
+from bot.web.app import accept_ticket, create_app
 from tests.test_intake import EVENT, generic_sign, zendesk_sign
 
 SECRET = "zendesk-signing-secret"

@@ -11,7 +11,8 @@ from urllib.parse import quote
 import httpx
 
 from bot.settings import Settings
-from bot.store import Feedback, Suggestion, Ticket
+from bot.store.feedback import Feedback
+from bot.store.tickets import Suggestion, Ticket
 from inference.errors import TuesdayError
 
 TAG_PREFIX = "tuesday_"

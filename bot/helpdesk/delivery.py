@@ -17,11 +17,12 @@ from rq import get_current_job
 from rq.exceptions import DuplicateJobError
 
 from bot.helpdesk.adapters import HelpdeskAdapter, HelpdeskError, HelpdeskRefused, adapter_for
-from bot.helpdesk.outbox import (DELIVERED, FAILED, PENDING, RetryPolicy, claim, due_write_backs,
-                                 ensure_write_back, settle)
+from bot.helpdesk.outbox import RetryPolicy, claim, due_write_backs, ensure_write_back, settle
 from bot.queues import Queues
 from bot.settings import Settings
-from bot.store import Ticket, as_utc, make_session_factory, utc_now
+from bot.store.base import as_utc, make_session_factory, utc_now
+from bot.store.outbox import DELIVERED, FAILED, PENDING
+from bot.store.tickets import Ticket
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,6 @@ QUEUE = "writeback"
 HTTP_TIMEOUT_S = 10  # per request; an attempt makes two
 JOB_TIMEOUT_S = 60  # well under RetryPolicy.lease_s, so a killed attempt never overlaps the next
 POLICY = RetryPolicy()  # what deliver_job uses; tests swap in a faster one
-
 
 
 def delivery_job_id(outbox_id: int, attempt: int) -> str:

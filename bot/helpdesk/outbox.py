@@ -12,18 +12,17 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Callable
 
-from sqlalchemy import (DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, event, func, select,
-                        update)
+from sqlalchemy import event, func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Mapped, Session, mapped_column, relationship, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from bot.helpdesk.adapters import HelpdeskError, HelpdeskRefused, decision_note
-from bot.store import Base, Feedback, Suggestion, Ticket, utc_now
+from bot.store.base import utc_now
+from bot.store.feedback import Feedback
+from bot.store.outbox import DELIVERED, FAILED, PENDING, STATUSES, WriteBack
+from bot.store.tickets import Suggestion, Ticket
 
-PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
-STATUSES = (PENDING, DELIVERED, FAILED)
 MAX_ERROR_CHARS = 1000
-
 
 
 @dataclass(frozen=True)
@@ -50,30 +49,6 @@ class RetryPolicy:
     def delay(self, attempt: int) -> float:
         """Seconds to wait after attempt number `attempt` (1-based) failed."""
         return float(self.backoff_s[min(attempt, len(self.backoff_s)) - 1])
-
-
-class WriteBack(Base):
-    """One decision to write back to a helpdesk, and how far its delivery got."""
-
-    __tablename__ = "writeback_outbox"
-    __table_args__ = (UniqueConstraint("feedback_id", name="uq_writeback_outbox_feedback"),
-                      Index("ix_writeback_outbox_due", "status", "next_attempt_at"))
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    feedback_id: Mapped[int] = mapped_column(ForeignKey("feedback.id"))
-    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))
-    helpdesk: Mapped[str] = mapped_column(String(64))  # the ticket's source, e.g. "zendesk"
-    label: Mapped[str] = mapped_column(String(128))
-    note: Mapped[str] = mapped_column(Text, default="")  # decision_note at the click, so a retry writes the same
-    status: Mapped[str] = mapped_column(String(16), default=PENDING)  # one of STATUSES
-    attempts: Mapped[int] = mapped_column(Integer, default=0)  # attempts claimed so far
-    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
-    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
-    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-
-    # Lets the row be added in the same flush as its feedback, before the feedback has an id.
-    feedback: Mapped[Feedback] = relationship()
 
 
 def new_write_back(feedback: Feedback, ticket: Ticket, suggestion: Suggestion) -> WriteBack:

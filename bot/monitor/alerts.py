@@ -16,50 +16,26 @@ import logging
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import Date, DateTime, Integer, String, Text, UniqueConstraint, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Mapped, mapped_column
 
-from bot.store import Base, as_utc, utc_now
+from bot.store.alerts import Alert
+from bot.store.base import utc_now
 
 log = logging.getLogger(__name__)
 
 OVERRIDE, DRIFT, REVIEW_TIME, LATENCY, WRONG_ESCALATION, DIGEST = (
     "override", "drift", "review_time", "latency", "wrong_escalation", "digest")
+
 KINDS = (OVERRIDE, DRIFT, REVIEW_TIME, LATENCY, WRONG_ESCALATION)
+
 OPEN_FOR = timedelta(hours=24)  # an unresolved alert is "open" this long after it fired
+
 CLAIM_FOR = timedelta(minutes=5)  # a worker that claimed a post and died frees it after this
+
 RETRY_FOR = timedelta(hours=24)  # an unposted row older than this is stale: tomorrow's check fires anew
+
 DIGEST_ONLY_MINUTES = 10  # how often the digest is checked for when alerts are off
-
-
-class Alert(Base):
-    """One alert (or weekly digest) as fired: at most one row per kind, key and UTC day."""
-
-    __tablename__ = "alerts"
-    __table_args__ = (UniqueConstraint("kind", "key", "day", name="uq_alert_kind_key_day"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    kind: Mapped[str] = mapped_column(String(32))  # one of KINDS, or DIGEST
-    key: Mapped[str] = mapped_column(String(128), default="")  # the label, for per-label rules
-    day: Mapped[date] = mapped_column(Date)  # the UTC day it fired (a digest: the day it was due)
-    fired_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now, index=True)
-    message: Mapped[str] = mapped_column(Text)
-    measures: Mapped[str] = mapped_column(Text, default="{}")  # JSON: the numbers the rule saw
-    claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    posted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    slack_ts: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    # Set by the first check that finds the rule no longer holds; digests are never open.
-    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-
-    def to_dict(self) -> dict:
-        return {"id": self.id, "kind": self.kind, "key": self.key, "day": self.day.isoformat(),
-                "fired_at": _iso(self.fired_at), "message": self.message, "measures": json.loads(self.measures or "{}"),
-                "posted_at": _iso(self.posted_at), "resolved_at": _iso(self.resolved_at)}
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else as_utc(value).isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True)
@@ -71,8 +47,6 @@ class Finding:
     message: str
     measures: dict = field(default_factory=dict)
 
-
-# -- storing, posting, resolving ---------------------------------------------------------------------
 
 def fire(sessions, findings: list[Finding], now: datetime | None = None, *, day: date | None = None) -> list[int]:
     """Store each finding unless the day's row of its kind and key exists (day: now's UTC date); returns the ids
@@ -167,53 +141,3 @@ def slack_sender(slack, channel: str):
         return answer.get("ts")
 
     return send
-
-
-def check_alerts(runtime, slack, now: datetime | None = None, findings: list[Finding] | None = None) -> dict:
-    """Evaluate the rules, fire what holds (once a day per kind and key), post it and earlier unposted ones."""
-    from slack_sdk.errors import SlackClientError
-
-    from bot.monitor.rules import evaluate
-
-    now = now or utc_now()
-    findings = evaluate(runtime, now) if findings is None else findings
-    fired = fire(runtime.sessions, findings, now)
-    resolved = resolve(runtime.sessions, findings, now)
-    posted = 0
-    channel = runtime.settings.triage_channel
-    if slack is not None and channel:
-        send = slack_sender(slack, channel)
-        retry = [i for i in unposted(runtime.sessions, now) if i not in fired]
-        for alert_id, fresh in [*((i, True) for i in fired), *((i, False) for i in retry)]:
-            try:
-                posted += post_alert(runtime.sessions, alert_id, send, now, fresh=fresh)
-            except (SlackClientError, OSError) as exc:
-                # Left unposted and unclaimed: the next check posts it.
-                log.warning("alerts: posting alert %d failed: %s", alert_id, exc)
-    return {"found": len(findings), "fired": len(fired), "posted": posted, "resolved": resolved}
-
-
-CHECK_KEY = "tuesday:monitor:checked"  # Redis: set for an interval by the worker that checks
-
-
-def check_monitoring(runtime, queues, slack, now: datetime | None = None) -> dict | None:
-    """The upkeep's chore: alerts and the digest, checked by one worker per TUESDAY_ALERT_CHECK_MINUTES.
-
-    Redis only spares the other workers the queries; the once-a-day rule is the store's unique row.
-    """
-    from inference.errors import TuesdayError
-
-    from bot.monitor.digest import check_digest
-
-    settings = runtime.settings
-    interval_s = int(60 * (settings.alert_check_minutes or DIGEST_ONLY_MINUTES))
-    if not queues.connection.set(CHECK_KEY, "1", nx=True, ex=max(1, interval_s)):
-        return None
-    done = {}
-    try:
-        done["alerts"] = check_alerts(runtime, slack, now) if settings.alert_check_minutes > 0 else None
-        done["digest"] = check_digest(runtime, slack, now)
-    except TuesdayError as exc:
-        # e.g. the live version's drift reference cannot be read from the artifact store right now
-        log.warning("monitoring: %s (checked again in %d s)", exc, interval_s)
-    return done

@@ -17,9 +17,12 @@ from datetime import datetime, time, timedelta
 
 from sqlalchemy import select
 
-from bot.monitor.alerts import DIGEST, Alert, Finding, fire, post_alert
+from bot.monitor import measures
+from bot.monitor.alerts import DIGEST, KINDS, Finding, fire, post_alert
+from bot.monitor.health import gather_week, week_lines
 from bot.settings import WEEKDAYS
-from bot.store import utc_now
+from bot.store.alerts import Alert
+from bot.store.base import utc_now
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +38,6 @@ def due_slot(settings, now: datetime) -> datetime | None:
 
 def gather_digest(runtime, slot: datetime) -> dict:
     """The numbers the digest shows: gather_week of the 7 days before slot, plus its days and labels."""
-    from bot.monitor import measures
-    from bot.monitor.health import gather_week
-
     since = slot - timedelta(days=7)
     data = gather_week(runtime, since, slot, terms=True)
     data["days"] = measures.timeline(runtime, since, slot, bucket="day")
@@ -53,16 +53,12 @@ def gather_digest(runtime, slot: datetime) -> dict:
 def _alerts_between(sessions, since: datetime, until: datetime) -> int:
     from sqlalchemy import func
 
-    from bot.monitor.alerts import KINDS
-
     with sessions() as session:
         return int(session.scalar(select(func.count()).select_from(Alert).where(
             Alert.kind.in_(KINDS), Alert.fired_at >= since, Alert.fired_at < until)) or 0)
 
 
 def digest_text(data: dict) -> str:
-    from bot.monitor.health import week_lines
-
     since, until = datetime.fromisoformat(data["since"]), datetime.fromisoformat(data["until"])
     span = f"{since:%a %-d %b} – {until - timedelta(seconds=1):%a %-d %b}"
     lines = [f"*Tuesday's week* ({span}; production {data['version'] or 'none'})", *week_lines(data)]

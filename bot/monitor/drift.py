@@ -19,7 +19,7 @@ from datetime import datetime
 from sqlalchemy import and_, case, func, literal, select
 
 from bot.monitor.queries import bounds, bucket_of, day_key
-from bot.store import Suggestion, Ticket
+from bot.store.tickets import Suggestion, Ticket
 from inference.errors import RegistryError
 from inference.registry import DRIFT
 from inference.vocabulary import terms

@@ -19,8 +19,11 @@ from prometheus_client.utils import floatToGoString
 from redis.exceptions import RedisError
 from sqlalchemy import and_, case, func, select
 
+from bot.monitor.drift import reference
 from bot.monitor.measures import measures_for_metrics, per_label, window
-from bot.store import Suggestion
+from bot.queues import count_workers
+from bot.settings import posting
+from bot.store.tickets import Suggestion, waiting_count
 
 WINDOW_DAYS = 7  # the window of every ratio gauge (override ratio, drift share)
 
@@ -39,8 +42,6 @@ def drift_share(runtime, since, until) -> tuple[str, float, int] | None:
 
     The same share as bot.monitor.drift.drift, without that function's new-terms scan of ticket text.
     """
-    from bot.monitor.drift import reference
-
     version = runtime.production.name()
     p05 = ((reference(runtime, version) or {}).get("holdout_similarity") or {}).get("p05")
     if p05 is None:
@@ -69,9 +70,6 @@ class StoreCollector:
         self.runtime, self.queues, self.clock = runtime, queues, clock
 
     def collect(self):
-        from bot.status import count_workers
-        from bot.sweeper import posting, waiting_count
-
         runtime = self.runtime
         m = measures_for_metrics(runtime)
 

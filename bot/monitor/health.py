@@ -10,17 +10,16 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from bot.monitor import measures
 from bot.monitor.alerts import DRIFT, open_alerts
 from bot.monitor.rules import duration, millis, pct
-from bot.store import utc_now
+from bot.store.base import utc_now
 
 TOP_OVERRIDDEN = 3
 
 
 def gather_week(runtime, since: datetime, until: datetime, *, terms: bool, compare: bool = True) -> dict:
     """The numbers of [since, until), JSON-safe; compare: and the 7 days before's; terms: keep the new terms' words."""
-    from bot.monitor import measures
-
     before = since - timedelta(days=7)
     version = runtime.production.name()
     labels = measures.per_label(runtime, since, until, version=version) if version else []

@@ -20,12 +20,30 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import and_, case, func, select
 
-from bot.control import RetrainRun
-from bot.monitor.queries import (ACCEPTED, CHANGED, HANDED_OFF, LABELLED, OUTCOMES, REJECTED, bounds, bucket_of,
-                                 day_key, decided, histograms, in_window, outcome, percentile, rate, review_seconds,
-                                 summary, tally)
-from bot.production import ModelEvent
-from bot.store import SUGGESTED, Suggestion, as_utc, utc_now
+from bot.monitor.queries import (
+    ACCEPTED,
+    CHANGED,
+    HANDED_OFF,
+    LABELLED,
+    OUTCOMES,
+    REJECTED,
+    bounds,
+    bucket_of,
+    day_key,
+    decided,
+    histograms,
+    in_window,
+    outcome,
+    percentile,
+    rate,
+    review_seconds,
+    summary,
+    tally,
+)
+from bot.store.base import as_utc, utc_now
+from bot.store.production import ModelEvent
+from bot.store.runs import RetrainRun
+from bot.store.tickets import SUGGESTED, Suggestion
 
 __all__ = ["window", "overview", "per_label", "timeline", "versions", "drift", "measures_for_metrics", "cost",
            "percentile", "outcome", "ACCEPTED", "CHANGED", "REJECTED", "HANDED_OFF", "LABELLED", "OUTCOMES"]

@@ -11,6 +11,7 @@ import hashlib
 from html import escape
 from typing import Callable
 
+from bot.links import Links
 from bot.monitor.charts import PALETTE, hbars, line_chart, stacked_bars
 
 # (name, path, title) of each page, in the navigation's order.
@@ -264,3 +265,22 @@ def versions_body(versions: list[dict], history: list[dict]) -> str:
                      (who(e["by"]), ""), (e.get("reason") or "", "")] for e in reversed(history)]) if history else \
         '<p class="muted">Nothing was ever promoted.</p>'
     return graphs + body + "<h3>Production history</h3>" + events
+
+
+DEFAULT_DAYS, MAX_DAYS = 30, 366
+
+
+def dashboard_path(page: str = "overview") -> str:
+    """The path of a dashboard page ('overview', 'labels', 'drift', 'versions')."""
+    return {name: path for name, path, _ in PAGES}[page]
+
+
+def dashboard_link(settings, page: str = "overview", days: int = DEFAULT_DAYS, clock: Callable[[], float] | None = None,
+                   ttl_hours: float | None = None) -> str:
+    """A fresh signed link to a dashboard page (raises LinksOff without TUESDAY_LINK_SECRET / TUESDAY_PUBLIC_URL)."""
+    import time
+
+    links = Links.from_settings(settings, clock=clock or time.time)
+    hours = settings.dashboard_link_hours if ttl_hours is None else ttl_hours
+    url = links.url(dashboard_path(page), ttl_s=hours * 3600)
+    return url if days == DEFAULT_DAYS else f"{url}&days={int(days)}"

@@ -12,7 +12,8 @@ from datetime import datetime
 
 from sqlalchemy import and_, case, func, or_, select
 
-from bot.store import SUGGESTED, Suggestion, as_utc, utc_now
+from bot.store.base import as_utc, utc_now
+from bot.store.tickets import SUGGESTED, Suggestion
 from inference.drift import quantile
 
 ACCEPTED, CHANGED, REJECTED, HANDED_OFF, LABELLED = "accepted", "changed", "rejected", "handed_off", "labelled"

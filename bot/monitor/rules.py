@@ -14,7 +14,10 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
+from bot.monitor import measures
 from bot.monitor.alerts import DRIFT, LATENCY, OVERRIDE, REVIEW_TIME, WRONG_ESCALATION, Finding
+from bot.store.base import as_utc
+from bot.store.production import ProductionPointer
 
 WEEK = timedelta(days=7)
 
@@ -149,9 +152,6 @@ def escalation_finding(now: dict, settings, *, version: str | None, promise: flo
 
 def live_since(runtime) -> tuple[str | None, datetime | None]:
     """(production version, when it went live)."""
-    from bot.production import ProductionPointer
-    from bot.store import as_utc
-
     with runtime.sessions() as session:
         pointer = session.scalar(select(ProductionPointer).limit(1))
     return (None, None) if pointer is None else (pointer.version, as_utc(pointer.switched_at))
@@ -159,8 +159,6 @@ def live_since(runtime) -> tuple[str | None, datetime | None]:
 
 def evaluate(runtime, now: datetime) -> list[Finding]:
     """Every rule over the last 7 days (and the 7 before) of the store; what holds."""
-    from bot.monitor import measures
-
     settings = runtime.settings
     since, until = measures.window(7, now)
     earlier = since - WEEK

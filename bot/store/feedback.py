@@ -8,9 +8,10 @@ from datetime import datetime
 from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, String, Text, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
-from bot.store import FORGOTTEN_TEXT, Base, Example, Suggestion, Ticket, utc_now
+from bot.store.base import FORGOTTEN_TEXT, Base, utc_now
+from bot.store.examples import Example
+from bot.store.tickets import Suggestion, Ticket
 from inference.errors import TuesdayError
-
 
 FEEDBACK_ACTIONS = ("accept", "change", "reject", "handoff")
 FEEDBACK_SOURCE = "feedback"  # Example.source of labels that came from clicks

@@ -1,2 +1,1 @@
-"""The paper trail: who approved which base model and which data, settled label disputes, review
-sheets, release notes, forgotten tickets and the audit log of every admin action."""
+"""The paper trail: base-model licenses, data approval and disputes, review sheets, release notes and forgetting."""

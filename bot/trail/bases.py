@@ -13,10 +13,10 @@ import json
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.store import as_utc
-from bot.trail import audit
-from bot.trail.tables import BaseApproval
-from inference.base_models import (ALLOWED, APPROVED, BUILT_IN_NOTES, PROPOSED, RESTRICTIONS, WITHDRAWN, LicenseNote)
+from bot.store import audit
+from bot.store.base import as_utc
+from bot.store.trail import BaseApproval
+from inference.base_models import ALLOWED, APPROVED, BUILT_IN_NOTES, PROPOSED, RESTRICTIONS, WITHDRAWN, LicenseNote
 from inference.errors import TuesdayError
 
 REQUIRED = ("model", "source", "version", "obtained", "license")
@@ -144,3 +144,28 @@ def approve_built_ins(sessions: sessionmaker[Session], *, by: str) -> list[str]:
     for name in names:
         approve(sessions, name, by=by)
     return names
+
+
+def version_licenses(manifest: dict) -> list[dict]:
+    """The license notes of the bases a version was built from (served family first), restrictions spelled out."""
+    parts = sorted((manifest.get("families") or {}).items(), key=lambda kv: kv[0] != manifest.get("family"))
+    seen, out = set(), []
+    for _, part in parts:
+        note = LicenseNote.from_dict(part.get("license") or {"name": "?", "model": "?", "source": "?", "version": "?",
+                                                            "obtained": "?", "license": "unknown"})
+        if note.name in seen:
+            continue
+        seen.add(note.name)
+        out.append({"name": note.name, "license": note.license, "approved_by": note.approved_by,
+                    "restricted": note.restricted})
+    return out
+
+
+def license_line(lic: dict) -> str:
+    """'smollm2-135m-instruct: Apache-2.0, approved by cli:ana' or the restrictions, loudly."""
+    head = f"{lic['name']}: {lic['license']}, " + (f"approved by {lic['approved_by']}" if lic["approved_by"]
+                                                    else "*NOT APPROVED*")
+    if lic["restricted"]:
+        head += " · :warning: *RESTRICTED*: " + "; ".join(f"{k.replace('_', ' ')}: {v}"
+                                                           for k, v in lic["restricted"].items())
+    return head

@@ -23,9 +23,12 @@ from pathlib import Path
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.store import (FEEDBACK_SOURCE, Example, Feedback, Ticket, UnknownLabel, all_examples, as_utc, utc_now)
-from bot.trail import audit
-from bot.trail.tables import DataApproval
+from bot.store import audit
+from bot.store.base import as_utc, utc_now
+from bot.store.examples import Example, all_examples
+from bot.store.feedback import FEEDBACK_SOURCE, Feedback, UnknownLabel
+from bot.store.tickets import Ticket
+from bot.store.trail import DataApproval
 from inference.errors import TuesdayError
 
 SETTLE_REASON_CHARS = 300

@@ -16,10 +16,13 @@ import json
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.store import FORGOTTEN_TEXT, Example, Feedback, Suggestion, Ticket, feedback_example_id
-from bot.trail import audit
+from bot.store import audit
+from bot.store.base import FORGOTTEN_TEXT
+from bot.store.examples import Example
+from bot.store.feedback import Feedback, feedback_example_id
+from bot.store.tickets import Suggestion, Ticket
+from bot.store.trail import Forgotten
 from bot.trail.snapshots import version_rows
-from bot.trail.tables import Forgotten
 from inference.errors import TuesdayError
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-from bot.control import RetrainRun
-from bot.status import version_licenses
+from bot.store.runs import RetrainRun
+from bot.trail.bases import version_licenses
 from bot.trail.snapshots import version_rows
 from inference.calibration import promise_lines
 

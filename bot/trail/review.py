@@ -24,7 +24,7 @@ import html
 import io
 import json
 
-from bot.store import route
+from bot.store.tickets import route
 from inference.errors import TuesdayError
 from inference.registry import REVIEW
 

@@ -2,13 +2,17 @@
 
 from alembic import context
 
-import bot.control  # noqa: F401  (control_flags and retrain_runs join Base.metadata)
-import bot.helpdesk.outbox  # noqa: F401  (writeback_outbox joins Base.metadata)
-import bot.monitor.alerts  # noqa: F401  (alerts joins Base.metadata)
-import bot.production  # noqa: F401  (production_pointer and model_events join Base.metadata)
-import bot.shadow  # noqa: F401  (shadow_suggestions joins Base.metadata)
-import bot.trail.tables  # noqa: F401  (the paper trail's tables join Base.metadata)
-from bot.store import Base
+# Every table of the store, on Base.metadata (they all live in bot.store).
+import bot.store.alerts  # noqa: F401
+import bot.store.examples  # noqa: F401
+import bot.store.feedback  # noqa: F401
+import bot.store.outbox  # noqa: F401
+import bot.store.production  # noqa: F401
+import bot.store.runs  # noqa: F401
+import bot.store.shadow  # noqa: F401
+import bot.store.tickets  # noqa: F401
+import bot.store.trail  # noqa: F401
+from bot.store.base import Base
 
 connection = context.config.attributes["connection"]
 # SQLite alters little in place, so batch mode rebuilds a table (copy, drop, rename) instead.

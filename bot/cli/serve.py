@@ -1,0 +1,142 @@
+"""`tuesday serve` (the webhook endpoints), `tuesday socket` (Slack over Socket Mode) and `tuesday worker` (RQ workers)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import time
+
+import click
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from bot.queues import WORKER_QUEUES, SchedulerThread
+from bot.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
+@click.pass_obj
+def serve(rt: Runtime, host: str, port: int) -> None:
+    """Serve the helpdesk webhooks, Slack clicks (/slack/events) and /healthz over HTTP."""
+    import uvicorn
+
+    from bot.queues import Queues
+    from bot.web.app import create_app
+
+    rt.sessions  # brings the schema up to date (if behind) before the first request
+    queues = Queues.from_settings(rt.settings)
+    exit_on_sigterm()
+    try:
+        uvicorn.run(create_app(rt, queues), host=host, port=port)
+    finally:
+        queues.close()
+
+
+def exit_on_sigterm() -> None:
+    """Let SIGTERM end the process through SystemExit, so `finally` blocks close what it started."""
+    # uvicorn finishes the requests in hand on SIGTERM, then raises the signal again; with the
+    # default handler that kills the process before our clean-up, leaving an embedded Redis behind.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+
+@click.command()
+@click.option("--queue", "queue_name", type=click.Choice(sorted(WORKER_QUEUES)), default="suggest", show_default=True,
+              help="suggest: a CPU host (suggestions, then retrain snapshots, gate and reports, then helpdesk "
+                   "write-backs); train: the GPU node; control or writeback: only those jobs.")
+@click.option("--burst", is_flag=True, help="Work until the queues are empty, then exit.")
+@click.pass_obj
+def worker(rt: Runtime, queue_name: str, burst: bool) -> None:
+    """Run jobs from a queue: suggestions on CPU, or training on a GPU node."""
+    from bot.queues import Queues
+    from bot.worker.jobs import worker as tuesday_worker
+
+    # Jobs build their dependencies from TUESDAY_* variables; hand them --data-dir/--task too.
+    export_options(rt.settings)
+    queues = Queues.from_settings(rt.settings)
+    names = WORKER_QUEUES[queue_name]
+    # The GPU node holds no SQL credentials: only hosts that work "control" touch the store.
+    upkeep = None
+    if "control" in names:
+        from bot.runtime import slack_client
+        from bot.worker.upkeep import Upkeep
+
+        rt.sessions  # brings the schema up to date (if behind) before the first job
+        # Once now (so a burst run sees what is due), then every minute while working.
+        upkeep = Upkeep(rt, queues, slack_client(rt.settings))
+        upkeep.tick()
+        if not burst:
+            upkeep.start()
+    # The scheduler thread runs the delayed retries that queues.enqueue_suggest asks for.
+    exit_on_sigterm()  # between work loops; rq handles SIGTERM itself while working (warm shutdown)
+    scheduler = SchedulerThread(queues, names).start()
+    try:
+        delay = 1.0
+        while True:
+            try:
+                tuesday_worker(queues, names).work(burst=burst, with_scheduler=False)
+                break
+            except RedisConnectionError as exc:
+                # rq gives up when Redis goes away in the middle of finishing a job; the process
+                # stays and works again once Redis is back (the store says what is left to do).
+                if burst:
+                    raise
+                log.warning("Redis unreachable (%s); working again in %.0f s", exc, delay)
+                time.sleep(delay)
+                delay = min(2 * delay, 30.0)
+    finally:
+        scheduler.stop()
+        if upkeep is not None:
+            upkeep.stop()
+        queues.close()
+
+
+def export_options(settings) -> None:
+    """Put --data-dir and --task where jobs run in this process look for them (TUESDAY_* variables)."""
+    os.environ["TUESDAY_DATA_DIR"] = str(settings.data_dir)
+    if settings.task_file:
+        os.environ["TUESDAY_TASK_FILE"] = str(settings.task_file)
+
+
+def socket_handler(rt: Runtime, queues):
+    """The bolt app of `tuesday serve`, wired to Slack over Socket Mode instead of HTTP (nothing connects yet)."""
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    from bot.slack.app import create_slack_app, web_client
+
+    check_socket_tokens(rt.settings)
+    # Socket Mode requests arrive over the app token's websocket, so bolt skips the signature
+    # check; the signing secret may be empty here.
+    client = web_client(rt.settings)
+    return SocketModeHandler(create_slack_app(rt, queues, client), app_token=rt.settings.slack_app_token,
+                             web_client=client)
+
+
+def check_socket_tokens(settings) -> None:
+    """Refuse, with what to set, when a token Socket Mode needs is missing or of the wrong kind."""
+    missing = [name for name, value in (("TUESDAY_SLACK_BOT_TOKEN", settings.slack_bot_token),
+                                        ("TUESDAY_SLACK_APP_TOKEN", settings.slack_app_token)) if not value]
+    if missing:
+        raise click.ClickException(f"Socket Mode needs {' and '.join(missing)} (see deploy/README.md).")
+    if not settings.slack_app_token.startswith("xapp-"):
+        raise click.ClickException("TUESDAY_SLACK_APP_TOKEN must be an app-level token (xapp-...), "
+                                   "made under Basic Information > App-Level Tokens with connections:write.")
+
+
+@click.command()
+@click.pass_obj
+def socket(rt: Runtime) -> None:
+    """Connect to Slack over Socket Mode (no public URL): the same listeners as `tuesday serve`'s /slack/events."""
+    from bot.queues import Queues
+
+    check_socket_tokens(rt.settings)  # before Redis, so a missing token is the first thing said
+    queues = Queues.from_settings(rt.settings)
+    exit_on_sigterm()
+    try:
+        socket_handler(rt, queues).start()
+    finally:
+        queues.close()

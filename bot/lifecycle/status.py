@@ -1,0 +1,161 @@
+"""What `/tuesday` and `tuesday status` say: one gatherer, then pure text builders over plain dicts."""
+
+from __future__ import annotations
+
+from redis.exceptions import RedisError
+
+from bot.lifecycle.reports import TRIGGER_WORDS, metrics_line, who
+from bot.lifecycle.runs import labels_since_last_training
+from bot.lifecycle.shadow import shadow_summary, status_line
+from bot.monitor.label_priors import prior_line, prior_summary
+from bot.queues import count_workers
+from bot.settings import posting
+from bot.store.base import as_utc
+from bot.store.runs import active_run, last_run, pause_state
+from bot.store.tickets import waiting_count
+from bot.trail import bases
+from bot.trail.bases import license_line, version_licenses
+from inference.calibration import promise_lines
+
+HELP = """*`/tuesday` commands*
+• `/tuesday status`: production model, its holdout metrics, new labels, queues, workers, last retrain (anyone)
+• `/tuesday health`: the last 7 days' acceptance, overrides, review time, latency, cost, drift and the open alerts (anyone)
+• `/tuesday retrain`: train a new version on the labels so far; it goes live only if it beats production (managers)
+• `/tuesday eval`: production's holdout metrics (managers)
+• `/tuesday review <version>`: a signed link to a version's review sheet: each holdout ticket, failures first (managers)
+• `/tuesday conflicts`: tickets reviewers labelled differently, to settle (they stay out of training until then) (managers)
+• `/tuesday data`: labelled examples since the last data approval, counted, to approve for training (managers)
+• `/tuesday pause` / `/tuesday resume`: stop or allow retraining; suggestions go on either way (admins)
+• `/tuesday rollback <version>`: put a version that was production before back in production (admins)
+• `/tuesday shadow`: the version running in shadow beside production on live tickets (never shown) and how the two compare; `/tuesday shadow <version>` / `/tuesday shadow off` start and end it (admins)
+• `/tuesday base` / `/tuesday base approve <name>`: base models' license notes; training needs an approved one (admins)
+• `/tuesday audit`: the newest admin actions from the audit log (admins)
+• `/tuesday dashboard`: a signed link that expires (a day by default) to the dashboard: volume, acceptance, overrides per label, drift, versions, with charts (admins)
+• `/tuesday help`: this list"""
+
+
+def gather_status(runtime, queues) -> dict:
+    """Everything the status text shows, as JSON-safe data; Redis being down is reported, not raised."""
+    production = runtime.production.info()
+    history = runtime.production.history()
+    promoted = next((e for e in reversed(history) if production and e.get("version") == production.name), None)
+    flag = pause_state(runtime.sessions)
+    settings = runtime.settings
+    data = {
+        "production": None if production is None else {
+            "version": production.name, "metrics": production.metrics,
+            "calibration": production.manifest.get("calibration"),  # its thresholds' promise
+            "since": promoted.get("at") if promoted else None, "by": promoted.get("by") if promoted else None,
+            "licenses": version_licenses(production.manifest)},
+        "bases_unapproved": [n.name for n in bases.notes(runtime.sessions) if not n.approved],
+        "labels_since_training": labels_since_last_training(runtime),
+        "waiting_tickets": waiting_count(runtime.sessions, posts=posting(settings)),
+        "retrain_after_labels": settings.retrain_after_labels,
+        "retrain_schedule_hours": settings.retrain_schedule_hours,
+        "paused": flag is not None,
+        "paused_by": flag.set_by if flag else None,
+        "paused_at": as_utc(flag.set_at).isoformat(timespec="seconds") if flag else None,
+        "last_run": _as_dict(last_run(runtime.sessions)),
+        "active_run": _as_dict(active_run(runtime.sessions)),
+        "shadow": shadow_summary(runtime),  # the version in shadow and its comparison so far, or None
+        "label_prior": prior_summary(runtime),  # label frequencies of the live stream (TUESDAY_PRIOR_ADJUSTMENT)
+        "queues": None, "workers": None, "queue_error": None,
+    }
+    try:
+        data["queues"] = {name: queue.count for name, queue in queues.queues.items()}
+        data["workers"] = count_workers(queues)
+    except RedisError as exc:
+        data["queue_error"] = f"{type(exc).__name__}: {exc}"
+    return data
+
+
+def _as_dict(run) -> dict | None:
+    return None if run is None else run.to_dict()
+
+
+def run_line(run: dict) -> str:
+    """One line about a retrain run, whatever its state."""
+    head = f"run {run['id']} ({TRIGGER_WORDS.get(run['trigger'], run['trigger'])}, {who(run['requested_by'])})"
+    status = run["status"]
+    if status in ("queued", "running"):
+        return f"{head}: {status} since {(run['started_at'] or run['created_at'])[:16].replace('T', ' ')} UTC"
+    when = (run["finished_at"] or "")[:16].replace("T", " ")
+    if status == "failed":
+        return f"{head}: failed at {when} UTC: {run['error'] or run['why'] or 'no error recorded'}"
+    if status == "cancelled":
+        return f"{head}: {run['error'] or 'cancelled'} at {when} UTC"
+    shadow = (run.get("metrics") or {}).get("shadow") or {}
+    if status == "passed" and shadow.get("status") == "waiting":
+        return (f"{head}: {run['candidate_version']} passed the gate at {when} UTC and runs in shadow until agents "
+                f"label {shadow['min_tickets']} of its live tickets ({run['why']})")
+    if status == "passed":
+        return (f"{head}: {run['candidate_version']} passed the gate at {when} UTC and awaits a manager's sign-off "
+                f"({run['why']})")
+    verdict = "promoted to production" if status == "promoted" else "kept as candidate"
+    signed = f", signed off by {who(run['signed_off_by'])}" if run.get("signed_off_by") else ""
+    return f"{head}: {run['candidate_version']} {verdict}{signed} at {when} UTC ({run['why']})"
+
+
+def status_text(data: dict) -> str:
+    """The reply to `/tuesday status` (Slack mrkdwn, also fine in a terminal)."""
+    lines = ["*Tuesday status*"]
+    live = data["production"]
+    if live is None:
+        lines.append("• production: none yet (`/tuesday retrain` or `tuesday train`)")
+    else:
+        since = f", since {live['since'][:16].replace('T', ' ')} UTC by {live['by']}" if live.get("since") else ""
+        lines.append(f"• production: *{live['version']}*{since}")
+        lines.append(f"   holdout: {metrics_line(live['metrics'])}")
+        lines += [f"   {line}" for line in promise_lines(live.get("calibration"))]
+        lines += [f"   base {license_line(lic)}" for lic in live.get("licenses") or []]
+    auto = (f"auto-retrain at {data['retrain_after_labels']}" if data["retrain_after_labels"] else "auto-retrain off")
+    if data.get("retrain_schedule_hours"):
+        auto += f", scheduled every {data['retrain_schedule_hours']:g} h"
+    lines.append(f"• labels since last training: {data['labels_since_training']} ({auto})")
+    waiting = data.get("waiting_tickets") or 0
+    if waiting:
+        why = " (no production model yet: they are suggested when the first one is promoted)" if live is None else ""
+        lines.append(f"• tickets waiting for a suggestion: {waiting}{why}")
+    if data["queue_error"]:
+        lines.append(f"• queues: unreachable ({data['queue_error']})")
+    else:
+        depths = ", ".join(f"{name} {count}" for name, count in data["queues"].items())
+        workers = ", ".join(f"{name} {count}" for name, count in data["workers"].items())
+        lines.append(f"• queue depths: {depths}")
+        lines.append(f"• workers alive: {workers}")
+    if data["active_run"] and data["active_run"]["id"] != (data["last_run"] or {}).get("id"):
+        lines.append(f"• in progress: {run_line(data['active_run'])}")
+    lines.append(f"• last retrain: {run_line(data['last_run']) if data['last_run'] else 'none yet'}")
+    if data.get("shadow"):
+        lines.append(status_line(data["shadow"]))
+    if data.get("label_prior"):
+        lines.append(prior_line(data["label_prior"]))
+    if data.get("bases_unapproved"):
+        lines.append(f"• base models not approved (training refuses them): {', '.join(data['bases_unapproved'])} "
+                     "(`/tuesday base`)")
+    if data["paused"]:
+        lines.append(f"• *paused* by {who(data['paused_by'])} at {data['paused_at'][:16].replace('T', ' ')} UTC: "
+                     "no retrains until `/tuesday resume` (suggestions go on)")
+    else:
+        lines.append("• not paused")
+    return "\n".join(lines)
+
+
+def retrain_reply(run: dict, created: bool) -> str:
+    """The ephemeral answer to a retrain request."""
+    if created:
+        return (f"Retrain queued as run {run['id']}. The report will be posted in the triage channel; "
+                "the new version goes live only if it beats production on the holdout.")
+    state = "already running" if run["status"] == "running" else "already queued"
+    return (f"A retrain is {state} as run {run['id']} (requested by {who(run['requested_by'])}); "
+            "your request joins it.")
+
+
+def eval_reply(production: dict | None, holdout_now: int) -> str:
+    """Production's stored holdout metrics, saying plainly that they are not a fresh evaluation."""
+    if production is None:
+        return "No production model yet: `/tuesday retrain` trains and gates one."
+    return (f"Production *{production['version']}* on the holdout, as measured when it was built: "
+            f"{metrics_line(production['metrics'])}.\n"
+            f"These are the stored numbers, not a new evaluation; the holdout now has {holdout_now} rows "
+            "(`tuesday eval` re-scores it, and every retrain re-scores production on the current holdout).")

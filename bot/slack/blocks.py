@@ -1,0 +1,264 @@
+"""Slack Block Kit for a suggestion: the ticket, the model's label and confidence, the evidence, and the buttons."""
+
+from __future__ import annotations
+
+from bot.store.feedback import Feedback
+from bot.store.tickets import Suggestion, Ticket
+from inference.task import Task
+
+ACCEPT = "tuesday_accept"
+CHANGE = "tuesday_change"
+REJECT = "tuesday_reject"
+HANDOFF = "tuesday_handoff"
+
+EXCERPT_CHARS = 280
+MAX_OPTIONS = 100  # Slack's limit for a static_select
+OPTION_TEXT_CHARS = 75  # Slack's limit for an option's text
+TEXT_CHARS = 3000  # Slack's limit for a mrkdwn text object
+
+# Evidence: what the team's reviewers labelled, a few short lines (each part counted after escaping,
+# so even "&&&..." stays within budget: 3 x (64 + 80 + 160) plus markup is far below TEXT_CHARS).
+EVIDENCE_ITEMS = 3
+EVIDENCE_LABEL_CHARS = 64
+EVIDENCE_TEXT_CHARS = 80
+EVIDENCE_REASON_CHARS = 160
+
+
+def escape(text: str) -> str:
+    """Slack mrkdwn treats &, < and > as control characters."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+
+
+def escaped_excerpt(text: str, limit: int) -> str:
+    """excerpt() escaped for mrkdwn, at most `limit` characters after escaping (no entity cut in half)."""
+    flat = " ".join(text.split())
+    whole = escape(flat)
+    if len(whole) <= limit:
+        return whole
+    pieces, used = [], 0
+    for char in flat:
+        piece = escape(char)
+        if used + len(piece) > limit - 1:
+            break
+        pieces.append(piece)
+        used += len(piece)
+    return "".join(pieces).rstrip() + "…"
+
+
+def option_value(suggestion_id: int, label: str) -> str:
+    """An option's value: the suggestion id, then the label (ids have no colon, labels may)."""
+    return f"{suggestion_id}:{label}"
+
+
+def parse_option_value(value: str) -> tuple[int, str]:
+    """Inverse of option_value, for the click handler: '12:claim_status' -> (12, 'claim_status')."""
+    sid, _, label = value.partition(":")
+    return int(sid), label
+
+
+def _percent(p: float) -> str:
+    return f"{100 * p:.0f}%"
+
+
+def _percents(a: float, b: float) -> tuple[str, str]:
+    """Two percentages that do not read as equal when they differ (19.6% vs 20%, not 20% vs 20%)."""
+    pa, pb = _percent(a), _percent(b)
+    return (pa, pb) if pa != pb or a == b else (f"{100 * a:.1f}%", f"{100 * b:.1f}%")
+
+
+def evidence_block(rows: list[dict]) -> dict | None:
+    """The nearest labelled tickets as one context block: `label` · “excerpt” · _reviewer's reason_."""
+    lines = []
+    for row in rows[:EVIDENCE_ITEMS]:
+        label = escaped_excerpt(str(row.get("label") or "?"), EVIDENCE_LABEL_CHARS).replace("`", "'")
+        line = f"• `{label}` · “{escaped_excerpt(str(row.get('text') or ''), EVIDENCE_TEXT_CHARS)}”"
+        reason = " ".join(str(row.get("reason") or "").split())
+        if reason:
+            line += f" · _{escaped_excerpt(reason, EVIDENCE_REASON_CHARS)}_"
+        lines.append(line)
+    if not lines:
+        return None
+    # Headed as the reviewers' words, unlike the generated reason above it.
+    heading = ":bookmark_tabs: *Similar labelled tickets* (labels and reasons written by your reviewers)"
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": "\n".join([heading, *lines])}]}
+
+
+def _ticket_section(ticket: Ticket, link: str | None) -> dict:
+    title = escape(ticket.subject or f"Ticket {ticket.external_id}")
+    heading = f"*<{escape(link)}|{title}>*" if link else f"*{title}*"
+    body = escape(excerpt(ticket.text)) if ticket.text != ticket.subject else ""
+    return {"type": "section", "text": {"type": "mrkdwn", "text": f"{heading}\n{body}".rstrip()}}
+
+
+def _label_select(task: Task, suggestion: Suggestion, placeholder: str) -> dict:
+    options = [{"text": {"type": "plain_text", "text": label[:OPTION_TEXT_CHARS]},
+                "value": option_value(suggestion.id, label)} for label in task.label_names[:MAX_OPTIONS]]
+    return {"type": "static_select", "action_id": CHANGE,
+            "placeholder": {"type": "plain_text", "text": placeholder}, "options": options}
+
+
+def _button(text: str, action_id: str, suggestion_id: int, style: str | None = None) -> dict:
+    button = {"type": "button", "action_id": action_id, "text": {"type": "plain_text", "text": text},
+              "value": str(suggestion_id)}
+    if style:
+        button["style"] = style
+    return button
+
+
+def _summary_blocks(ticket: Ticket, suggestion: Suggestion, unsure: str,
+                    handoff_threshold: float | None = None, link: str | None = None) -> list[dict]:
+    """The ticket, what the model said about it and the evidence; `unsure` is shown when it abstained."""
+    blocks = [_ticket_section(ticket, link)]
+    if suggestion.abstained:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": (
+            f":thinking_face: *Tuesday is unsure* (best guess only {_percent(suggestion.confidence)}). {unsure}")}})
+    elif suggestion.out_of_scope:
+        if handoff_threshold is None:
+            why = f"confidence {_percent(suggestion.confidence)} is below the hand-off threshold"
+        else:
+            conf, cut = _percents(suggestion.confidence, handoff_threshold)
+            why = f"confidence {conf} is below the hand-off threshold {cut}"
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": (
+            f":raising_hand: *Out of scope for Tuesday* ({why}): handed to a human as "
+            f"`{escape(suggestion.label)}`.")}})
+    else:
+        blocks.append({"type": "section", "fields": [
+            {"type": "mrkdwn", "text": f"*Suggested label*\n`{escape(suggestion.label)}`"},
+            {"type": "mrkdwn", "text": f"*Confidence*\n{_percent(suggestion.confidence)}"}]})
+        if suggestion.reason:
+            reason = escape(excerpt(suggestion.reason))
+            blocks.append({"type": "context", "elements": [
+                {"type": "mrkdwn", "text": f":robot_face: _Reason (generated by the model):_ {reason}"}]})
+    evidence = evidence_block(suggestion.evidence_rows)
+    if evidence is not None:
+        blocks.append(evidence)
+    return blocks
+
+
+def _model_context(ticket: Ticket, suggestion: Suggestion) -> dict:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": (
+        f"model {escape(suggestion.model_version or 'unknown')} · {suggestion.latency_ms:.0f} ms · "
+        f"ticket {escape(ticket.source)}:{escape(ticket.external_id)}")}]}
+
+
+def suggestion_blocks(ticket: Ticket, suggestion: Suggestion, task: Task, *,
+                      handoff_threshold: float | None = None, link: str | None = None) -> list[dict]:
+    """The message for one suggestion; an abstained one (label None) asks the agent to pick.
+
+    An out-of-scope one (the hand-off label) gets the ordinary buttons: Accept accepts the hand-off.
+    link: where the ticket opens (bot.helpdesk.ticket_link), shown on its title.
+    """
+    blocks = _summary_blocks(ticket, suggestion, "Please choose a label.", handoff_threshold, link)
+    if suggestion.abstained:
+        elements = [_label_select(task, suggestion, "Choose a label"), _button("Hand off", HANDOFF, suggestion.id)]
+    else:
+        elements = [_button("Accept", ACCEPT, suggestion.id, "primary"),
+                    _label_select(task, suggestion, "Change label"),
+                    _button("Reject", REJECT, suggestion.id, "danger"),
+                    _button("Hand off", HANDOFF, suggestion.id)]
+    blocks.append(_model_context(ticket, suggestion))
+    # The block id carries the suggestion id too, so a click handler finds it from any element.
+    blocks.append({"type": "actions", "block_id": f"tuesday_suggestion_{suggestion.id}", "elements": elements})
+    return blocks
+
+
+def suggestion_text(ticket: Ticket, suggestion: Suggestion) -> str:
+    """Plain-text fallback for notifications and screen readers."""
+    subject = escape(excerpt(ticket.subject or ticket.text, 80))
+    if suggestion.abstained:
+        return f"Tuesday is unsure about: {subject} (please choose a label)"
+    if suggestion.out_of_scope:
+        return (f"Out of scope for Tuesday ({_percent(suggestion.confidence)}), handed to a human as "
+                f"{escape(suggestion.label)}: {subject}")
+    return f"Suggested {escape(suggestion.label)} ({_percent(suggestion.confidence)}) for: {subject}"
+
+
+# -- after a decision ------------------------------------------------------------------------------
+
+REJECT_MODAL = "tuesday_reject_modal"
+MODAL_LABEL = "label"  # block_id and action_id of the modal's label select
+MODAL_WHY = "why"  # block_id and action_id of its optional one-line reason
+WHY_CHARS = 300
+SHOWN_DECISIONS = 10  # newest decisions listed under a message; Slack allows 50 blocks in all
+
+DECISION = {
+    "accept": "✅ Accepted as {label} by {who}",
+    "change": "✏️ Changed to {label} by {who}",
+    "reject": "❌ Rejected by {who}; the right label is {label}",
+    "handoff": "🙋 Handed off ({label}) by {who}",
+}
+
+
+def _who(row: Feedback) -> str:
+    return f"<@{row.user_id}>" if row.user_id else escape(row.user_name or "someone")
+
+
+def decision_line(row: Feedback) -> str:
+    """One feedback row as a line: '✅ Accepted as `claim_status` by <@U123>', plus its why."""
+    line = DECISION[row.action].format(label=f"`{escape(row.label)}`", who=_who(row))
+    return f"{line} — “{escape(row.why)}”" if row.why else line
+
+
+def conflict_line(rows: list[Feedback]) -> str | None:
+    """'⚠️ Conflict: ...' naming who chose which label, or None while every decision agrees."""
+    first_by_label = {}
+    for row in rows:
+        first_by_label.setdefault(row.label, row)
+    if len(first_by_label) < 2:
+        return None
+    chose = ", ".join(f"{_who(r)} chose `{escape(label)}`" for label, r in first_by_label.items())
+    kept = escape(rows[0].label)
+    return (f"⚠️ Conflict: {chose}. The first label (`{kept}`) is kept, and this ticket stays out of "
+            "training until the labels are reconciled.")
+
+
+def decided_blocks(ticket: Ticket, suggestion: Suggestion, rows: list[Feedback],
+                   link: str | None = None) -> list[dict]:
+    """The suggestion message after decisions (feedback rows, oldest first): no buttons, who decided what."""
+    blocks = _summary_blocks(ticket, suggestion, "", link=link)
+    blocks.append(_model_context(ticket, suggestion))
+    lines = [decision_line(r) for r in rows]
+    if len(lines) > SHOWN_DECISIONS:
+        lines = [f"… {len(lines) - SHOWN_DECISIONS + 1} earlier decisions"] + lines[-SHOWN_DECISIONS + 1:]
+    conflict = conflict_line(rows)
+    if conflict:
+        lines.append(conflict)
+    blocks.extend({"type": "context", "elements": [{"type": "mrkdwn", "text": line}]} for line in lines)
+    return blocks
+
+
+def decided_text(ticket: Ticket, rows: list[Feedback]) -> str:
+    """Plain-text fallback for the updated message: the latest decision."""
+    subject = escape(excerpt(ticket.subject or ticket.text, 80))
+    latest = rows[-1]
+    conflict = " (labels conflict)" if conflict_line(rows) else ""
+    return f"{DECISION[latest.action].format(label=escape(latest.label), who=_who(latest))}{conflict}: {subject}"
+
+
+def reject_modal(task: Task, suggestion: Suggestion, private_metadata: str) -> dict:
+    """The modal a Reject click opens: the right label (required) and one line of why (optional)."""
+    options = [{"text": {"type": "plain_text", "text": label[:OPTION_TEXT_CHARS]}, "value": label}
+               for label in task.label_names[:MAX_OPTIONS]]
+    said = (f"Tuesday suggested `{escape(suggestion.label)}`." if suggestion.label else "Tuesday was unsure.")
+    return {
+        "type": "modal", "callback_id": REJECT_MODAL, "private_metadata": private_metadata,
+        "title": {"type": "plain_text", "text": "Reject suggestion"},
+        "submit": {"type": "plain_text", "text": "Save"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [
+            {"type": "section", "text": {"type": "mrkdwn", "text": f"{said} What is the right label?"}},
+            {"type": "input", "block_id": MODAL_LABEL, "label": {"type": "plain_text", "text": "Right label"},
+             "element": {"type": "static_select", "action_id": MODAL_LABEL, "options": options,
+                         "placeholder": {"type": "plain_text", "text": "Choose a label"}}},
+            {"type": "input", "block_id": MODAL_WHY, "optional": True,
+             "label": {"type": "plain_text", "text": "Why? (one line, optional)"},
+             "element": {"type": "plain_text_input", "action_id": MODAL_WHY, "max_length": WHY_CHARS,
+                         "placeholder": {"type": "plain_text",
+                                         "text": "e.g. they dispute the premium, not the claim"}}},
+        ],
+    }

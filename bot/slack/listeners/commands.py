@@ -1,0 +1,175 @@
+"""`/tuesday ...`: retrain, eval, status, pause, resume, rollback, conflicts, data, help.
+
+Every subcommand answers with one ephemeral ack. What runs before the ack is quick (a few SQL
+queries, a Redis push, at most one usergroups.users.list call), well inside Slack's three
+seconds; training itself is queued on "train" and reports back in the triage channel.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from redis.exceptions import RedisError
+from slack_sdk.errors import SlackApiError
+from sqlalchemy.exc import SQLAlchemyError
+
+from bot.lifecycle.retrain import cancel_run
+from bot.lifecycle.runs import request_retrain, rollback
+from bot.lifecycle.shadow import displaced_note, shadow_text, start_shadow, started_text, stop_shadow
+from bot.lifecycle.status import HELP, eval_reply, gather_status, retrain_reply, status_text
+from bot.links import Links, review_path
+from bot.monitor.health import gather_health, health_text
+from bot.monitor.pages import dashboard_link
+from bot.runtime import slack_client
+from bot.slack.listeners import trail_commands
+from bot.slack.listeners.curation import do_conflicts, do_data
+from bot.slack.roles import ADMIN, ANYONE, MANAGER, NotAllowed, check_role, is_admin
+from bot.store.runs import set_paused
+from bot.trail.curation import holdout_rows
+from inference.errors import TuesdayError
+
+log = logging.getLogger(__name__)
+
+COMMAND = "/tuesday"
+
+
+def do_retrain(runtime, queues, user_id: str, args: str) -> str:
+    if args.strip().lower() == "cancel":
+        if not is_admin(runtime.settings, user_id):
+            raise NotAllowed("only Tuesday's admins (TUESDAY_ADMINS) can cancel a retrain")
+
+        run = cancel_run(runtime, queues, slack_client(runtime.settings), by=user_id)
+        return f"Retrain run {run['id']} cancelled; production is unchanged ({run['production_before'] or 'none'})."
+    run, created = request_retrain(runtime, queues, requested_by=user_id, trigger="command")
+    return retrain_reply(run.to_dict(), created)
+
+
+def do_eval(runtime, queues, user_id: str, args: str) -> str:
+    # The stored numbers answer at once; a fresh holdout evaluation needs the model loaded, which
+    # is work for a worker (and every retrain re-scores production anyway).
+    live = runtime.production.info()
+    held = len(holdout_rows(runtime.sessions, runtime.task, runtime.settings.holdout_fraction,
+                            approval_required=runtime.settings.data_approval))
+    return eval_reply(None if live is None else {"version": live.name, "metrics": live.metrics}, held)
+
+
+def do_status(runtime, queues, user_id: str, args: str) -> str:
+    return status_text(gather_status(runtime, queues))
+
+
+def do_pause(runtime, queues, user_id: str, args: str) -> str:
+    if not set_paused(runtime.sessions, True, by=user_id):
+        return "Retraining was already paused."
+    return "Retraining is paused: no retrains (by command, label count or schedule) until `/tuesday resume`. " \
+           "Suggestions and feedback go on."
+
+
+def do_resume(runtime, queues, user_id: str, args: str) -> str:
+    if not set_paused(runtime.sessions, False, by=user_id):
+        return "Retraining was not paused."
+    return "Retraining resumed."
+
+
+def do_rollback(runtime, queues, user_id: str, args: str) -> str:
+    version, _, note = args.strip().partition(" ")
+    if not version:
+        return "Usage: `/tuesday rollback <version>` (e.g. `/tuesday rollback v3`); `/tuesday status` shows production."
+    event = rollback(runtime.production, version, by=f"slack:{user_id}", note=note.strip())
+    return f"Rolled back: production is now *{event['version']}* (was {event['previous'] or 'none'}); logged in history."
+
+
+def do_review(runtime, queues, user_id: str, args: str) -> str:
+    """A signed link to a version's review sheet (customer text, hence managers only)."""
+    version = args.strip().split(" ")[0]
+    if not version:
+        return "Usage: `/tuesday review <version>` (e.g. `/tuesday review v3`); the retrain report names the candidate."
+    runtime.registry.get(version)  # a clear "no model version" before handing out a link
+    links = Links.from_settings(runtime.settings)
+    return (f"Review sheet of *{version}*: <{links.url(review_path(version))}|open> · "
+            f"<{links.url(review_path(version, 'csv'))}|CSV>. The link works for "
+            f"{runtime.settings.link_ttl_hours:g} h for whoever holds it: it shows ticket text.")
+
+
+def do_shadow(runtime, queues, user_id: str, args: str) -> str:
+    """`shadow` shows the comparison (anyone: numbers only); `shadow vN` and `shadow off` are for admins."""
+    arg = args.strip().split(" ")[0]
+    if not arg:
+        return shadow_text(runtime)
+    if not is_admin(runtime.settings, user_id):
+        raise NotAllowed("only Tuesday's admins (TUESDAY_ADMINS) can start or end shadow mode")
+    if arg.lower() == "off":
+        ended = stop_shadow(runtime.sessions, by=f"slack:{user_id}")
+        return (f"Shadow mode ended: {ended} no longer labels live tickets." if ended
+                else "No version was in shadow.") + displaced_note(runtime, ended)
+    started = start_shadow(runtime, arg, by=f"slack:{user_id}")
+    return started_text(runtime, started)
+
+
+def do_health(runtime, queues, user_id: str, args: str) -> str:
+    """The week's measures and the open alerts (numbers and label names only, never ticket text)."""
+    return health_text(gather_health(runtime))
+
+
+def do_dashboard(runtime, queues, user_id: str, args: str) -> str:
+    """A fresh signed link to the dashboard (it shows ticket excerpts, hence admins only)."""
+    hours = runtime.settings.dashboard_link_hours
+    return (f"Tuesday's dashboard (acceptance, overrides per label, drift, versions): <{dashboard_link(runtime.settings)}"
+            f"|open>. The link works for {hours:g} h for whoever holds it (it shows ticket excerpts): keep it to "
+            "yourself.")
+
+
+def do_help(runtime, queues, user_id: str, args: str) -> str:
+    return HELP
+
+
+SUBCOMMANDS = {
+    "retrain": (MANAGER, do_retrain),
+    "eval": (MANAGER, do_eval),
+    "health": (ANYONE, do_health),  # the week's measures and open alerts: numbers, no ticket text
+    "status": (ANYONE, do_status),  # versions, counts, queues; never ticket text, so anyone may look
+    "pause": (ADMIN, do_pause),
+    "resume": (ADMIN, do_resume),
+    "rollback": (ADMIN, do_rollback),
+    "dashboard": (ADMIN, do_dashboard),  # a signed link; the pages show ticket excerpts
+    "shadow": (ANYONE, do_shadow),  # starting and ending it checks for an admin itself
+    "base": (ADMIN, trail_commands.do_base),
+    "audit": (ADMIN, trail_commands.do_audit),
+    "conflicts": (MANAGER, do_conflicts),  # ticket text and reviewers' reasons: not for anyone
+    "data": (MANAGER, do_data),
+    "review": (MANAGER, do_review),
+    "help": (ANYONE, do_help),
+}
+
+
+def answer(runtime, queues, client, user_id: str, text: str) -> str | dict:
+    """The reply to `/tuesday <text>` from user_id (text, or {"text", "blocks"}); our own errors become a short
+    message."""
+    name, _, args = (text or "").strip().partition(" ")
+    role, handler = SUBCOMMANDS.get(name.lower(), (ANYONE, None))
+    if handler is None:
+        prefix = f"Unknown command `{name}`.\n" if name else ""
+        return prefix + HELP
+    try:
+        check_role(role, client, runtime.settings, user_id)
+        return handler(runtime, queues, user_id, args)
+    except TuesdayError as exc:
+        return f":no_entry: {exc}"
+    except SlackApiError as exc:
+        log.warning("/tuesday %s: Slack said %s", name, exc.response.get("error"))
+        return f":warning: could not check your user groups with Slack ({exc.response.get('error')})"
+    except RedisError as exc:
+        log.warning("/tuesday %s: Redis: %s", name, exc)
+        return ":warning: the job queue is unreachable right now; nothing was queued. Try again shortly."
+    except SQLAlchemyError as exc:
+        log.warning("/tuesday %s: store: %s", name, exc)
+        return ":warning: Tuesday's database is unreachable right now. Try again shortly."
+
+
+def register(app, runtime, queues) -> None:
+    """Attach `/tuesday` to a bolt App; runtime and queues are the process's own."""
+
+    def tuesday_command(ack, command, client):
+        reply = answer(runtime, queues, client, command["user_id"], command.get("text", ""))
+        ack(response_type="ephemeral", **(reply if isinstance(reply, dict) else {"text": reply}))
+
+    app.command(COMMAND)(tuesday_command)

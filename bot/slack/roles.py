@@ -1,0 +1,43 @@
+"""Who may do what in Slack: admins and managers (users or user groups), checked per request."""
+
+from __future__ import annotations
+
+from slack_sdk.errors import SlackApiError
+
+from bot.lifecycle.runs import ControlError
+from bot.trail.curation import CurationError
+
+MANAGER, ADMIN, ANYONE = "manager", "admin", "anyone"
+
+
+class NotAllowed(ControlError):
+    """The user lacks the role a subcommand needs."""
+
+
+def is_admin(settings, user_id: str) -> bool:
+    return user_id in settings.admin_ids
+
+
+def is_manager(client, settings, user_id: str) -> bool:
+    """A listed manager or admin, or a member of a listed user group (asked of Slack, S... ids only)."""
+    if user_id in settings.manager_ids or is_admin(settings, user_id):
+        return True
+    for group in sorted(g for g in settings.manager_ids if g.startswith("S")):
+        if user_id in client.usergroups_users_list(usergroup=group).get("users", []):
+            return True
+    return False
+
+
+def check_role(role: str, client, settings, user_id: str) -> None:
+    if role == ADMIN and not is_admin(settings, user_id):
+        raise NotAllowed("only Tuesday's admins (TUESDAY_ADMINS) can do that")
+    if role == MANAGER and not is_manager(client, settings, user_id):
+        raise NotAllowed("only Tuesday's managers (TUESDAY_MANAGERS, users or user groups) can do that")
+
+
+def require_manager(client, settings, user_id: str) -> None:
+    """NotAllowed unless user_id is a manager or admin; a failed user-group lookup is a CurationError."""
+    try:
+        check_role(MANAGER, client, settings, user_id)
+    except SlackApiError as exc:
+        raise CurationError(f"could not check your user groups with Slack ({exc.response.get('error')})") from None

@@ -1,0 +1,254 @@
+"""The system of record: labelled examples, incoming tickets and the suggestions made for them (feedback: bot/store/feedback.py)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    or_,
+    select,
+)
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
+
+from bot.store.base import Base, utc_now
+
+
+class Ticket(Base):
+    """One message to triage, as it came in (subject, text and requester PII-masked)."""
+
+    __tablename__ = "tickets"
+    __table_args__ = (UniqueConstraint("source", "external_id", name="uq_ticket_source_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(String(64))
+    external_id: Mapped[str] = mapped_column(String(255))
+    subject: Mapped[str] = mapped_column(Text, default="")
+    text: Mapped[str] = mapped_column(Text)
+    url: Mapped[str | None] = mapped_column(Text, nullable=True)  # always NULL since 0004: see add_ticket
+    requester: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now, index=True)
+
+    @property
+    def model_text(self) -> str:
+        """What the model reads: the subject (when it adds anything) above the body."""
+        if self.subject and self.subject not in self.text:
+            return f"{self.subject}\n\n{self.text}"
+        return self.text
+
+
+SUGGESTED, UNSURE, OUT_OF_SCOPE = "suggested", "unsure", "out_of_scope"
+
+ROUTINGS = (SUGGESTED, UNSURE, OUT_OF_SCOPE)
+
+
+def route(label: str, confidence: float, *, threshold: float, handoff_threshold: float = 0.0,
+          handoff_label: str | None = None) -> tuple[str, str | None]:
+    """(routing, label shown) of a prediction: hand-off first, then suggest or abstain.
+
+    >>> route("claim_status", 0.1, threshold=0.5, handoff_threshold=0.2, handoff_label="hand_off")
+    ('out_of_scope', 'hand_off')
+    """
+    # Below the hand-off threshold the model is not merely unsure between labels: the ticket
+    # looks unlike anything the team handles, so it goes to a human whatever the abstain threshold.
+    if handoff_label and confidence < handoff_threshold:
+        return OUT_OF_SCOPE, handoff_label
+    if confidence >= threshold:
+        return SUGGESTED, label
+    return UNSURE, None
+
+
+MEASURED_COLUMNS = ("model_version", "label", "routing", "first_action", "first_label", "last_label", "latency_ms",
+                    "cpu_ms", "posted_at", "first_click_at", "nearest_similarity", "predicted_label", "ticket_id")
+
+
+class Suggestion(Base):
+    """What the model said about a ticket, and where in Slack it was posted."""
+
+    __tablename__ = "suggestions"
+    # The measures (bot.monitor) read a window by created_at; on PostgreSQL the index also carries the
+    # columns they read, so a week is an index-only scan (revision 0005).
+    __table_args__ = (Index("ix_suggestions_created_at", "created_at", postgresql_include=list(MEASURED_COLUMNS)),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
+    label: Mapped[str | None] = mapped_column(String(128), nullable=True)  # None: the model abstained
+    confidence: Mapped[float] = mapped_column(Float)
+    probabilities: Mapped[str] = mapped_column(Text, default="{}")  # JSON {label: probability}
+    reason: Mapped[str] = mapped_column(Text, default="")
+    model_version: Mapped[str] = mapped_column(String(64), default="")
+    latency_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    slack_channel: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    slack_ts: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    # One of ROUTINGS; None on rows stored before routing existed (read them by `abstained`).
+    routing: Mapped[str | None] = mapped_column(String(16), nullable=True, default=SUGGESTED)
+    # JSON list of the nearest labelled training examples: {id, text, label, reason, similarity}.
+    evidence: Mapped[str | None] = mapped_column(Text, nullable=True, default="[]")
+    # Since 0005, for bot.monitor: when the Slack message was stored (None: not posted, or an older
+    # row; the measures then use created_at), the prediction's process CPU time, the model's top
+    # label whatever the routing, and evidence[0]'s similarity (read as columns, never as JSON).
+    posted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    cpu_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    predicted_label: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    nearest_similarity: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # Its first click and the last click's label, kept by a database trigger on every insert into
+    # feedback (revision 0005), so the measures read one table; None until someone clicks.
+    first_action: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    first_label: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    first_click_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_label: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    clicks: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Since 0006: the label_priors row its probabilities were re-weighted by (bot.label_priors), so the
+    # model's own probabilities can be recovered; None: the model's probabilities as they came.
+    prior_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+    @property
+    def probs(self) -> dict[str, float]:
+        return json.loads(self.probabilities or "{}")
+
+    @property
+    def evidence_rows(self) -> list[dict]:
+        return json.loads(self.evidence or "[]")
+
+    @property
+    def abstained(self) -> bool:
+        return self.label is None
+
+    @property
+    def out_of_scope(self) -> bool:
+        return self.routing == OUT_OF_SCOPE
+
+
+class LabelPrior(Base):
+    """The label frequencies estimated from a version's recent suggestions (bot.label_priors)."""
+
+    __tablename__ = "label_priors"
+    __table_args__ = (Index("ix_label_priors_version", "version", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[str] = mapped_column(String(64))
+    estimated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    n_tickets: Mapped[int] = mapped_column(Integer)
+    prior: Mapped[str] = mapped_column(Text)  # JSON {label: share} of the live stream
+    training: Mapped[str] = mapped_column(Text)  # JSON {label: share} the version learned from
+    shift: Mapped[float] = mapped_column(Float)  # total variation between the two
+    applied: Mapped[bool] = mapped_column(Boolean)  # whether serving re-weights by it
+
+
+def _find_ticket(session: Session, source: str, external_id: str) -> Ticket | None:
+    return session.scalar(select(Ticket).where(Ticket.source == source, Ticket.external_id == external_id))
+
+
+def add_ticket(sessions: sessionmaker[Session], *, source: str, external_id: str, text: str, subject: str = "",
+               requester: str | None = None) -> tuple[Ticket, bool]:
+    """Store a ticket once per (source, external_id), PII-masked; returns (ticket, created).
+
+    No URL is stored (a link can carry a token or an email): bot.helpdesk.ticket_link builds one
+    from the source, the id and the settings when a message shows the ticket.
+    """
+    from inference.pii import mask_pii
+
+    # Masked here so no caller can store it raw.
+
+    with sessions() as session:
+        found = _find_ticket(session, source, external_id)
+        if found is not None:
+            return found, False
+        ticket = Ticket(source=source, external_id=external_id, subject=mask_pii(subject or ""), text=mask_pii(text),
+                        requester=mask_pii(requester) if requester else None)
+        session.add(ticket)
+        try:
+            session.commit()
+        except IntegrityError:
+            # A concurrent redelivery inserted the same ticket between our select and insert.
+            session.rollback()
+            found = _find_ticket(session, source, external_id)
+            if found is None:
+                raise
+            return found, False
+        return ticket, True
+
+
+def get_ticket(session: Session, ticket_id: int) -> Ticket | None:
+    return session.get(Ticket, ticket_id)
+
+
+def latest_suggestion(session: Session, ticket_id: int) -> Suggestion | None:
+    return session.scalar(select(Suggestion).where(Suggestion.ticket_id == ticket_id)
+                          .order_by(Suggestion.id.desc()).limit(1))
+
+
+def add_suggestion(session: Session, ticket_id: int, prediction, *, threshold: float, handoff_threshold: float = 0.0,
+                   handoff_label: str | None = None, cpu_ms: float | None = None,
+                   prior_id: int | None = None) -> Suggestion:
+    """Record a predictor's suggestion, routed by `route`: below the threshold the label is left
+    empty (unsure); below the hand-off threshold it is the hand-off label (out of scope).
+    cpu_ms: the prediction's CPU time (bot.suggest measures it), for the measures' cost;
+    prior_id: the LabelPrior its probabilities were re-weighted by, if any."""
+    routing, label = route(prediction.label, float(prediction.confidence), threshold=threshold,
+                           handoff_threshold=handoff_threshold, handoff_label=handoff_label)
+    evidence = getattr(prediction, "evidence", None) or []
+    row = Suggestion(ticket_id=ticket_id, label=label, routing=routing,
+                     confidence=float(prediction.confidence), probabilities=json.dumps(prediction.probabilities),
+                     reason=prediction.reason or "", model_version=prediction.model_version or "",
+                     latency_ms=float(prediction.latency_ms), evidence=json.dumps(evidence, ensure_ascii=False),
+                     cpu_ms=None if cpu_ms is None else float(cpu_ms), predicted_label=prediction.label,
+                     nearest_similarity=_nearest_similarity(evidence), prior_id=prior_id)
+    session.add(row)
+    session.commit()
+    return row
+
+
+def _nearest_similarity(evidence: list) -> float | None:
+    first = evidence[0] if evidence and isinstance(evidence[0], dict) else {}
+    similarity = first.get("similarity")
+    return None if similarity is None else float(similarity)
+
+
+def set_slack_message(session: Session, suggestion_id: int, channel: str, ts: str) -> Suggestion:
+    """Remember where the suggestion was posted, so clicks and updates can find the message.
+
+    posted_at is kept from the first post: a re-post after a retry does not restart the review clock.
+    """
+    row = session.get(Suggestion, suggestion_id)
+    row.slack_channel, row.slack_ts = channel, ts
+    row.posted_at = row.posted_at or utc_now()
+    session.commit()
+    return row
+
+
+BATCH = 500
+
+
+def _unsuggested(posts: bool):
+    """Tickets with no suggestion yet (or, when Tuesday posts to Slack, none posted yet)."""
+    missing = Suggestion.id.is_(None)
+    if posts:
+        missing = or_(missing, Suggestion.slack_ts.is_(None))
+    return select(Ticket.id).outerjoin(Suggestion, Suggestion.ticket_id == Ticket.id).where(missing)
+
+
+def unsuggested_tickets(sessions, *, posts: bool, before: datetime | None = None, limit: int = BATCH) -> list[int]:
+    query = _unsuggested(posts)
+    if before is not None:
+        query = query.where(Ticket.created_at < before)
+    with sessions() as session:
+        return list(dict.fromkeys(session.scalars(query.order_by(Ticket.id).limit(limit))))
+
+
+def waiting_count(sessions, *, posts: bool) -> int:
+    """How many tickets wait for a suggestion (shown by `/tuesday status`)."""
+    with sessions() as session:
+        return int(session.scalar(select(func.count()).select_from(_unsuggested(posts).distinct().subquery())))

@@ -1,0 +1,1 @@
+"""The HTTP door: the FastAPI app (webhooks, Slack requests, health, metrics) and the dashboard routes."""

@@ -1,0 +1,185 @@
+"""The HTTP face of Tuesday: helpdesk webhooks and Slack clicks in; a health check, metrics and pages out."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from redis.exceptions import RedisError
+from slack_bolt.adapter.starlette.handler import to_starlette_response
+from slack_sdk import WebClient
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
+
+from bot import intake
+from bot.intake import IncomingTicket, IntakeError
+from bot.links import Links
+from bot.queues import Queues
+from bot.runtime import Runtime
+from bot.slack.app import create_slack_app, slack_request, web_client
+from bot.store.tickets import add_ticket, latest_suggestion
+from bot.trail.review import NoReview, load_review, review_csv, review_html
+from bot.web.dashboard import register
+from inference.artifacts import ArtifactError
+from inference.errors import RegistryError
+
+log = logging.getLogger(__name__)
+
+# Every refusal is one of intake's named errors; this is the only place they become statuses.
+STATUS = [
+    (intake.NotConfigured, 503),
+    (intake.BadSignature, 401),
+    (intake.StaleRequest, 401),
+    (intake.TooLarge, 413),
+    (intake.BadPayload, 400),
+    (intake.InvalidTicket, 422),
+]
+
+
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """The raw body, refused as soon as it grows past max_bytes (whatever Content-Length claimed)."""
+    intake.check_declared_size(request.headers.get("content-length"), max_bytes)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise intake.TooLarge(f"body is over the limit of {max_bytes} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def accept_ticket(runtime: Runtime, queues: Queues, incoming: IncomingTicket) -> JSONResponse:
+    """Store the ticket once and queue its suggestion; a redelivery changes nothing."""
+    ticket, created = add_ticket(runtime.sessions, source=incoming.source, external_id=incoming.external_id,
+                                 text=incoming.text, subject=incoming.subject, requester=incoming.requester)
+    if created:
+        # If Redis is down this raises and the sender gets 503 and retries; the ticket stays
+        # stored, and the retry below queues the job it never got.
+        job, _ = queues.enqueue_suggest(ticket.id)
+        log.info("ticket %s (%s:%s) stored, job %s queued", ticket.id, ticket.source, ticket.external_id, job.id)
+        return JSONResponse({"ticket_id": ticket.id, "status": "queued", "job_id": job.id}, status_code=202)
+    with runtime.sessions() as session:
+        suggested = latest_suggestion(session, ticket.id) is not None
+    if not suggested:
+        # No suggestion yet: the job is queued or running (then this collapses into it), or it
+        # was lost with Redis (then this queues it again).
+        job, enqueued = queues.enqueue_suggest(ticket.id)
+        if enqueued:
+            log.warning("ticket %s had no suggest job; queued %s again", ticket.id, job.id)
+            return JSONResponse({"ticket_id": ticket.id, "status": "requeued", "job_id": job.id}, status_code=202)
+    return JSONResponse({"ticket_id": ticket.id, "status": "duplicate"}, status_code=200)
+
+
+def create_app(runtime: Runtime, queues: Queues, *, clock: Callable[[], float] = time.time,
+               slack: WebClient | None = None) -> FastAPI:
+    """The FastAPI app; dependencies come in built, clock is injectable for timestamp tests.
+
+    slack is the Web API client for answering clicks (default: one from the settings' bot token).
+    """
+    settings = runtime.settings
+    runtime.sessions  # build the engine and tables at start-up, not on the first webhook
+    app = FastAPI(title="Tuesday", docs_url=None, redoc_url=None, openapi_url=None)
+    slack = slack or web_client(settings)
+    slack_app = create_slack_app(runtime, queues, slack) if settings.slack_signing_secret and slack else None
+
+    @app.exception_handler(IntakeError)
+    async def refuse(request: Request, exc: IntakeError) -> JSONResponse:
+        status = next(code for kind, code in STATUS if isinstance(exc, kind))
+        return JSONResponse({"error": str(exc)}, status_code=status)
+
+    @app.exception_handler(RedisError)
+    async def queue_down(request: Request, exc: RedisError) -> JSONResponse:
+        log.error("Redis unavailable: %s", exc)
+        return JSONResponse({"error": "queue unavailable, retry later"}, status_code=503)
+
+    @app.exception_handler(OperationalError)
+    async def store_down(request: Request, exc: OperationalError) -> JSONResponse:
+        # The database restarting or unreachable: nothing was stored, so the sender must retry.
+        log.error("store unavailable: %s", str(exc).splitlines()[0])
+        return JSONResponse({"error": "store unavailable, retry later"}, status_code=503)
+
+    @app.post("/webhooks/zendesk")
+    async def zendesk(request: Request) -> JSONResponse:
+        body = await read_body(request, settings.webhook_max_bytes)
+        intake.verify_zendesk(settings.zendesk_webhook_secret, request.headers.get(intake.ZENDESK_SIGNATURE),
+                              request.headers.get(intake.ZENDESK_TIMESTAMP), body, now=clock(),
+                              tolerance_s=settings.webhook_tolerance_s)
+        incoming = intake.parse_zendesk(body)
+        if incoming is None:
+            return JSONResponse({"status": "ignored"}, status_code=200)
+        return await run_in_threadpool(accept_ticket, runtime, queues, incoming)
+
+    @app.post("/webhooks/generic")
+    async def generic(request: Request) -> JSONResponse:
+        body = await read_body(request, settings.webhook_max_bytes)
+        intake.verify_generic(settings.generic_webhook_secret, request.headers.get(intake.GENERIC_SIGNATURE),
+                              request.headers.get(intake.GENERIC_TIMESTAMP), body, now=clock(),
+                              tolerance_s=settings.webhook_tolerance_s)
+        incoming = intake.parse_generic(body)
+        return await run_in_threadpool(accept_ticket, runtime, queues, incoming)
+
+    @app.post("/slack/events")
+    async def slack_events(request: Request) -> Response:
+        if slack_app is None:
+            return JSONResponse({"error": "Slack is not configured: set TUESDAY_SLACK_SIGNING_SECRET and "
+                                          "TUESDAY_SLACK_BOT_TOKEN"}, status_code=503)
+        # Not bolt's SlackRequestHandler.handle(): that reads an unbounded body, parses it before
+        # bolt checks the signature (so unsigned garbage raised a 500), and dispatches on the
+        # event loop. Here: size (413), signature and 5-minute window (401), then parse (400).
+        body = await read_body(request, settings.webhook_max_bytes)
+        intake.verify_slack(settings.slack_signing_secret, request.headers.get(intake.SLACK_SIGNATURE),
+                            request.headers.get(intake.SLACK_TIMESTAMP), body, now=clock())
+        bolt_request = slack_request(body, request.headers, request.url.query)
+        bolt_response = await run_in_threadpool(slack_app.dispatch, bolt_request)
+        return to_starlette_response(bolt_response)
+
+    @app.get("/healthz")
+    def healthz() -> JSONResponse:
+        checks = {"sql": "ok", "redis": "ok"}
+        try:
+            with runtime.sessions() as session:
+                session.execute(text("SELECT 1"))
+        except SQLAlchemyError as exc:
+            checks["sql"] = f"error: {type(exc).__name__}"
+        try:
+            queues.ping()
+        except RedisError as exc:
+            checks["redis"] = f"error: {type(exc).__name__}"
+        ok = all(v == "ok" for v in checks.values())
+        return JSONResponse({"ok": ok, **checks}, status_code=200 if ok else 503)
+
+    links = Links.from_settings(settings, clock=clock)
+
+    @app.get("/review/{name}")
+    def review_sheet(name: str, request: Request) -> Response:
+        """A candidate's review sheet as a page (/review/v3) or CSV (/review/v3.csv): signed links only."""
+        if not links.enabled:
+            return JSONResponse({"error": "not found"}, status_code=404)
+        if not links.verify(request.url.path, request.query_params):
+            return JSONResponse({"error": "this link is unsigned, altered or expired: ask Tuesday for a new one "
+                                          "(`/tuesday review <version>`)"}, status_code=403)
+        version, as_csv = (name[:-4], True) if name.endswith(".csv") else (name, False)
+        try:
+            review = load_review(runtime.registry, version)
+        except (RegistryError, NoReview) as exc:
+            return JSONResponse({"error": str(exc)}, status_code=404)
+        except ArtifactError as exc:
+            log.error("review sheet of %s: artifact store unavailable: %s", version, exc)
+            return JSONResponse({"error": "artifact store unavailable, retry later"}, status_code=503)
+        # Customer text: not cached, not framed, no scripts, and the signed URL not sent on as a referrer.
+        headers = {"Cache-Control": "private, no-store", "Referrer-Policy": "no-referrer",
+                   "X-Content-Type-Options": "nosniff"}
+        if as_csv:
+            return Response(review_csv(review), media_type="text/csv; charset=utf-8", headers={
+                **headers, "Content-Disposition": f'attachment; filename="review-{version}.csv"'})
+        csv_href = links.relative(f"{request.url.path}.csv", int(request.query_params["expires"]))
+        return HTMLResponse(review_html(review, csv_url=csv_href), headers={
+            **headers, "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+                                                  "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"})
+
+    register(app, runtime, queues, links, clock)  # /metrics and the /dashboard pages
+    return app

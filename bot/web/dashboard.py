@@ -1,0 +1,105 @@
+"""`tuesday serve`'s monitoring routes: `GET /metrics` for Prometheus and the `/dashboard` pages.
+
+The dashboard shows ticket excerpts (new terms), so it opens only through a signed link that
+expires (bot.links, the review sheets' scheme): `/tuesday dashboard` hands one to an admin. Each
+page's navigation links are signed with the same expiry; `days` (the window) is left out of the
+signature on purpose, so whoever holds a link may look at any window until it expires.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from typing import Callable
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from bot.links import Links
+from bot.monitor import pages
+from bot.monitor.drift import drift
+from bot.monitor.exporter import authorized, metrics_registry, scrape
+from bot.monitor.measures import overview, per_label, timeline, versions, window
+from bot.monitor.pages import DEFAULT_DAYS, MAX_DAYS
+from inference.artifacts import ArtifactError
+
+log = logging.getLogger(__name__)
+
+WEEKLY_AFTER_DAYS = 60  # longer windows are charted per week, not per day
+
+HEADERS = {"Cache-Control": "private, no-store", "Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff",
+           "Content-Security-Policy": pages.CSP}
+
+REFUSED = ("This dashboard link is unsigned, altered or expired. Ask Tuesday for a new one: "
+           "<code>/tuesday dashboard</code> (admins) or <code>tuesday dashboard --link</code>.")
+
+
+def _refusal(status: int, message: str) -> HTMLResponse:
+    return HTMLResponse(f"<!doctype html><html lang=en><head><meta charset=utf-8><title>Tuesday</title></head>"
+                        f"<body><p>{message}</p></body></html>", status_code=status, headers=HEADERS)
+
+
+def register(app: FastAPI, runtime, queues, links: Links, clock: Callable[[], float]) -> None:
+    """Add /metrics and the /dashboard pages to the app."""
+    settings = runtime.settings
+    registry = metrics_registry(runtime, queues, clock)
+
+    @app.get("/metrics")
+    def metrics(request: Request) -> Response:
+        """Prometheus' scrape: counts and versions, no ticket text; a bearer token when TUESDAY_METRICS_TOKEN is set."""
+        if not authorized(settings.metrics_token, request.headers.get("authorization")):
+            return JSONResponse({"error": "send Authorization: Bearer <TUESDAY_METRICS_TOKEN>"}, status_code=401,
+                                headers={"WWW-Authenticate": 'Bearer realm="tuesday-metrics"'})
+        return Response(scrape(registry), media_type=CONTENT_TYPE_LATEST, headers={"Cache-Control": "no-store"})
+
+    def render(name: str, title: str, request: Request, build: Callable[[datetime, datetime, int, str], str],
+               windowed: bool = True):
+        if not links.enabled:
+            return JSONResponse({"error": "not found"}, status_code=404)
+        if not links.verify(request.url.path, request.query_params):
+            return _refusal(403, REFUSED)
+        raw = request.query_params.get("days") or str(DEFAULT_DAYS)
+        if not (raw.isascii() and raw.isdigit() and 1 <= int(raw) <= MAX_DAYS):
+            return _refusal(400, f"days must be a whole number from 1 to {MAX_DAYS}.")
+        days = int(raw)
+        expires = int(request.query_params["expires"])
+        now = datetime.fromtimestamp(clock(), timezone.utc)
+        since, until = window(days, now)
+        bucket = "week" if days > WEEKLY_AFTER_DAYS else "day"
+        try:
+            body = build(since, until, days, bucket)
+        except ArtifactError as exc:
+            log.error("dashboard %s: artifact store unavailable: %s", name, exc)
+            return _refusal(503, "The artifact store is unavailable; retry in a moment.")
+
+        def href(path: str, window_days: int) -> str:
+            return f"{links.relative(path, expires)}&days={window_days}"
+
+        heading = f"{title}, last {days} days" if windowed else f"{title}, all time"
+        html = pages.page(name, heading, body, href=href, days=days,
+                          expires_at=datetime.fromtimestamp(expires, timezone.utc).strftime("%Y-%m-%d %H:%M"),
+                          generated_at=now.strftime("%Y-%m-%d %H:%M"))
+        return HTMLResponse(html, headers=HEADERS)
+
+    # Plain `def`s: FastAPI runs them in its thread pool, so the SQL they wait on blocks no other request.
+    @app.get("/dashboard")
+    def dashboard(request: Request) -> Response:
+        return render("overview", "Overview", request, lambda since, until, days, bucket: pages.overview_body(
+            overview(runtime, since, until), timeline(runtime, since, until, bucket=bucket),
+            runtime.production.name(), bucket))
+
+    @app.get("/dashboard/labels")
+    def dashboard_labels(request: Request) -> Response:
+        return render("labels", "Labels", request,
+                      lambda since, until, days, bucket: pages.labels_body(per_label(runtime, since, until)))
+
+    @app.get("/dashboard/drift")
+    def dashboard_drift(request: Request) -> Response:
+        return render("drift", "Drift", request,
+                      lambda since, until, days, bucket: pages.drift_body(drift(runtime, since, until)))
+
+    @app.get("/dashboard/versions")
+    def dashboard_versions(request: Request) -> Response:
+        return render("versions", "Versions", request, lambda since, until, days, bucket: pages.versions_body(
+            versions(runtime), runtime.production.history()), windowed=False)

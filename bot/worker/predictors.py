@@ -1,0 +1,109 @@
+"""The served predictors: a version fetched, verified, loaded, checked and swapped in; its thresholds."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from bot.runtime import Runtime
+from inference.errors import ModelError, RegistryError
+from inference.predictor import Predictor
+from inference.registry import VersionInfo
+from inference.task import Task, load_task
+
+log = logging.getLogger(__name__)
+
+
+class PredictorCache:
+    """This process's predictor for the production version; it follows the production pointer."""
+
+    def __init__(self, production_name: Callable[[], str | None], load: Callable[[str], Predictor]):
+        self._production_name, self._load = production_name, load
+        self.version: str | None = None
+        self.predictor: Predictor | None = None
+        self.loads = 0
+
+    def get(self) -> Predictor:
+        # One small SQL read per ticket: cheap next to a prediction, and no signal to miss.
+        name = self._production_name()
+        if name is None:
+            raise RegistryError("no production model yet: train and promote one (`tuesday train`)")
+        if name != self.version or self.predictor is None:
+            # Download and verify, load and check, then swap, then close: a version whose files
+            # fail their sha256, fail to load or fail the check raises here and leaves the old predictor in place (the job
+            # fails and is retried; nothing is half-swapped).
+            new = self._load(name)
+            old, self.predictor, self.version = self.predictor, new, name
+            self.loads += 1
+            log.info("serving model %s", name)
+            if old is not None:
+                old.close()
+        return self.predictor
+
+    def close(self) -> None:
+        if self.predictor is not None:
+            self.predictor.close()
+        self.predictor, self.version = None, None
+
+
+def version_task(runtime: Runtime, info: VersionInfo) -> Task:
+    """The task a version was trained on (its own task.yaml), else the runtime's."""
+    # The version's own task.yaml fixes the prompt and labels it learned, so serving stays
+    # identical to training even after the team edits the task file (until the next retrain).
+    task_file = Path(info.path) / "task.yaml"
+    if not task_file.exists() and "task.yaml" in info.manifest.get("artifacts", {}):
+        runtime.registry.fetch(info.name, ["task.yaml"])
+    return load_task(task_file) if task_file.exists() else runtime.task
+
+
+def load_version(runtime: Runtime, name: str) -> Predictor:
+    """The served predictor of a version (whatever its family), its files fetched and verified."""
+    from inference.serving import load_predictor
+
+    info = runtime.registry.fetch(name)
+    task = version_task(runtime, info)
+    predictor = load_predictor(info, task, threads=runtime.settings.threads, reasons=runtime.settings.reasons)
+    try:
+        check_predictor(predictor, task)
+    except BaseException:
+        predictor.close()
+        raise
+    return predictor
+
+
+CHECK_TEXT = "Hello, I have a question about my account."
+
+
+def check_predictor(predictor: Predictor, task: Task) -> None:
+    """One prediction before a new model takes traffic: a label of its task and a real distribution."""
+    import math
+
+    got = predictor.predict(CHECK_TEXT)
+    total = sum(got.probabilities.values())
+    if (got.label not in task.labels or set(got.probabilities) != set(task.labels)
+            or not all(math.isfinite(p) for p in got.probabilities.values()) or abs(total - 1.0) > 1e-3):
+        raise ModelError(f"model {got.model_version or '?'} failed its check before serving: label {got.label!r}, "
+                         f"probabilities over {sorted(got.probabilities)} summing to {total:.4f}")
+
+
+DEFAULT_THRESHOLD = 0.5  # abstain threshold of a version without calibration (older, or built without a holdout)
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Where a version's suggestions are cut: below `abstain` unsure, below `handoff` out of scope."""
+
+    abstain: float
+    handoff: float = 0.0
+    handoff_label: str | None = None
+
+
+def version_thresholds(info: VersionInfo, task: Task, override: float | None = None) -> Thresholds:
+    """The version's calibrated thresholds; `override` (TUESDAY_CONFIDENCE_THRESHOLD) replaces the abstain one."""
+    calibration = info.manifest.get("calibration") or {}
+    abstain = override if override is not None else calibration.get("abstain_threshold")
+    handoff = calibration.get("handoff_threshold") if task.handoff_label else None
+    return Thresholds(abstain=DEFAULT_THRESHOLD if abstain is None else float(abstain),
+                      handoff=float(handoff or 0.0), handoff_label=task.handoff_label)

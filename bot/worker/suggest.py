@@ -1,0 +1,165 @@
+"""The suggest job: label a stored ticket with the production model and post it to the triage channel."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot.helpdesk.adapters import ticket_link
+from bot.monitor.label_priors import PriorCache, reweigh
+from bot.runtime import Runtime, slack_client
+from bot.settings import Settings
+from bot.slack.blocks import suggestion_blocks, suggestion_text
+from bot.store.base import as_utc
+from bot.store.tickets import add_suggestion, get_ticket, latest_suggestion, set_slack_message
+from bot.worker.predictors import PredictorCache, Thresholds, load_version, version_task, version_thresholds
+from bot.worker.shadow_runner import ShadowRunner
+from inference.errors import TuesdayError
+
+log = logging.getLogger(__name__)
+
+
+class TicketNotFound(TuesdayError):
+    """The job names a ticket the store does not hold."""
+
+
+POSTED_EVENT = "tuesday_suggestion"  # metadata event type on every suggestion message
+
+HISTORY_PAGES = 20  # pages of 200 messages searched for an already posted suggestion
+
+
+def find_posted(slack: WebClient, channel: str, suggestion_id: int, since: datetime) -> dict | None:
+    """{channel, ts} of the message already posted for a suggestion (posted after `since`), by its metadata."""
+    cursor = None
+    # Only messages newer than the suggestion row can be its post, however busy the channel.
+    oldest = f"{as_utc(since).timestamp() - 5:.6f}"
+    for _ in range(HISTORY_PAGES):
+        try:
+            page = slack.conversations_history(channel=channel, oldest=oldest, limit=200, cursor=cursor,
+                                               include_all_metadata=True)
+        except SlackApiError as exc:
+            # No history scope, or a channel given by name: post (at worst twice) rather than never.
+            log.warning("cannot look for an earlier post in %s: %s", channel, exc.response.get("error"))
+            return None
+        for message in page.get("messages", []):
+            meta = message.get("metadata") or {}
+            if meta.get("event_type") == POSTED_EVENT and meta.get("event_payload", {}).get("suggestion_id") == suggestion_id:
+                return {"channel": page.get("channel") or channel, "ts": message["ts"]}
+        cursor = (page.get("response_metadata") or {}).get("next_cursor")
+        if not cursor:
+            return None
+    return None
+
+
+class Suggester:
+    """What the suggest job needs: the runtime, a predictor cache and a Slack client."""
+
+    def __init__(self, runtime: Runtime, slack: WebClient | None, predictors: PredictorCache | None = None,
+                 shadow: ShadowRunner | None = None):
+        self.runtime, self.slack = runtime, slack
+        self.predictors = predictors or PredictorCache(runtime.production.name, lambda name: load_version(runtime, name))
+        self._thresholds: dict[str, Thresholds] = {}
+        self.priors = PriorCache(runtime.sessions)  # label frequencies of the live stream (TUESDAY_PRIOR_ADJUSTMENT)
+        # The version in shadow (bot.shadow), if an admin or the shadow gate named one: its own predictor.
+        self.shadow = shadow or ShadowRunner(runtime.sessions, lambda name: load_version(runtime, name),
+                                             self.thresholds)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Suggester:
+        return cls(Runtime(settings), slack_client(settings))
+
+    def close(self) -> None:
+        self.predictors.close()
+        self.shadow.close()
+
+    def thresholds(self, version: str) -> Thresholds:
+        """A version's thresholds under this process's settings (kept: a committed version never changes)."""
+        if version not in self._thresholds:
+            info = self.runtime.registry.get(version)
+            self._thresholds[version] = version_thresholds(info, version_task(self.runtime, info),
+                                                           self.runtime.settings.confidence_threshold)
+        return self._thresholds[version]
+
+    def run(self, ticket_id: int) -> dict:
+        """Predict (once), store, post (once); safe to re-run after a failure at any step."""
+        settings = self.runtime.settings
+        sessions = self.runtime.sessions
+        with sessions() as session:
+            ticket = get_ticket(session, ticket_id)
+            if ticket is None:
+                raise TicketNotFound(f"no ticket {ticket_id} in the store")
+            row = latest_suggestion(session, ticket_id)
+        # A retried job (Slack was down) reuses the stored suggestion instead of predicting again.
+        retried = row is not None
+        if row is None:
+            if self.runtime.production.name() is None:
+                # Not a failure: the ticket waits, counted by `/tuesday status`, and the first
+                # promotion (or the sweeper after it) queues it again.
+                log.info("ticket %s waits: no production model yet", ticket.id)
+                return {"ticket_id": ticket.id, "status": "waiting", "model_version": None}
+            predictor = self.predictors.get()
+            # process_time, not thread_time: llama.cpp computes on its own thread pool, which
+            # thread_time (this thread only) would miss; a worker runs one job at a time, so the
+            # process's CPU time over the call is the prediction's (what a CPU-hour buys).
+            cpu = time.process_time()
+            prediction = predictor.predict(ticket.model_text)
+            cpu_ms = (time.process_time() - cpu) * 1000.0
+            prior = self.priors.applied(prediction.model_version) if settings.prior_adjustment else None
+            if prior is not None:
+                prediction = reweigh(prediction, prior)
+            cut = self.thresholds(prediction.model_version)
+            with sessions() as session:
+                row = add_suggestion(session, ticket.id, prediction, threshold=cut.abstain,
+                                     handoff_threshold=cut.handoff, handoff_label=cut.handoff_label, cpu_ms=cpu_ms,
+                                     prior_id=prior.id if prior is not None else None)
+            log.info("ticket %s: %s %s (%.2f) by %s", ticket.id, row.routing, row.label or "-", row.confidence,
+                     row.model_version)
+        if row.slack_ts is None and self.slack is not None:
+            # A worker killed between Slack's answer and the store's write left a posted message
+            # the store does not know of: find it by its metadata rather than post it twice.
+            found = find_posted(self.slack, settings.triage_channel, row.id, row.created_at) if retried else None
+            if found is None:
+                handoff = self.thresholds(row.model_version).handoff if row.out_of_scope else None
+                found = self.slack.chat_postMessage(
+                    channel=settings.triage_channel, text=suggestion_text(ticket, row),
+                    blocks=suggestion_blocks(ticket, row, self.runtime.task, handoff_threshold=handoff,
+                                             link=ticket_link(settings, ticket.source, ticket.external_id)),
+                    metadata={"event_type": POSTED_EVENT, "event_payload": {"suggestion_id": row.id}},
+                    unfurl_links=False, unfurl_media=False)
+            with sessions() as session:
+                row = set_slack_message(session, row.id, found["channel"], found["ts"])
+        # Only now the shadow version, if one is set: production's suggestion is stored and posted
+        # whatever it does, and its failures are stored as rows of its own, never raised here.
+        self.shadow.run(ticket, row)
+        return {"ticket_id": ticket.id, "suggestion_id": row.id, "label": row.label, "routing": row.routing,
+                "confidence": row.confidence, "model_version": row.model_version,
+                "slack_channel": row.slack_channel, "slack_ts": row.slack_ts}
+
+
+# The queue runs suggest_ticket(ticket_id) by dotted path in an inference worker, which builds
+# its dependencies from the environment on the first job and keeps them for the life of the
+# process (the model stays loaded between tickets). Everything above takes them as arguments.
+# The cache is keyed by the settings that built them.
+_suggesters: dict[str, Suggester] = {}
+
+
+def worker_suggester() -> Suggester:
+    """The Suggester for this process's settings (TUESDAY_* environment and .env), built on first use."""
+    settings = Settings()
+    key = settings.model_dump_json()
+    if key not in _suggesters:
+        # Settings only change under tests; drop what the old ones loaded before building anew.
+        for old in _suggesters.values():
+            old.close()
+        _suggesters.clear()
+        _suggesters[key] = Suggester.from_settings(settings)
+    return _suggesters[key]
+
+
+def suggest_ticket(ticket_id: int) -> dict:
+    """Queued job: suggest a label for a stored ticket and post it to Slack; returns a JSON-safe summary."""
+    return worker_suggester().run(int(ticket_id))

@@ -1,7 +1,7 @@
 """Tuesday as it runs in production, on one machine: web, CPU and GPU hosts as real `tuesday` processes.
 
 The hosts share only the bench's Redis, a PostgreSQL database and an artifact folder; the bench
-process plays Slack (bot.local_slack.LocalSlack) and reads the SQL store to count what happened.
+process plays Slack (bot.demo.local_slack.LocalSlack) and reads the SQL store to count what happened.
 """
 
 from __future__ import annotations

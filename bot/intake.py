@@ -25,7 +25,7 @@ with the unix-seconds timestamp in ``X-Tuesday-Timestamp``, and posts::
      "subject": "optional", "requester": "optional"}
 
 A "url" field is ignored: a link can carry a token or an email, so none is stored; messages link
-to a ticket by its id (bot.helpdesk.ticket_link).
+to a ticket by its id (bot.helpdesk.adapters.ticket_link).
 
 Slack signs ``"v0=" + hex(HMAC-SHA256(signing secret, "v0:" + timestamp + ":" + raw_body))`` into
 ``X-Slack-Signature``; /slack/events checks it here before anything parses the body.

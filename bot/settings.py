@@ -70,7 +70,7 @@ class Settings(NodeSettings):
     dashboard_link_hours: float = Field(24.0, gt=0.0, description="How long a link to the dashboard (/tuesday dashboard, tuesday dashboard --link) works, in hours; it shows ticket excerpts, so it is shorter-lived than a review sheet's.")
     metrics_token: str = Field("", description="Bearer token Prometheus must send to GET /metrics on `tuesday serve`; empty leaves /metrics open (it carries counts, versions and label names, never ticket text).")
 
-    # -- label frequencies from the live stream (bot/label_priors.py) -----------------------------
+    # -- label frequencies from the live stream (bot/monitor/label_priors.py) -----------------------------
     prior_adjustment: bool = Field(False, description="Re-estimate how often each label occurs from the production version's recent suggestions (EM on its probabilities) and re-weight its probabilities by it when serving, if it moved far enough from the training rows' frequencies.")
     prior_window: int = Field(1000, ge=10, description="How many of the production version's most recent suggestions the label-frequency estimate reads.")
     prior_min_tickets: int = Field(200, ge=1, description="Suggestions the production version needs before its label frequencies are estimated.")

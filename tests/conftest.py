@@ -207,3 +207,13 @@ def s3_env(monkeypatch, s3_endpoint, s3_bucket) -> str:
     for key, value in {**S3_KEYS, "TUESDAY_S3_ENDPOINT_URL": s3_endpoint, "TUESDAY_ARTIFACTS_URL": url}.items():
         monkeypatch.setenv(key, value)
     return url
+
+
+@pytest.fixture
+def stand_in_jobs(monkeypatch):
+    """time.sleep, builtins.int and json.loads as Tuesday jobs in this process, for tests about workers."""
+    from bot.worker.jobs import JOBS
+    from tests.stand_ins import STAND_INS
+
+    for name, function in STAND_INS.items():
+        monkeypatch.setitem(JOBS, name, function)

@@ -24,7 +24,7 @@ from bot.runtime import Runtime
 from bot.settings import Settings
 from bot.web.app import create_app
 from tests import dashboard_data as data
-from tests.test_commands import SIGNING_SECRET, GroupSlack, Parts
+from tests.slash import SIGNING_SECRET, GroupSlack, Parts
 
 REDIS_DB = 8  # this module's own database on the local Redis, flushed around every test
 LINK_SECRET, PUBLIC = "dashboard-link-secret", "https://tuesday.example.test"

@@ -1,23 +1,15 @@
 """Clicks become feedback: signed Slack interactivity requests against the app, a real store and Redis, Slack and
 Zendesk faked at HTTP."""
 
-import base64
-import hashlib
-import hmac
 import json
 import time
-import types
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlencode
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, inspect, select, text
 
-from bot.helpdesk.adapters import HelpdeskError, HelpdeskRefused, ZendeskAdapter, label_tag
-from bot.helpdesk.delivery import DELIVER_JOB, deliver_job, delivery_job_id
-from bot.helpdesk.outbox import recording_outbox
 from bot.lifecycle.jobs import PREPARE_JOB
 from bot.queues import Queues
 from bot.runtime import Runtime
@@ -25,160 +17,35 @@ from bot.settings import Settings
 from bot.slack.blocks import ACCEPT, CHANGE, HANDOFF, REJECT, REJECT_MODAL
 from bot.store.base import Base, make_session_factory
 from bot.store.examples import Example
-from bot.store.feedback import Feedback, UnknownLabel, UnknownSuggestion, record_feedback
-from bot.store.outbox import WriteBack
+from bot.store.feedback import UnknownLabel, UnknownSuggestion, record_feedback
 from bot.store.schema import current_revision, head_revision
-from bot.store.tickets import Ticket, add_suggestion, add_ticket, set_slack_message
 from bot.trail.curation import snapshot_store
 from bot.web.app import create_app
-from bot.worker.jobs import worker as tuesday_worker
 from inference.snapshot import read_snapshot
-from tests.conftest import local_redis
-from tests.fake_helpdesk import FakeZendesk
-from tests.fake_slack import FakeSlack
-
-SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
-CHANNEL, TS = "C0TRIAGE", "1764489600.000001"
-ZENDESK_EMAIL, ZENDESK_TOKEN = "bot@acme.example", "zd-api-token"
-
-
-# -- fixtures ---------------------------------------------------------------------------------------
-
-def flushed_redis(db: int):
-    conn = local_redis(db)
-    conn.flushdb()
-    return conn
-
-
-@pytest.fixture
-def fake_slack():
-    slack = FakeSlack().start()
-    yield slack
-    slack.stop()
-
-
-@pytest.fixture
-def fake_zendesk():
-    zendesk = FakeZendesk(ZENDESK_EMAIL, ZENDESK_TOKEN).start()
-    yield zendesk
-    zendesk.stop()
-
-
-@pytest.fixture
-def env(monkeypatch, store_url, fake_slack, fake_zendesk):
-    """The environment `tuesday serve` and a suggest worker would run with (Redis database 12)."""
-    conn = flushed_redis(12)
-    for key, value in {"REDIS_URL": "redis://127.0.0.1:6379/12", "DATABASE_URL": store_url,
-                       "SLACK_SIGNING_SECRET": SIGNING_SECRET, "SLACK_BOT_TOKEN": "xoxb-test-token",
-                       "SLACK_API_URL": fake_slack.url, "TRIAGE_CHANNEL": CHANNEL, "ZENDESK_URL": fake_zendesk.url,
-                       "ZENDESK_EMAIL": ZENDESK_EMAIL, "ZENDESK_API_TOKEN": ZENDESK_TOKEN}.items():
-        monkeypatch.setenv(f"TUESDAY_{key}", value)
-    yield
-    conn.flushdb()
-
-
-@pytest.fixture
-def parts(env):
-    """(runtime, queues, client) wired from the environment, as `tuesday serve` wires them."""
-    settings = Settings()
-    runtime, queues = Runtime(settings), Queues.from_settings(settings)
-    yield runtime, queues, TestClient(create_app(runtime, queues))
-    queues.close()
-
-
-def posted(runtime, *, source="generic", external_id="T-1", label="claim_status", confidence=0.82) -> int:
-    """A stored ticket with a suggestion posted to the triage channel; returns the suggestion id."""
-    ticket, _ = add_ticket(runtime.sessions, source=source, external_id=external_id, subject="Where is my claim?",
-                           text="Filed last week, any news?")
-    prediction = types.SimpleNamespace(label=label, confidence=confidence, reason="Asks about an open claim.",
-                                       probabilities={label: confidence}, model_version="v1", latency_ms=120.0)
-    with runtime.sessions() as session:
-        row = add_suggestion(session, ticket.id, prediction, threshold=0.5)
-        set_slack_message(session, row.id, CHANNEL, TS)
-    return row.id
-
-
-# -- Slack, as Slack sends it ---------------------------------------------------------------------
-
-def slack_sign(secret: str, timestamp: str, body: str) -> str:
-    """X-Slack-Signature: v0=hex(HMAC-SHA256(signing secret, "v0:" + timestamp + ":" + raw body))."""
-    return "v0=" + hmac.new(secret.encode(), f"v0:{timestamp}:{body}".encode(), hashlib.sha256).hexdigest()
-
-
-def post_slack(client, payload: dict, *, secret=SIGNING_SECRET, ts=None, signature=None):
-    body = urlencode({"payload": json.dumps(payload)})
-    ts = ts or str(int(time.time()))
-    return client.post("/slack/events", content=body, headers={
-        "Content-Type": "application/x-www-form-urlencoded", "X-Slack-Request-Timestamp": ts,
-        "X-Slack-Signature": signature or slack_sign(secret, ts, body)})
-
-
-def user(uid: str, name: str) -> dict:
-    return {"id": uid, "username": name, "name": name, "team_id": "T0TEST"}
-
-
-def click(suggestion_id, action_id: str, *, uid="U123", name="jane", selected: str | None = None) -> dict:
-    """A block_actions payload for one click on the suggestion message."""
-    if selected is None:
-        action = {"type": "button", "action_id": action_id, "value": str(suggestion_id)}
-    else:
-        action = {"type": "static_select", "action_id": action_id,
-                  "selected_option": {"text": {"type": "plain_text", "text": selected}, "value": selected}}
-    action.update(block_id=f"tuesday_suggestion_{suggestion_id}", action_ts="1764489700.000100")
-    return {"type": "block_actions", "team": {"id": "T0TEST", "domain": "tuesday-test"}, "user": user(uid, name),
-            "api_app_id": "A0TUESDAY", "token": "unused-verification-token", "trigger_id": "1234.5678.abcdef",
-            "container": {"type": "message", "message_ts": TS, "channel_id": CHANNEL, "is_ephemeral": False},
-            "channel": {"id": CHANNEL, "name": "triage"}, "message": {"type": "message", "ts": TS, "text": "x"},
-            "response_url": "https://hooks.slack.invalid/actions/T0TEST/1/x", "actions": [action]}
-
-
-def submission(view: dict, label: str, why: str | None, *, uid="U123", name="jane") -> dict:
-    """The view_submission Slack sends when the modal it was asked to open is saved."""
-    values = {"label": {"label": {"type": "static_select", "selected_option": {
-        "text": {"type": "plain_text", "text": label}, "value": label}}},
-        "why": {"why": {"type": "plain_text_input", "value": why}}}
-    return {"type": "view_submission", "team": {"id": "T0TEST", "domain": "tuesday-test"}, "user": user(uid, name),
-            "api_app_id": "A0TUESDAY", "token": "unused-verification-token", "trigger_id": "1234.5678.abcdef",
-            "view": {"id": "V0MODAL", "team_id": "T0TEST", "type": "modal", "callback_id": view["callback_id"],
-                     "private_metadata": view["private_metadata"], "state": {"values": values}, "hash": "1.abc"},
-            "response_urls": []}
-
-
-def wait_for(check, timeout: float = 5.0):
-    """Poll until check() is truthy: the listener's work continues after the ack."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.02)
-    raise AssertionError("timed out waiting for the listener")
-
-
-def updates(slack: FakeSlack, n: int) -> list[dict]:
-    """The bodies of the first n chat.update calls, once they have arrived."""
-    wait_for(lambda: len(slack.calls_to("chat.update")) >= n)
-    return [c["body"] for c in slack.calls_to("chat.update")]
-
-
-def feedback_rows(runtime) -> list[Feedback]:
-    with runtime.sessions() as session:
-        return list(session.scalars(select(Feedback).order_by(Feedback.id)))
-
-
-def examples(runtime) -> list[Example]:
-    with runtime.sessions() as session:
-        return list(session.scalars(select(Example).order_by(Example.id)))
-
-
-def outbox_rows(runtime) -> list[WriteBack]:
-    with runtime.sessions() as session:
-        return list(session.scalars(select(WriteBack).order_by(WriteBack.id)))
-
-
-def context_lines(blocks: list[dict]) -> list[str]:
-    return [b["elements"][0]["text"] for b in blocks if b["type"] == "context"]
-
+from tests.clicks import (  # noqa: F401  (fixtures)
+    CHANNEL,
+    SIGNING_SECRET,
+    TS,
+    ZENDESK_EMAIL,
+    ZENDESK_TOKEN,
+    click,
+    context_lines,
+    env,
+    examples,
+    fake_slack,
+    fake_zendesk,
+    feedback_rows,
+    flushed_redis,
+    outbox_rows,
+    parts,
+    post_slack,
+    posted,
+    slack_sign,
+    submission,
+    updates,
+    user,
+    wait_for,
+)
 
 # -- clicks -----------------------------------------------------------------------------------------
 
@@ -355,98 +222,6 @@ def test_oversized_slack_body_is_413(parts):
     _, _, client = parts
     payload = {**click(1, ACCEPT), "padding": "x" * 300_000}
     assert post_slack(client, payload).status_code == 413
-
-
-# -- helpdesk write-back ----------------------------------------------------------------------------
-
-def test_zendesk_write_back_adds_a_tag_and_an_internal_note_through_the_worker(parts, fake_slack, fake_zendesk):
-    runtime, queues, client = parts
-    sid = posted(runtime, source="zendesk", external_id="5158")
-    fake_zendesk.tags["5158"] = ["vip", "auto"]
-    assert post_slack(client, click(sid, ACCEPT)).status_code == 200
-    updates(fake_slack, 1)
-    [row] = feedback_rows(runtime)
-    [outbox] = outbox_rows(runtime)  # stored with the click, delivered by a job on its own queue
-    assert (outbox.feedback_id, outbox.status, outbox.attempts) == (row.id, "pending", 0)
-    job = wait_for(lambda: queues.fetch(delivery_job_id(outbox.id, 1)))
-    assert (job.func_name, job.args, job.origin) == (DELIVER_JOB, [outbox.id, 1], "writeback")
-    assert queues.suggest.count == 0 and fake_zendesk.requests == []  # nothing is written inside the click
-
-    tuesday_worker(queues, ["writeback"]).work(burst=True)
-    assert job.get_status(refresh=True) == "finished"
-    assert (job.return_value()["attempted"], job.return_value()["status"]) == (True, "delivered")
-    tags, note = fake_zendesk.requests
-    auth = "Basic " + base64.b64encode(f"{ZENDESK_EMAIL}/token:{ZENDESK_TOKEN}".encode()).decode()
-    assert (tags["method"], tags["path"], tags["body"]) == ("PUT", "/api/v2/tickets/5158/tags.json",
-                                                            {"tags": ["tuesday_claim_status"]})
-    assert tags["headers"]["Authorization"] == auth and note["headers"]["Authorization"] == auth
-    assert (note["method"], note["path"]) == ("PUT", "/api/v2/tickets/5158.json")
-    comment = note["body"]["ticket"]["comment"]
-    assert comment["public"] is False
-    assert comment["body"].startswith("Tuesday triage label: claim_status\njane accepted in Slack.")
-    assert fake_zendesk.tags["5158"] == ["vip", "auto", "tuesday_claim_status"]  # added, nothing replaced
-    [outbox] = outbox_rows(runtime)
-    assert (outbox.status, outbox.attempts) == ("delivered", 1)
-
-
-def test_a_conflicting_label_is_not_written_back(parts, fake_slack):
-    runtime, queues, client = parts
-    sid = posted(runtime, source="zendesk", external_id="77")
-    post_slack(client, click(sid, ACCEPT, uid="U1"))
-    updates(fake_slack, 1)
-    post_slack(client, click(sid, CHANGE, uid="U2", selected=f"{sid}:policy_change"))
-    updates(fake_slack, 2)
-    first, later = feedback_rows(runtime)
-    assert later.conflict
-    [outbox] = outbox_rows(runtime)
-    assert outbox.feedback_id == first.id
-    assert queues["writeback"].job_ids == [delivery_job_id(outbox.id, 1)]
-
-
-def test_without_zendesk_settings_a_click_stores_no_write_back(env, monkeypatch, fake_zendesk, task):
-    monkeypatch.setenv("TUESDAY_ZENDESK_URL", "")
-    runtime = Runtime(Settings())
-    sid = posted(runtime, source="zendesk", external_id="9")
-    record_feedback(recording_outbox(runtime.sessions, lambda source: False), suggestion_id=sid, action="accept",
-                    label=None, user_id="U1", labels=task.labels)
-    assert outbox_rows(runtime) == []
-
-
-def test_a_write_back_on_a_worker_without_zendesk_settings_waits_for_them(env, monkeypatch, fake_zendesk, task):
-    runtime = Runtime(Settings())
-    sid = posted(runtime, source="zendesk", external_id="9")
-    record_feedback(recording_outbox(runtime.sessions, lambda source: True), suggestion_id=sid, action="accept",
-                    label=None, user_id="U1", labels=task.labels)
-    [outbox] = outbox_rows(runtime)
-    monkeypatch.setenv("TUESDAY_ZENDESK_URL", "")  # this worker was started without them
-    result = deliver_job(outbox.id, 1)
-    assert (result["attempted"], result["status"]) == (True, "pending")
-    assert "no write-back configured for zendesk tickets" in result["error"]
-    assert fake_zendesk.requests == []
-
-
-def test_zendesk_answers_are_told_apart_into_retry_later_and_give_up(fake_zendesk):
-    ticket = Ticket(id=1, source="zendesk", external_id="12", text="x")
-    with httpx.Client() as http:
-        wrong_token = ZendeskAdapter(fake_zendesk.url, ZENDESK_EMAIL, "wrong-token", http)
-        with pytest.raises(HelpdeskError, match="401") as refused:  # an admin can fix the token meanwhile
-            wrong_token.write_back(ticket, "claim_status", "because")
-        assert not isinstance(refused.value, HelpdeskRefused)
-        adapter = ZendeskAdapter(fake_zendesk.url, ZENDESK_EMAIL, ZENDESK_TOKEN, http)
-        with pytest.raises(HelpdeskRefused, match="not a Zendesk ticket id"):
-            adapter.write_back(Ticket(id=2, source="zendesk", external_id="12/../../users", text="x"), "a", "b")
-        fake_zendesk.fail_next(429, {"Retry-After": "7"})
-        with pytest.raises(HelpdeskError, match="429") as limited:
-            adapter.write_back(ticket, "claim_status", "because")
-        assert limited.value.retry_after == 7.0 and not isinstance(limited.value, HelpdeskRefused)
-        fake_zendesk.fail_next(503)
-        with pytest.raises(HelpdeskError, match="503") as unavailable:
-            adapter.write_back(ticket, "claim_status", "because")
-        assert unavailable.value.retry_after is None and not isinstance(unavailable.value, HelpdeskRefused)
-        fake_zendesk.fail_next(422)
-        with pytest.raises(HelpdeskRefused, match="422"):
-            adapter.write_back(ticket, "claim_status", "because")
-    assert label_tag("Claim Status / EU") == "tuesday_claim_status_eu"
 
 
 # -- store and wiring -------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from bot.store.feedback import Feedback, record_feedback
 from bot.store.outbox import WriteBack
 from bot.web.app import create_app
 from bot.worker.jobs import worker as tuesday_worker
-from tests.test_feedback import (  # noqa: F401
+from tests.clicks import (  # noqa: F401
     CHANNEL,
     SIGNING_SECRET,
     ZENDESK_EMAIL,
@@ -211,7 +211,7 @@ def test_a_refused_write_back_fails_at_once(parts, fake_slack, fake_zendesk):
     assert queues.fetch(delivery_job_id(row.id, 2)) is None and len(fake_zendesk.requests) == 1
 
 
-def test_a_slow_helpdesk_does_not_hold_up_suggestions(parts, fake_slack, fake_zendesk):
+def test_a_slow_helpdesk_does_not_hold_up_suggestions(parts, fake_slack, fake_zendesk, stand_in_jobs):
     runtime, queues = parts
     assert WORKER_QUEUES["writeback"] == ("writeback",) and WORKER_QUEUES["suggest"][-1] == "writeback"
     fake_zendesk.delay = 0.5

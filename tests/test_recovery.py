@@ -21,14 +21,14 @@ from bot.web.app import create_app
 from bot.worker.jobs import worker as tuesday_worker
 from bot.worker.train_job import Heartbeat
 from bot.worker.upkeep import Upkeep
-from tests.test_commands import ADMIN, MANAGER, Parts, env, fake_slack, fake_version  # noqa: F401
+from tests.slash import ADMIN, MANAGER, Parts, env, fake_slack, fake_version  # noqa: F401
 from tests.test_web import GENERIC_SECRET, post_generic
 
 REDIS_DB = 7
 
 
 @pytest.fixture
-def parts(env, fake_slack):
+def parts(env, fake_slack, stand_in_jobs):
     env.setenv("TUESDAY_GENERIC_WEBHOOK_SECRET", GENERIC_SECRET)
     p = Parts(fake_slack)
     yield p

@@ -14,7 +14,7 @@ from bot.store.examples import Example
 from bot.store.importer import import_file
 from bot.worker.jobs import worker as tuesday_worker
 from tests.conftest import TINY_CONFIG, approve_tiny_bases
-from tests.test_commands import ADMIN, CHANNEL, GROUP, LEAD, MANAGER, GroupSlack, Parts, env  # noqa: F401
+from tests.slash import ADMIN, CHANNEL, GROUP, LEAD, MANAGER, GroupSlack, Parts, env  # noqa: F401
 
 pytestmark = pytest.mark.slow
 

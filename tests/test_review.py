@@ -29,8 +29,8 @@ from inference.errors import RegistryError
 from inference.registry import REVIEW, Registry
 from inference.splits import in_holdout
 from tests.conftest import TINY_CONFIG, approve_tiny_bases
-from tests.test_commands import AGENT, CHANNEL, GROUP, LEAD, MANAGER, GroupSlack, Parts
-from tests.test_feedback import slack_sign, wait_for
+from tests.slash import AGENT, CHANNEL, GROUP, LEAD, MANAGER, GroupSlack, Parts
+from tests.clicks import slack_sign, wait_for
 
 REDIS_DB = 1  # this module's own database on the local Redis, flushed around every test
 SIGNING_SECRET = "slack-signing-secret"

@@ -28,7 +28,7 @@ from bot.worker.jobs import worker as tuesday_worker
 from bot.worker.shadow_runner import ShadowRunner
 from bot.worker.suggest import Suggester
 from bot.worker.upkeep import Upkeep
-from tests.test_commands import ADMIN, AGENT, GROUP, LEAD, MANAGER, GroupSlack, Parts, env  # noqa: F401
+from tests.slash import ADMIN, AGENT, GROUP, LEAD, MANAGER, GroupSlack, Parts, env  # noqa: F401
 from tests.test_suggest import NOTHING, copy_version
 
 REDIS_DB = 12  # this module's own database on the local Redis, flushed around every test

@@ -19,14 +19,17 @@ from bot.queues import Queues
 from tests.conftest import local_redis
 
 REDIS_DB = 6
-TUESDAY = [str(Path(sys.executable).parent / "tuesday")]
+ROOT = Path(__file__).resolve().parent.parent
+# `tuesday`, with stand-in jobs (one sleeps, one fails) that its workers run beside Tuesday's own
+TUESDAY = [sys.executable, "-m", "tests.stand_ins"]
 
 
 def start(tmp_path: Path, *args: str, **env: str) -> subprocess.Popen:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("TUESDAY_")}
     (tmp_path / "run").mkdir(exist_ok=True)
     return subprocess.Popen([*TUESDAY, *args], cwd=tmp_path / "run",
-                            env={**clean, "TUESDAY_DATA_DIR": str(tmp_path / "run" / "d"), **env},
+                            env={**clean, "TUESDAY_DATA_DIR": str(tmp_path / "run" / "d"), "PYTHONPATH": str(ROOT),
+                                 **env},
                             stdout=open(tmp_path / "out.log", "ab"), stderr=subprocess.STDOUT)
 
 

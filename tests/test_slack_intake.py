@@ -18,7 +18,7 @@ from bot.runtime import Runtime
 from bot.settings import Settings
 from bot.store.tickets import Ticket
 from bot.web.app import create_app
-from tests.test_feedback import SIGNING_SECRET, fake_slack, flushed_redis, parts, post_slack, slack_sign, wait_for  # noqa: F401
+from tests.clicks import SIGNING_SECRET, fake_slack, flushed_redis, parts, post_slack, slack_sign, wait_for  # noqa: F401
 
 INTAKE, OTHER = "C0INTAKE", "C0RANDOM"
 TS = "1764489700.000200"

@@ -19,7 +19,7 @@ from bot.store.runs import set_paused
 from bot.trail.bases import BaseNoteError, approve, approved_licenses, notes, withdraw
 from inference.base_models import RESTRICTIONS, UnapprovedBase
 from tests.conftest import TINY_CONFIG, approve_tiny_bases
-from tests.test_commands import ADMIN, MANAGER, Parts, env, fake_slack  # noqa: F401
+from tests.slash import ADMIN, MANAGER, Parts, env, fake_slack  # noqa: F401
 
 pytestmark = pytest.mark.slow
 

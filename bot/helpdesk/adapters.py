@@ -114,7 +114,7 @@ def ticket_link(settings: Settings, source: str, external_id: str) -> str | None
         return f"{settings.zendesk_url.rstrip('/')}/agent/tickets/{quote(external_id, safe='')}"
     if source == "generic" and settings.generic_ticket_url:
         return settings.generic_ticket_url.replace("{id}", quote(external_id, safe=""))
-    if source == "slack" and ":" in external_id:  # bot.listeners.SLACK_SOURCE, keyed "<channel>:<ts>"
+    if source == "slack" and ":" in external_id:  # bot.slack.listeners.payloads.SLACK_SOURCE, keyed "<channel>:<ts>"
         channel, ts = external_id.split(":", 1)
         return f"https://slack.com/archives/{quote(channel, safe='')}/p{quote(ts.replace('.', ''), safe='')}"
     return None

@@ -59,7 +59,7 @@ def new_write_back(feedback: Feedback, ticket: Ticket, suggestion: Suggestion) -
 def recording_outbox(sessions: sessionmaker[Session], writes_back: Callable[[str], bool]) -> Callable[[], Session]:
     """Sessions from `sessions` whose commits give each new feedback row to write back its outbox row.
 
-    Pass it to bot.store.record_feedback: the outbox row is then written in the very transaction that
+    Pass it to bot.store.feedback.record_feedback: the outbox row is then written in the very transaction that
     records the click, so no crash or Redis outage can leave a decision without its write-back.
     """
     def open_session() -> Session:

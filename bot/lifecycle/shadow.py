@@ -212,7 +212,7 @@ def status_line(summary: dict) -> str:
 
 
 def displaced_note(runtime, version: str | None) -> str:
-    """A warning when a retrain run's candidate waited in shadow for its result (bot.shadow_gate): it will be kept."""
+    """A warning when a retrain run's candidate waited in shadow for its result (bot.lifecycle.shadow_gate): it will be kept."""
     if not version:
         return ""
     with runtime.sessions() as session:

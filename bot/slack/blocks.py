@@ -151,7 +151,7 @@ def suggestion_blocks(ticket: Ticket, suggestion: Suggestion, task: Task, *,
     """The message for one suggestion; an abstained one (label None) asks the agent to pick.
 
     An out-of-scope one (the hand-off label) gets the ordinary buttons: Accept accepts the hand-off.
-    link: where the ticket opens (bot.helpdesk.ticket_link), shown on its title.
+    link: where the ticket opens (bot.helpdesk.adapters.ticket_link), shown on its title.
     """
     blocks = _summary_blocks(ticket, suggestion, "Please choose a label.", handoff_threshold, link)
     if suggestion.abstained:

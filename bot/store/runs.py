@@ -15,7 +15,7 @@ from bot.store.base import Base, as_utc, utc_now
 ACTIVE = ("queued", "running")
 
 # The runs that actually trained a candidate; "passed": it passed the gate and waits for a manager's
-# sign-off (TUESDAY_PROMOTION_SIGNOFF, bot.trail.signoff), which turns it into "promoted".
+# sign-off (TUESDAY_PROMOTION_SIGNOFF, bot.lifecycle.signoff), which turns it into "promoted".
 FINISHED = ("promoted", "kept", "passed")
 
 ACTIVE_SLOT = "retrain"

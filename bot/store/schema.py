@@ -106,7 +106,7 @@ def _adopt_last_release(connection: Connection, config: Config) -> None:
     have = set(inspect(connection).get_table_names())
     with Operations.context(MigrationContext.configure(connection)):
         for table, create in baseline.TABLES.items():
-            # bot.control made its tables only when first used, so an old store may lack them.
+            # bot.store.runs made its tables only when first used, so an old store may lack them.
             if table not in have:
                 create()
         for table, columns in ADDED_LATE.items():

@@ -110,7 +110,7 @@ class Suggestion(Base):
     first_click_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     last_label: Mapped[str | None] = mapped_column(String(128), nullable=True)
     clicks: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    # Since 0006: the label_priors row its probabilities were re-weighted by (bot.label_priors), so the
+    # Since 0006: the label_priors row its probabilities were re-weighted by (bot.monitor.label_priors), so the
     # model's own probabilities can be recovered; None: the model's probabilities as they came.
     prior_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
@@ -132,7 +132,7 @@ class Suggestion(Base):
 
 
 class LabelPrior(Base):
-    """The label frequencies estimated from a version's recent suggestions (bot.label_priors)."""
+    """The label frequencies estimated from a version's recent suggestions (bot.monitor.label_priors)."""
 
     __tablename__ = "label_priors"
     __table_args__ = (Index("ix_label_priors_version", "version", "id"),)
@@ -155,7 +155,7 @@ def add_ticket(sessions: sessionmaker[Session], *, source: str, external_id: str
                requester: str | None = None) -> tuple[Ticket, bool]:
     """Store a ticket once per (source, external_id), PII-masked; returns (ticket, created).
 
-    No URL is stored (a link can carry a token or an email): bot.helpdesk.ticket_link builds one
+    No URL is stored (a link can carry a token or an email): bot.helpdesk.adapters.ticket_link builds one
     from the source, the id and the settings when a message shows the ticket.
     """
     from inference.pii import mask_pii
@@ -195,7 +195,7 @@ def add_suggestion(session: Session, ticket_id: int, prediction, *, threshold: f
                    prior_id: int | None = None) -> Suggestion:
     """Record a predictor's suggestion, routed by `route`: below the threshold the label is left
     empty (unsure); below the hand-off threshold it is the hand-off label (out of scope).
-    cpu_ms: the prediction's CPU time (bot.suggest measures it), for the measures' cost;
+    cpu_ms: the prediction's CPU time (bot.worker.suggest measures it), for the measures' cost;
     prior_id: the LabelPrior its probabilities were re-weighted by, if any."""
     routing, label = route(prediction.label, float(prediction.confidence), threshold=threshold,
                            handoff_threshold=handoff_threshold, handoff_label=handoff_label)

@@ -172,7 +172,7 @@ def settle(sessions: sessionmaker[Session], example_id: int, *, label: str, reas
             raise NotConflicted(f"example {example_id} has no conflict to settle")
         ticket_id = _ticket_id(example)
         if ticket_id is not None:
-            # The ticket row is what a click locks (bot.store.record_feedback): a click and a verdict
+            # The ticket row is what a click locks (bot.store.feedback.record_feedback): a click and a verdict
             # are recorded one after the other, so a disagreeing click is never lost under a verdict.
             session.execute(update(Ticket).where(Ticket.id == ticket_id).values(id=Ticket.id))
         # Then the example itself: two verdicts at once are recorded one after the other, the second refused.

@@ -3,7 +3,7 @@
 The train job stores the answers (models/vN/review.json, see trainer.jobs.review_sheet); this
 module judges them and renders the sheet as HTML (`tuesday serve`, signed link), CSV and text.
 
-How an answer is judged: it is routed as that version's server would route it (bot.store.route,
+How an answer is judged: it is routed as that version's server would route it (bot.store.tickets.route,
 with the thresholds the version carries; TUESDAY_CONFIDENCE_THRESHOLD is a host's setting and is
 not applied): below its hand-off threshold it shows the hand-off label, below its abstain
 threshold it shows no label, else its own label. Then
@@ -30,7 +30,7 @@ from inference.registry import REVIEW
 
 PASS, FAIL, ABSTAIN = "pass", "fail", "abstain"
 ORDER = {FAIL: 0, ABSTAIN: 1, PASS: 2}
-DEFAULT_ABSTAIN = 0.5  # a version without calibration is served with this threshold (bot.suggest)
+DEFAULT_ABSTAIN = 0.5  # a version without calibration is served with this threshold (bot.worker.suggest)
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet runs a cell starting with these
 
 

@@ -64,7 +64,7 @@ class Suggester:
         self.predictors = predictors or PredictorCache(runtime.production.name, lambda name: load_version(runtime, name))
         self._thresholds: dict[str, Thresholds] = {}
         self.priors = PriorCache(runtime.sessions)  # label frequencies of the live stream (TUESDAY_PRIOR_ADJUSTMENT)
-        # The version in shadow (bot.shadow), if an admin or the shadow gate named one: its own predictor.
+        # The version in shadow (bot.lifecycle.shadow), if an admin or the shadow gate named one: its own predictor.
         self.shadow = shadow or ShadowRunner(runtime.sessions, lambda name: load_version(runtime, name),
                                              self.thresholds)
 

@@ -5,7 +5,7 @@ RQ, tickets without a (posted) suggestion are queued again, helpdesk write-backs
 delivered, a training whose heartbeat stopped is closed as failed, a retrain whose jobs Redis
 lost is queued again (or closed), a scheduled retrain is requested when one is due, and a
 candidate waiting in shadow is promoted or kept once agents labelled enough of its tickets, the
-production version's label frequencies are estimated from its recent suggestions (bot.label_priors);
+production version's label frequencies are estimated from its recent suggestions (bot.monitor.label_priors);
 one worker every few minutes checks the alert rules and the weekly digest (bot.monitor.alerts).
 """
 

@@ -1,1 +1,1 @@
-"""The system of record and the conversation: store, import, CLI, and (later) Slack and webhooks."""
+"""The system of record and the conversation: packages by role, imports flowing down (README "How it works")."""

@@ -1,5 +1,10 @@
 """The Redis connection and the RQ queues: "suggest" (CPU inference), "control" (CPU: retrain snapshots,
-the promotion gate, reports), "train" (the GPU node) and "writeback" (helpdesk write-backs from the outbox)."""
+the promotion gate, reports), "train" (the GPU node) and "writeback" (helpdesk write-backs from the outbox).
+
+Redis only delivers: the SQL store is the record, and `sweep_tickets` queues again every ticket it
+says still waits for a suggestion. Jobs are named by dotted path; workers run them through
+bot.worker.jobs, which knows no other names.
+"""
 
 from __future__ import annotations
 

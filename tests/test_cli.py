@@ -84,6 +84,17 @@ def test_second_training_on_same_data_is_not_promoted(run, labelled, tmp_path):
     assert summary["promoted"] is False  # seeded: identical metrics do not beat production
 
 
+def test_a_pause_holds_back_tuesday_train_as_it_holds_back_a_queued_retrain(run, labelled, tmp_path):
+    """`tuesday train` goes through the same gate-and-route as a queued run: paused, nothing goes live."""
+    run("import", str(labelled))
+    run("pause", "--by", "ann")
+    summary = json.loads(run("train", "--config", str(tmp_path / "tiny.yaml"), "--json").stdout)
+    assert summary["promoted"] is False and summary["why"] == "retraining was paused while it trained; not promoted"
+    assert json.loads(run("models", "--json").stdout)[0]["status"] == "candidate"
+    run("resume", "--by", "ann")
+    assert json.loads(run("train", "--config", str(tmp_path / "tiny.yaml"), "--json").stdout)["promoted"] is True
+
+
 def test_train_from_data_file_and_bad_config(run, labelled, tmp_path):
     (tmp_path / "bad.yaml").write_text("rank: 0\n")
     result = run("train", "--data", str(labelled), "--config", str(tmp_path / "bad.yaml"), ok=False)

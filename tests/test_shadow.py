@@ -24,6 +24,7 @@ from bot.store.feedback import record_feedback
 from bot.store.runs import RetrainRun, get_run, start_run
 from bot.store.shadow import ShadowSuggestion
 from bot.store.tickets import Suggestion, Ticket
+from bot.worker.jobs import JOBS
 from bot.worker.jobs import worker as tuesday_worker
 from bot.worker.shadow_runner import ShadowRunner
 from bot.worker.suggest import Suggester
@@ -262,6 +263,7 @@ def suggest_and_get(parts: Parts, suggester: Suggester, n: int, start: int) -> l
 @pytest.fixture
 def gated(env, fake_slack, trained_version):
     env.setenv("TUESDAY_SHADOW_MIN_TICKETS", "3")
+    env.setitem(JOBS, "tests.test_shadow.trained_elsewhere", trained_elsewhere)  # the GPU node's job, stood in
     p = Parts(fake_slack)
     p.runtime.production.switch(served_copy(p, trained_version).name, by="test", reason="fixture")
     yield p

@@ -1,4 +1,4 @@
-"""The `tuesday` command."""
+"""The `tuesday` command group: import, train, eval, predict, models, demo; the other groups are added from their modules."""
 
 from __future__ import annotations
 

@@ -1,1 +1,1 @@
-"""A version's life, decided in one place: retrain runs, training, the gate and its routing, shadow, sign-off, reports and status."""
+"""A version's life, decided in one place: retrains, training, the one gate-and-route, shadow, sign-off, reports, status."""

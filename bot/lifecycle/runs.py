@@ -1,4 +1,4 @@
-"""Admin state and retrain bookkeeping in SQL: the pause flag, one row per retrain run, rollback.
+"""Retrain requests and what holds them back: the triggers (command, label count, schedule), pause, rollback.
 
 Pause freezes the model, not the bot. While paused, tickets are still taken in, suggestions
 are still made by the current production model and stored, and button feedback is still

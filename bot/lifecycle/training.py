@@ -1,4 +1,4 @@
-"""One training round shared by `tuesday train`, the demo and queued retrains: snapshot → train job → gate."""
+"""One training round shared by `tuesday train`, the demo and queued retrains: snapshot → train job → gate-and-route."""
 
 from __future__ import annotations
 

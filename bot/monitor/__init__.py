@@ -1,1 +1,1 @@
-"""How the served model is doing, from the store: measures, drift, live label frequencies, alerts, the digest, /metrics and the dashboard's pages."""
+"""How the served model is doing, from the store: measures, drift, live label priors, alerts, digest, /metrics, pages."""

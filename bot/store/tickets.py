@@ -1,4 +1,4 @@
-"""The system of record: labelled examples, incoming tickets and the suggestions made for them (feedback: bot/store/feedback.py)."""
+"""Incoming tickets, the suggestions made for them and their routing, and the tickets still waiting for one."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Finding accepted work again from the SQL store: Redis only delivers, so whatever it lost is queued anew.
+"""The CPU workers' upkeep: accepted work found again from the SQL store (Redis only delivers), and the periodic chores.
 
 The CPU workers run `Upkeep.tick` once a minute: jobs of dead CPU workers are handed back to
 RQ, tickets without a (posted) suggestion are queued again, helpdesk write-backs due are
@@ -6,7 +6,7 @@ delivered, a training whose heartbeat stopped is closed as failed, a retrain who
 lost is queued again (or closed), a scheduled retrain is requested when one is due, and a
 candidate waiting in shadow is promoted or kept once agents labelled enough of its tickets, the
 production version's label frequencies are estimated from its recent suggestions (bot.monitor.label_priors);
-one worker every few minutes checks the alert rules and the weekly digest (bot.monitor.alerts).
+one worker every few minutes checks the alert rules and the weekly digest (bot.monitor.checks).
 """
 
 from __future__ import annotations

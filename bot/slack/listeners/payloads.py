@@ -1,4 +1,4 @@
-"""Slack listeners, grouped by kind; each module has a register(app, ...) that wires its plain functions."""
+"""What the listeners share: who clicked, which message, a refusal told to the clicker, and a Slack message stored as a ticket."""
 
 from __future__ import annotations
 

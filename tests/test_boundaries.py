@@ -135,6 +135,14 @@ def test_bot_is_packages_by_role_with_small_modules():
         assert doc, f"{init.relative_to(ROOT)} says in one line what its package holds"
 
 
+def test_the_demos_find_their_configs_from_their_new_home():
+    """Modules moved a level down: the files the demos read by default still exist."""
+    from bot.demo.hosts import HOSTS_CONFIG
+    from bot.demo.pipeline import DEMO_CONFIG
+
+    assert DEMO_CONFIG.is_file() and HOSTS_CONFIG.is_file()
+
+
 def lint_imports(*args: str) -> subprocess.CompletedProcess:
     command = shutil.which("lint-imports", path=str(Path(sys.executable).parent)) or shutil.which("lint-imports")
     assert command, "import-linter is installed by `make test` (the test extra)"

@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import time
+from importlib import resources
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Callable
@@ -32,6 +33,7 @@ from inference.errors import TuesdayError
 
 CHANNEL, MANAGER, ADMIN, AGENT = "C0TRIAGE", "U0MANAGER", "U0ADMIN", "U0AGENT"
 HOSTS = ("web", "cpu", "gpu")
+HOSTS_CONFIG = Path(str(resources.files("inference") / "demo" / "hosts.yaml"))  # the demo's training config
 
 
 def _tuesday() -> list[str]:
@@ -293,7 +295,7 @@ def run_hosts_demo(rt, *, root: Path, config_file: Path | None = None) -> dict:
     tickets = [{"id": f"hosts-ticket-{r['id']}", "text": r["text"], "label": r["label"]} for r in holdout[:4]]
     slack = LocalSlack(echo=echo).start()
     shutil.rmtree(root, ignore_errors=True)
-    config = str((config_file or Path(__file__).resolve().parent.parent / "inference" / "demo" / "hosts.yaml").resolve())
+    config = str((config_file or HOSTS_CONFIG).resolve())
     try:
         with ThreeHosts(root, shared=shared, slack_url=slack.url, web_port=_free_port(),
                         cpu={"TUESDAY_RETRAIN_CONFIG": config}) as three:

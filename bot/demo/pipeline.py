@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from importlib import resources
 from pathlib import Path
 
 import click
@@ -19,7 +20,7 @@ from inference.evaluation import evaluate
 from inference.llama_predictor import LlamaPredictor
 from inference.task import demo_examples_path
 
-DEMO_CONFIG = Path(__file__).resolve().parent.parent / "inference" / "demo" / "train.yaml"
+DEMO_CONFIG = Path(str(resources.files("inference") / "demo" / "train.yaml"))  # the demo's training config
 
 
 def _step(text: str) -> None:

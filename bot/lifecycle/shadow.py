@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 SHADOW_FLAG = "shadow"  # control_flags row: value = the shadow version, "" while off
 
 FAILED = "failed"  # routing of a shadow row whose model did not answer
+WAITING, DONE = "waiting", "done"
+BY = "tuesday"  # the audit log's actor for what the gate does by itself
 
 
 class ShadowRefused(ControlError):
@@ -260,10 +262,7 @@ def shadow_text(runtime) -> str:
     return "\n".join(lines)
 
 
-WAITING, DONE = "waiting", "done"
-
-BY = "tuesday"  # the audit log's actor for what the gate does by itself
-
+# -- a candidate in shadow, as the gate, its reports and sign-off see it -------------------------------
 
 def shadow_first(settings, production: str | None) -> bool:
     """Whether a candidate that passes the holdout gate goes to shadow first (there is a production to shadow)."""

@@ -125,9 +125,9 @@ def test_no_import_cycle_inside_bot_counting_imports_inside_functions():
 def test_bot_is_packages_by_role_with_small_modules():
     top = sorted(p.name for p in (ROOT / "bot").glob("*.py"))
     assert len(top) <= MAX_TOP_LEVEL_MODULES, top
-    too_long = {str(p.relative_to(ROOT)): n for top_dir in ("bot", "inference", "trainer")
-                for p in (ROOT / top_dir).rglob("*.py") if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
-    assert too_long == {}
+    lines = {str(p.relative_to(ROOT)): len(p.read_text(encoding="utf-8").splitlines())
+             for top_dir in ("bot", "inference", "trainer", "tests", "bench") for p in (ROOT / top_dir).rglob("*.py")}
+    assert len(lines) > 200 and {path: n for path, n in lines.items() if n > MAX_LINES} == {}
     for init in (ROOT / "bot").rglob("__init__.py"):
         if "migrations" in init.parts:
             continue
@@ -136,7 +136,7 @@ def test_bot_is_packages_by_role_with_small_modules():
 
 
 def test_the_demos_find_their_configs_from_their_new_home():
-    """Modules moved a level down: the files the demos read by default still exist."""
+    """The demos read their default configs from the inference package, wherever their own module lives."""
     from bot.demo.hosts import HOSTS_CONFIG
     from bot.demo.pipeline import DEMO_CONFIG
 

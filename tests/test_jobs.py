@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from bot.lifecycle.jobs import CONCLUDE_JOB, PREPARE_JOB, QUEUED_TRAIN_JOB
@@ -70,3 +72,16 @@ def test_a_job_naming_anything_else_fails_without_running(parts, tmp_path):
     assert not marker.exists()
     with pytest.raises(UnknownJob):
         job_function("subprocess.run")
+
+
+def test_a_workers_command_channel_wakes_every_second(parts):
+    """rq polls its command channel for 60 s, and a warm shutdown waits for that poll: ours polls for 1 s."""
+    runtime, queues = parts
+    w = worker(queues, ["suggest"])
+    w.subscribe()
+    try:
+        assert w.pubsub_thread.is_alive() and w.pubsub_thread.sleep_time <= 1.0
+    finally:
+        started = time.monotonic()
+        w.unsubscribe()
+        assert time.monotonic() - started < 5

@@ -61,11 +61,27 @@ class TuesdayJob(Job):
         return job_function(self.func_name)
 
 
+class TuesdayWorker(SimpleWorker):
+    """rq's SimpleWorker whose command channel thread wakes every second, so a SIGTERM ends it in seconds."""
+
+    PUBSUB_WAKE_S = 1.0
+
+    def subscribe(self):
+        # rq listens on its command channel with a 60 s poll; redis-py 8's PubSubWorkerThread.stop()
+        # joins that thread, which, once unsubscribed, can sit out the whole poll: a warm shutdown
+        # then took a minute (seen under load), past a container's grace period.
+        self.log.info("Worker %s: subscribing to channel %s", self.name, self.pubsub_channel_name)
+        self.pubsub = self.connection.pubsub()
+        self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+        self.pubsub_thread = self.pubsub.run_in_thread(sleep_time=self.PUBSUB_WAKE_S, daemon=True,
+                                                       exception_handler=self._pubsub_exception_handler)
+
+
 def worker(queues, names) -> SimpleWorker:
     """A worker over the named queues (in priority order) that runs only Tuesday's jobs.
 
     SimpleWorker runs jobs in this process: no fork, so CUDA stays usable for training, and the
     suggest worker keeps its loaded model between tickets (a forked child would not).
     """
-    return SimpleWorker([queues[name] for name in names], connection=queues.connection, serializer=JSONSerializer,
-                        job_class=TuesdayJob)
+    return TuesdayWorker([queues[name] for name in names], connection=queues.connection, serializer=JSONSerializer,
+                         job_class=TuesdayJob)

@@ -23,10 +23,10 @@ from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import sessionmaker
 
 from bot.demo.hosts import Host, _tuesday, wait_for, web_healthy
-from bot.store.production import POINTER, ProductionPointer
+from bot.store.production import production_name
 from bot.store.runs import get_run
 from bot.store.tickets import Suggestion, Ticket
-from inference.task import demo_examples_path
+from inference.task import demo_examples_path, demo_task_path, load_tasks
 
 CHANNEL, MANAGER, ADMIN = "C0BENCH", "U0MANAGER", "U0ADMIN"
 SUGGESTION_BLOCK = "tuesday_suggestion_"  # bot/slack/blocks.py: the actions block_id names the suggestion
@@ -225,9 +225,7 @@ class Observer:
         return Job.fetch(job_id, connection=self.redis, serializer=JSONSerializer).get_status(refresh=False)
 
     def production(self) -> str | None:
-        with self.sessions() as session:
-            pointer = session.get(ProductionPointer, POINTER)
-            return None if pointer is None else pointer.version
+        return production_name(self.sessions, load_tasks(demo_task_path()).routing_name)
 
     def run(self, run_id: int):
         return get_run(self.sessions, run_id)

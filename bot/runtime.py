@@ -12,35 +12,63 @@ from bot.store.base import make_session_factory
 from bot.store.production import Production
 from inference.base_models import smollm2_gguf
 from inference.registry import Registry
-from inference.task import Task, demo_task_path, load_task
+from inference.task import Task, TaskSet, demo_task_path, load_tasks
 
 
 class Runtime:
-    def __init__(self, settings: Settings):
+    """Settings, store, registry and one task's view of them (the routing task unless `for_task` chose another)."""
+
+    def __init__(self, settings: Settings, task_name: str | None = None, parent: Runtime | None = None):
         self.settings = settings
+        self.task_name = task_name
+        self._parent = parent  # a task's view shares its parent's store, registry and task file
 
     @cached_property
     def task_path(self) -> Path:
-        return self.settings.task_file or demo_task_path()
+        return self._parent.task_path if self._parent else (self.settings.task_file or demo_task_path())
+
+    @cached_property
+    def tasks(self) -> TaskSet:
+        """Every task of this deployment (a single-task file is a set of one)."""
+        return self._parent.tasks if self._parent else load_tasks(self.task_path)
 
     @cached_property
     def task(self) -> Task:
-        return load_task(self.task_path)
+        return self.tasks[self.task_name] if self.task_name else self.tasks.routing
+
+    def for_task(self, name: str) -> Runtime:
+        """This runtime seen from one task: the same settings, store and registry; that task's production."""
+        task = self.tasks[name]  # an unknown name fails here, saying which tasks there are
+        return Runtime(self.settings, task.name, parent=self._parent or self)
+
+    def for_version(self, name: str) -> Runtime:
+        """This runtime seen from the task a stored version was trained for (this one when its task is not here)."""
+        task = self.registry.get(name).manifest.get("task")
+        return self.for_task(task if task in self.tasks.names else self.tasks.routing_name)
+
+    def each_task(self) -> list[Runtime]:
+        """One runtime per task, the routing task first."""
+        names = [self.tasks.routing_name] + [n for n in self.tasks.names if n != self.tasks.routing_name]
+        return [self.for_task(n) for n in names]
 
     @cached_property
     def sessions(self):
+        if self._parent is not None:
+            return self._parent.sessions
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         return make_session_factory(self.settings.store_url)
 
     @cached_property
     def registry(self) -> Registry:
         """Model versions in the shared artifact store, with this host's verified cache."""
-        return self.settings.registry()
+        return self._parent.registry if self._parent is not None else self.settings.registry()
 
     @cached_property
     def production(self) -> Production:
         """Which version is live, from the SQL store every host shares."""
-        return Production(self.sessions, self.registry)
+        others = frozenset(self.tasks.names) - {self.task.name}
+        return Production(self.sessions, self.registry, self.task.name,
+                          others if self.task.name == self.tasks.routing_name else None)
 
     def base_model(self, override: Path | None = None) -> Path:
         return override or self.settings.base_model or smollm2_gguf()

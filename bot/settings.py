@@ -12,6 +12,23 @@ from inference.settings import NodeSettings
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
+def field_map(text: str) -> dict[str, tuple[str, str]]:
+    """TUESDAY_HELPDESK_FIELDS as {task: ("tag", prefix) | ("field", custom field id)}.
+
+    >>> field_map("priority=field:360001234, type=tag:type_")
+    {'priority': ('field', '360001234'), 'type': ('tag', 'type_')}
+    """
+    found = {}
+    for entry in filter(None, (part.strip() for part in text.split(","))):
+        task, _, target = entry.partition("=")
+        kind, _, value = target.strip().partition(":")
+        task, kind, value = task.strip(), kind.strip(), value.strip()
+        if not task or kind not in ("tag", "field") or (kind == "field" and not value.isdigit()):
+            raise ValueError(f"helpdesk_fields: {entry!r} is not TASK=tag:PREFIX or TASK=field:ID (a number)")
+        found[task] = (kind, value)
+    return found
+
+
 class Settings(NodeSettings):
     """The web host's and CPU workers' settings: the shared ones plus SQL, Redis, Slack and the helpdesk."""
 
@@ -39,6 +56,7 @@ class Settings(NodeSettings):
     zendesk_url: str = Field("", description="Zendesk account URL (https://<subdomain>.zendesk.com) to write decided labels back to as tags and an internal note, and to link messages to tickets; empty means no write-back and no link.")
     zendesk_email: str = Field("", description="Email of the Zendesk agent whose API token writes back.")
     zendesk_api_token: str = Field("", description="Zendesk API token of that agent (basic auth as <email>/token).")
+    helpdesk_fields: str = Field("", description="Where each task's decided label is written in Zendesk, comma-separated TASK=tag:PREFIX (a tag, the label after the prefix) or TASK=field:ID (a custom field; a drop-down's option tags must be the labels); a task not named becomes a tag, tuesday_<label> for the routing task and tuesday_<task>_<label> for the others.")
 
     # -- Slack -----------------------------------------------------------------------------------
     slack_bot_token: str = Field("", description="Slack bot token (xoxb-...); empty means suggestions are stored but not posted.")
@@ -92,6 +110,12 @@ class Settings(NodeSettings):
         # `.env.example` copied as-is sets these to "", which would otherwise become Path(".")
         # or fail to parse as a number.
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("helpdesk_fields")
+    @classmethod
+    def _fields(cls, value: str) -> str:
+        field_map(value)  # a bad entry fails at start, not at the first write-back
+        return value
 
     @field_validator("digest_day")
     @classmethod

@@ -22,6 +22,7 @@ from bot.web.app import create_app
 from tests.conftest import local_redis
 from tests.fake_helpdesk import FakeZendesk
 from tests.fake_slack import FakeSlack
+from tests.demo_names import DEMO_TASK
 
 SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 CHANNEL, TS = "C0TRIAGE", "1764489600.000001"
@@ -79,7 +80,7 @@ def posted(runtime, *, source="generic", external_id="T-1", label="claim_status"
     prediction = types.SimpleNamespace(label=label, confidence=confidence, reason="Asks about an open claim.",
                                        probabilities={label: confidence}, model_version="v1", latency_ms=120.0)
     with runtime.sessions() as session:
-        row = add_suggestion(session, ticket.id, prediction, threshold=0.5)
+        row = add_suggestion(session, ticket.id, prediction, threshold=0.5, task=DEMO_TASK)
         set_slack_message(session, row.id, CHANNEL, TS)
     return row.id
 

@@ -18,13 +18,26 @@ TINY_CONFIG = {"epochs": 3, "batch_size": 8, "learning_rate": 0.05, "rank": 8, "
 
 @pytest.fixture(autouse=True)
 def isolated_env(monkeypatch, tmp_path):
-    """No TUESDAY_* variable or .env file from the developer's shell leaks into a test."""
+    """No TUESDAY_* variable or .env file from the developer's shell leaks into a test.
+
+    A test runs with one task, the demo's routing task (topic), unless it asks for the demo's two
+    (`two_tasks`): most tests are about one field's life; tests/test_fields*.py, the demos' and the
+    three hosts' tests are about several."""
     for key in list(os.environ):
         if key.startswith("TUESDAY_"):
             monkeypatch.delenv(key)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("TUESDAY_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("TUESDAY_THREADS", "2")
+    one = tmp_path / "topic-task.yaml"
+    one.write_text(load_task(demo_task_path()).to_yaml(), encoding="utf-8")
+    monkeypatch.setenv("TUESDAY_TASK_FILE", str(one))
+
+
+@pytest.fixture
+def two_tasks(monkeypatch):
+    """The built-in demo deployment as it ships: topic (routing) and urgency."""
+    monkeypatch.delenv("TUESDAY_TASK_FILE")
 
 
 @pytest.fixture(scope="session")

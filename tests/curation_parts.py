@@ -26,6 +26,7 @@ from bot.web.app import create_app
 from bot.worker.jobs import worker as tuesday_worker
 from tests.clicks import SIGNING_SECRET, posted, slack_sign, user, wait_for
 from tests.fake_slack import FakeSlack
+from tests.demo_names import DEMO_TASK
 
 REDIS_DB = 3  # this module's own database on the local Redis, flushed around every test
 CHANNEL = "C0TRIAGE"
@@ -63,7 +64,7 @@ def parts(env):
 
 def add_examples(runtime, n: int, start: int = 0, label: str = "claim_status") -> None:
     with runtime.sessions() as session:
-        session.add_all([Example(source="import", external_id=str(i), text=f"where is my claim number {i} now",
+        session.add_all([Example(task=DEMO_TASK, source="import", external_id=str(i), text=f"where is my claim number {i} now",
                                  label=label) for i in range(start, start + n)])
         session.commit()
 

@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from bot.store.feedback import Feedback
 from bot.store.tickets import Suggestion, Ticket
 from inference.registry import DRIFT
+from tests.demo_names import DEMO_TASK
 
 B, C, H, P = "billing_dispute", "claim_status", "hand_off", "policy_change"
 REFERENCE = {"holdout_similarity": {"n": 40, "p05": 0.6, "p50": 0.8, "min": 0.5},
@@ -96,14 +97,14 @@ def fill(runtime, now: datetime) -> None:
                 s.add(ticket)
                 s.flush()
                 posted = at + timedelta(seconds=2)
-                row = Suggestion(ticket_id=ticket.id, label=label, routing=routing, confidence=0.9,
+                row = Suggestion(task=DEMO_TASK, ticket_id=ticket.id, label=label, routing=routing, confidence=0.9,
                                  model_version=version, latency_ms=float(latency), cpu_ms=CPU_MS, created_at=at,
                                  posted_at=posted, nearest_similarity=similarity, predicted_label=label or C,
                                  slack_channel="C0TRIAGE", slack_ts=f"{n}.0")
                 s.add(row)
                 s.flush()
                 for i, (action, click_label) in enumerate(clicks):
-                    s.add(Feedback(suggestion_id=row.id, ticket_id=ticket.id, user_id=f"U{i}", action=action,
+                    s.add(Feedback(task=DEMO_TASK, suggestion_id=row.id, ticket_id=ticket.id, user_id=f"U{i}", action=action,
                                    label=click_label, model_version=version,
                                    created_at=posted + timedelta(seconds=review_s + 3600 * i)))
         s.add(Ticket(source="test", external_id="waiting", text="no suggestion yet", created_at=now))
@@ -136,7 +137,7 @@ def fill_history(runtime, now: datetime, days: int = 28, seed: int = 7) -> None:
                 posted = at + timedelta(seconds=2)
                 unlike = drifting and rng.random() < 0.5
                 similarity = round(rng.uniform(0.35, 0.7) if unlike else rng.uniform(0.6, 0.95), 4)
-                row = Suggestion(ticket_id=ticket.id, label=label, routing=routing, confidence=rng.uniform(0.5, 0.99),
+                row = Suggestion(task=DEMO_TASK, ticket_id=ticket.id, label=label, routing=routing, confidence=rng.uniform(0.5, 0.99),
                                  model_version=version,
                                  latency_ms=rng.lognormvariate(5.5 if version == "v2" else 6.0, 0.4),
                                  cpu_ms=rng.uniform(150, 400), created_at=at, posted_at=posted,
@@ -148,7 +149,7 @@ def fill_history(runtime, now: datetime, days: int = 28, seed: int = 7) -> None:
                     wrong = rng.random() < (0.25 if version == "v1" else 0.12) + (0.15 if label == B else 0.0)
                     click = (label or C) if not wrong else rng.choice([C, P, "new_claim"])
                     action = "accept" if click == label else ("change" if rng.random() < 0.8 else "reject")
-                    s.add(Feedback(suggestion_id=row.id, ticket_id=ticket.id, user_id="U0AGENT", action=action,
+                    s.add(Feedback(task=DEMO_TASK, suggestion_id=row.id, ticket_id=ticket.id, user_id="U0AGENT", action=action,
                                    label=click, model_version=version,
                                    created_at=posted + timedelta(seconds=rng.lognormvariate(5.0, 0.9))))
         s.commit()

@@ -22,6 +22,7 @@ from bot.slack.listeners.commands import register
 from bot.store.examples import Example
 from bot.store.runs import RetrainRun
 from tests.fake_slack import FakeSlack
+from tests.demo_names import DEMO_TASK
 
 REDIS_DB = 14  # this module's own database on the local Redis, flushed around every test
 SIGNING_SECRET = "slack-signing-secret"
@@ -128,7 +129,7 @@ def parts(env, fake_slack):
 def add_examples(runtime, n: int, start: int = 0, at: datetime | None = None) -> None:
     at = at or datetime.now(timezone.utc)
     with runtime.sessions() as session:
-        session.add_all([Example(source="test", external_id=str(i), text=f"where is my claim {i}", label="claim_status",
+        session.add_all([Example(task=DEMO_TASK, source="test", external_id=str(i), text=f"where is my claim {i}", label="claim_status",
                                  created_at=at) for i in range(start, start + n)])
         session.commit()
 

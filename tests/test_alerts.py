@@ -33,6 +33,7 @@ from bot.store.production import ProductionPointer
 from bot.store.tickets import Suggestion, Ticket
 from bot.worker.upkeep import Upkeep
 from tests.fake_slack import FakeSlack
+from tests.demo_names import DEMO_TASK
 
 REDIS_DB = 0  # this module's own database on the local Redis, flushed around every test
 CHANNEL, SECRET = "C0TRIAGE", "slack-signing-secret"
@@ -55,7 +56,7 @@ def runtime(store_url, fake_slack, monkeypatch):
         monkeypatch.setenv(f"TUESDAY_{key}", value)
     rt = Runtime(Settings())
     with rt.sessions() as session:
-        session.add(ProductionPointer(slot="production", version="v3", switched_at=LIVE_SINCE, event_id=1))
+        session.add(ProductionPointer(slot=DEMO_TASK, version="v3", switched_at=LIVE_SINCE, event_id=1))
         session.commit()
     return rt
 
@@ -73,13 +74,13 @@ def add(runtime, label: str, clicks: list[tuple[str, str]], *, at: datetime, ver
                             created_at=at)
             session.add(ticket)
             session.flush()
-            row = Suggestion(ticket_id=ticket.id, label=label, routing="suggested", confidence=0.9,
+            row = Suggestion(task=DEMO_TASK, ticket_id=ticket.id, label=label, routing="suggested", confidence=0.9,
                              model_version=version, latency_ms=latency_ms, created_at=at, posted_at=at,
                              slack_channel=CHANNEL, slack_ts=f"1.{ticket.id}", predicted_label=label)
             session.add(row)
             session.flush()
             if action:
-                session.add(Feedback(suggestion_id=row.id, ticket_id=ticket.id, user_id="U0AGENT", action=action,
+                session.add(Feedback(task=DEMO_TASK, suggestion_id=row.id, ticket_id=ticket.id, user_id="U0AGENT", action=action,
                                      label=given, model_version=version,
                                      created_at=at + timedelta(seconds=review_s)))
         session.commit()

@@ -110,7 +110,7 @@ def test_eval_and_predict_without_models_say_what_to_do(run):
     assert result.exit_code == 1 and "tuesday train" in result.output
 
 
-def test_demo_runs_end_to_end_on_tiny_model(run, tmp_path):
+def test_demo_runs_end_to_end_on_tiny_model(run, tmp_path, two_tasks):
     # both families by name: "auto" would train the decoder only where a GPU is
     (tmp_path / "both.yaml").write_text(json.dumps({**TINY_CONFIG, "families": ["encoder", "decoder"]}))
     result = run("demo", "--config", str(tmp_path / "both.yaml"), "--json")
@@ -123,20 +123,24 @@ def test_demo_runs_end_to_end_on_tiny_model(run, tmp_path):
     assert all(len(example["evidence"]) == 3 for example in payload["examples"])
     assert "similar: [" in result.output
     assert "before / after on the holdout" in result.output
+    # the demo deployment's second field: its own version, gated on its own holdout, shown on every example
+    assert payload["fields"]["urgency"]["version"] == "v2" and payload["fields"]["urgency"]["promoted"] is True
+    assert all(set(example["fields"]) == {"urgency"} for example in payload["examples"])
+    assert "urgency: " in result.output and "field 'urgency': training its own adapter" in result.output
 
 
 def test_a_retrain_after_the_task_changed_scores_production_with_its_own_labels(run, labelled, tmp_path):
     """An encoder in production trained on the old labels is scored with them, and the report says what changed."""
     import yaml
 
-    from inference.task import demo_task_path
+    from inference.task import demo_task_path, load_task
 
     (tmp_path / "enc.yaml").write_text(json.dumps({**TINY_CONFIG, "families": ["encoder"]}))
     run("import", str(labelled))
     first = json.loads(run("train", "--config", str(tmp_path / "enc.yaml"), "--json").stdout)
     assert first["promoted"] and first["family"] == "encoder"
 
-    spec = yaml.safe_load(demo_task_path().read_text())
+    spec = yaml.safe_load(load_task(demo_task_path()).to_yaml())  # the routing task alone, as the tests run
     spec["labels"]["travel_claim"] = "a claim for something that happened while travelling abroad"
     (tmp_path / "task2.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     second = json.loads(run("--task", str(tmp_path / "task2.yaml"), "train", "--config", str(tmp_path / "enc.yaml"),

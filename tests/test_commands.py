@@ -204,7 +204,7 @@ def test_help_and_unknown_subcommands_list_the_commands(parts):
     assert parts.slash(AGENT, "help")[1] == HELP
     assert parts.slash(AGENT, "")[1] == HELP
     text = parts.slash(AGENT, "dance")[1]
-    assert text.startswith("Unknown command `dance`") and "/tuesday rollback <version>" in text
+    assert text.startswith("Unknown command `dance`") and "/tuesday rollback [task] <version>" in text
 
 
 def test_a_badly_signed_command_is_refused(parts):

@@ -25,6 +25,7 @@ from bot.settings import Settings
 from bot.web.app import create_app
 from tests import dashboard_data as data
 from tests.slash import SIGNING_SECRET, GroupSlack, Parts
+from tests.demo_names import DEMO_TASK
 
 REDIS_DB = 8  # this module's own database on the local Redis, flushed around every test
 LINK_SECRET, PUBLIC = "dashboard-link-secret", "https://tuesday.example.test"
@@ -129,7 +130,7 @@ def test_metrics_move_with_the_store_not_with_the_process(served):
         ticket = data.Ticket(source="test", external_id="late", text="x")
         s.add(ticket)
         s.flush()
-        s.add(data.Suggestion(ticket_id=ticket.id, label=data.C, routing="suggested", confidence=0.9,
+        s.add(data.Suggestion(task=DEMO_TASK, ticket_id=ticket.id, label=data.C, routing="suggested", confidence=0.9,
                               model_version="v2", latency_ms=10.0))
         s.commit()
     after = samples(families(web.get("/metrics").text)["tuesday_suggestions"], "tuesday_suggestions_total")

@@ -30,6 +30,7 @@ from bot.worker.predictors import DEFAULT_THRESHOLD, version_thresholds
 from bot.worker.suggest import Suggester
 from inference.predictor import Suggestion as Prediction
 from inference.task import Task
+from tests.demo_names import DEMO_TASK
 
 EVIDENCE = [
     {"id": "demo:12", "text": "My claim was filed two weeks ago and I have heard nothing since. Any news on it?",
@@ -55,7 +56,7 @@ def stored(runtime, pred: Prediction, **cut) -> tuple[Ticket, Suggestion]:
     ticket, _ = add_ticket(runtime.sessions, source="generic", external_id="T-1", subject="Where is my claim?",
                            text="Filed last week, any news?")
     with runtime.sessions() as session:
-        row = add_suggestion(session, ticket.id, pred, **{"threshold": 0.5, **cut})
+        row = add_suggestion(session, ticket.id, pred, **{"threshold": 0.5, **cut}, task=DEMO_TASK)
     return ticket, row
 
 
@@ -147,16 +148,16 @@ def test_add_suggestion_stores_routing_and_evidence(runtime):
         assert (row.routing, row.label) == (SUGGESTED, "claim_status")
         assert row.evidence_rows == EVIDENCE and json.loads(row.evidence) == EVIDENCE
         unsure = add_suggestion(session, ticket.id, prediction(confidence=0.5), threshold=0.6, handoff_threshold=0.2,
-                                handoff_label="hand_off")
+                                handoff_label="hand_off", task=DEMO_TASK)
         out = add_suggestion(session, ticket.id, prediction(confidence=0.1), threshold=0.6, handoff_threshold=0.2,
-                             handoff_label="hand_off")
+                             handoff_label="hand_off", task=DEMO_TASK)
         assert (unsure.routing, unsure.label, unsure.abstained) == (UNSURE, None, True)
         assert (out.routing, out.label, out.out_of_scope, out.abstained) == (OUT_OF_SCOPE, "hand_off", True, False)
         assert out.evidence_rows == EVIDENCE  # an unsure or handed-off ticket keeps its evidence
         # callers that know nothing of evidence or hand-off (a prediction without .evidence) still work
         bare = types.SimpleNamespace(label="billing", confidence=0.3, reason="", probabilities={"billing": 0.3},
                                      model_version="v1", latency_ms=1.0)
-        legacy = add_suggestion(session, ticket.id, bare, threshold=0.5)
+        legacy = add_suggestion(session, ticket.id, bare, threshold=0.5, task=DEMO_TASK)
         assert (legacy.routing, legacy.label, legacy.evidence_rows) == (UNSURE, None, [])
 
 
@@ -253,7 +254,7 @@ def test_out_of_scope_says_so_and_keeps_the_ordinary_buttons(runtime, task):
 def stored_again(runtime, ticket, confidence) -> Suggestion:
     with runtime.sessions() as session:
         return add_suggestion(session, ticket.id, prediction(confidence=confidence), threshold=0.5,
-                              handoff_threshold=0.2, handoff_label="hand_off")
+                              handoff_threshold=0.2, handoff_label="hand_off", task=DEMO_TASK)
 
 
 def test_long_and_hostile_texts_stay_within_slacks_limits(runtime, task):

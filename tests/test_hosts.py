@@ -25,7 +25,13 @@ from tests.conftest import S3_KEYS, TINY_CONFIG, approve_tiny_bases, postgres_ur
 pytestmark = pytest.mark.slow
 
 REDIS_DB = 5  # this module's own database on the local Redis
-FIRST_LABELS = ("claim_status", "new_claim")  # v1 learns two labels; v2 all of them
+FIRST_LABELS = ("claim_status", "new_claim")  # topic's first version learns two labels; its second all of them
+FIRST_URGENCY = ("routine", "soon")  # and so does urgency's (the demo deployment's two tasks)
+
+
+def first_only(row: dict) -> dict:
+    """The row with its urgency label only when it is one the first urgency version may learn."""
+    return row if row.get("urgency") in FIRST_URGENCY else {k: v for k, v in row.items() if k != "urgency"}
 
 
 @pytest.fixture
@@ -53,13 +59,13 @@ def bucket_objects(endpoint: str, bucket: str) -> dict[str, bytes]:
 
 
 def test_the_loop_runs_across_three_hosts_that_share_no_disk(pg_url, redis_url, s3_endpoint, s3_bucket, tmp_path,
-                                                              tiny_base, tiny_bert, demo_rows):
+                                                              tiny_base, tiny_bert, demo_rows, two_tasks):
     config = tmp_path / "retrain.yaml"
     config.write_text(json.dumps({"families": ["encoder"], **TINY_CONFIG}))
     shared = {"TUESDAY_DATABASE_URL": pg_url, "TUESDAY_REDIS_URL": redis_url,
               "TUESDAY_ARTIFACTS_URL": f"s3://{s3_bucket}/tuesday", "TUESDAY_S3_ENDPOINT_URL": s3_endpoint,
               **S3_KEYS, "TUESDAY_THREADS": "1"}
-    first = [r for r in demo_rows if r["label"] in FIRST_LABELS][:60]
+    first = [first_only(r) for r in demo_rows if r["label"] in FIRST_LABELS][:60]
     later = [r for r in demo_rows if r["label"] not in FIRST_LABELS][:90]
     tickets = [{"id": f"ticket-{n}", "text": r["text"], "label": r["label"]} for n, r in enumerate(demo_rows[-4:])]
     slack = LocalSlack().start()
@@ -77,54 +83,67 @@ def test_the_loop_runs_across_three_hosts_that_share_no_disk(pg_url, redis_url, 
     finally:
         slack.stop()
 
-    # -- the retrains: the CPU host snapshotted, the GPU host trained, the CPU host gated --------------
-    run1, run2 = out["runs"]
-    assert (run1["status"], run1["candidate_version"], run1["production_before"]) == ("promoted", "v1", None)
-    assert (run2["status"], run2["candidate_version"], run2["production_before"]) == ("promoted", "v2", "v1"), run2
-    assert run1["snapshot"].startswith("snapshots/") and run2["snapshot"] != run1["snapshot"]
+    # -- the retrains: one run per task each time; the CPU host snapshotted, the GPU host trained, the CPU
+    # host gated each task against its own production ------------------------------------------------
+    runs = out["runs"]
+    assert [(r["task"], r["status"], r["candidate_version"], r["production_before"]) for r in runs] == [
+        ("topic", "promoted", "v1", None), ("urgency", "promoted", "v2", None),
+        ("topic", "promoted", "v3", "v1"), ("urgency", "promoted", "v4", "v2")], runs
+    assert all(r["snapshot"].startswith("snapshots/") for r in runs) and len({r["snapshot"] for r in runs}) == 4
 
-    # -- the bucket holds both versions, every file with the sha256 its manifest names -----------------
+    # -- the bucket holds every version, every file with the sha256 its manifest names -----------------
     objects = bucket_objects(s3_endpoint, s3_bucket)
-    for name in ("v1", "v2"):
+    for run in runs:
+        name = run["candidate_version"]
         manifest = json.loads(objects[f"tuesday/models/{name}/version.json"])
-        assert manifest["snapshot"] == (run1 if name == "v1" else run2)["snapshot"]
+        assert manifest["snapshot"] == run["snapshot"] and manifest["task"] == run["task"]
         for rel, meta in manifest["artifacts"].items():
             assert hashlib.sha256(objects[f"tuesday/models/{name}/{rel}"]).hexdigest() == meta["sha256"], rel
-    snapshot = [json.loads(line) for line in objects[f"tuesday/{run1['snapshot']}"].decode().splitlines()]
+    snapshot = [json.loads(line) for line in objects[f"tuesday/{runs[0]['snapshot']}"].decode().splitlines()]
     assert {row["label"] for row in snapshot} == set(FIRST_LABELS) and len(snapshot) == len(first)
+    urgency = [json.loads(line) for line in objects[f"tuesday/{runs[1]['snapshot']}"].decode().splitlines()]
+    assert {row["label"] for row in urgency} == set(FIRST_URGENCY)  # only the rows labelled for urgency
+    assert len(urgency) == sum(1 for r in first if r.get("urgency"))
 
-    # -- suggestions: the ticket that waited for v1, then v1, v2, and v1 after the rollback -----------
-    assert [s["model_version"] for s in out["suggestions"]] == ["v1", "v1", "v2", "v1"]
+    # -- suggestions: the ticket that waited for topic v1, then v1, v3, and v3 after urgency's rollback ------
+    assert [s["model_version"] for s in out["suggestions"]] == ["v1", "v1", "v3", "v3"]
+    assert [s["fields"].get("urgency") for s in out["suggestions"][1:]] == ["v2", "v4", "v2"]
     assert out["suggestions"][0]["ticket"] == "ticket-0"  # sent before any model existed
-    assert "production is now *v1* (was v2)" in out["rollback"]
+    assert "urgency production is now *v2* (was v4)" in out["rollback"]
     posts = [c["body"] for c in slack.calls_to("chat.postMessage")]
     reports = [p["text"] for p in posts if p["text"].startswith("*Retrain run")]
-    assert len(reports) == 2 and "*v1 promoted to production*" in reports[0] and "*v2 promoted" in reports[1]
-    assert len([p for p in posts if "blocks" in p]) == 4  # one suggestion message per ticket
+    assert len(reports) == 4 and "of *urgency*" in reports[1] and "*v4 promoted" in reports[3]
+    assert len([p for p in posts if "blocks" in p]) == 4  # one suggestion message per ticket, every field in it
 
-    # -- the SQL store saw every switch, with who and why, in order --------------------------------
+    # -- the SQL store saw every switch of each task, with who and why, in order ---------------------
     history = observer.production.history()
-    assert [(e["action"], e["version"], e["previous"]) for e in history] == [
-        ("promote", "v1", None), ("promote", "v2", "v1"), ("rollback", "v1", "v2")]
-    assert history[0]["by"] == f"slack:{MANAGER}" and history[2]["by"] == f"slack:{ADMIN}"
+    assert [(e["action"], e["version"], e["previous"]) for e in history] == [("promote", "v1", None),
+                                                                             ("promote", "v3", "v1")]
+    fields = observer.for_task("urgency").production.history()
+    assert [(e["action"], e["version"], e["previous"]) for e in fields] == [
+        ("promote", "v2", None), ("promote", "v4", "v2"), ("rollback", "v2", "v4")]
+    assert history[0]["by"] == f"slack:{MANAGER}" and fields[2]["by"] == f"slack:{ADMIN}"
     # -- and the audit log every admin action, oldest first ------------------------------------------
     assert [(e["actor"], e["action"], e["target"]) for e in reversed(entries(observer.sessions))] == [
         ("cli:test", "base.approve", "tiny-base"), ("cli:test", "base.approve", "tiny-bert"),
         *[(f"slack:{ADMIN}", "base.approve", note.name) for note in BUILT_IN_NOTES],
-        (MANAGER, "retrain", "run 1"), (f"slack:{MANAGER}", "promote", "v1"), (MANAGER, "retrain", "run 2"),
-        (f"slack:{MANAGER}", "promote", "v2"), (f"slack:{ADMIN}", "rollback", "v1")]
-    assert observer.production.name() == "v1"
+        (MANAGER, "retrain", "run 1"), (MANAGER, "retrain", "run 2"), (f"slack:{MANAGER}", "promote", "v1"),
+        (f"slack:{MANAGER}", "promote", "v2"), (MANAGER, "retrain", "run 3"), (MANAGER, "retrain", "run 4"),
+        (f"slack:{MANAGER}", "promote", "v3"), (f"slack:{MANAGER}", "promote", "v4"),
+        (f"slack:{ADMIN}", "rollback", "v2")]
+    assert (observer.production.name(), observer.for_task("urgency").production.name()) == ("v3", "v2")
     with observer.sessions() as session:
-        [click] = session.scalars(select(Feedback)).all()
-        assert click.action in ("accept", "change") and click.model_version == "v1"
-        assert len(session.scalars(select(Suggestion)).all()) == 4
+        clicks = session.scalars(select(Feedback)).all()
+        assert {c.task for c in clicks} <= {"topic", "urgency"} and clicks[0].action in ("accept", "change")
+        assert {(c.task, c.model_version) for c in clicks} <= {("topic", "v1"), ("urgency", "v2")}
+        assert len(session.scalars(select(Suggestion)).all()) in (7, 8)  # the first ticket's urgency may be missing
 
     # -- what each host holds: nothing shared, the GPU host without SQL or Slack ----------------------
     assert "TUESDAY_DATABASE_URL" not in gpu_env and not any(k.startswith("TUESDAY_SLACK") for k in gpu_env)
     assert not (dirs["gpu"] / "tuesday.db").exists() and not (dirs["cpu"] / "tuesday.db").exists()
     assert "TUESDAY_SLACK_SIGNING_SECRET" not in cpu_env
     served = {p.relative_to(dirs["cpu"]).parts[2] for p in (dirs["cpu"] / "cache" / "models").rglob("*.gguf")}
-    assert served == {"v1", "v2"}  # the CPU host downloaded each version it served
+    assert served == {"v1", "v2", "v3", "v4"}  # the CPU host downloaded each version it served
     assert not list((dirs["web"]).rglob("*.gguf"))  # the web host reads manifests, never weights
     for path in (dirs["cpu"] / "cache" / "models").rglob("*.gguf"):
         version = path.relative_to(dirs["cpu"] / "cache" / "models").parts[0]

@@ -23,6 +23,7 @@ from bot.worker.upkeep import Upkeep
 from inference.predictor import Suggestion as Prediction
 from inference.priors import adjust, estimate_prior, total_variation
 from tests.test_suggest import copy_version
+from tests.demo_names import DEMO_TASK
 
 REDIS_DB = 10  # this module's own database on the local Redis, flushed around every test
 TEXT = "Where is my claim? I sent the photos last week."
@@ -99,7 +100,7 @@ def store_skewed(runtime: Runtime, labels: list[str], frequent: str, n: int = 30
         ticket, _ = add_ticket(runtime.sessions, source="generic", external_id=f"earlier-{i}", text=f"earlier {i}")
         with runtime.sessions() as session:
             add_suggestion(session, ticket.id, Prediction(label=sure, confidence=0.85, probabilities=probs,
-                                                          model_version="v1"), threshold=0.0)
+                                                          model_version="v1"), threshold=0.0, task=DEMO_TASK)
         stored.append(probs)
     return stored
 

@@ -18,6 +18,7 @@ from bot.store.runs import RetrainRun
 from bot.store.tickets import Suggestion, Ticket, add_suggestion, set_slack_message
 from inference.predictor import Suggestion as Prediction
 from inference.registry import DRIFT
+from tests.demo_names import DEMO_TASK
 
 T0 = datetime(2026, 11, 2, tzinfo=timezone.utc)  # a Monday
 SINCE, UNTIL = T0, T0 + timedelta(days=7)
@@ -41,14 +42,14 @@ def suggestion(session, ticket_row, label, routing, *, at, latency, cpu=360.0, v
                clicks=(), similarity=None, predicted=None) -> Suggestion:
     """A suggestion posted 5 s after it was made, with clicks (action, label, seconds after posting)."""
     posted_at = at + timedelta(seconds=5) if posted else None
-    row = Suggestion(ticket_id=ticket_row.id, label=label, routing=routing, confidence=0.9, model_version=version,
+    row = Suggestion(task=DEMO_TASK, ticket_id=ticket_row.id, label=label, routing=routing, confidence=0.9, model_version=version,
                      latency_ms=latency, cpu_ms=cpu, created_at=at, posted_at=posted_at,
                      nearest_similarity=similarity, predicted_label=predicted or label)
     session.add(row)
     session.flush()
     start = posted_at or at
     for i, (action, click_label, after) in enumerate(clicks):
-        session.add(Feedback(suggestion_id=row.id, ticket_id=ticket_row.id, user_id=f"U{i}", action=action,
+        session.add(Feedback(task=DEMO_TASK, suggestion_id=row.id, ticket_id=ticket_row.id, user_id=f"U{i}", action=action,
                              label=click_label, model_version=version, created_at=start + timedelta(seconds=after)))
         session.flush()
     return row
@@ -80,11 +81,11 @@ def constructed(runtime) -> None:
         # outside the window: counted nowhere
         suggestion(s, t[10], C, "suggested", at=SINCE - timedelta(hours=1), latency=5000, clicks=[("change", B, 10)])
         s.add_all([
-            RetrainRun(requested_by="U1", trigger="command", status="promoted", finished_at=DAY1,
+            RetrainRun(task=DEMO_TASK, requested_by="U1", trigger="command", status="promoted", finished_at=DAY1,
                        metrics=json.dumps({"cost": {"device": "cuda", "train_s": 1500, "total_s": 1800, "cpu_s": 900}})),
-            RetrainRun(requested_by="U1", trigger="command", status="kept", finished_at=DAY2,
+            RetrainRun(task=DEMO_TASK, requested_by="U1", trigger="command", status="kept", finished_at=DAY2,
                        metrics=json.dumps({"cost": {"device": "cpu", "train_s": 3000, "total_s": 3600, "cpu_s": 7200}})),
-            RetrainRun(requested_by="U1", trigger="command", status="kept", finished_at=UNTIL + timedelta(hours=1),
+            RetrainRun(task=DEMO_TASK, requested_by="U1", trigger="command", status="kept", finished_at=UNTIL + timedelta(hours=1),
                        metrics=json.dumps({"cost": {"device": "cuda", "total_s": 3600}})),
         ])
         s.commit()
@@ -192,7 +193,7 @@ def test_posting_and_a_prediction_record_what_the_measures_read(runtime):
         evidence = [{"id": "a", "text": "x", "label": B, "reason": "", "similarity": 0.4321}]
         row = add_suggestion(s, t.id, Prediction(label=C, confidence=0.3, probabilities={B: 0.3, C: 0.7},
                                                  model_version="v1", latency_ms=12.0, evidence=evidence),
-                             threshold=0.5, cpu_ms=8.5)
+                             threshold=0.5, cpu_ms=8.5, task=DEMO_TASK)
         assert (row.label, row.predicted_label, row.nearest_similarity, row.cpu_ms) == (None, C, 0.4321, 8.5)
         assert row.posted_at is None
         first = set_slack_message(s, row.id, "C1", "1.1").posted_at
@@ -232,7 +233,7 @@ def live_tickets(runtime, version: str, start: datetime, texts_and_sims, label=B
             row = add_suggestion(s, t.id, Prediction(label=label, confidence=0.9, probabilities={label: 0.9},
                                                      model_version=version, latency_ms=10.0,
                                                      evidence=[{"id": "e", "text": "x", "label": label,
-                                                                "similarity": similarity}]), threshold=0.5)
+                                                                "similarity": similarity}]), threshold=0.5, task=DEMO_TASK)
             row.created_at = start + timedelta(minutes=i)
             s.commit()
 

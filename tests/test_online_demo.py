@@ -13,7 +13,7 @@ from tests.conftest import TINY_CONFIG, approve_tiny_bases
 pytestmark = pytest.mark.slow
 
 
-def test_online_demo_runs_ticket_to_retrain(tiny_base, tiny_bert, monkeypatch, tmp_path):
+def test_online_demo_runs_ticket_to_retrain(tiny_base, tiny_bert, monkeypatch, tmp_path, two_tasks):
     import redis
 
     conn = redis.Redis(host="127.0.0.1", port=6379, db=8)
@@ -34,13 +34,23 @@ def test_online_demo_runs_ticket_to_retrain(tiny_base, tiny_bert, monkeypatch, t
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout[result.stdout.rindex("\n{\n") + 1:])
     assert [t["status"] for t in summary["tickets"]] == ["queued"] * 6
-    assert len(summary["clicks"]) == 6 and summary["updated"] >= 6
-    # six suggestions and one retrain report were posted
+    topic = [c for c in summary["clicks"] if "field" not in c]
+    urgency = [c for c in summary["clicks"] if c.get("field") == "urgency"]
+    assert len(topic) == 6 and len(urgency) <= 1 and summary["updated"] >= len(summary["clicks"])
+    # six suggestions (each with both fields) and one retrain report were posted
     assert summary["posted"] == 7
     assert "Tuesday posts" in result.output and "/tuesday retrain" in result.output
+    assert "*urgency*: `" in result.output  # the second field is on every message
     refusal = next(line for line in result.output.splitlines() if line.strip().startswith("U0STRANGER:"))
     assert "only Tuesday's managers" in refusal
-    assert summary["production"] in ("v1", "v2")
+    # `tuesday demo` made topic v1 and urgency v2; the retrain made v3 of the field the agent corrected,
+    # and its report names that task; the other task's production did not move
+    if urgency:
+        assert summary["retrained"] == "urgency" and urgency[0]["agent"] != urgency[0]["suggested"]
+        assert "Retrain run 1* of *urgency*" in result.output
+        assert summary["production"] == "v1" and summary["fields_production"]["urgency"] in ("v2", "v3")
+    else:
+        assert summary["retrained"] == "topic" and summary["fields_production"] == {"urgency": "v2"}
 
     # the six tickets were holdout rows; the agent's clicks made feedback examples of them, which
     # stay in the holdout: no text is on both sides of the snapshot the next retrain trains on

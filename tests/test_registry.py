@@ -24,14 +24,14 @@ def store(request, tmp_path):
                        secret_access_key="testing", region="us-east-1")
 
 
-def _version(registry, metrics=None, payload=b"weights"):
+def _version(registry, metrics=None, payload=b"weights", task="t"):
     staging = registry.stage()
     (staging / "model-q8_0.gguf").write_bytes(payload)
     (staging / "task.yaml").write_text("name: t\n")
     (staging / "adapter").mkdir()
     (staging / "adapter" / "adapter_config.json").write_text("{}")
     return registry.commit(staging, {"files": {"q8_0": "model-q8_0.gguf", "adapter": "adapter"}, "serve": "q8_0",
-                                     "metrics": metrics or {}})
+                                     "metrics": metrics or {}, "task": task})
 
 
 def test_artifact_store_basics(store, tmp_path):
@@ -130,7 +130,7 @@ def test_s3_objects_are_under_the_prefix(s3_endpoint, s3_bucket, tmp_path):
 def test_promote_switches_pointer_logs_and_retires_previous(store_url, tmp_path):
     registry = Registry(LocalArtifacts(tmp_path / "a"), tmp_path / "c")
     _version(registry), _version(registry), _version(registry)
-    production = Production(make_session_factory(store_url), registry)
+    production = Production(make_session_factory(store_url), registry, "t")
     assert production.name() is None and production.resolve().name == "v3"  # newest while none is live
     production.switch("v1", by="alice", reason="first")
     production.switch("v2", by="bob", reason="better", expect="v1")
@@ -140,7 +140,7 @@ def test_promote_switches_pointer_logs_and_retires_previous(store_url, tmp_path)
         ("v1", None, "alice", "promote"), ("v2", "v1", "bob", "promote")]
 
     # a second host sees the switch at once: same SQL, its own registry cache
-    other = Production(make_session_factory(store_url), Registry(registry.store, tmp_path / "other"))
+    other = Production(make_session_factory(store_url), Registry(registry.store, tmp_path / "other"), "t")
     assert other.name() == "v2" and other.info().name == "v2"
 
 
@@ -148,11 +148,30 @@ def test_a_switch_expecting_another_production_changes_nothing(store_url, tmp_pa
     registry = Registry(LocalArtifacts(tmp_path / "a"), tmp_path / "c")
     _version(registry), _version(registry)
     sessions = make_session_factory(store_url)
-    switch(sessions, "v1", by="a", reason="first", expect=None)
+    switch(sessions, "v1", task="t", by="a", reason="first", expect=None)
     with pytest.raises(PointerMoved):
-        switch(sessions, "v2", by="gate", reason="trained against none", expect=None)
-    production = Production(sessions, registry)
+        switch(sessions, "v2", task="t", by="gate", reason="trained against none", expect=None)
+    production = Production(sessions, registry, "t")
     assert production.name() == "v1" and len(production.history()) == 1
     with pytest.raises(RegistryError, match="no model version 'v9'"):
         production.switch("v9", by="x", reason="y")
     assert json.dumps(production.history())  # JSON-safe for `tuesday status --json`
+
+
+def test_each_task_has_its_own_pointer_versions_and_history(store_url, tmp_path):
+    registry = Registry(LocalArtifacts(tmp_path / "a"), tmp_path / "c")
+    _version(registry, task="queue"), _version(registry, task="priority"), _version(registry, task="queue")
+    sessions = make_session_factory(store_url)
+    queue, priority = Production(sessions, registry, "queue"), Production(sessions, registry, "priority")
+    assert queue.names() == ["v1", "v3"] and priority.names() == ["v2"]
+    assert queue.resolve().name == "v3" and priority.resolve().name == "v2"  # each task's newest
+    queue.switch("v1", by="a", reason="first")
+    priority.switch("v2", by="a", reason="first")
+    queue.switch("v3", by="gate", reason="better", expect="v1")
+    # A promotion of one task leaves the other's production, statuses and history as they were.
+    assert (queue.name(), priority.name()) == ("v3", "v2")
+    assert priority.statuses() == {"v2": "production"}
+    assert [h["version"] for h in priority.history()] == ["v2"] and {h["task"] for h in queue.history()} == {"queue"}
+    with pytest.raises(RegistryError, match="v2 is a version of priority, not of queue"):
+        queue.switch("v2", by="x", reason="wrong task")
+    assert queue.name() == "v3"

@@ -39,7 +39,7 @@ def test_confidence_threshold_empty_means_the_versions_calibration(monkeypatch):
         Settings()
 
 
-def test_env_example_as_copied_loads(tmp_path, monkeypatch):
+def test_env_example_as_copied_loads(tmp_path, monkeypatch, two_tasks):
     (tmp_path / ".env").write_text((ROOT / ".env.example").read_text())
     monkeypatch.chdir(tmp_path)
     settings = Settings()

@@ -31,6 +31,7 @@ from bot.worker.suggest import Suggester
 from bot.worker.upkeep import Upkeep
 from tests.slash import ADMIN, AGENT, GROUP, LEAD, MANAGER, GroupSlack, Parts, env  # noqa: F401
 from tests.test_suggest import NOTHING, copy_version
+from tests.demo_names import DEMO_TASK
 
 REDIS_DB = 12  # this module's own database on the local Redis, flushed around every test
 HANDOFF = "hand_off"
@@ -198,7 +199,7 @@ def test_the_comparison_equals_hand_computed_values(store_url, task):
     with sessions() as session:
         session.add_all([Ticket(id=n, source="t", external_id=str(n), text=f"ticket {n}") for n in cases])
         session.flush()  # no ORM relationships: the rows referred to go in first
-        session.add_all([Suggestion(id=100 + n, ticket_id=n, label=shown, confidence=0.9, model_version=version,
+        session.add_all([Suggestion(task=DEMO_TASK, id=100 + n, ticket_id=n, label=shown, confidence=0.9, model_version=version,
                                     routing="out_of_scope" if shown == HANDOFF else "suggested")
                          for n, (version, shown, _, _) in cases.items()])
         session.flush()
@@ -241,7 +242,7 @@ def gate_run(parts: Parts, version: str, *, by: str = MANAGER) -> RetrainRun:
     """A retrain run whose training (on the GPU node) returned `version` as a candidate better than production on
     the holdout; then its real gate job (conclude_run) on this CPU side."""
     with parts.runtime.sessions() as session:
-        run = RetrainRun(requested_by=by, trigger="command", status="queued", active="retrain")
+        run = RetrainRun(task=DEMO_TASK, requested_by=by, trigger="command", status="queued", active=DEMO_TASK)
         session.add(run)
         session.commit()
     start_run(parts.runtime.sessions, run.id)

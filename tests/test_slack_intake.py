@@ -269,7 +269,7 @@ def test_redis_down_after_the_store_loses_nothing(env, fake_slack):  # noqa: F81
     assert post_event(client, callback(message())).status_code == 200
     [ticket] = tickets(runtime)
     fake_version(runtime.registry, 0.5)
-    switch(runtime.sessions, "v1", by="test", reason="test")
+    switch(runtime.sessions, "v1", task=runtime.task.name, by="test", reason="test")
     queues = Queues.from_settings(runtime.settings)
     try:
         assert sweep_tickets(runtime, queues, grace=timedelta(0)) == 1

@@ -20,6 +20,7 @@ from bot.trail.bases import BaseNoteError, approve, approved_licenses, notes, wi
 from inference.base_models import RESTRICTIONS, UnapprovedBase
 from tests.conftest import TINY_CONFIG, approve_tiny_bases
 from tests.slash import ADMIN, MANAGER, Parts, env, fake_slack  # noqa: F401
+from tests.demo_names import DEMO_TASK
 
 pytestmark = pytest.mark.slow
 
@@ -191,7 +192,7 @@ def test_forget_removes_the_text_says_which_versions_saw_it_and_release_notes_fo
                            text="Water came through the cellar wall last night, what do I do?", requester="Kim")
     with rt.sessions() as session:
         suggestion = add_suggestion(session, ticket.id, Prediction(label="new_claim", confidence=0.9,
-                                                                   probabilities={"new_claim": 0.9}), threshold=0.5)
+                                                                   probabilities={"new_claim": 0.9}), threshold=0.5, task=DEMO_TASK)
     record_feedback(rt.sessions, suggestion_id=suggestion.id, action="accept", label=None, user_id="U1",
                     why="cellar flood is a new claim", labels=rt.task.labels)
     cli("train", "--config", tmp_path / "enc.yaml")
@@ -207,7 +208,7 @@ def test_forget_removes_the_text_says_which_versions_saw_it_and_release_notes_fo
     other, _ = add_ticket(rt.sessions, source="zendesk", external_id="4712", text="My cellar flooded too")
     with rt.sessions() as session:  # a later suggestion showed that row as evidence
         evidenced = add_suggestion(session, other.id, Prediction(
-            label="new_claim", confidence=0.9, probabilities={"new_claim": 0.9}, evidence=[shown]), threshold=0.5)
+            label="new_claim", confidence=0.9, probabilities={"new_claim": 0.9}, evidence=[shown]), threshold=0.5, task=DEMO_TASK)
     assert "v1: " in cli("forget", f"demo:{demo_rows[0]['id']}", "--by", "dana").output
     with rt.sessions() as session:
         stored = session.get(type(ticket), ticket.id)

@@ -94,10 +94,10 @@ def test_schedule_requests_a_retrain_when_the_last_one_is_old(parts, monkeypatch
         session.commit()
     scheduler = Upkeep(runtime, parts.queues, interval_s=0.05).start()
     deadline = time.monotonic() + 10
-    while active_run(sessions) is None and time.monotonic() < deadline:
+    while active_run(sessions, DEMO_TASK) is None and time.monotonic() < deadline:
         time.sleep(0.05)
     scheduler.stop()
-    assert active_run(sessions).trigger == "schedule"
+    assert active_run(sessions, DEMO_TASK).trigger == "schedule"
     assert parts.queues.control.job_ids[-1] == "retrain-3"  # (the finished runs' jobs were never worked)
 
 

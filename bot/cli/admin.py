@@ -40,45 +40,58 @@ def status(rt: Runtime, as_json: bool) -> None:
 @click.command()
 @click.option("--by", help="Who asks (default: your login name).")
 @click.option("--cancel", is_flag=True, help="Cancel the queued or running retrain instead (production stays).")
+@click.option("--task", "task_name", help="Only this task; default: every task (one run each).")
 @click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
 @click.pass_obj
-def retrain(rt: Runtime, by: str | None, cancel: bool, as_json: bool) -> None:
-    """Queue a retrain (a CPU worker snapshots, the GPU node trains; joins one already queued or running)."""
+def retrain(rt: Runtime, by: str | None, cancel: bool, task_name: str | None, as_json: bool) -> None:
+    """Queue a retrain of each task (a CPU worker snapshots, the GPU node trains; joins one already queued or running)."""
     from redis.exceptions import RedisError
 
     from bot.lifecycle.status import retrain_reply
 
+    scoped = [rt.for_task(task_name)] if task_name else rt.each_task()
     queues = _queues(rt)
     if cancel:
         from bot.lifecycle.retrain import cancel_run
         from bot.runtime import slack_client
 
+        if len(scoped) > 1:
+            queues.close()
+            raise click.ClickException(f"name the task whose retrain to cancel: --task {'|'.join(rt.tasks.names)}")
         try:
-            run = cancel_run(rt, queues, slack_client(rt.settings), by=f"cli:{_who(by)}")
+            run = cancel_run(scoped[0], queues, slack_client(rt.settings), by=f"cli:{_who(by)}")
         finally:
             queues.close()
         click.echo(json.dumps(run, indent=2, default=str) if as_json else
                    f"retrain run {run['id']} cancelled; production is unchanged ({run['production_before'] or 'none'})")
         return
+    results = []
     try:
-        run, created = runs.request_retrain(rt, queues, requested_by=_who(by), trigger="cli")
+        for one in scoped:
+            run, created = runs.request_retrain(one, queues, requested_by=_who(by), trigger="cli")
+            results.append((run.to_dict(), created))
     except RedisError as exc:
-        raise click.ClickException(f"the job queue is unreachable, nothing was queued: {exc}") from None
+        raise click.ClickException(f"the job queue is unreachable, nothing more was queued: {exc}") from None
     finally:
         queues.close()
-    data = {**run.to_dict(), "created": created}
-    click.echo(json.dumps(data, indent=2, default=str) if as_json else retrain_reply(run.to_dict(), created))
+    data = [{**run, "created": created} for run, created in results]
+    text = "\n".join((f"{run['task']}: " if len(rt.tasks) > 1 else "") + retrain_reply(run, created)
+                     for run, created in results)
+    click.echo(json.dumps(data[0] if len(data) == 1 else data, indent=2, default=str) if as_json else text)
 
 
 @click.command()
 @click.argument("version")
 @click.option("--by", help="Who rolls back (default: your login name).")
 @click.option("--reason", default="", help="Why, for the production history.")
+@click.option("--task", "task_name", help="The task VERSION belongs to (checked; the version's own task otherwise).")
 @click.pass_obj
-def rollback(rt: Runtime, version: str, by: str | None, reason: str) -> None:
-    """Put VERSION, which was production before, back in production (one logged SQL transaction)."""
-    event = runs.rollback(rt.production, version, by=f"cli:{_who(by)}", note=reason)
-    click.echo(f"production is now {event['version']} (was {event['previous'] or 'none'})")
+def rollback(rt: Runtime, version: str, by: str | None, reason: str, task_name: str | None) -> None:
+    """Put VERSION, which was production of its task before, back in production (one logged SQL transaction)."""
+    scoped = rt.for_task(task_name) if task_name else rt.for_version(version)
+    event = runs.rollback(scoped.production, version, by=f"cli:{_who(by)}", note=reason)
+    which = f"{scoped.task.name} production" if len(rt.tasks) > 1 else "production"
+    click.echo(f"{which} is now {event['version']} (was {event['previous'] or 'none'})")
 
 
 @click.command()

@@ -20,6 +20,14 @@ def _emit(as_json: bool, data, text: str) -> None:
     click.echo(json.dumps(data, indent=2, default=str) if as_json else text)
 
 
+TASK_HELP = "Only this task (a name from the task file); default: every task."
+
+
+def scopes(rt: Runtime, task_name: str | None) -> list[Runtime]:
+    """The runtime of the named task, or one per task (the routing task first)."""
+    return [rt.for_task(task_name)] if task_name else rt.each_task()
+
+
 class _Group(click.Group):
     """Translate Tuesday's own errors into a clean message and exit code 1."""
 
@@ -54,8 +62,10 @@ def import_cmd(rt: Runtime, file: Path, source: str, as_json: bool) -> None:
     """Load labelled examples (JSONL or CSV: text, label, optional reason, optional id)."""
     from bot.store.importer import import_file
 
-    report = import_file(file, rt.task, rt.sessions, source=source)
-    lines = [f"added {report.added}, already present {report.duplicates}, refused {len(report.errors)}"
+    report = import_file(file, rt.tasks, rt.sessions, source=source)
+    per_task = (" (" + ", ".join(f"{name} {report.by_task.get(name, 0)}" for name in rt.tasks.names) + ")"
+                if len(rt.tasks) > 1 else "")
+    lines = [f"added {report.added}{per_task}, already present {report.duplicates}, refused {len(report.errors)}"
              + (f", forgotten on request {report.forgotten}" if report.forgotten else "")]
     lines += [f"  line {n}: {msg}" for n, msg in report.errors]
     _emit(as_json, report.to_dict(), "\n".join(lines))
@@ -68,29 +78,52 @@ def import_cmd(rt: Runtime, file: Path, source: str, as_json: bool) -> None:
 @click.option("--config", "config_file", type=click.Path(path_type=Path), help="YAML/JSON of training config overrides.")
 @click.option("--data", type=click.Path(path_type=Path), help="Train on this labelled file instead of the store.")
 @click.option("--no-promote", is_flag=True, help="Keep the new version a candidate even if it passes the gate.")
+@click.option("--task", "task_name", help=TASK_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.pass_obj
-def train(rt: Runtime, base: Path | None, config_file: Path | None, data: Path | None, no_promote: bool, as_json: bool) -> None:
-    """Train a new model version, then promote it if it beats production on the holdout."""
-    summary = train_and_gate(rt, base=base, config=load_config(config_file), data=data, promote=not no_promote,
-                             progress=not as_json)
-    verdict = ("promoted to production" if summary["promoted"] else
-               f"gate passed; awaiting sign-off: tuesday promote {summary['version']} --by NAME"
-               if summary.get("awaiting_signoff") else
-               f"gate passed; in shadow until agents label {rt.settings.shadow_min_tickets} of its live tickets "
-               "(tuesday shadow)" if summary.get("awaiting_shadow") else "kept as candidate")
-    text = (f"{summary['version']}: {verdict} ({summary['why']})\n"
-            + metrics_table(rt.task, {summary["version"]: summary["metrics"]}))
-    _emit(as_json, summary, text)
+def train(rt: Runtime, base: Path | None, config_file: Path | None, data: Path | None, no_promote: bool,
+          task_name: str | None, as_json: bool) -> None:
+    """Train a new model version of each task (or of one), then promote it if it beats that task's production."""
+    summaries, texts = [], []
+    for scoped in scopes(rt, task_name):
+        summary = train_and_gate(scoped, base=base, config=load_config(config_file), data=data,
+                                 promote=not no_promote, progress=not as_json)
+        verdict = ("promoted to production" if summary["promoted"] else
+                   f"gate passed; awaiting sign-off: tuesday promote {summary['version']} --by NAME"
+                   if summary.get("awaiting_signoff") else
+                   f"gate passed; in shadow until agents label {rt.settings.shadow_min_tickets} of its live tickets "
+                   "(tuesday shadow)" if summary.get("awaiting_shadow") else "kept as candidate")
+        label = f"{scoped.task.name} " if len(rt.tasks) > 1 else ""
+        texts.append(f"{label}{summary['version']}: {verdict} ({summary['why']})\n"
+                     + metrics_table(scoped.task, {summary["version"]: summary["metrics"]}))
+        summaries.append({"task": scoped.task.name, **summary})
+    _emit(as_json, summaries[0] if len(summaries) == 1 else summaries, "\n\n".join(texts))
+
+
+def version_scopes(rt: Runtime, task_name: str | None, version: str | None) -> list[Runtime]:
+    """A named version's task, else the named task, else every task."""
+    return [rt.for_version(version)] if version else scopes(rt, task_name)
 
 
 @main.command("eval")
 @click.option("--version", help="Model version (default: production, else newest).")
+@click.option("--task", "task_name", help=TASK_HELP)
 @click.option("--data", type=click.Path(path_type=Path), help="Labelled file to score (default: the store's holdout).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def eval_cmd(rt: Runtime, version: str | None, data: Path | None, as_json: bool) -> None:
-    """Score a version and print accuracy, macro-F1, per-label precision/recall, hand-off recall."""
+def eval_cmd(rt: Runtime, version: str | None, task_name: str | None, data: Path | None, as_json: bool) -> None:
+    """Score a version of each task and print accuracy, macro-F1, per-label precision/recall, hand-off recall."""
+    results, texts = [], []
+    for scoped in version_scopes(rt, task_name, version):
+        metrics = _evaluate(scoped, version, data, as_json)
+        results.append(metrics)
+        head = f"{scoped.task.name}:\n" if len(rt.tasks) > 1 else ""
+        texts.append(head + metrics_table(scoped.task, {metrics["version"]: metrics})
+                     + f"\nexpected calibration error (served confidence): {metrics['ece']:.3f}")
+    _emit(as_json, results[0] if len(results) == 1 else results, "\n\n".join(texts))
+
+
+def _evaluate(rt: Runtime, version: str | None, data: Path | None, quiet: bool) -> dict:
     from bot.store.importer import read_labelled
     from bot.trail.curation import holdout_rows
     from inference.evaluation import evaluate
@@ -103,48 +136,62 @@ def eval_cmd(rt: Runtime, version: str | None, data: Path | None, as_json: bool)
         rows = holdout_rows(rt.sessions, rt.task, rt.settings.holdout_fraction,
                             approval_required=rt.settings.data_approval)
     if not rows:
-        raise click.ClickException("nothing to evaluate: import labelled examples or pass --data FILE")
+        raise click.ClickException(f"nothing to evaluate for {rt.task.name}: import labelled examples "
+                                   "or pass --data FILE")
     predictor = rt.predictor(version, reasons=False)
     try:
-        metrics = evaluate(predictor, rt.task, rows, progress=not as_json)
+        metrics = evaluate(predictor, rt.task, rows, progress=not quiet)
     finally:
         predictor.close()
     probabilities = metrics.pop("probabilities")
     correct = [p == r["label"] for p, r in zip(metrics.pop("predictions"), rows)]
     metrics["ece"] = expected_calibration_error([max(p) for p in probabilities], correct)
     metrics["version"] = predictor.version
-    _emit(as_json, metrics, metrics_table(rt.task, {predictor.version: metrics})
-          + f"\nexpected calibration error (served confidence): {metrics['ece']:.3f}")
+    metrics["task"] = rt.task.name
+    return metrics
 
 
 @main.command()
 @click.argument("text")
-@click.option("--version", help="Model version (default: production, else newest).")
+@click.option("--version", help="Model version (default: each task's production, else its newest).")
+@click.option("--task", "task_name", help=TASK_HELP)
 @click.option("--no-reason", is_flag=True, help="Skip the generated reason (faster).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def predict(rt: Runtime, text: str, version: str | None, no_reason: bool, as_json: bool) -> None:
-    """Suggest a label for one message."""
+def predict(rt: Runtime, text: str, version: str | None, task_name: str | None, no_reason: bool, as_json: bool) -> None:
+    """Suggest every field (each task's label) for one message."""
     from inference.pii import mask_pii
 
     masked = mask_pii(text)
-    predictor = rt.predictor(version, reasons=False if no_reason else None)
-    try:
-        suggestion = predictor.predict(masked)
-    finally:
-        predictor.close()
-    _emit(as_json, suggestion.to_dict(), suggestion_card(suggestion, masked))
+    fields, cards = {}, []
+    for scoped in version_scopes(rt, task_name, version):
+        predictor = scoped.predictor(version, reasons=False if no_reason else None)
+        try:
+            suggestion = predictor.predict(masked)
+        finally:
+            predictor.close()
+        fields[scoped.task.name] = suggestion.to_dict()
+        card = suggestion_card(suggestion, masked)
+        cards.append(f"[{scoped.task.name}]\n{card}" if len(rt.tasks) > 1 else card)
+    _emit(as_json, next(iter(fields.values())) if len(fields) == 1 else {"fields": fields}, "\n\n".join(cards))
 
 
 @main.command()
+@click.option("--task", "task_name", help=TASK_HELP)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def models(rt: Runtime, as_json: bool) -> None:
-    """List model versions with their status and holdout metrics."""
-    versions, statuses = rt.registry.versions(), rt.production.statuses()
-    data = [{"version": v.name, "status": statuses.get(v.name), "created_at": v.manifest.get("created_at"),
-             "metrics": v.metrics, "base": v.manifest.get("license", {}).get("model")} for v in versions]
-    _emit(as_json, data, models_table(versions, statuses))
+def models(rt: Runtime, task_name: str | None, as_json: bool) -> None:
+    """List each task's model versions with their status and holdout metrics."""
+    data, texts = [], []
+    for scoped in scopes(rt, task_name):
+        versions = [rt.registry.get(n) for n in scoped.production.names()]
+        statuses = scoped.production.statuses()
+        data += [{"task": scoped.task.name, "version": v.name, "status": statuses.get(v.name),
+                  "created_at": v.manifest.get("created_at"), "metrics": v.metrics,
+                  "base": v.manifest.get("license", {}).get("model")} for v in versions]
+        table = models_table(versions, statuses)
+        texts.append(f"{scoped.task.name}:\n{table}" if len(rt.tasks) > 1 else table)
+    _emit(as_json, data, "\n\n".join(texts))
 
 
 @main.command()

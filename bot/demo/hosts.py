@@ -166,6 +166,7 @@ def _finished_run(runtime, run_id: int):
 
 
 def _suggestion_for(runtime, source: str, external_id: str):
+    """The ticket's posted suggestion of the routing task (its message carries the other fields too)."""
     from sqlalchemy import select
 
     from bot.store.tickets import Suggestion, Ticket
@@ -173,7 +174,18 @@ def _suggestion_for(runtime, source: str, external_id: str):
     with runtime.sessions() as session:
         return session.scalar(select(Suggestion).join(Ticket, Ticket.id == Suggestion.ticket_id)
                               .where(Ticket.source == source, Ticket.external_id == external_id,
-                                     Suggestion.slack_ts.is_not(None)))
+                                     Suggestion.task == runtime.task.name, Suggestion.slack_ts.is_not(None)))
+
+
+def _fields_of(runtime, ticket_id: int) -> dict[str, str]:
+    """{task: model version} of every other field suggested for the ticket."""
+    from sqlalchemy import select
+
+    from bot.store.tickets import Suggestion
+
+    with runtime.sessions() as session:
+        return {s.task: s.model_version for s in session.scalars(
+            select(Suggestion).where(Suggestion.ticket_id == ticket_id, Suggestion.task != runtime.task.name))}
 
 
 def _feedback_count(runtime) -> int:
@@ -185,22 +197,30 @@ def _feedback_count(runtime) -> int:
         return session.scalar(select(func.count(Feedback.id)))
 
 
-def _retrain(three: ThreeHosts, runtime, agent, who: str) -> dict:
-    reply = agent.slash(who, "retrain")
+def _retrain(three: ThreeHosts, runtime, agent, who: str, text: str = "retrain") -> list[dict]:
+    """`/tuesday retrain [task]`: one run per task it covers, each waited for; the runs, in order."""
+    reply = agent.slash(who, text)
     click.echo(f"  {who}: {reply}")
-    run_id = int(reply.split("queued as run ")[1].split(".")[0])
-    run = three.wait(lambda: _finished_run(runtime, run_id), f"retrain run {run_id}")
-    click.echo(f"  run {run.id}: {run.status} {run.candidate_version or ''} ({run.why or run.error})")
-    return run.to_dict()
+    done = []
+    for part in reply.split("queued as run ")[1:]:
+        run_id = int(part.split(".")[0])
+        run = three.wait(lambda: _finished_run(runtime, run_id), f"retrain run {run_id}")
+        click.echo(f"  run {run.id} ({run.task}): {run.status} {run.candidate_version or ''} ({run.why or run.error})")
+        done.append(run.to_dict())
+    return done
 
 
 def drive(three: ThreeHosts, runtime, *, first_rows: list[dict], later_rows: list[dict], tickets: list[dict],
           bases: tuple[str, ...] = tuple(n.name for n in BUILT_IN_NOTES)) -> dict:
     """The loop across the three hosts (four tickets: one before any model); returns what happened at each step.
 
+    Every task of the deployment is retrained twice (the first `/tuesday retrain` builds each one's
+    first version, the second a better one); then the admin rolls back the *second* task alone (the
+    demo's urgency), and the routing task's production stays where its own gate put it.
     bases: the names of the base models the GPU host trains from, which the admin approves first.
     """
     from bot.slack.blocks import ACCEPT, CHANGE, option_value
+    from bot.slack.fields import ACCEPT_ALL
 
     out: dict = {"runs": [], "suggestions": []}
     with httpx.Client(base_url=three.url, timeout=30) as http:
@@ -219,7 +239,7 @@ def drive(three: ThreeHosts, runtime, *, first_rows: list[dict], later_rows: lis
             click.echo(f"  cpu host posted {row_.label or '(asks for a label)'} {100 * row_.confidence:.0f}% "
                        f"by {row_.model_version} for {row['id']}")
             found = {"ticket": row["id"], "id": row_.id, "label": row_.label, "model_version": row_.model_version,
-                     "slack_ts": row_.slack_ts}
+                     "slack_ts": row_.slack_ts, "fields": _fields_of(runtime, row_.ticket_id)}
             out["suggestions"].append(found)
             return found
 
@@ -235,14 +255,15 @@ def drive(three: ThreeHosts, runtime, *, first_rows: list[dict], later_rows: lis
         early, tickets = tickets[0], tickets[1:]
         send(early)
 
-        _step("manager: /tuesday retrain → cpu snapshots → gpu trains and uploads → cpu gates")
-        out["runs"].append(_retrain(three, runtime, agent, MANAGER))
+        _step("manager: /tuesday retrain → cpu snapshots → gpu trains and uploads → cpu gates (one run per task)")
+        out["runs"] += _retrain(three, runtime, agent, MANAGER)
         posted(early)  # the first promotion queued the waiting ticket
 
         _step("a webhook ticket: the cpu host downloads the production version, verifies it, suggests")
         first = suggest(tickets[0])
         if first["label"] is not None:
-            action = {"type": "button", "action_id": ACCEPT, "value": str(first["id"])}
+            action = {"type": "button", "action_id": ACCEPT_ALL if len(runtime.tasks) > 1 else ACCEPT,
+                      "value": str(first["id"])}
         else:  # Tuesday asked for a label: the agent picks the ticket's own
             action = {"type": "static_select", "action_id": CHANGE, "selected_option": {
                 "text": {"type": "plain_text", "text": tickets[0]["label"]},
@@ -254,17 +275,20 @@ def drive(three: ThreeHosts, runtime, *, first_rows: list[dict], later_rows: lis
         _step(f"web host: {len(later_rows)} more labelled examples; a second retrain")
         (three.web.dir / "later.jsonl").write_text("".join(json.dumps(r) + "\n" for r in later_rows))
         click.echo("  " + three.web.run("import", "later.jsonl", "--source", "hosts").strip())
-        out["runs"].append(_retrain(three, runtime, agent, MANAGER))
+        out["runs"] += _retrain(three, runtime, agent, MANAGER)
         suggest(tickets[1])
 
-        first_version = out["runs"][0]["candidate_version"]
-        if out["runs"][1]["status"] == "promoted":
-            _step(f"admin: /tuesday rollback {first_version} from the web host")
-            out["rollback"] = agent.slash(ADMIN, f"rollback {first_version} hosts demo")
+        # The task rolled back: the second one when there are several (the first keeps its newer version).
+        task = runtime.tasks.names[-1]
+        first, second = [[r for r in out["runs"] if r["task"] == task][i] for i in (0, 1)]
+        if second["status"] == "promoted":
+            named = f"{task} " if len(runtime.tasks) > 1 else ""
+            _step(f"admin: /tuesday rollback {named}{first['candidate_version']} from the web host")
+            out["rollback"] = agent.slash(ADMIN, f"rollback {named}{first['candidate_version']} hosts demo")
             click.echo(f"  {out['rollback']}")
             suggest(tickets[2])
         else:
-            click.echo("\nthe second version was kept, so there is nothing to roll back")
+            click.echo(f"\nthe second version of {task} was kept, so there is nothing to roll back")
         _step("/tuesday status")
         click.echo(agent.slash(ADMIN, "status"))
     return out

@@ -4,6 +4,8 @@ A local stand-in for Slack's Web API prints every message Tuesday posts; tickets
 the signed generic webhook of a real `tuesday serve` app on localhost; a suggest worker and a
 train worker run in this process (RQ, burst mode); a scripted agent clicks Accept or Change
 label with requests signed exactly as Slack signs them, then a manager asks `/tuesday retrain`.
+With several fields (the demo's topic and urgency) the agent also changes a wrong urgency, and
+the manager retrains that field alone: its report names it, and topic's production stays.
 """
 
 from __future__ import annotations
@@ -145,6 +147,7 @@ def run_online_demo(rt, *, tickets: int = 6, retrain_config: Path | None = None)
     from bot.runtime import Runtime
     from bot.settings import Settings
     from bot.slack.blocks import ACCEPT, CHANGE, option_value
+    from bot.slack.fields import ACCEPT_ALL
     from bot.store.tickets import Suggestion, Ticket
     from bot.trail.curation import holdout_rows
     from bot.web.app import create_app
@@ -153,6 +156,8 @@ def run_online_demo(rt, *, tickets: int = 6, retrain_config: Path | None = None)
         raise TuesdayError("no production model yet: run `tuesday demo` first (it trains and promotes one)")
     rows = holdout_rows(rt.sessions, rt.task, rt.settings.holdout_fraction,
                         approval_required=rt.settings.data_approval)[:tickets]
+    fields = [scoped for scoped in rt.each_task()[1:] if scoped.production.name() is not None]
+    field_gold = _field_gold(rt, fields)  # {task: {text: label}} from the examples labelled for each field
     slack = LocalSlack(echo=echo).start()
     signing, webhook = secrets.token_hex(16), secrets.token_hex(16)
     env = {"TUESDAY_SLACK_API_URL": slack.url, "TUESDAY_SLACK_BOT_TOKEN": "xoxb-local-demo",
@@ -169,7 +174,7 @@ def run_online_demo(rt, *, tickets: int = 6, retrain_config: Path | None = None)
         try:
             with _serving(create_app(runtime, queues), _free_port()) as url, httpx.Client(base_url=url) as http:
                 click.secho(f"\n== tickets arrive at {url}/webhooks/generic (signed)", bold=True)
-                gold = {}
+                gold, keys = {}, {}
                 for row in rows:
                     external_id = f"demo-online-{row['id']}"
                     body = json.dumps({"id": external_id, "subject": row["text"][:60], "text": row["text"]}).encode()
@@ -178,7 +183,7 @@ def run_online_demo(rt, *, tickets: int = 6, retrain_config: Path | None = None)
                         "Content-Type": "application/json", GENERIC_TIMESTAMP: ts,
                         GENERIC_SIGNATURE: generic_signature(webhook, ts, body)})
                     click.echo(f"  {answer.status_code} {answer.json()}")
-                    gold[external_id] = row["label"]
+                    gold[external_id], keys[external_id] = row["label"], row["id"]
                     summary["tickets"].append(answer.json())
 
                 click.secho("\n== the suggest worker labels them and posts to Slack", bold=True)
@@ -188,22 +193,34 @@ def run_online_demo(rt, *, tickets: int = 6, retrain_config: Path | None = None)
                 agent = Agent(http, signing)
                 with runtime.sessions() as session:
                     pairs = [(s, session.get(Ticket, s.ticket_id)) for s in session.query(Suggestion).all()]
+                    by_ticket = {(s.ticket_id, s.task): s for s, _ in pairs}
+                changed_field = None
                 for suggestion, ticket in pairs:
                     want = gold.get(ticket.external_id)
-                    if want is None or not suggestion.slack_ts:
+                    if want is None or not suggestion.slack_ts or suggestion.task != runtime.task.name:
                         continue
+                    # A wrong field first (the agent fixes only that one), then the routing label.
+                    for scoped in fields:
+                        name = scoped.task.name
+                        row, right = by_ticket.get((ticket.id, name)), field_gold[name].get(keys[ticket.external_id])
+                        if row is not None and right and row.label != right and changed_field in (None, name):
+                            agent.click(suggestion, _select(CHANGE, option_value(row.id, right), right), AGENT)
+                            summary["clicks"].append({"ticket": ticket.external_id, "field": name,
+                                                      "suggested": row.label, "agent": right})
+                            changed_field = name
                     if suggestion.label == want:
-                        agent.click(suggestion, {"type": "button", "action_id": ACCEPT, "value": str(suggestion.id)}, AGENT)
+                        action = ACCEPT_ALL if any((ticket.id, s.task.name) in by_ticket for s in fields) else ACCEPT
+                        agent.click(suggestion, {"type": "button", "action_id": action, "value": str(suggestion.id)}, AGENT)
                     else:
-                        value = option_value(suggestion.id, want)
-                        agent.click(suggestion, {"type": "static_select", "action_id": CHANGE, "selected_option": {
-                            "text": {"type": "plain_text", "text": want}, "value": value}}, AGENT)
+                        agent.click(suggestion, _select(CHANGE, option_value(suggestion.id, want), want), AGENT)
                     summary["clicks"].append({"ticket": ticket.external_id, "suggested": suggestion.label, "agent": want})
                 _wait_for(lambda: len(slack.calls_to("chat.update")) >= len(summary["clicks"]))
 
-                click.secho("\n== /tuesday retrain", bold=True)
-                click.echo(f"  {STRANGER}: {agent.slash(STRANGER, 'retrain')}")
-                click.echo(f"  {MANAGER}: {agent.slash(MANAGER, 'retrain')}")
+                retrain = f"retrain {changed_field}" if changed_field else "retrain"
+                click.secho(f"\n== /tuesday {retrain}", bold=True)
+                click.echo(f"  {STRANGER}: {agent.slash(STRANGER, retrain)}")
+                click.echo(f"  {MANAGER}: {agent.slash(MANAGER, retrain)}")
+                summary["retrained"] = changed_field or runtime.task.name
                 click.secho("\n== the train worker retrains, gates and reports", bold=True)
                 _work(queues, "control")  # the snapshot; then the GPU node's job
                 _work(queues, "train")
@@ -216,7 +233,21 @@ def run_online_demo(rt, *, tickets: int = 6, retrain_config: Path | None = None)
     summary["posted"] = len(slack.calls_to("chat.postMessage"))
     summary["updated"] = len(slack.calls_to("chat.update"))
     summary["production"] = rt.production.name()
+    summary["fields_production"] = {scoped.task.name: scoped.production.name() for scoped in rt.each_task()[1:]}
     return summary
+
+
+def _select(action_id: str, value: str, text: str) -> dict:
+    return {"type": "static_select", "action_id": action_id,
+            "selected_option": {"text": {"type": "plain_text", "text": text}, "value": value}}
+
+
+def _field_gold(rt, fields) -> dict[str, dict[str, str]]:
+    """Each field's label of the demo examples, by example key (the scripted agent knows the right answer)."""
+    from inference.task import demo_examples_path
+
+    rows = [json.loads(line) for line in demo_examples_path().read_text(encoding="utf-8").splitlines() if line.strip()]
+    return {s.task.name: {f"demo:{r['id']}": r[s.task.name] for r in rows if r.get(s.task.name)} for s in fields}
 
 
 def _wait_for(check, timeout: float = 30.0) -> None:

@@ -39,13 +39,28 @@ def pick_examples(rows: list[dict], n: int = 3) -> list[dict]:
     return picked
 
 
+def _train_field(rt: Runtime, config: dict) -> dict:
+    """Train, gate and show one more field's task (its own adapter, holdout and promise)."""
+    task = rt.task
+    _step(f"field {task.name!r}: training its own adapter on the examples labelled for it")
+    summary = train_and_gate(rt, config=config, by="tuesday demo")
+    click.echo(f"{task.name} {summary['version']}: {'promoted to production' if summary['promoted'] else 'kept as candidate'} "
+               f"({summary['why']})")
+    click.echo(metrics_table(task, {summary["version"]: summary["metrics"]}))
+    return {"version": summary["version"], "promoted": summary["promoted"], "why": summary["why"],
+            "metrics": {k: v for k, v in summary["metrics"].items() if k not in ("predictions", "probabilities")}}
+
+
 def run_demo(rt: Runtime, *, config_file: Path | None = None, as_json: bool = False) -> dict:
     started = time.perf_counter()
     task = rt.task
-    _step(f"task {task.name!r}: {len(task.labels)} labels, hand-off label {task.handoff_label!r}")
-    report = import_file(demo_examples_path(), task, rt.sessions, source="demo")
+    _step(f"task {task.name!r}: {len(task.labels)} labels, hand-off label {task.handoff_label!r}"
+          + "".join(f"; task {t.name!r}: {len(t.labels)} labels" for t in rt.tasks if t.name != task.name))
+    report = import_file(demo_examples_path(), rt.tasks, rt.sessions, source="demo")
+    per_task = ", ".join(f"{name} {n}" for name, n in report.by_task.items()) if len(rt.tasks) > 1 else ""
     click.echo(f"imported demo examples into {rt.settings.store_url}: "
-               f"added {report.added}, already present {report.duplicates}, refused {len(report.errors)}")
+               f"added {report.added}{f' ({per_task})' if per_task else ''}, already present {report.duplicates}, "
+               f"refused {len(report.errors)}")
     holdout = holdout_rows(rt.sessions, task, rt.settings.holdout_fraction, approval_required=rt.settings.data_approval)
 
     base = rt.base_model()
@@ -82,16 +97,27 @@ def run_demo(rt: Runtime, *, config_file: Path | None = None, as_json: bool = Fa
     _step("before / after on the holdout")
     click.echo(metrics_table(task, columns))
 
-    _step("three suggestions as an agent would see them")
+    fields = {scoped.task.name: _train_field(scoped, config) for scoped in rt.each_task()[1:]}
+
+    _step("three suggestions as an agent would see them" + (", every field" if fields else ""))
     examples = []
     predictor = rt.predictor(version.name, reasons=True)
+    others = {name: rt.for_task(name).predictor(f["version"], reasons=False) for name, f in fields.items()}
     try:
         for row in pick_examples(holdout):
             suggestion = predictor.predict(row["text"])
-            click.echo(suggestion_card(suggestion, row["text"]) + f"\n  agent's label: {row['label']}\n")
-            examples.append({"text": row["text"], "gold": row["label"], **suggestion.to_dict()})
+            lines = [suggestion_card(suggestion, row["text"]), f"  agent's label: {row['label']}"]
+            example = {"text": row["text"], "gold": row["label"], **suggestion.to_dict(), "fields": {}}
+            for name, other in others.items():
+                field = other.predict(row["text"])
+                lines.append(f"  {name}: {field.label} ({100 * field.confidence:.0f}%) by {field.model_version}")
+                example["fields"][name] = field.to_dict()
+            click.echo("\n".join(lines) + "\n")
+            examples.append(example)
     finally:
         predictor.close()
+        for other in others.values():
+            other.close()
 
     t = summary["timings"]
     total = time.perf_counter() - started
@@ -104,7 +130,7 @@ def run_demo(rt: Runtime, *, config_file: Path | None = None, as_json: bool = Fa
               "family": version.manifest["family"], "choice": version.manifest["choice"], "calibration": cal,
               "metrics": {k: {kk: vv for kk, vv in v.items() if kk not in ("predictions", "probabilities")}
                           for k, v in columns.items()},
-              "examples": examples, "timings": {**t, "demo_total_s": total}}
+              "examples": examples, "timings": {**t, "demo_total_s": total}, "fields": fields}
     if as_json:
         click.echo(json.dumps(result, indent=2))
     return result

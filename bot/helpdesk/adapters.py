@@ -1,4 +1,5 @@
-"""Helpdesk adapters: a reviewer's decision goes to the helpdesk the ticket came from, as a tag and an internal note."""
+"""Helpdesk adapters: a reviewer's decision goes to the helpdesk the ticket came from, as a tag (or a custom
+field) and an internal note; each task (field) of the deployment is written where TUESDAY_HELPDESK_FIELDS says."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from urllib.parse import quote
 
 import httpx
 
-from bot.settings import Settings
+from bot.settings import Settings, field_map
 from bot.store.feedback import Feedback
 from bot.store.tickets import Suggestion, Ticket
 from inference.errors import TuesdayError
@@ -36,14 +37,26 @@ class HelpdeskRefused(HelpdeskError):
 
 
 class HelpdeskAdapter(Protocol):
-    """One helpdesk: how a decided label is written back onto one of its tickets."""
+    """One helpdesk: how a decided label of a task is written back onto one of its tickets."""
 
-    def write_back(self, ticket: Ticket, label: str, reason: str) -> None: ...
+    def write_back(self, ticket: Ticket, label: str, reason: str, task: str | None = None) -> None: ...
 
 
-def label_tag(label: str) -> str:
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9_\-]+", "_", text.lower()).strip("_")
+
+
+def label_tag(label: str, prefix: str = TAG_PREFIX) -> str:
     """The tag a label becomes: Zendesk tags are lower case and a space would split one into two."""
-    return TAG_PREFIX + (re.sub(r"[^a-z0-9_\-]+", "_", label.lower()).strip("_") or "label")
+    return prefix + (_slug(label) or "label")
+
+
+def field_target(fields: str, task: str | None, routing: str | None) -> tuple[str, str]:
+    """("tag", prefix) or ("field", custom field id): where a task's label goes (TUESDAY_HELPDESK_FIELDS)."""
+    mapped = field_map(fields).get(task or "")
+    if mapped:
+        return mapped
+    return ("tag", TAG_PREFIX if task is None or task == routing else f"{TAG_PREFIX}{_slug(task)}_")
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
@@ -68,20 +81,28 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
 class ZendeskAdapter:
     """Zendesk's Tickets API with an agent's API token (basic auth `<email>/token:<api_token>`)."""
 
-    def __init__(self, subdomain_url: str, email: str, api_token: str, http: httpx.Client):
+    def __init__(self, subdomain_url: str, email: str, api_token: str, http: httpx.Client, *, fields: str = "",
+                 routing: str | None = None):
         self.base = subdomain_url.rstrip("/")
         self.auth = httpx.BasicAuth(f"{email}/token", api_token)
         self.http = http
+        self.fields, self.routing = fields, routing  # where each task's label goes; which task routes
 
-    def write_back(self, ticket: Ticket, label: str, reason: str) -> None:
-        """Add the label's tag (existing tags stay) and an internal note saying who decided and why."""
+    def write_back(self, ticket: Ticket, label: str, reason: str, task: str | None = None) -> None:
+        """Write the label where its task goes (a tag, existing tags kept; or a custom field) and an internal note
+        saying who decided and why."""
         if not ticket.external_id.isdigit():
             raise HelpdeskRefused(f"'{ticket.external_id}' is not a Zendesk ticket id")
         path = f"/api/v2/tickets/{ticket.external_id}"
-        # PUT on .../tags adds to the ticket's tags; POST would replace them all. Adding is also
-        # what makes a repeated attempt harmless for the tag.
-        self._put(f"{path}/tags.json", {"tags": [label_tag(label)]})
-        note = f"Tuesday triage label: {label}\n{reason}".strip()
+        kind, value = field_target(self.fields, task, self.routing)
+        if kind == "field":  # setting a field to the same value again is as harmless as adding a tag again
+            self._put(f"{path}.json", {"ticket": {"custom_fields": [{"id": int(value), "value": label}]}})
+        else:
+            # PUT on .../tags adds to the ticket's tags; POST would replace them all. Adding is also
+            # what makes a repeated attempt harmless for the tag.
+            self._put(f"{path}/tags.json", {"tags": [label_tag(label, value)]})
+        field = "label" if task is None or task == self.routing else task
+        note = f"Tuesday triage {field}: {label}\n{reason}".strip()
         self._put(f"{path}.json", {"ticket": {"comment": {"body": note, "public": False}}})
 
     def _put(self, path: str, body: dict) -> None:
@@ -122,8 +143,12 @@ def ticket_link(settings: Settings, source: str, external_id: str) -> str | None
 
 def adapter_for(settings: Settings, source: str, http: httpx.Client) -> HelpdeskAdapter | None:
     """The adapter for a ticket's source, or None when that helpdesk is not configured for write-back."""
+    from inference.task import demo_task_path, load_tasks
+
     if writes_back(settings, source):
-        return ZendeskAdapter(settings.zendesk_url, settings.zendesk_email, settings.zendesk_api_token, http)
+        routing = load_tasks(settings.task_file or demo_task_path()).routing_name
+        return ZendeskAdapter(settings.zendesk_url, settings.zendesk_email, settings.zendesk_api_token, http,
+                              fields=settings.helpdesk_fields, routing=routing)
     return None
 
 

@@ -73,7 +73,7 @@ def deliver(sessions, adapters: Callable[[str], HelpdeskAdapter | None], outbox_
         if adapter is None:
             # Settings an admin can still fix on this worker: retried, and failed only in the end.
             raise HelpdeskError(f"no write-back configured for {row.helpdesk} tickets on this worker")
-        adapter.write_back(ticket, row.label, row.note)
+        adapter.write_back(ticket, row.label, row.note, task=row.task)
     except HelpdeskError as exc:
         error = exc
     row = settle(sessions, outbox_id, attempt, error, policy, utc_now())

@@ -52,8 +52,8 @@ class RetryPolicy:
 
 
 def new_write_back(feedback: Feedback, ticket: Ticket, suggestion: Suggestion) -> WriteBack:
-    return WriteBack(feedback=feedback, ticket_id=ticket.id, helpdesk=ticket.source, label=feedback.label,
-                     note=decision_note(feedback, suggestion), status=PENDING, attempts=0, next_attempt_at=utc_now())
+    return WriteBack(feedback=feedback, task=feedback.task, ticket_id=ticket.id, helpdesk=ticket.source,
+                     label=feedback.label, note=decision_note(feedback, suggestion), status=PENDING, attempts=0, next_attempt_at=utc_now())
 
 
 def recording_outbox(sessions: sessionmaker[Session], writes_back: Callable[[str], bool]) -> Callable[[], Session]:

@@ -53,7 +53,8 @@ def report_text(run: dict, review: dict | None = None) -> str:
     """The retrain report posted in the triage channel: old vs new on the same holdout, and the verdict.
 
     review: signed links to the candidate's review sheet ({"html": url, "csv": url}), when links are on."""
-    head = f"*Retrain run {run['id']}* (requested by {who(run['requested_by'])} via " \
+    task = f" of *{run['task']}*" if run.get("task") else ""
+    head = f"*Retrain run {run['id']}*{task} (requested by {who(run['requested_by'])} via " \
            f"{TRIGGER_WORDS.get(run['trigger'], run['trigger'])})"
     if run["status"] in ("failed", "cancelled"):
         return (f"{head} *{run['status']}*: {run['error'] or run['why']}\n"

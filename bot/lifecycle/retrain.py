@@ -36,7 +36,7 @@ from bot.runtime import Runtime, slack_client
 from bot.settings import Settings
 from bot.store import audit
 from bot.store.base import as_utc
-from bot.store.runs import active_run, finish_run, get_run, is_paused, record_snapshot, start_run
+from bot.store.runs import active_run, active_runs, finish_run, get_run, is_paused, record_snapshot, start_run
 from bot.trail.bases import approved_licenses
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,7 @@ def prepare_run(runtime: Runtime, queues: Queues, slack: WebClient | None, run_i
             raise LookupError(f"no retrain run {run_id} in the store")
         log.info("retrain run %s is %s already; nothing to do", run_id, current.status)
         return current.to_dict()
+    runtime = runtime.for_task(run.task)  # the run retrains one task: its data, its production
     production = runtime.production.name()
     if is_paused(sessions):
         return _fail(runtime, slack, run_id, "paused before the run started", production).to_dict()
@@ -104,6 +105,7 @@ def conclude_run(runtime: Runtime, queues: Queues, slack: WebClient | None, run_
     if run.status != "running":
         log.info("retrain run %s is %s already; nothing to do", run_id, run.status)
         return run.to_dict()
+    runtime = runtime.for_task(run.task)
     production_before = runtime.production.name()
     job = queues.fetch(train_job_id(run_id))
     if job is None:
@@ -141,9 +143,13 @@ def _last_beat(job) -> datetime | None:
 
 
 def check_training(runtime: Runtime, queues: Queues, slack: WebClient | None, *, now: datetime | None = None):
-    """Close the running retrain as failed when its training job stopped beating; returns it, else None."""
-    run = active_run(runtime.sessions)
-    if run is None or run.status != "running":
+    """Close each task's running retrain as failed when its training job stopped beating; returns the first, else None."""
+    closed = [_check_run(runtime.for_task(run.task), queues, slack, run, now) for run in active_runs(runtime.sessions)]
+    return next((c for c in closed if c is not None), None)
+
+
+def _check_run(runtime: Runtime, queues: Queues, slack: WebClient | None, run, now: datetime | None):
+    if run.status != "running":
         return None
     job = queues.fetch(train_job_id(run.id))
     if job is None or job.get_status() != "started":
@@ -161,13 +167,17 @@ def check_training(runtime: Runtime, queues: Queues, slack: WebClient | None, *,
 
 
 def recover_run(runtime: Runtime, queues: Queues, slack: WebClient | None):
-    """The active run, found again when Redis holds none of its live jobs; returns what was done, else None.
+    """Each task's active run, found again when Redis holds none of its live jobs; returns the first done, else None.
 
     Queued: its first job is queued again (the row is the record). Running with the train job's
     result still in Redis: its gate job is queued again. Running without it: closed as failed.
     """
-    run = active_run(runtime.sessions)
-    if run is None or not job_lost(queues, run):
+    done = [_recover(runtime.for_task(run.task), queues, slack, run) for run in active_runs(runtime.sessions)]
+    return next((d for d in done if d is not None), None)
+
+
+def _recover(runtime: Runtime, queues: Queues, slack: WebClient | None, run):
+    if not job_lost(queues, run):
         return None
     if run.status == "queued":
         queues.clear_ended(run.job_id)
@@ -199,13 +209,14 @@ def _cancel_jobs(queues: Queues, run_id: int) -> None:
 
 
 def cancel_run(runtime: Runtime, queues: Queues, slack: WebClient | None, *, by: str) -> dict:
-    """Cancel the queued or running retrain (`/tuesday retrain cancel`); production is left as it is."""
-    run = active_run(runtime.sessions)
+    """Cancel the task's queued or running retrain (`/tuesday retrain cancel`); production is left as it is."""
+    run = active_run(runtime.sessions, runtime.task.name)
     if run is None:
-        raise ControlError("no retrain is queued or running")
+        raise ControlError(f"no retrain of {runtime.task.name} is queued or running" if len(runtime.tasks) > 1
+                           else "no retrain is queued or running")
     run = finish_run(runtime.sessions, run.id, "cancelled", error=f"cancelled by {by}",
                      production_before=runtime.production.name())
-    audit.record(runtime.sessions, by, "retrain.cancel", f"run {run.id}")
+    audit.record(runtime.sessions, by, "retrain.cancel", f"run {run.id}", task=run.task)
     _cancel_jobs(queues, run.id)
     post_report(runtime, slack, run)
     return run.to_dict()

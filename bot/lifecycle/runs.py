@@ -21,7 +21,6 @@ from bot.store import audit
 from bot.store.base import as_utc, utc_now
 from bot.store.examples import Example
 from bot.store.runs import (
-    ACTIVE_SLOT,
     FINISHED,
     Flag,
     RetrainRun,
@@ -78,7 +77,7 @@ def request_retrain(runtime, queues, requested_by: str, trigger: str) -> tuple[R
     if flag is not None:
         raise Paused(_paused_message(flag))
     for _ in range(3):
-        current = active_run(sessions)
+        current = active_run(sessions, runtime.task.name)
         if current is not None:
             if not job_lost(queues, current):
                 return current, False
@@ -86,12 +85,13 @@ def request_retrain(runtime, queues, requested_by: str, trigger: str) -> tuple[R
             finish_run(sessions, current.id, "failed", error="its job is no longer in the queue (worker or Redis lost it)")
             continue
         with sessions() as session:
-            run = RetrainRun(requested_by=requested_by, trigger=trigger, status="queued", active=ACTIVE_SLOT)
+            task = runtime.task.name
+            run = RetrainRun(task=task, requested_by=requested_by, trigger=trigger, status="queued", active=task)
             session.add(run)
             try:
                 session.flush()
                 run.job_id = retrain_job_id(run.id)
-                audit.record(session, requested_by, "retrain", f"run {run.id}", trigger=trigger)
+                audit.record(session, requested_by, "retrain", f"run {run.id}", trigger=trigger, task=task)
                 session.commit()
             except IntegrityError:
                 session.rollback()  # a concurrent request won the slot; join its run
@@ -108,10 +108,10 @@ def request_retrain(runtime, queues, requested_by: str, trigger: str) -> tuple[R
 
 def _training_baseline(runtime, *, include_failed: bool = False) -> datetime | None:
     """When the newest training data was frozen: the last finished run's snapshot, or a version built outside runs."""
-    sessions = runtime.sessions
+    sessions, task = runtime.sessions, runtime.task.name
     statuses = FINISHED + (("failed",) if include_failed else ())
     with sessions() as session:
-        run = session.scalar(select(RetrainRun).where(RetrainRun.status.in_(statuses))
+        run = session.scalar(select(RetrainRun).where(RetrainRun.task == task, RetrainRun.status.in_(statuses))
                              .order_by(RetrainRun.id.desc()).limit(1))
         by_runs = set(session.scalars(select(RetrainRun.candidate_version).where(RetrainRun.candidate_version.is_not(None))))
     times = []
@@ -119,7 +119,8 @@ def _training_baseline(runtime, *, include_failed: bool = False) -> datetime | N
         # A failed run may have died before its snapshot; its request time stands in then.
         times.append(as_utc(run.snapshot_at or run.created_at))
     # `tuesday train` and the demo build versions without a run; they count as training too.
-    outside = [v for v in runtime.registry.versions() if v.name not in by_runs and v.manifest.get("created_at")]
+    outside = [v for v in map(runtime.registry.get, runtime.production.names())
+               if v.name not in by_runs and v.manifest.get("created_at")]
     if outside:
         times.append(datetime.fromisoformat(outside[-1].manifest["created_at"]))
     return max(times) if times else None
@@ -128,14 +129,16 @@ def _training_baseline(runtime, *, include_failed: bool = False) -> datetime | N
 def _approved_since_last_training(runtime, include_failed: bool) -> int:
     """With data approval on: examples approved since the approval the last finished run trained on."""
     statuses = FINISHED + (("failed",) if include_failed else ())
+    task = runtime.task.name
     with runtime.sessions() as session:
         latest = session.scalar(select(DataApproval).order_by(DataApproval.id.desc()).limit(1))
         if latest is None:
             return 0
-        used = session.scalar(select(RetrainRun.data_approval_id).where(RetrainRun.status.in_(statuses))
+        used = session.scalar(select(RetrainRun.data_approval_id)
+                              .where(RetrainRun.task == task, RetrainRun.status.in_(statuses))
                               .order_by(RetrainRun.id.desc()).limit(1))
         floor = session.scalar(select(DataApproval.up_to_example_id).where(DataApproval.id == used)) if used else 0
-        return int(session.scalar(select(func.count(Example.id)).where(Example.id > (floor or 0),
+        return int(session.scalar(select(func.count(Example.id)).where(Example.task == task, Example.id > (floor or 0),
                                                                        Example.id <= latest.up_to_example_id)))
 
 
@@ -148,7 +151,7 @@ def labels_since_last_training(runtime, *, include_failed: bool = False) -> int:
         return _approved_since_last_training(runtime, include_failed)
     since = _training_baseline(runtime, include_failed=include_failed)
     with runtime.sessions() as session:
-        query = select(func.count(Example.id))
+        query = select(func.count(Example.id)).where(Example.task == runtime.task.name)
         if since is not None:
             query = query.where(Example.created_at > since)
         return int(session.scalar(query))
@@ -171,11 +174,12 @@ def maybe_auto_retrain(runtime, queues) -> tuple[RetrainRun, bool] | None:
 def maybe_scheduled_retrain(runtime, queues, *, now: datetime | None = None) -> tuple[RetrainRun, bool] | None:
     """Request a retrain when the last one finished over retrain_schedule_hours ago and labels arrived since."""
     hours = runtime.settings.retrain_schedule_hours
-    if hours <= 0 or is_paused(runtime.sessions) or active_run(runtime.sessions) is not None:
+    task = runtime.task.name
+    if hours <= 0 or is_paused(runtime.sessions) or active_run(runtime.sessions, task) is not None:
         return None
     now = now or utc_now()
     with runtime.sessions() as session:
-        last_finished = session.scalar(select(func.max(RetrainRun.finished_at)))
+        last_finished = session.scalar(select(func.max(RetrainRun.finished_at)).where(RetrainRun.task == task))
     if last_finished is not None and now - as_utc(last_finished) < timedelta(hours=hours):
         return None
     # Same data, same seed, same model: a retrain without new labels could only be kept.
@@ -190,6 +194,8 @@ def rollback(production, version: str, *, by: str, note: str = "") -> dict:
         production.registry.get(version)
     except RegistryError as exc:
         raise RollbackRefused(str(exc)) from None
+    if not production.owns(version):
+        raise RollbackRefused(f"{version} is not a version of {production.task}")
     status = production.statuses().get(version)
     if status == "production":
         raise RollbackRefused(f"{version} is already production")

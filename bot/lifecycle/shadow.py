@@ -89,6 +89,11 @@ def _set_flag(sessions, value: str, *, by: str, action: str, target: str, **deta
 def start_shadow(runtime, version: str, *, by: str, note: str = "") -> dict:
     """Put `version` in shadow (audited "shadow"); returns {version, previous, changed}."""
     runtime.registry.get(version)  # RegistryError (no such version, or incomplete) reaches the caller as it is
+    routing = runtime.for_task(runtime.tasks.routing_name)
+    if not routing.production.owns(version):
+        raise ShadowRefused(f"{version} is a version of another field: shadow runs the routing task's "
+                            f"({routing.task.name}) candidates beside its production")
+    runtime = routing
     if runtime.production.name() == version:
         raise ShadowRefused(f"{version} is production: shadow runs a candidate beside it")
     current = shadow_state(runtime.sessions)

@@ -48,7 +48,7 @@ def record_passed(runtime, summary: dict, *, by: str) -> RetrainRun:
                "calibration": summary.get("calibration"), "shadow": summary.get("shadow")}
     now = utc_now()
     with runtime.sessions() as session:
-        run = RetrainRun(requested_by=by, trigger="train", status=PASSED, candidate_version=summary["version"],
+        run = RetrainRun(task=runtime.task.name, requested_by=by, trigger="train", status=PASSED, candidate_version=summary["version"],
                          production_before=summary.get("production"), why=summary["why"], metrics=json.dumps(metrics),
                          snapshot=summary.get("snapshot"), started_at=now, finished_at=now)
         session.add(run)
@@ -85,6 +85,7 @@ def approve(runtime, run_id: int, *, by: str, queues=None) -> dict:
     run = get_run(sessions, run_id)
     if run is None:
         raise SignOffRefused(f"no retrain run {run_id}")
+    runtime = runtime.for_task(run.task)  # the run's task: its production, its shadow
     if run.signed_off_by:
         raise SignOffRefused(f"run {run.id} was signed off by {run.signed_off_by} at "
                              f"{as_utc(run.signed_off_at):%Y-%m-%d %H:%M} UTC already")
@@ -118,7 +119,7 @@ def approve(runtime, run_id: int, *, by: str, queues=None) -> dict:
         if done.rowcount != 1:
             session.rollback()
             raise SignOffRefused(f"run {run.id} was signed off by someone else a moment ago")
-        audit.record(session, by, ACTION, version, run=run.id, previous=compared)
+        audit.record(session, by, ACTION, version, run=run.id, previous=compared, task=run.task)
         session.commit()
     note = {"version": version, "signed_off_by": by, "signed_off_at": at.isoformat(timespec="seconds"),
             "run": run.id, "compared_with": compared, "why": run.why}

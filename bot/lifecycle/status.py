@@ -20,13 +20,13 @@ from inference.calibration import promise_lines
 HELP = """*`/tuesday` commands*
 • `/tuesday status`: production model, its holdout metrics, new labels, queues, workers, last retrain (anyone)
 • `/tuesday health`: the last 7 days' acceptance, overrides, review time, latency, cost, drift and the open alerts (anyone)
-• `/tuesday retrain`: train a new version on the labels so far; it goes live only if it beats production (managers)
-• `/tuesday eval`: production's holdout metrics (managers)
+• `/tuesday retrain [task]`: train a new version of each task (or of one) on the labels so far; it goes live only if it beats that task's production (managers)
+• `/tuesday eval [task]`: each task's production holdout metrics (managers)
 • `/tuesday review <version>`: a signed link to a version's review sheet: each holdout ticket, failures first (managers)
 • `/tuesday conflicts`: tickets reviewers labelled differently, to settle (they stay out of training until then) (managers)
 • `/tuesday data`: labelled examples since the last data approval, counted, to approve for training (managers)
 • `/tuesday pause` / `/tuesday resume`: stop or allow retraining; suggestions go on either way (admins)
-• `/tuesday rollback <version>`: put a version that was production before back in production (admins)
+• `/tuesday rollback [task] <version>`: put a version that was its task's production before back in production (admins)
 • `/tuesday shadow`: the version running in shadow beside production on live tickets (never shown) and how the two compare; `/tuesday shadow <version>` / `/tuesday shadow off` start and end it (admins)
 • `/tuesday base` / `/tuesday base approve <name>`: base models' license notes; training needs an approved one (admins)
 • `/tuesday audit`: the newest admin actions from the audit log (admins)
@@ -55,18 +55,46 @@ def gather_status(runtime, queues) -> dict:
         "paused": flag is not None,
         "paused_by": flag.set_by if flag else None,
         "paused_at": as_utc(flag.set_at).isoformat(timespec="seconds") if flag else None,
-        "last_run": _as_dict(last_run(runtime.sessions)),
-        "active_run": _as_dict(active_run(runtime.sessions)),
+        "last_run": _as_dict(last_run(runtime.sessions, runtime.task.name)),
+        "active_run": _as_dict(active_run(runtime.sessions, runtime.task.name)),
         "shadow": shadow_summary(runtime),  # the version in shadow and its comparison so far, or None
         "label_prior": prior_summary(runtime),  # label frequencies of the live stream (TUESDAY_PRIOR_ADJUSTMENT)
         "queues": None, "workers": None, "queue_error": None,
     }
+    if len(runtime.tasks) > 1:  # the routing task above; every other field's own line
+        data["task"] = runtime.task.name
+        data["fields"] = [_field_status(scoped) for scoped in runtime.each_task()[1:]]
     try:
         data["queues"] = {name: queue.count for name, queue in queues.queues.items()}
         data["workers"] = count_workers(queues)
     except RedisError as exc:
         data["queue_error"] = f"{type(exc).__name__}: {exc}"
     return data
+
+
+def _field_status(runtime) -> dict:
+    """One more task's production, labels since its last training and its runs."""
+    live = runtime.production.info()
+    return {"task": runtime.task.name,
+            "production": None if live is None else {"version": live.name, "metrics": live.metrics,
+                                                     "calibration": live.manifest.get("calibration")},
+            "labels_since_training": labels_since_last_training(runtime),
+            "last_run": _as_dict(last_run(runtime.sessions, runtime.task.name)),
+            "active_run": _as_dict(active_run(runtime.sessions, runtime.task.name))}
+
+
+def field_lines(field: dict) -> list[str]:
+    live = field["production"]
+    head = f"• *{field['task']}*: " + (f"production *{live['version']}*, holdout {metrics_line(live['metrics'])}"
+                                        if live else "no production model yet")
+    lines = [head, f"   labels since last training: {field['labels_since_training']}"]
+    if live:
+        lines += [f"   {line}" for line in promise_lines(live.get("calibration"))]
+    if field["active_run"]:
+        lines.append(f"   in progress: {run_line(field['active_run'])}")
+    if field["last_run"] and field["last_run"]["id"] != (field["active_run"] or {}).get("id"):
+        lines.append(f"   last retrain: {run_line(field['last_run'])}")
+    return lines
 
 
 def _as_dict(run) -> dict | None:
@@ -100,11 +128,12 @@ def status_text(data: dict) -> str:
     """The reply to `/tuesday status` (Slack mrkdwn, also fine in a terminal)."""
     lines = ["*Tuesday status*"]
     live = data["production"]
+    routing = f" of *{data['task']}* (the routing task)" if data.get("task") else ""
     if live is None:
-        lines.append("• production: none yet (`/tuesday retrain` or `tuesday train`)")
+        lines.append(f"• production{routing}: none yet (`/tuesday retrain` or `tuesday train`)")
     else:
         since = f", since {live['since'][:16].replace('T', ' ')} UTC by {live['by']}" if live.get("since") else ""
-        lines.append(f"• production: *{live['version']}*{since}")
+        lines.append(f"• production{routing}: *{live['version']}*{since}")
         lines.append(f"   holdout: {metrics_line(live['metrics'])}")
         lines += [f"   {line}" for line in promise_lines(live.get("calibration"))]
         lines += [f"   base {license_line(lic)}" for lic in live.get("licenses") or []]
@@ -126,6 +155,8 @@ def status_text(data: dict) -> str:
     if data["active_run"] and data["active_run"]["id"] != (data["last_run"] or {}).get("id"):
         lines.append(f"• in progress: {run_line(data['active_run'])}")
     lines.append(f"• last retrain: {run_line(data['last_run']) if data['last_run'] else 'none yet'}")
+    for field in data.get("fields") or []:
+        lines += field_lines(field)
     if data.get("shadow"):
         lines.append(status_line(data["shadow"]))
     if data.get("label_prior"):

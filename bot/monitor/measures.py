@@ -74,7 +74,7 @@ def overview(runtime, since: datetime, until: datetime | None = None, version: s
     are None when nothing was counted.
     """
     since, until = bounds(since, until)
-    where = in_window(since, until, version)
+    where = in_window(since, until, version, runtime.task.name)
     with runtime.sessions() as session:
         t = tally(decided(session, where), runtime.task.handoff_label)
         numbers = summary(session, where).get(None) or {"tickets": 0, "cpu_ms": 0.0, "cpu_n": 0, "review_n": 0,
@@ -161,7 +161,7 @@ def per_label(runtime, since: datetime, until: datetime | None = None, version: 
     since, until = bounds(since, until)
     handoff = runtime.task.handoff_label
     with runtime.sessions() as session:
-        rows = decided(session, in_window(since, until, version))
+        rows = decided(session, in_window(since, until, version, runtime.task.name))
     by_label: dict[str, list] = defaultdict(list)
     corrections: dict[str, Counter] = defaultdict(Counter)
     for row in rows:
@@ -202,7 +202,7 @@ def timeline(runtime, since: datetime, until: datetime | None = None, bucket: st
     from bot.monitor.drift import references
 
     since, until = bounds(since, until)
-    where = in_window(since, until, None)
+    where = in_window(since, until, None, runtime.task.name)
     with runtime.sessions() as session:
         day = bucket_of(session, Suggestion.created_at, bucket)
         # Suggestions come from production versions only (a shadow's are kept apart): the versions
@@ -239,7 +239,7 @@ def versions(runtime) -> list[dict]:
       suggestions, reviewed, live_acceptance (accepted / reviewed of its suggestions, all time)}].
     """
     with runtime.sessions() as session:
-        rows = decided(session, None, Suggestion.model_version)
+        rows = decided(session, Suggestion.task == runtime.task.name, Suggestion.model_version)
     stats: dict[str, Counter] = defaultdict(Counter)
     per_version: dict[str, list] = defaultdict(list)
     for row in rows:
@@ -255,7 +255,7 @@ def versions(runtime) -> list[dict]:
     for name, at, by in events:
         promoted.setdefault(name, (as_utc(at), by))
     live = runtime.production.name()
-    stored = list(runtime.registry.names())
+    stored = runtime.production.names()
     # ... and versions only the store remembers (suggestions or promotions of files since deleted)
     names = stored + sorted((set(stats) | set(promoted)) - set(stored) - {""}, key=_version_key)
     result = []

@@ -36,9 +36,11 @@ def is_postgresql(session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
-def in_window(since: datetime, until: datetime, version: str | None):
-    """SQL: the suggestions made in [since, until) (by one version)."""
+def in_window(since: datetime, until: datetime, version: str | None, task: str | None = None):
+    """SQL: the suggestions made in [since, until) (by one version; for one task)."""
     conditions = [Suggestion.created_at >= since, Suggestion.created_at < until]
+    if task is not None:
+        conditions.append(Suggestion.task == task)
     if version is not None:
         conditions.append(Suggestion.model_version == version)
     return and_(*conditions)

@@ -15,8 +15,9 @@ from bot.lifecycle.runs import maybe_auto_retrain
 from bot.queues import Queues
 from bot.runtime import Runtime
 from bot.slack.blocks import decided_blocks, decided_text
+from bot.slack.fields import fields_blocks
 from bot.store.feedback import Feedback, UnknownLabel, UnknownSuggestion, record_feedback, ticket_feedback
-from bot.store.tickets import Suggestion, Ticket
+from bot.store.tickets import Suggestion, Ticket, latest_suggestion
 
 log = logging.getLogger(__name__)
 
@@ -59,32 +60,73 @@ class FeedbackDesk:
     def decide(self, client: WebClient, suggestion_id: int, *, action: str, label: str | None, by: Reviewer,
                why: str | None = None, channel: str | None = None, ts: str | None = None) -> Feedback:
         """Record one decision (label None: the suggested one) and its write-back, update the message."""
+        row = self._record(suggestion_id, action=action, label=label, by=by, why=why)
+        self._after(client, [row], suggestion_id, channel, ts)
+        return row
+
+    def accept_all(self, client: WebClient, suggestion_id: int, *, by: Reviewer, channel: str | None = None,
+                   ts: str | None = None) -> list[Feedback]:
+        """Accept every field of the ticket that has a label and no decision yet (one row per task)."""
+        with self.runtime.sessions() as session:
+            routing = session.get(Suggestion, suggestion_id)
+            if routing is None:
+                raise UnknownSuggestion(f"no suggestion {suggestion_id} in the store (it may have been deleted)")
+            decided = {f.task for f in ticket_feedback(session, routing.ticket_id)}
+            rows = [latest_suggestion(session, routing.ticket_id, name) for name in self.runtime.tasks.names]
+        todo = [r.id for r in rows if r is not None and r.label and r.task not in decided]
+        if not todo:
+            raise UnknownLabel("nothing left to accept: every field with a suggested label has a decision "
+                               "(change a field with its menu)")
+        recorded = [self._record(sid, action="accept", label=None, by=by) for sid in todo]
+        self._after(client, recorded, suggestion_id, channel, ts)
+        return recorded
+
+    def _record(self, suggestion_id: int, *, action: str, label: str | None, by: Reviewer,
+                why: str | None = None) -> Feedback:
         # The write-back's outbox row is written in the transaction that records the click, so it is
         # delivered later even if Redis or this process dies right after the commit.
         sessions = recording_outbox(self.runtime.sessions, lambda source: writes_back(self.runtime.settings, source))
         row, conflicts = record_feedback(sessions, suggestion_id=suggestion_id, action=action,
                                          label=label, user_id=by.user_id, user_name=by.user_name, why=why,
-                                         labels=self.runtime.task.labels)
+                                         labels=self.runtime.tasks)
         log.info("suggestion %s: %s %s by %s%s", suggestion_id, action, row.label, by.user_id,
                  f" (conflicts with {', '.join(conflicts)})" if conflicts else "")
+        return row
+
+    def _after(self, client: WebClient, recorded: list[Feedback], suggestion_id: int, channel: str | None,
+               ts: str | None) -> None:
+        """Queue the write-backs, count the labels towards a retrain, show the decisions on the message."""
         with self.runtime.sessions() as session:
             suggestion = session.get(Suggestion, suggestion_id)
             ticket = session.get(Ticket, suggestion.ticket_id)
-            rows = ticket_feedback(session, ticket.id)
-            outbox = write_back_for(session, row.id)
+            outboxes = [o for o in (write_back_for(session, row.id) for row in recorded) if o is not None]
         try:
-            if outbox is not None:
+            for outbox in outboxes:
                 self.queue_write_back(outbox.id)
-            # Every label counts towards the next automatic retrain (nothing happens below the threshold).
-            maybe_auto_retrain(self.runtime, self.queues)
+            # Every label counts towards its task's next automatic retrain (nothing happens below the threshold).
+            for task in dict.fromkeys(row.task for row in recorded):
+                maybe_auto_retrain(self.runtime.for_task(task), self.queues)
         finally:
             # Show the decision even if Redis is down: the click is recorded either way.
             channel, ts = channel or suggestion.slack_channel, ts or suggestion.slack_ts
             if channel and ts:
-                client.chat_update(channel=channel, ts=ts, text=decided_text(ticket, rows),
-                                   blocks=decided_blocks(ticket, suggestion, rows, ticket_link(
-                                       self.runtime.settings, ticket.source, ticket.external_id)))
-        return row
+                text, blocks = self._message(ticket, suggestion)
+                client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
+
+    def _message(self, ticket: Ticket, clicked: Suggestion) -> tuple[str, list[dict]]:
+        """The message after decisions: one task's decided message, or every field with its decisions."""
+        link = ticket_link(self.runtime.settings, ticket.source, ticket.external_id)
+        tasks = self.runtime.tasks
+        with self.runtime.sessions() as session:
+            rows = ticket_feedback(session, ticket.id)
+            latest = {name: latest_suggestion(session, ticket.id, name) for name in tasks.names}
+        routing = latest.pop(tasks.routing_name) or clicked
+        fields = {name: row for name, row in latest.items() if row is not None}
+        if not fields:  # one task suggested (the only one, or the only one with a model): the classic message
+            return decided_text(ticket, rows), decided_blocks(ticket, clicked, rows, link)
+        decisions = {name: [r for r in rows if r.task == name] for name in tasks.names}
+        return decided_text(ticket, rows), fields_blocks(ticket, routing, fields, tasks, link=link,
+                                                         decisions=decisions)
 
     def queue_write_back(self, outbox_id: int) -> bool:
         """Queue the first delivery attempt of an outbox row; returns whether it was queued."""

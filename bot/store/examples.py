@@ -14,9 +14,10 @@ class Example(Base):
     """One labelled message. Text is PII-masked before it gets here."""
 
     __tablename__ = "examples"
-    __table_args__ = (UniqueConstraint("source", "external_id", name="uq_example_source_id"),)
+    __table_args__ = (UniqueConstraint("task", "source", "external_id", name="uq_example_task_source_id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    task: Mapped[str] = mapped_column(String(64))  # the task whose label this is (one text may serve several)
     source: Mapped[str] = mapped_column(String(64))
     external_id: Mapped[str] = mapped_column(String(255))
     text: Mapped[str] = mapped_column(Text)
@@ -50,9 +51,13 @@ class Example(Base):
         return {"id": self.key, "text": self.text, "label": self.label, "reason": self.reason}
 
 
-def existing_ids(session: Session, source: str) -> set[str]:
-    return set(session.scalars(select(Example.external_id).where(Example.source == source)))
+def existing_ids(session: Session, source: str, task: str) -> set[str]:
+    return set(session.scalars(select(Example.external_id).where(Example.source == source, Example.task == task)))
 
 
-def all_examples(session: Session) -> list[Example]:
-    return list(session.scalars(select(Example).order_by(Example.id)))
+def all_examples(session: Session, task: str | None = None) -> list[Example]:
+    """Every example of a task (or of every task), oldest first."""
+    query = select(Example).order_by(Example.id)
+    if task is not None:
+        query = query.where(Example.task == task)
+    return list(session.scalars(query))

@@ -12,6 +12,7 @@ from bot.store.base import FORGOTTEN_TEXT, Base, utc_now
 from bot.store.examples import Example
 from bot.store.tickets import Suggestion, Ticket
 from inference.errors import TuesdayError
+from inference.task import TaskSet
 
 FEEDBACK_ACTIONS = ("accept", "change", "reject", "handoff")
 FEEDBACK_SOURCE = "feedback"  # Example.source of labels that came from clicks
@@ -38,6 +39,7 @@ class Feedback(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     suggestion_id: Mapped[int] = mapped_column(ForeignKey("suggestions.id"), index=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
+    task: Mapped[str] = mapped_column(String(64))  # the task this click labels (its suggestion's)
     user_id: Mapped[str] = mapped_column(String(64))
     user_name: Mapped[str] = mapped_column(String(255), default="")
     action: Mapped[str] = mapped_column(String(16))  # one of FEEDBACK_ACTIONS
@@ -54,26 +56,29 @@ def feedback_example_id(ticket_id: int) -> str:
     return f"ticket-{int(ticket_id)}"
 
 
-def ticket_feedback(session: Session, ticket_id: int) -> list[Feedback]:
-    """Every decision on a ticket, oldest first."""
-    return list(session.scalars(select(Feedback).where(Feedback.ticket_id == ticket_id).order_by(Feedback.id)))
+def ticket_feedback(session: Session, ticket_id: int, task: str | None = None) -> list[Feedback]:
+    """Every decision on a ticket (for one task, or for all), oldest first."""
+    query = select(Feedback).where(Feedback.ticket_id == ticket_id)
+    if task is not None:
+        query = query.where(Feedback.task == task)
+    return list(session.scalars(query.order_by(Feedback.id)))
 
 
-def ticket_labels(session: Session, ticket_id: int) -> list[str]:
-    """The distinct labels reviewers gave a ticket, in the order they were first given."""
-    return list(dict.fromkeys(f.label for f in ticket_feedback(session, ticket_id)))
+def ticket_labels(session: Session, ticket_id: int, task: str | None = None) -> list[str]:
+    """The distinct labels reviewers gave a ticket (for one task), in the order they were first given."""
+    return list(dict.fromkeys(f.label for f in ticket_feedback(session, ticket_id, task)))
 
 
-def _feedback_example(session: Session, ticket: Ticket, label: str, why: str | None,
+def _feedback_example(session: Session, ticket: Ticket, task: str, label: str, why: str | None,
                       labels_given: list[str]) -> Example | None:
     """Add the ticket's training example, or mark the existing one conflicted (its label is kept)."""
     if ticket.text == FORGOTTEN_TEXT:
         return None  # forgotten on request: its clicks are kept, its text never becomes training data again
     external_id = feedback_example_id(ticket.id)
-    example = session.scalar(select(Example).where(Example.source == FEEDBACK_SOURCE,
+    example = session.scalar(select(Example).where(Example.task == task, Example.source == FEEDBACK_SOURCE,
                                                    Example.external_id == external_id))
     if example is None:
-        example = Example(source=FEEDBACK_SOURCE, external_id=external_id, text=ticket.model_text, label=label,
+        example = Example(task=task, source=FEEDBACK_SOURCE, external_id=external_id, text=ticket.model_text, label=label,
                           reason=why)
         session.add(example)
     if example.settled_at is not None and label != example.label:
@@ -91,7 +96,8 @@ def record_feedback(sessions: sessionmaker[Session], *, suggestion_id: int, acti
                     labels) -> tuple[Feedback, list[str]]:
     """Store one decision and its training example; returns (row, earlier labels it disagrees with).
 
-    label None means the suggested label (an accept); labels is the task's label set.
+    label None means the suggested label (an accept); labels is the task's label set, or the
+    deployment's TaskSet (the suggestion's task's labels are then used).
     """
     from inference.pii import mask_pii
 
@@ -101,8 +107,10 @@ def record_feedback(sessions: sessionmaker[Session], *, suggestion_id: int, acti
         suggestion = session.get(Suggestion, suggestion_id)
         if suggestion is None:
             raise UnknownSuggestion(f"no suggestion {suggestion_id} in the store (it may have been deleted)")
-        ticket_id, model_version = suggestion.ticket_id, suggestion.model_version
+        ticket_id, model_version, task = suggestion.ticket_id, suggestion.model_version, suggestion.task
         label = label if label is not None else suggestion.label
+    if isinstance(labels, TaskSet):
+        labels = labels[task].labels
     if label is None:
         raise UnknownLabel("Tuesday suggested no label here, so there is nothing to accept: choose one")
     if label not in labels:
@@ -116,12 +124,12 @@ def record_feedback(sessions: sessionmaker[Session], *, suggestion_id: int, acti
         # on SQLite (it is this transaction's first statement, so SQLite waits instead of failing).
         session.execute(update(Ticket).where(Ticket.id == ticket_id).values(id=Ticket.id))
         ticket = session.get(Ticket, ticket_id)
-        earlier = ticket_labels(session, ticket_id)
+        earlier = ticket_labels(session, ticket_id, task)
         conflicts = [other for other in earlier if other != label]
-        row = Feedback(suggestion_id=suggestion_id, ticket_id=ticket_id, user_id=user_id, user_name=user_name or "",
+        row = Feedback(task=task, suggestion_id=suggestion_id, ticket_id=ticket_id, user_id=user_id, user_name=user_name or "",
                        action=action, label=label, why=why, model_version=model_version or "",
                        conflict=bool(conflicts))
         session.add(row)
-        _feedback_example(session, ticket, label, why, [*earlier, label])
+        _feedback_example(session, ticket, task, label, why, [*earlier, label])
         session.commit()
         return row, conflicts

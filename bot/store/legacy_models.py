@@ -13,7 +13,7 @@ import shutil
 from datetime import datetime
 from pathlib import Path
 
-from bot.store.production import POINTER, ModelEvent, ProductionPointer
+from bot.store.production import ModelEvent, ProductionPointer
 from inference.registry import VERSION_RE
 
 
@@ -37,32 +37,32 @@ def adopt_legacy_models(runtime) -> dict[str, str]:
         shutil.copytree(folder, staging, dirs_exist_ok=True)
         manifest = json.loads((folder / "version.json").read_text(encoding="utf-8"))
         names[folder.name] = runtime.registry.commit(staging, manifest).name
-    _adopt_pointer(runtime.sessions, root, names)
+    _adopt_pointer(runtime.sessions, root, names, runtime.task.name)
     return names
 
 
-def _adopt_pointer(sessions, root: Path, names: dict[str, str]) -> None:
+def _adopt_pointer(sessions, root: Path, names: dict[str, str], task: str) -> None:
     history = root / "history.jsonl"
     events = [json.loads(line) for line in history.read_text(encoding="utf-8").splitlines() if line.strip()] \
         if history.is_file() else []
     pointer = root / "PRODUCTION"
     live = names.get(pointer.read_text(encoding="utf-8").strip()) if pointer.is_file() else None
     with sessions() as session:
-        if session.get(ProductionPointer, POINTER) is not None:
+        if session.get(ProductionPointer, task) is not None:
             return  # this store already has a production version: it wins over the old folder's
         last = None
         for event in events:
             if event.get("version") not in names:
                 continue
-            last = ModelEvent(action=event.get("action", "promote"), version=names[event["version"]],
+            last = ModelEvent(task=task, action=event.get("action", "promote"), version=names[event["version"]],
                               previous=names.get(event.get("previous")), by=event.get("by", ""),
                               reason=event.get("reason", ""), at=datetime.fromisoformat(event["at"]))
             session.add(last)
         if live is not None:
             if last is None or last.version != live:
-                last = ModelEvent(action="promote", version=live, previous=None, by="tuesday db upgrade",
+                last = ModelEvent(task=task, action="promote", version=live, previous=None, by="tuesday db upgrade",
                                   reason="production of the single-disk release")
                 session.add(last)
             session.flush()
-            session.add(ProductionPointer(slot=POINTER, version=live, event_id=last.id))
+            session.add(ProductionPointer(slot=task, version=live, event_id=last.id))
         session.commit()

@@ -25,6 +25,7 @@ class WriteBack(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     feedback_id: Mapped[int] = mapped_column(ForeignKey("feedback.id"))
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))
+    task: Mapped[str] = mapped_column(String(64))  # the field this writes (settings map a task to a field)
     helpdesk: Mapped[str] = mapped_column(String(64))  # the ticket's source, e.g. "zendesk"
     label: Mapped[str] = mapped_column(String(128))
     note: Mapped[str] = mapped_column(Text, default="")  # decision_note at the click, so a retry writes the same

@@ -18,7 +18,6 @@ ACTIVE = ("queued", "running")
 # sign-off (TUESDAY_PROMOTION_SIGNOFF, bot.lifecycle.signoff), which turns it into "promoted".
 FINISHED = ("promoted", "kept", "passed")
 
-ACTIVE_SLOT = "retrain"
 
 PAUSED_FLAG = "paused"
 
@@ -40,13 +39,14 @@ class RetrainRun(Base):
     __tablename__ = "retrain_runs"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    task: Mapped[str] = mapped_column(String(64))  # the task this run retrains (one adapter per task)
     requested_by: Mapped[str] = mapped_column(String(255))
     trigger: Mapped[str] = mapped_column(String(16))  # command | threshold | schedule | cli
     job_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     status: Mapped[str] = mapped_column(String(16), default="queued")  # queued|running|promoted|kept|passed|failed|cancelled
-    # "retrain" while queued or running, NULL after. Unique, so the database itself refuses a
-    # second active run when two requests race (NULLs never collide, on SQLite or PostgreSQL).
-    active: Mapped[str | None] = mapped_column(String(16), nullable=True, unique=True)
+    # The task's name while queued or running, NULL after. Unique, so the database itself refuses a
+    # second active run of a task when two requests race (NULLs never collide, on SQLite or PostgreSQL).
+    active: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
     candidate_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
     production_before: Mapped[str | None] = mapped_column(String(64), nullable=True)
     metrics: Mapped[str] = mapped_column(Text, default="{}")  # JSON {"candidate": {...}, "production": {...}}
@@ -105,14 +105,25 @@ def get_run(sessions: sessionmaker[Session], run_id: int) -> RetrainRun | None:
         return session.get(RetrainRun, int(run_id))
 
 
-def last_run(sessions: sessionmaker[Session]) -> RetrainRun | None:
+def last_run(sessions: sessionmaker[Session], task: str | None = None) -> RetrainRun | None:
+    """The newest run of a task (or of any task)."""
+    query = select(RetrainRun).order_by(RetrainRun.id.desc()).limit(1)
+    if task is not None:
+        query = query.where(RetrainRun.task == task)
     with sessions() as session:
-        return session.scalar(select(RetrainRun).order_by(RetrainRun.id.desc()).limit(1))
+        return session.scalar(query)
 
 
-def active_run(sessions: sessionmaker[Session]) -> RetrainRun | None:
+def active_run(sessions: sessionmaker[Session], task: str) -> RetrainRun | None:
+    """The task's queued or running run (at most one per task)."""
     with sessions() as session:
-        return session.scalar(select(RetrainRun).where(RetrainRun.active.is_not(None)))
+        return session.scalar(select(RetrainRun).where(RetrainRun.active == task))
+
+
+def active_runs(sessions: sessionmaker[Session]) -> list[RetrainRun]:
+    """Every task's queued or running run, oldest first."""
+    with sessions() as session:
+        return list(session.scalars(select(RetrainRun).where(RetrainRun.active.is_not(None)).order_by(RetrainRun.id)))
 
 
 def start_run(sessions: sessionmaker[Session], run_id: int) -> RetrainRun | None:

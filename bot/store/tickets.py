@@ -79,10 +79,12 @@ class Suggestion(Base):
     __tablename__ = "suggestions"
     # The measures (bot.monitor) read a window by created_at; on PostgreSQL the index also carries the
     # columns they read, so a week is an index-only scan (revision 0005).
-    __table_args__ = (Index("ix_suggestions_created_at", "created_at", postgresql_include=list(MEASURED_COLUMNS)),)
+    __table_args__ = (Index("ix_suggestions_created_at", "created_at", postgresql_include=list(MEASURED_COLUMNS)),
+                      Index("ix_suggestions_ticket_task", "ticket_id", "task"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
+    task: Mapped[str] = mapped_column(String(64))  # one suggestion per task a ticket is labelled for
     label: Mapped[str | None] = mapped_column(String(128), nullable=True)  # None: the model abstained
     confidence: Mapped[float] = mapped_column(Float)
     probabilities: Mapped[str] = mapped_column(Text, default="{}")  # JSON {label: probability}
@@ -185,12 +187,16 @@ def get_ticket(session: Session, ticket_id: int) -> Ticket | None:
     return session.get(Ticket, ticket_id)
 
 
-def latest_suggestion(session: Session, ticket_id: int) -> Suggestion | None:
-    return session.scalar(select(Suggestion).where(Suggestion.ticket_id == ticket_id)
-                          .order_by(Suggestion.id.desc()).limit(1))
+def latest_suggestion(session: Session, ticket_id: int, task: str | None = None) -> Suggestion | None:
+    """The ticket's newest suggestion for a task (or for any task)."""
+    query = select(Suggestion).where(Suggestion.ticket_id == ticket_id)
+    if task is not None:
+        query = query.where(Suggestion.task == task)
+    return session.scalar(query.order_by(Suggestion.id.desc()).limit(1))
 
 
-def add_suggestion(session: Session, ticket_id: int, prediction, *, threshold: float, handoff_threshold: float = 0.0,
+def add_suggestion(session: Session, ticket_id: int, prediction, *, task: str, threshold: float,
+                   handoff_threshold: float = 0.0,
                    handoff_label: str | None = None, cpu_ms: float | None = None,
                    prior_id: int | None = None) -> Suggestion:
     """Record a predictor's suggestion, routed by `route`: below the threshold the label is left
@@ -200,7 +206,7 @@ def add_suggestion(session: Session, ticket_id: int, prediction, *, threshold: f
     routing, label = route(prediction.label, float(prediction.confidence), threshold=threshold,
                            handoff_threshold=handoff_threshold, handoff_label=handoff_label)
     evidence = getattr(prediction, "evidence", None) or []
-    row = Suggestion(ticket_id=ticket_id, label=label, routing=routing,
+    row = Suggestion(ticket_id=ticket_id, task=task, label=label, routing=routing,
                      confidence=float(prediction.confidence), probabilities=json.dumps(prediction.probabilities),
                      reason=prediction.reason or "", model_version=prediction.model_version or "",
                      latency_ms=float(prediction.latency_ms), evidence=json.dumps(evidence, ensure_ascii=False),

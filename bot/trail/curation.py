@@ -30,6 +30,7 @@ from bot.store.feedback import FEEDBACK_SOURCE, Feedback, UnknownLabel
 from bot.store.tickets import Ticket
 from bot.store.trail import DataApproval
 from inference.errors import TuesdayError
+from inference.task import TaskSet
 
 SETTLE_REASON_CHARS = 300
 
@@ -80,7 +81,7 @@ def training_data(sessions: sessionmaker[Session], task, *, approval_required: b
         if approval_required and approval is None:
             return TrainingData([], None, True)
         limit = approval.up_to_example_id if approval is not None else None
-        rows = [_row(e) for e in all_examples(session)
+        rows = [_row(e) for e in all_examples(session, task.name)
                 if e.label in task.labels and not e.conflicted and not e.forgotten and (limit is None or e.id <= limit)]
     return TrainingData(rows, approval.id if approval is not None else None, approval_required)
 
@@ -124,8 +125,9 @@ def _conflict(session: Session, example: Example) -> dict:
     decisions = [] if ticket_id is None else [
         {"label": f.label, "user_id": f.user_id, "user_name": f.user_name, "action": f.action, "why": f.why,
          "at": as_utc(f.created_at).isoformat(timespec="seconds")}
-        for f in session.scalars(select(Feedback).where(Feedback.ticket_id == ticket_id).order_by(Feedback.id))]
-    return {"example_id": example.id, "key": example.key, "ticket_id": ticket_id,
+        for f in session.scalars(select(Feedback).where(Feedback.ticket_id == ticket_id, Feedback.task == example.task)
+                                 .order_by(Feedback.id))]
+    return {"example_id": example.id, "task": example.task, "key": example.key, "ticket_id": ticket_id,
             "text": ticket.text if ticket is not None else example.text,
             "subject": ticket.subject if ticket is not None else "", "url": ticket.url if ticket is not None else None,
             "label": example.label, "labels": json.loads(example.conflict_labels or "[]"), "decisions": decisions}
@@ -157,11 +159,12 @@ def settle(sessions: sessionmaker[Session], example_id: int, *, label: str, reas
     """Record a reviewer's verdict on a conflict: the example's label becomes `label`, with `reason`.
 
     The clicks stay as they were (feedback rows are append-only); the verdict is audited as
-    "conflict.settle". labels is the task's label set; `by` names the actor ("slack:U123").
+    "conflict.settle". labels is the task's label set, or the deployment's TaskSet (the example's
+    task's labels are then used); `by` names the actor ("slack:U123").
     """
     from inference.pii import mask_pii
 
-    if label not in labels:
+    if not isinstance(labels, TaskSet) and label not in labels:
         raise UnknownLabel(f"'{label}' is not a label of this task")
     reason = " ".join(mask_pii(reason or "").split())[:SETTLE_REASON_CHARS]
     if not reason:
@@ -170,6 +173,8 @@ def settle(sessions: sessionmaker[Session], example_id: int, *, label: str, reas
         example = session.get(Example, int(example_id))
         if example is None or example.conflict_labels is None:
             raise NotConflicted(f"example {example_id} has no conflict to settle")
+        if isinstance(labels, TaskSet) and (example.task not in labels.names or label not in labels[example.task].labels):
+            raise UnknownLabel(f"'{label}' is not a label of {example.task}")
         ticket_id = _ticket_id(example)
         if ticket_id is not None:
             # The ticket row is what a click locks (bot.store.feedback.record_feedback): a click and a verdict

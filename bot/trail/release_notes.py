@@ -41,7 +41,9 @@ def _per_label(registry, name: str) -> dict:
 
 
 def _previous(registry, name: str) -> str | None:
-    names = registry.names()
+    """The version of the same task built before `name`."""
+    task = registry.get(name).manifest.get("task")
+    names = [n for n in registry.names() if registry.get(n).manifest.get("task") == task]
     index = names.index(name)
     return names[index - 1] if index > 0 else None
 

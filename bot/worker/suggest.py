@@ -1,4 +1,9 @@
-"""The suggest job: label a stored ticket with the production model and post it to the triage channel."""
+"""The suggest job: label a stored ticket with every task's production model and post one message to the triage channel.
+
+One row per task: the routing task's (whose hand-off decides escalation) first, then each other
+field's. A field whose task has no production model yet is left out; the ticket waits only for
+the routing task's first model.
+"""
 
 from __future__ import annotations
 
@@ -14,8 +19,9 @@ from bot.monitor.label_priors import PriorCache, reweigh
 from bot.runtime import Runtime, slack_client
 from bot.settings import Settings
 from bot.slack.blocks import suggestion_blocks, suggestion_text
+from bot.slack.fields import fields_blocks, fields_text
 from bot.store.base import as_utc
-from bot.store.tickets import add_suggestion, get_ticket, latest_suggestion, set_slack_message
+from bot.store.tickets import Suggestion, add_suggestion, get_ticket, latest_suggestion, set_slack_message
 from bot.worker.predictors import PredictorCache, Thresholds, load_version, version_task, version_thresholds
 from bot.worker.shadow_runner import ShadowRunner
 from inference.errors import TuesdayError
@@ -62,6 +68,10 @@ class Suggester:
                  shadow: ShadowRunner | None = None):
         self.runtime, self.slack = runtime, slack
         self.predictors = predictors or PredictorCache(runtime.production.name, lambda name: load_version(runtime, name))
+        # Each other task's predictor, following its own production pointer.
+        self.fields = {scoped.task.name: (scoped, PredictorCache(scoped.production.name,
+                                                                 lambda name, s=scoped: load_version(s, name)))
+                       for scoped in runtime.each_task()[1:]}
         self._thresholds: dict[str, Thresholds] = {}
         self.priors = PriorCache(runtime.sessions)  # label frequencies of the live stream (TUESDAY_PRIOR_ADJUSTMENT)
         # The version in shadow (bot.lifecycle.shadow), if an admin or the shadow gate named one: its own predictor.
@@ -74,15 +84,55 @@ class Suggester:
 
     def close(self) -> None:
         self.predictors.close()
+        for _, cache in self.fields.values():
+            cache.close()
         self.shadow.close()
 
     def thresholds(self, version: str) -> Thresholds:
-        """A version's thresholds under this process's settings (kept: a committed version never changes)."""
+        """A version's thresholds under this process's settings (kept: a committed version never changes).
+
+        Only the routing task hands off: another field's version gets no hand-off threshold."""
         if version not in self._thresholds:
             info = self.runtime.registry.get(version)
-            self._thresholds[version] = version_thresholds(info, version_task(self.runtime, info),
-                                                           self.runtime.settings.confidence_threshold)
+            cut = version_thresholds(info, version_task(self.runtime, info), self.runtime.settings.confidence_threshold)
+            if info.manifest.get("task") in set(self.runtime.tasks.names) - {self.runtime.tasks.routing_name}:
+                cut = Thresholds(abstain=cut.abstain)
+            self._thresholds[version] = cut
         return self._thresholds[version]
+
+    def _suggest(self, scoped: Runtime, cache: PredictorCache, ticket) -> Suggestion:
+        """Predict one task's label for the ticket and store it (routed by that version's thresholds)."""
+        settings = self.runtime.settings
+        predictor = cache.get()
+        # process_time, not thread_time: llama.cpp computes on its own thread pool, which
+        # thread_time (this thread only) would miss; a worker runs one job at a time, so the
+        # process's CPU time over the call is the prediction's (what a CPU-hour buys).
+        cpu = time.process_time()
+        prediction = predictor.predict(ticket.model_text)
+        cpu_ms = (time.process_time() - cpu) * 1000.0
+        prior = self.priors.applied(prediction.model_version) if settings.prior_adjustment else None
+        if prior is not None:
+            prediction = reweigh(prediction, prior)
+        cut = self.thresholds(prediction.model_version)
+        with self.runtime.sessions() as session:
+            row = add_suggestion(session, ticket.id, prediction, task=scoped.task.name, threshold=cut.abstain,
+                                 handoff_threshold=cut.handoff, handoff_label=cut.handoff_label, cpu_ms=cpu_ms,
+                                 prior_id=prior.id if prior is not None else None)
+        log.info("ticket %s %s: %s %s (%.2f) by %s", ticket.id, scoped.task.name, row.routing, row.label or "-",
+                 row.confidence, row.model_version)
+        return row
+
+    def _fields(self, ticket) -> dict[str, Suggestion]:
+        """Each other task's suggestion for the ticket (stored once; a task without production is left out)."""
+        rows = {}
+        for name, (scoped, cache) in self.fields.items():
+            with self.runtime.sessions() as session:
+                row = latest_suggestion(session, ticket.id, name)
+            if row is None and scoped.production.name() is not None:
+                row = self._suggest(scoped, cache, ticket)
+            if row is not None:
+                rows[name] = row
+        return rows
 
     def run(self, ticket_id: int) -> dict:
         """Predict (once), store, post (once); safe to re-run after a failure at any step."""
@@ -92,7 +142,7 @@ class Suggester:
             ticket = get_ticket(session, ticket_id)
             if ticket is None:
                 raise TicketNotFound(f"no ticket {ticket_id} in the store")
-            row = latest_suggestion(session, ticket_id)
+            row = latest_suggestion(session, ticket_id, self.runtime.task.name)
         # A retried job (Slack was down) reuses the stored suggestion instead of predicting again.
         retried = row is not None
         if row is None:
@@ -101,43 +151,40 @@ class Suggester:
                 # promotion (or the sweeper after it) queues it again.
                 log.info("ticket %s waits: no production model yet", ticket.id)
                 return {"ticket_id": ticket.id, "status": "waiting", "model_version": None}
-            predictor = self.predictors.get()
-            # process_time, not thread_time: llama.cpp computes on its own thread pool, which
-            # thread_time (this thread only) would miss; a worker runs one job at a time, so the
-            # process's CPU time over the call is the prediction's (what a CPU-hour buys).
-            cpu = time.process_time()
-            prediction = predictor.predict(ticket.model_text)
-            cpu_ms = (time.process_time() - cpu) * 1000.0
-            prior = self.priors.applied(prediction.model_version) if settings.prior_adjustment else None
-            if prior is not None:
-                prediction = reweigh(prediction, prior)
-            cut = self.thresholds(prediction.model_version)
-            with sessions() as session:
-                row = add_suggestion(session, ticket.id, prediction, threshold=cut.abstain,
-                                     handoff_threshold=cut.handoff, handoff_label=cut.handoff_label, cpu_ms=cpu_ms,
-                                     prior_id=prior.id if prior is not None else None)
-            log.info("ticket %s: %s %s (%.2f) by %s", ticket.id, row.routing, row.label or "-", row.confidence,
-                     row.model_version)
+        # The other fields first, the routing row last: a ticket whose routing row exists has all its fields.
+        fields = self._fields(ticket)
+        if row is None:
+            row = self._suggest(self.runtime, self.predictors, ticket)
         if row.slack_ts is None and self.slack is not None:
             # A worker killed between Slack's answer and the store's write left a posted message
             # the store does not know of: find it by its metadata rather than post it twice.
             found = find_posted(self.slack, settings.triage_channel, row.id, row.created_at) if retried else None
             if found is None:
                 handoff = self.thresholds(row.model_version).handoff if row.out_of_scope else None
+                link = ticket_link(settings, ticket.source, ticket.external_id)
+                if fields:  # several fields: one message with each (only the routing task's model: the classic one)
+                    blocks = fields_blocks(ticket, row, fields, self.runtime.tasks, handoff_threshold=handoff, link=link)
+                    text = fields_text(ticket, row, fields)
+                else:
+                    blocks = suggestion_blocks(ticket, row, self.runtime.task, handoff_threshold=handoff, link=link)
+                    text = suggestion_text(ticket, row)
                 found = self.slack.chat_postMessage(
-                    channel=settings.triage_channel, text=suggestion_text(ticket, row),
-                    blocks=suggestion_blocks(ticket, row, self.runtime.task, handoff_threshold=handoff,
-                                             link=ticket_link(settings, ticket.source, ticket.external_id)),
+                    channel=settings.triage_channel, text=text, blocks=blocks,
                     metadata={"event_type": POSTED_EVENT, "event_payload": {"suggestion_id": row.id}},
                     unfurl_links=False, unfurl_media=False)
             with sessions() as session:
+                for field in fields.values():  # a click on a field finds the message through its own row
+                    set_slack_message(session, field.id, found["channel"], found["ts"])
                 row = set_slack_message(session, row.id, found["channel"], found["ts"])
         # Only now the shadow version, if one is set: production's suggestion is stored and posted
         # whatever it does, and its failures are stored as rows of its own, never raised here.
         self.shadow.run(ticket, row)
         return {"ticket_id": ticket.id, "suggestion_id": row.id, "label": row.label, "routing": row.routing,
                 "confidence": row.confidence, "model_version": row.model_version,
-                "slack_channel": row.slack_channel, "slack_ts": row.slack_ts}
+                "slack_channel": row.slack_channel, "slack_ts": row.slack_ts,
+                **({"fields": {name: {"suggestion_id": f.id, "label": f.label, "routing": f.routing,
+                                      "confidence": f.confidence, "model_version": f.model_version}
+                               for name, f in fields.items()}} if fields else {})}
 
 
 # The queue runs suggest_ticket(ticket_id) by dotted path in an inference worker, which builds

@@ -11,6 +11,7 @@ from slack_sdk import WebClient
 from bot.slack.blocks import ACCEPT, CHANGE, HANDOFF, REJECT, reject_modal
 from bot.slack.curation_blocks import APPROVE_DATA, SETTLE, approved_text, settle_modal
 from bot.slack.feedback import FeedbackDesk, parse_suggestion_id
+from bot.slack.fields import ACCEPT_ALL
 from bot.slack.listeners.payloads import message_of, reviewer, tell
 from bot.slack.roles import require_manager
 from bot.store.feedback import FeedbackError
@@ -31,6 +32,17 @@ def accept(ack: Ack, body: dict, action: dict, client: WebClient, desk: Feedback
     """Accept: the suggested label is right."""
     ack()
     _decide(body, client, desk, action.get("value"), action="accept", label=None)
+
+
+def accept_all(ack: Ack, body: dict, action: dict, client: WebClient, desk: FeedbackDesk) -> None:
+    """Accept all: every field's suggested label is right (fields already decided keep their decision)."""
+    ack()
+    by = reviewer(body)
+    channel, ts = message_of(body)
+    try:
+        desk.accept_all(client, parse_suggestion_id(action.get("value")), by=by, channel=channel, ts=ts)
+    except FeedbackError as exc:
+        tell(client, channel, by.user_id, exc)
 
 
 def change(ack: Ack, body: dict, action: dict, client: WebClient, desk: FeedbackDesk) -> None:
@@ -65,7 +77,8 @@ def reject(ack: Ack, body: dict, action: dict, client: WebClient, desk: Feedback
     # The submission arrives without the message, so the modal carries where to show the decision.
     metadata = json.dumps({"suggestion_id": suggestion.id, "channel": channel, "ts": ts})
     # trigger_id expires 3 s after the click: open the modal before anything else slow.
-    client.views_open(trigger_id=body["trigger_id"], view=reject_modal(desk.runtime.task, suggestion, metadata))
+    task = desk.runtime.tasks[suggestion.task] if suggestion.task in desk.runtime.tasks.names else desk.runtime.task
+    client.views_open(trigger_id=body["trigger_id"], view=reject_modal(task, suggestion, metadata))
 
 
 def _number(value) -> int:
@@ -89,7 +102,9 @@ def settle(ack: Ack, body: dict, action: dict, client: WebClient, desk: Feedback
         tell(client, channel, user_id, exc)
         return
     metadata = json.dumps({"example_id": found["example_id"], "channel": channel})
-    client.views_open(trigger_id=body["trigger_id"], view=settle_modal(desk.runtime.task, found, metadata))
+    tasks = desk.runtime.tasks
+    task = tasks[found["task"]] if found.get("task") in tasks.names else desk.runtime.task
+    client.views_open(trigger_id=body["trigger_id"], view=settle_modal(task, found, metadata))
 
 
 def approve_data(ack: Ack, body: dict, action: dict, client: WebClient, desk: FeedbackDesk) -> None:
@@ -112,6 +127,7 @@ def register(app: App, desk: FeedbackDesk) -> None:
     """Wire the suggestion message's and the managers' lists' buttons to the listeners above."""
     # Bolt injects listener arguments by name, so the desk is bound in with a closure.
     app.action(ACCEPT)(lambda ack, body, action, client: accept(ack, body, action, client, desk))
+    app.action(ACCEPT_ALL)(lambda ack, body, action, client: accept_all(ack, body, action, client, desk))
     app.action(CHANGE)(lambda ack, body, action, client: change(ack, body, action, client, desk))
     app.action(REJECT)(lambda ack, body, action, client: reject(ack, body, action, client, desk))
     app.action(HANDOFF)(lambda ack, body, action, client: handoff(ack, body, action, client, desk))

@@ -33,24 +33,47 @@ log = logging.getLogger(__name__)
 COMMAND = "/tuesday"
 
 
+def task_argument(runtime, args: str) -> tuple[list, str]:
+    """(the runtimes a command covers, the rest of its arguments): a first word naming a task picks that task,
+    else every task (the routing task first)."""
+    words = args.split()
+    if words and words[0] in runtime.tasks.names:
+        return [runtime.for_task(words[0])], " ".join(words[1:])
+    return runtime.each_task(), args.strip()
+
+
+def _named(runtime, scoped) -> str:
+    return f"*{scoped.task.name}*: " if len(runtime.tasks) > 1 else ""
+
+
 def do_retrain(runtime, queues, user_id: str, args: str) -> str:
-    if args.strip().lower() == "cancel":
+    scopes, rest = task_argument(runtime, args)
+    if rest.lower() == "cancel":
         if not is_admin(runtime.settings, user_id):
             raise NotAllowed("only Tuesday's admins (TUESDAY_ADMINS) can cancel a retrain")
-
-        run = cancel_run(runtime, queues, slack_client(runtime.settings), by=user_id)
+        if len(scopes) > 1:
+            return f"Name the task whose retrain to cancel: `/tuesday retrain <{'|'.join(runtime.tasks.names)}> cancel`."
+        run = cancel_run(scopes[0], queues, slack_client(runtime.settings), by=user_id)
         return f"Retrain run {run['id']} cancelled; production is unchanged ({run['production_before'] or 'none'})."
-    run, created = request_retrain(runtime, queues, requested_by=user_id, trigger="command")
-    return retrain_reply(run.to_dict(), created)
+    replies = []
+    for scoped in scopes:  # one run per task: each trains, gates and reports on its own
+        run, created = request_retrain(scoped, queues, requested_by=user_id, trigger="command")
+        replies.append(_named(runtime, scoped) + retrain_reply(run.to_dict(), created))
+    return "\n".join(replies)
 
 
 def do_eval(runtime, queues, user_id: str, args: str) -> str:
     # The stored numbers answer at once; a fresh holdout evaluation needs the model loaded, which
     # is work for a worker (and every retrain re-scores production anyway).
-    live = runtime.production.info()
-    held = len(holdout_rows(runtime.sessions, runtime.task, runtime.settings.holdout_fraction,
-                            approval_required=runtime.settings.data_approval))
-    return eval_reply(None if live is None else {"version": live.name, "metrics": live.metrics}, held)
+    scopes, _ = task_argument(runtime, args)
+    replies = []
+    for scoped in scopes:
+        live = scoped.production.info()
+        held = len(holdout_rows(scoped.sessions, scoped.task, scoped.settings.holdout_fraction,
+                                approval_required=scoped.settings.data_approval))
+        replies.append(_named(runtime, scoped)
+                       + eval_reply(None if live is None else {"version": live.name, "metrics": live.metrics}, held))
+    return "\n".join(replies)
 
 
 def do_status(runtime, queues, user_id: str, args: str) -> str:
@@ -71,11 +94,16 @@ def do_resume(runtime, queues, user_id: str, args: str) -> str:
 
 
 def do_rollback(runtime, queues, user_id: str, args: str) -> str:
-    version, _, note = args.strip().partition(" ")
+    scopes, rest = task_argument(runtime, args)
+    version, _, note = rest.partition(" ")
     if not version:
-        return "Usage: `/tuesday rollback <version>` (e.g. `/tuesday rollback v3`); `/tuesday status` shows production."
-    event = rollback(runtime.production, version, by=f"slack:{user_id}", note=note.strip())
-    return f"Rolled back: production is now *{event['version']}* (was {event['previous'] or 'none'}); logged in history."
+        return ("Usage: `/tuesday rollback [task] <version>` (e.g. `/tuesday rollback v3`); `/tuesday status` shows "
+                "each task's production.")
+    # A version belongs to one task: its name says which (checked against a task named too).
+    scoped = scopes[0] if len(scopes) == 1 else runtime.for_version(version)
+    event = rollback(scoped.production, version, by=f"slack:{user_id}", note=note.strip())
+    return (f"Rolled back: {_named(runtime, scoped)}production is now *{event['version']}* "
+            f"(was {event['previous'] or 'none'}); logged in history.")
 
 
 def do_review(runtime, queues, user_id: str, args: str) -> str:

@@ -63,7 +63,7 @@ def submit_settle(ack: Ack, body: dict, view: dict, client: WebClient, desk: Fee
             raise UnknownLabel("no label was chosen")
         reason = (values.get(SETTLE_REASON, {}).get(SETTLE_REASON) or {}).get("value")
         result = curation.settle(desk.runtime.sessions, example_id, label=chosen["value"], reason=reason,
-                                 by=f"slack:{user_id}", labels=desk.runtime.task.labels)
+                                 by=f"slack:{user_id}", labels=desk.runtime.tasks)
     except TuesdayError as exc:
         tell(client, channel, user_id, exc)
         return

@@ -1,0 +1,119 @@
+"""One Slack message for every field of a ticket (a deployment with several tasks).
+
+The routing task's suggestion reads as a single-task message does (label, confidence, reason,
+evidence, Hand off); each other field is one line with its label and confidence, its nearest
+labelled ticket, and a select to change just that field. "Accept all" accepts every field that
+has a label and no decision yet. Decisions are listed under their field and the buttons stay:
+an agent may fix only priority now and the rest later, and partial labelling is normal.
+"""
+
+from __future__ import annotations
+
+from bot.slack.blocks import (
+    CHANGE,
+    EVIDENCE_LABEL_CHARS,
+    EVIDENCE_TEXT_CHARS,
+    HANDOFF,
+    MAX_OPTIONS,
+    OPTION_TEXT_CHARS,
+    REJECT,
+    SHOWN_DECISIONS,
+    _button,
+    _percent,
+    _summary_blocks,
+    _ticket_section,
+    conflict_line,
+    decision_line,
+    escape,
+    escaped_excerpt,
+    excerpt,
+    option_value,
+)
+from bot.store.feedback import Feedback
+from bot.store.tickets import Suggestion, Ticket
+from inference.task import Task, TaskSet
+
+ACCEPT_ALL = "tuesday_accept_all"
+FIELD_DECISIONS = 3  # newest decisions shown under a field (Slack allows 50 blocks, 3,000 characters a text)
+
+
+def _field_select(task: Task, row: Suggestion) -> dict:
+    options = [{"text": {"type": "plain_text", "text": label[:OPTION_TEXT_CHARS]},
+                "value": option_value(row.id, label)} for label in task.label_names[:MAX_OPTIONS]]
+    return {"type": "static_select", "action_id": CHANGE, "options": options,
+            "placeholder": {"type": "plain_text", "text": f"Change {task.name}"[:150]}}
+
+
+def _field_line(task: Task, row: Suggestion) -> str:
+    name = escape(task.name)
+    if row.abstained:
+        return f"*{name}*: :thinking_face: unsure (best guess {_percent(row.confidence)}): please choose"
+    return f"*{name}*: `{escape(row.label)}` · {_percent(row.confidence)}"
+
+
+def _nearest(row: Suggestion) -> str | None:
+    evidence = row.evidence_rows[:1]
+    if not evidence:
+        return None
+    first = evidence[0]
+    label = escaped_excerpt(str(first.get("label") or "?"), EVIDENCE_LABEL_CHARS).replace("`", "'")
+    return f"similar labelled ticket: `{label}` · “{escaped_excerpt(str(first.get('text') or ''), EVIDENCE_TEXT_CHARS)}”"
+
+
+def _decision_lines(rows: list[Feedback], limit: int) -> list[str]:
+    lines = [decision_line(r) for r in rows]
+    if len(lines) > limit:
+        lines = [f"… {len(lines) - limit + 1} earlier decisions"] + lines[-limit + 1:]
+    conflict = conflict_line(rows)
+    return lines + ([conflict] if conflict else [])
+
+
+def _field_blocks(task: Task, row: Suggestion, decisions: list[Feedback]) -> list[dict]:
+    blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": _field_line(task, row)},
+               "accessory": _field_select(task, row)}]
+    lines = [line for line in [_nearest(row)] if line] + _decision_lines(decisions, FIELD_DECISIONS)
+    if lines:
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": "\n".join(lines)[:3000]}]})
+    return blocks
+
+
+def _models(ticket: Ticket, routing: Suggestion, fields: dict[str, Suggestion]) -> dict:
+    versions = " · ".join(f"{escape(r.task)} {escape(r.model_version or '?')}" for r in [routing, *fields.values()])
+    latency = routing.latency_ms + sum(r.latency_ms for r in fields.values())
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": (
+        f"models {versions} · {latency:.0f} ms · ticket {escape(ticket.source)}:{escape(ticket.external_id)}")}]}
+
+
+def fields_blocks(ticket: Ticket, routing: Suggestion, fields: dict[str, Suggestion], tasks: TaskSet, *,
+                  handoff_threshold: float | None = None, link: str | None = None,
+                  decisions: dict[str, list[Feedback]] | None = None) -> list[dict]:
+    """The message for a ticket's suggestions: the routing task's, then each other field's (task order)."""
+    decisions = decisions or {}
+    routing_task = tasks[routing.task]
+    blocks = [_ticket_section(ticket, link)]
+    summary = _summary_blocks(ticket, routing, "Please choose a label.", handoff_threshold)[1:]
+    if summary and summary[0].get("fields"):
+        summary[0]["fields"][0]["text"] = f"*{escape(routing_task.name)}*\n`{escape(routing.label)}`"
+    blocks += summary
+    routing_lines = _decision_lines(decisions.get(routing.task, []), SHOWN_DECISIONS)
+    blocks += [{"type": "context", "elements": [{"type": "mrkdwn", "text": line}]} for line in routing_lines]
+    for task in tasks:
+        if task.name in fields:
+            blocks += _field_blocks(task, fields[task.name], decisions.get(task.name, []))
+    blocks.append(_models(ticket, routing, fields))
+    routing_select = _field_select(routing_task, routing)
+    routing_select["placeholder"]["text"] = ("Choose " if routing.abstained else "Change ") + routing_task.name
+    elements = [_button("Accept all", ACCEPT_ALL, routing.id, "primary"), routing_select]
+    if not routing.abstained:
+        elements.append(_button("Reject", REJECT, routing.id, "danger"))
+    if routing_task.handoff_label:
+        elements.append(_button("Hand off", HANDOFF, routing.id))
+    blocks.append({"type": "actions", "block_id": f"tuesday_suggestion_{routing.id}", "elements": elements})
+    return blocks
+
+
+def fields_text(ticket: Ticket, routing: Suggestion, fields: dict[str, Suggestion]) -> str:
+    """Plain-text fallback: every field's label (or "unsure")."""
+    subject = escape(excerpt(ticket.subject or ticket.text, 80))
+    parts = [f"{r.task} {r.label if r.label else 'unsure'}" for r in [routing, *fields.values()]]
+    return f"Suggested {escape(', '.join(parts))} for: {subject}"

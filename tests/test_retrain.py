@@ -78,7 +78,7 @@ def test_retrain_promotes_first_then_keeps_on_unchanged_data(parts, fake_slack):
     [post] = fake_slack.calls_to("chat.postMessage")
     text = post["body"]["text"]
     assert post["body"]["channel"] == CHANNEL and post["headers"]["Authorization"] == "Bearer xoxb-test-token"
-    assert f"Retrain run 1* (requested by <@{MANAGER}> via /tuesday retrain)" in text
+    assert f"Retrain run 1* of *topic* (requested by <@{MANAGER}> via /tuesday retrain)" in text
     assert "*v1 promoted to production*: no production model yet" in text
     assert f"{100 * metrics['candidate']['macro_f1']:.1f}%" in text and "hand-off recall" in text
     assert "no production model to compare with" in text
@@ -119,6 +119,6 @@ def test_the_train_worker_runs_scheduled_retrains_and_records_failures(parts, fa
     assert "rank must be >= 1" in run.error
     assert parts.queues.fetch("train-1").get_status() == "failed"  # RQ keeps the traceback
     [post] = fake_slack.calls_to("chat.postMessage")
-    assert "Retrain run 1* (requested by tuesday via the schedule) *failed*" in post["body"]["text"]
+    assert "Retrain run 1* of *topic* (requested by tuesday via the schedule) *failed*" in post["body"]["text"]
     assert "rank must be >= 1" in post["body"]["text"] and "Production is unchanged (none)" in post["body"]["text"]
     assert parts.runtime.production.name() is None

@@ -109,7 +109,7 @@ def test_the_loop_runs_across_three_hosts_that_share_no_disk(pg_url, redis_url, 
     assert [s["model_version"] for s in out["suggestions"]] == ["v1", "v1", "v3", "v3"]
     assert [s["fields"].get("urgency") for s in out["suggestions"][1:]] == ["v2", "v4", "v2"]
     assert out["suggestions"][0]["ticket"] == "ticket-0"  # sent before any model existed
-    assert "urgency production is now *v2* (was v4)" in out["rollback"]
+    assert "*urgency* production is now *v2* (was v4)" in out["rollback"]
     posts = [c["body"] for c in slack.calls_to("chat.postMessage")]
     reports = [p["text"] for p in posts if p["text"].startswith("*Retrain run")]
     assert len(reports) == 4 and "of *urgency*" in reports[1] and "*v4 promoted" in reports[3]

@@ -199,11 +199,11 @@ def run_online_demo(rt, *, tickets: int = 6, retrain_config: Path | None = None)
                     want = gold.get(ticket.external_id)
                     if want is None or not suggestion.slack_ts or suggestion.task != runtime.task.name:
                         continue
-                    # A wrong field first (the agent fixes only that one), then the routing label.
+                    # One wrong field on one ticket first (the agent fixes only that), then the routing label.
                     for scoped in fields:
                         name = scoped.task.name
                         row, right = by_ticket.get((ticket.id, name)), field_gold[name].get(keys[ticket.external_id])
-                        if row is not None and right and row.label != right and changed_field in (None, name):
+                        if row is not None and right and row.label != right and changed_field is None:
                             agent.click(suggestion, _select(CHANGE, option_value(row.id, right), right), AGENT)
                             summary["clicks"].append({"ticket": ticket.external_id, "field": name,
                                                       "suggested": row.label, "agent": right})

@@ -102,8 +102,8 @@ def do_rollback(runtime, queues, user_id: str, args: str) -> str:
     # A version belongs to one task: its name says which (checked against a task named too).
     scoped = scopes[0] if len(scopes) == 1 else runtime.for_version(version)
     event = rollback(scoped.production, version, by=f"slack:{user_id}", note=note.strip())
-    return (f"Rolled back: {_named(runtime, scoped)}production is now *{event['version']}* "
-            f"(was {event['previous'] or 'none'}); logged in history.")
+    which = f"*{scoped.task.name}* production" if len(runtime.tasks) > 1 else "production"
+    return f"Rolled back: {which} is now *{event['version']}* (was {event['previous'] or 'none'}); logged in history."
 
 
 def do_review(runtime, queues, user_id: str, args: str) -> str:

@@ -186,7 +186,8 @@ def sweep_tickets(runtime, queues, *, now: datetime | None = None, grace: timede
         return 0  # they wait for the first model; its promotion queues them at once
     before = None if grace is None else (now or utc_now()) - grace
     queued = 0
-    for ticket_id in unsuggested_tickets(runtime.sessions, posts=posting(runtime.settings), before=before):
+    for ticket_id in unsuggested_tickets(runtime.sessions, posts=posting(runtime.settings), before=before,
+                                         task=runtime.tasks.routing_name):
         _, enqueued = queues.enqueue_suggest(ticket_id)
         queued += int(enqueued)
     if queued:

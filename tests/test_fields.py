@@ -148,3 +148,23 @@ def test_one_message_carries_every_field_within_slacks_limits():
     assert [e["action_id"] for e in actions["elements"]] == [ACCEPT_ALL, CHANGE, REJECT, HANDOFF]
     assert all(e["value"] == "10" for e in actions["elements"] if "value" in e)  # hand off belongs to routing
     assert fields_text(ticket, routing, fields).startswith(f"Suggested {names[0]} {LONG}3, priority {LONG}p2, type unsure")
+
+
+def test_a_ticket_whose_job_stopped_before_the_routing_row_is_swept_again(tmp_path):
+    from types import SimpleNamespace
+
+    from bot.store.tickets import add_suggestion, add_ticket, unsuggested_tickets, waiting_count
+
+    sessions = make_session_factory(f"sqlite:///{tmp_path / 'store.db'}")
+    ticket, _ = add_ticket(sessions, source="generic", external_id="1", text="server down")
+    done, _ = add_ticket(sessions, source="generic", external_id="2", text="refund please")
+    prediction = SimpleNamespace(label="high", confidence=0.9, reason="", probabilities={"high": 0.9},
+                                 model_version="v2", latency_ms=1.0)
+    with sessions() as session:  # the job stored the priority field, then died before the routing task's row
+        add_suggestion(session, ticket.id, prediction, task="priority", threshold=0.5)
+        add_suggestion(session, done.id, prediction, task="priority", threshold=0.5)
+        add_suggestion(session, done.id, SimpleNamespace(**{**vars(prediction), "label": "billing"}), task="queue",
+                       threshold=0.5)
+    assert unsuggested_tickets(sessions, posts=False, task="queue") == [ticket.id]
+    assert waiting_count(sessions, posts=False, task="queue") == 1
+    assert unsuggested_tickets(sessions, posts=False) == []  # any row would have hidden it

@@ -48,9 +48,10 @@ def record_passed(runtime, summary: dict, *, by: str) -> RetrainRun:
                "calibration": summary.get("calibration"), "shadow": summary.get("shadow")}
     now = utc_now()
     with runtime.sessions() as session:
-        run = RetrainRun(task=runtime.task.name, requested_by=by, trigger="train", status=PASSED, candidate_version=summary["version"],
-                         production_before=summary.get("production"), why=summary["why"], metrics=json.dumps(metrics),
-                         snapshot=summary.get("snapshot"), started_at=now, finished_at=now)
+        run = RetrainRun(task=runtime.task.name, requested_by=by, trigger="train", status=PASSED,
+                         candidate_version=summary["version"], production_before=summary.get("production"),
+                         why=summary["why"], metrics=json.dumps(metrics), snapshot=summary.get("snapshot"),
+                         started_at=now, finished_at=now)
         session.add(run)
         session.commit()
         return run

@@ -49,7 +49,7 @@ def gather_status(runtime, queues) -> dict:
             "licenses": version_licenses(production.manifest)},
         "bases_unapproved": [n.name for n in bases.notes(runtime.sessions) if not n.approved],
         "labels_since_training": labels_since_last_training(runtime),
-        "waiting_tickets": waiting_count(runtime.sessions, posts=posting(settings)),
+        "waiting_tickets": waiting_count(runtime.sessions, posts=posting(settings), task=runtime.tasks.routing_name),
         "retrain_after_labels": settings.retrain_after_labels,
         "retrain_schedule_hours": settings.retrain_schedule_hours,
         "paused": flag is not None,

@@ -126,7 +126,8 @@ class StoreCollector:
         yield production
 
         yield GaugeMetricFamily("tuesday_tickets_waiting", "Tickets without a (posted) suggestion yet.",
-                                value=waiting_count(runtime.sessions, posts=posting(runtime.settings)))
+                                value=waiting_count(runtime.sessions, posts=posting(runtime.settings),
+                                                    task=runtime.tasks.routing_name))
 
         # Redis down is a state to alert on, not a failed scrape: the store's numbers still come.
         depth = GaugeMetricFamily("tuesday_queue_depth", "Jobs waiting in each queue.", labels=["queue"])

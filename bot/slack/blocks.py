@@ -61,13 +61,13 @@ def parse_option_value(value: str) -> tuple[int, str]:
     return int(sid), label
 
 
-def _percent(p: float) -> str:
+def percent(p: float) -> str:
     return f"{100 * p:.0f}%"
 
 
 def _percents(a: float, b: float) -> tuple[str, str]:
     """Two percentages that do not read as equal when they differ (19.6% vs 20%, not 20% vs 20%)."""
-    pa, pb = _percent(a), _percent(b)
+    pa, pb = percent(a), percent(b)
     return (pa, pb) if pa != pb or a == b else (f"{100 * a:.1f}%", f"{100 * b:.1f}%")
 
 
@@ -88,7 +88,7 @@ def evidence_block(rows: list[dict]) -> dict | None:
     return {"type": "context", "elements": [{"type": "mrkdwn", "text": "\n".join([heading, *lines])}]}
 
 
-def _ticket_section(ticket: Ticket, link: str | None) -> dict:
+def ticket_section(ticket: Ticket, link: str | None) -> dict:
     title = escape(ticket.subject or f"Ticket {ticket.external_id}")
     heading = f"*<{escape(link)}|{title}>*" if link else f"*{title}*"
     body = escape(excerpt(ticket.text)) if ticket.text != ticket.subject else ""
@@ -102,7 +102,7 @@ def _label_select(task: Task, suggestion: Suggestion, placeholder: str) -> dict:
             "placeholder": {"type": "plain_text", "text": placeholder}, "options": options}
 
 
-def _button(text: str, action_id: str, suggestion_id: int, style: str | None = None) -> dict:
+def button(text: str, action_id: str, suggestion_id: int, style: str | None = None) -> dict:
     button = {"type": "button", "action_id": action_id, "text": {"type": "plain_text", "text": text},
               "value": str(suggestion_id)}
     if style:
@@ -110,16 +110,16 @@ def _button(text: str, action_id: str, suggestion_id: int, style: str | None = N
     return button
 
 
-def _summary_blocks(ticket: Ticket, suggestion: Suggestion, unsure: str,
+def summary_blocks(ticket: Ticket, suggestion: Suggestion, unsure: str,
                     handoff_threshold: float | None = None, link: str | None = None) -> list[dict]:
     """The ticket, what the model said about it and the evidence; `unsure` is shown when it abstained."""
-    blocks = [_ticket_section(ticket, link)]
+    blocks = [ticket_section(ticket, link)]
     if suggestion.abstained:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": (
-            f":thinking_face: *Tuesday is unsure* (best guess only {_percent(suggestion.confidence)}). {unsure}")}})
+            f":thinking_face: *Tuesday is unsure* (best guess only {percent(suggestion.confidence)}). {unsure}")}})
     elif suggestion.out_of_scope:
         if handoff_threshold is None:
-            why = f"confidence {_percent(suggestion.confidence)} is below the hand-off threshold"
+            why = f"confidence {percent(suggestion.confidence)} is below the hand-off threshold"
         else:
             conf, cut = _percents(suggestion.confidence, handoff_threshold)
             why = f"confidence {conf} is below the hand-off threshold {cut}"
@@ -129,7 +129,7 @@ def _summary_blocks(ticket: Ticket, suggestion: Suggestion, unsure: str,
     else:
         blocks.append({"type": "section", "fields": [
             {"type": "mrkdwn", "text": f"*Suggested label*\n`{escape(suggestion.label)}`"},
-            {"type": "mrkdwn", "text": f"*Confidence*\n{_percent(suggestion.confidence)}"}]})
+            {"type": "mrkdwn", "text": f"*Confidence*\n{percent(suggestion.confidence)}"}]})
         if suggestion.reason:
             reason = escape(excerpt(suggestion.reason))
             blocks.append({"type": "context", "elements": [
@@ -153,14 +153,14 @@ def suggestion_blocks(ticket: Ticket, suggestion: Suggestion, task: Task, *,
     An out-of-scope one (the hand-off label) gets the ordinary buttons: Accept accepts the hand-off.
     link: where the ticket opens (bot.helpdesk.adapters.ticket_link), shown on its title.
     """
-    blocks = _summary_blocks(ticket, suggestion, "Please choose a label.", handoff_threshold, link)
+    blocks = summary_blocks(ticket, suggestion, "Please choose a label.", handoff_threshold, link)
     if suggestion.abstained:
-        elements = [_label_select(task, suggestion, "Choose a label"), _button("Hand off", HANDOFF, suggestion.id)]
+        elements = [_label_select(task, suggestion, "Choose a label"), button("Hand off", HANDOFF, suggestion.id)]
     else:
-        elements = [_button("Accept", ACCEPT, suggestion.id, "primary"),
+        elements = [button("Accept", ACCEPT, suggestion.id, "primary"),
                     _label_select(task, suggestion, "Change label"),
-                    _button("Reject", REJECT, suggestion.id, "danger"),
-                    _button("Hand off", HANDOFF, suggestion.id)]
+                    button("Reject", REJECT, suggestion.id, "danger"),
+                    button("Hand off", HANDOFF, suggestion.id)]
     blocks.append(_model_context(ticket, suggestion))
     # The block id carries the suggestion id too, so a click handler finds it from any element.
     blocks.append({"type": "actions", "block_id": f"tuesday_suggestion_{suggestion.id}", "elements": elements})
@@ -173,9 +173,9 @@ def suggestion_text(ticket: Ticket, suggestion: Suggestion) -> str:
     if suggestion.abstained:
         return f"Tuesday is unsure about: {subject} (please choose a label)"
     if suggestion.out_of_scope:
-        return (f"Out of scope for Tuesday ({_percent(suggestion.confidence)}), handed to a human as "
+        return (f"Out of scope for Tuesday ({percent(suggestion.confidence)}), handed to a human as "
                 f"{escape(suggestion.label)}: {subject}")
-    return f"Suggested {escape(suggestion.label)} ({_percent(suggestion.confidence)}) for: {subject}"
+    return f"Suggested {escape(suggestion.label)} ({percent(suggestion.confidence)}) for: {subject}"
 
 
 # -- after a decision ------------------------------------------------------------------------------
@@ -220,7 +220,7 @@ def conflict_line(rows: list[Feedback]) -> str | None:
 def decided_blocks(ticket: Ticket, suggestion: Suggestion, rows: list[Feedback],
                    link: str | None = None) -> list[dict]:
     """The suggestion message after decisions (feedback rows, oldest first): no buttons, who decided what."""
-    blocks = _summary_blocks(ticket, suggestion, "", link=link)
+    blocks = summary_blocks(ticket, suggestion, "", link=link)
     blocks.append(_model_context(ticket, suggestion))
     lines = [decision_line(r) for r in rows]
     if len(lines) > SHOWN_DECISIONS:

@@ -18,10 +18,10 @@ from bot.slack.blocks import (
     OPTION_TEXT_CHARS,
     REJECT,
     SHOWN_DECISIONS,
-    _button,
-    _percent,
-    _summary_blocks,
-    _ticket_section,
+    button,
+    percent,
+    summary_blocks,
+    ticket_section,
     conflict_line,
     decision_line,
     escape,
@@ -47,8 +47,8 @@ def _field_select(task: Task, row: Suggestion) -> dict:
 def _field_line(task: Task, row: Suggestion) -> str:
     name = escape(task.name)
     if row.abstained:
-        return f"*{name}*: :thinking_face: unsure (best guess {_percent(row.confidence)}): please choose"
-    return f"*{name}*: `{escape(row.label)}` · {_percent(row.confidence)}"
+        return f"*{name}*: :thinking_face: unsure (best guess {percent(row.confidence)}): please choose"
+    return f"*{name}*: `{escape(row.label)}` · {percent(row.confidence)}"
 
 
 def _nearest(row: Suggestion) -> str | None:
@@ -90,8 +90,8 @@ def fields_blocks(ticket: Ticket, routing: Suggestion, fields: dict[str, Suggest
     """The message for a ticket's suggestions: the routing task's, then each other field's (task order)."""
     decisions = decisions or {}
     routing_task = tasks[routing.task]
-    blocks = [_ticket_section(ticket, link)]
-    summary = _summary_blocks(ticket, routing, "Please choose a label.", handoff_threshold)[1:]
+    blocks = [ticket_section(ticket, link)]
+    summary = summary_blocks(ticket, routing, "Please choose a label.", handoff_threshold)[1:]
     if summary and summary[0].get("fields"):
         summary[0]["fields"][0]["text"] = f"*{escape(routing_task.name)}*\n`{escape(routing.label)}`"
     blocks += summary
@@ -103,11 +103,11 @@ def fields_blocks(ticket: Ticket, routing: Suggestion, fields: dict[str, Suggest
     blocks.append(_models(ticket, routing, fields))
     routing_select = _field_select(routing_task, routing)
     routing_select["placeholder"]["text"] = ("Choose " if routing.abstained else "Change ") + routing_task.name
-    elements = [_button("Accept all", ACCEPT_ALL, routing.id, "primary"), routing_select]
+    elements = [button("Accept all", ACCEPT_ALL, routing.id, "primary"), routing_select]
     if not routing.abstained:
-        elements.append(_button("Reject", REJECT, routing.id, "danger"))
+        elements.append(button("Reject", REJECT, routing.id, "danger"))
     if routing_task.handoff_label:
-        elements.append(_button("Hand off", HANDOFF, routing.id))
+        elements.append(button("Hand off", HANDOFF, routing.id))
     blocks.append({"type": "actions", "block_id": f"tuesday_suggestion_{routing.id}", "elements": elements})
     return blocks
 

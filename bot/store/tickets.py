@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    and_,
     func,
     or_,
     select,
@@ -238,23 +239,28 @@ def set_slack_message(session: Session, suggestion_id: int, channel: str, ts: st
 BATCH = 500
 
 
-def _unsuggested(posts: bool):
-    """Tickets with no suggestion yet (or, when Tuesday posts to Slack, none posted yet)."""
+def _unsuggested(posts: bool, task: str | None = None):
+    """Tickets with no suggestion (of the routing task `task`, if named) yet (or, when Tuesday posts to Slack,
+    none posted yet). The suggest job stores the routing task's row last, so a ticket with one has every field."""
     missing = Suggestion.id.is_(None)
     if posts:
         missing = or_(missing, Suggestion.slack_ts.is_(None))
-    return select(Ticket.id).outerjoin(Suggestion, Suggestion.ticket_id == Ticket.id).where(missing)
+    joined = Suggestion.ticket_id == Ticket.id
+    if task is not None:
+        joined = and_(joined, Suggestion.task == task)
+    return select(Ticket.id).outerjoin(Suggestion, joined).where(missing)
 
 
-def unsuggested_tickets(sessions, *, posts: bool, before: datetime | None = None, limit: int = BATCH) -> list[int]:
-    query = _unsuggested(posts)
+def unsuggested_tickets(sessions, *, posts: bool, before: datetime | None = None, limit: int = BATCH,
+                        task: str | None = None) -> list[int]:
+    query = _unsuggested(posts, task)
     if before is not None:
         query = query.where(Ticket.created_at < before)
     with sessions() as session:
         return list(dict.fromkeys(session.scalars(query.order_by(Ticket.id).limit(limit))))
 
 
-def waiting_count(sessions, *, posts: bool) -> int:
+def waiting_count(sessions, *, posts: bool, task: str | None = None) -> int:
     """How many tickets wait for a suggestion (shown by `/tuesday status`)."""
     with sessions() as session:
-        return int(session.scalar(select(func.count()).select_from(_unsuggested(posts).distinct().subquery())))
+        return int(session.scalar(select(func.count()).select_from(_unsuggested(posts, task).distinct().subquery())))

@@ -50,6 +50,7 @@ def _previous(registry, name: str) -> str | None:
 
 def gather(runtime, name: str) -> dict:
     """Everything the notes say, JSON-safe."""
+    runtime = runtime.for_version(name)  # the version's task: its labels, its production history
     registry = runtime.registry
     info = registry.get(name)
     manifest = info.manifest

@@ -19,6 +19,7 @@ from bot.settings import Settings
 from bot.slack.app import create_slack_app
 from bot.store.runs import RetrainRun, active_run, finish_run, is_paused, pause_state, record_snapshot, set_paused
 from bot.worker.upkeep import Upkeep
+from tests.demo_names import DEMO_TASK
 from tests.slash import (  # noqa: F401  (fixtures)
     ADMIN,
     AGENT,

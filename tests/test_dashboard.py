@@ -118,6 +118,13 @@ def test_metrics_parse_and_equal_the_constructed_store(served):
     assert samples(m["tuesday_redis_up"]) == {(): 1.0}
     # Nothing per process: the scrape carries no python_* or process_* series that differ per host.
     assert all(name.startswith("tuesday_") for name in m)
+    # Every series of a model names its task (the store's one task here; tests/test_fields_flow.py has two).
+    per_task = [m[name] for name in ("tuesday_suggestions", "tuesday_feedback", "tuesday_suggestion_latency_seconds",
+                                     "tuesday_review_time_seconds", "tuesday_suggestion_cpu_seconds",
+                                     "tuesday_override_ratio", "tuesday_reviews_7d", "tuesday_drift_share",
+                                     "tuesday_production_info")]
+    assert all(s.labels.get("task") == DEMO_TASK for family in per_task for s in family.samples)
+    assert all(family.samples for family in per_task)
 
 
 def test_metrics_move_with_the_store_not_with_the_process(served):

@@ -77,6 +77,15 @@ def test_one_job_suggests_every_field_in_one_message(two_fields, fake_slack):  #
     text = json.dumps(call["body"]["blocks"], ensure_ascii=False)
     assert f"*urgency*: `{rows['urgency'].label}`" in text and f"models topic {topic} · urgency {urgency}" in text
     assert call["body"]["text"].startswith(f"Suggested topic {rows['topic'].label}, urgency {rows['urgency'].label}")
+    # /metrics: each task's series under its own name
+    from tests.test_dashboard import families
+
+    m = families(client.get("/metrics").text)
+    live = {(s.labels["task"], s.labels["version"]) for s in m["tuesday_production_info"].samples}
+    assert live == {("topic", topic), ("urgency", urgency)}
+    made = {(s.labels["task"], s.labels["version"]) for s in m["tuesday_suggestions"].samples
+            if s.name == "tuesday_suggestions_total"}
+    assert made == {("topic", topic), ("urgency", urgency)}
     # a retried job posts nothing twice and predicts nothing again
     queues.enqueue_suggest(ticket.id)
     tuesday_worker(queues, ["suggest"]).work(burst=True)

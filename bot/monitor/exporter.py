@@ -54,15 +54,6 @@ def drift_share(runtime, since, until) -> tuple[str, float, int] | None:
     return (version, int(below or 0) / n, int(n)) if n else None
 
 
-def _histogram(name: str, doc: str, data: dict, scale: float) -> HistogramMetricFamily:
-    """A histogram family from measures' cumulative buckets; bounds and sum multiplied by scale (ms -> s)."""
-    family = HistogramMetricFamily(name, doc, labels=[])
-    buckets = [(bound if bound == "+Inf" else floatToGoString(bound * scale), count)
-               for bound, count in data["buckets"]]
-    family.add_metric([], buckets, sum_value=data["sum"] * scale)
-    return family
-
-
 class StoreCollector:
     """A prometheus-client collector that reads the store and the queues each time it is collected."""
 
@@ -71,59 +62,38 @@ class StoreCollector:
 
     def collect(self):
         runtime = self.runtime
-        m = measures_for_metrics(runtime)
-
-        suggestions = CounterMetricFamily("tuesday_suggestions", "Suggestions made, by model version, label shown "
-                                          "('' when unsure) and routing (suggested, unsure, out_of_scope).",
-                                          labels=["version", "label", "routing"])
-        for row in m["suggestions"]:
-            suggestions.add_metric([row["version"], row["label"], row["routing"]], row["count"])
-        yield suggestions
-
-        feedback = CounterMetricFamily("tuesday_feedback", "Suggestions reviewed, by version, label shown and the "
-                                       "first click's outcome (accepted, changed, rejected, handed_off; labelled: "
-                                       "Tuesday was unsure and the agent chose).",
-                                       labels=["version", "label", "action"])
-        for row in m["decisions"]:
-            feedback.add_metric([row["version"], row["label"], row["action"]], row["count"])
-        yield feedback
-
-        yield _histogram("tuesday_suggestion_latency_seconds", "Time to predict one suggestion.",
-                         m["latency_ms"], 0.001)
-        yield _histogram("tuesday_review_time_seconds", "From a suggestion being posted to its first click.",
-                         m["review_time_s"], 1.0)
-
-        cpu = CounterMetricFamily("tuesday_suggestion_cpu_seconds", "CPU-seconds spent predicting suggestions, "
-                                  "by version (rows stored before this was measured count 0).", labels=["version"])
-        for version, seconds in sorted(m["cpu_s"].items()):
-            cpu.add_metric([version], seconds)
-        yield cpu
-
         since, until = window(WINDOW_DAYS, datetime.fromtimestamp(self.clock(), timezone.utc))
-        override = GaugeMetricFamily("tuesday_override_ratio", f"(changed + rejected) / reviewed of the last "
-                                     f"{WINDOW_DAYS} days' suggestions, by label shown.", labels=["label"])
-        reviews = GaugeMetricFamily("tuesday_reviews_7d", f"Suggestions reviewed in the last {WINDOW_DAYS} days, "
-                                    "by label shown (how much the override ratio rests on).", labels=["label"])
-        for row in per_label(runtime, since, until):
-            reviews.add_metric([row["label"]], row["reviewed"])
-            if row["override_rate"] is not None:
-                override.add_metric([row["label"]], row["override_rate"])
-        yield override
-        yield reviews
-
-        share = drift_share(runtime, since, until)
-        drift = GaugeMetricFamily("tuesday_drift_share", f"Share of the last {WINDOW_DAYS} days' suggestions by the "
-                                  "production version whose nearest labelled example is less similar than its "
-                                  "holdout's 5th percentile (absent without a reference).", labels=["version"])
-        if share is not None:
-            drift.add_metric([share[0]], share[1])
-        yield drift
-
-        production = GaugeMetricFamily("tuesday_production_info", "The version in production (value 1).",
-                                       labels=["version"])
-        if m["production"]:
-            production.add_metric([m["production"]], 1)
-        yield production
+        families = {
+            "suggestions": CounterMetricFamily(
+                "tuesday_suggestions", "Suggestions made, by task, model version, label shown ('' when unsure) "
+                "and routing (suggested, unsure, out_of_scope).", labels=["task", "version", "label", "routing"]),
+            "feedback": CounterMetricFamily(
+                "tuesday_feedback", "Suggestions reviewed, by task, version, label shown and the first click's "
+                "outcome (accepted, changed, rejected, handed_off; labelled: Tuesday was unsure and the agent chose).",
+                labels=["task", "version", "label", "action"]),
+            "latency": HistogramMetricFamily("tuesday_suggestion_latency_seconds",
+                                             "Time to predict one suggestion (of one task).", labels=["task"]),
+            "review": HistogramMetricFamily("tuesday_review_time_seconds",
+                                            "From a suggestion being posted to its first click.", labels=["task"]),
+            "cpu": CounterMetricFamily("tuesday_suggestion_cpu_seconds", "CPU-seconds spent predicting suggestions, "
+                                       "by task and version (rows stored before this was measured count 0).",
+                                       labels=["task", "version"]),
+            "override": GaugeMetricFamily("tuesday_override_ratio", f"(changed + rejected) / reviewed of the last "
+                                          f"{WINDOW_DAYS} days' suggestions, by task and label shown.",
+                                          labels=["task", "label"]),
+            "reviews": GaugeMetricFamily("tuesday_reviews_7d", f"Suggestions reviewed in the last {WINDOW_DAYS} "
+                                         "days, by task and label shown (how much the override ratio rests on).",
+                                         labels=["task", "label"]),
+            "drift": GaugeMetricFamily("tuesday_drift_share", f"Share of the last {WINDOW_DAYS} days' suggestions "
+                                       "by the task's production version whose nearest labelled example is less "
+                                       "similar than its holdout's 5th percentile (absent without a reference).",
+                                       labels=["task", "version"]),
+            "production": GaugeMetricFamily("tuesday_production_info", "Each task's version in production (value 1).",
+                                            labels=["task", "version"]),
+        }
+        for scoped in runtime.each_task():  # every series of a task's model carries the task's name
+            self._task_series(scoped, families, since, until)
+        yield from families.values()
 
         yield GaugeMetricFamily("tuesday_tickets_waiting", "Tickets without a (posted) suggestion yet.",
                                 value=waiting_count(runtime.sessions, posts=posting(runtime.settings),
@@ -146,6 +116,29 @@ class StoreCollector:
         yield depth
         yield workers
         yield GaugeMetricFamily("tuesday_redis_up", "1 when the queues' Redis answered this scrape.", value=redis_up)
+
+    @staticmethod
+    def _task_series(runtime, f: dict, since, until) -> None:
+        task, m = runtime.task.name, measures_for_metrics(runtime)
+        for row in m["suggestions"]:
+            f["suggestions"].add_metric([task, row["version"], row["label"], row["routing"]], row["count"])
+        for row in m["decisions"]:
+            f["feedback"].add_metric([task, row["version"], row["label"], row["action"]], row["count"])
+        for key, data, scale in (("latency", m["latency_ms"], 0.001), ("review", m["review_time_s"], 1.0)):
+            buckets = [(bound if bound == "+Inf" else floatToGoString(bound * scale), count)
+                       for bound, count in data["buckets"]]
+            f[key].add_metric([task], buckets, sum_value=data["sum"] * scale)
+        for version, seconds in sorted(m["cpu_s"].items()):
+            f["cpu"].add_metric([task, version], seconds)
+        for row in per_label(runtime, since, until):
+            f["reviews"].add_metric([task, row["label"]], row["reviewed"])
+            if row["override_rate"] is not None:
+                f["override"].add_metric([task, row["label"]], row["override_rate"])
+        share = drift_share(runtime, since, until)
+        if share is not None:
+            f["drift"].add_metric([task, share[0]], share[1])
+        if m["production"]:
+            f["production"].add_metric([task, m["production"]], 1)
 
 
 def metrics_registry(runtime, queues, clock: Callable[[], float] = time.time) -> CollectorRegistry:

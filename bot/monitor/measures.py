@@ -289,7 +289,7 @@ def drift(runtime, since: datetime, until: datetime | None = None) -> dict:
 
 
 def measures_for_metrics(runtime) -> dict:
-    """Everything /metrics exports, all time, from a few grouped queries:
+    """Everything /metrics exports for the runtime's task, all time, from a few grouped queries:
 
     {"suggestions": [{version, label (shown; "" when unsure), routing, count}],
      "decisions": [{version, label (shown; ""), action (first click's outcome: accepted|changed|rejected|
@@ -303,9 +303,11 @@ def measures_for_metrics(runtime) -> dict:
     cols = (Suggestion.model_version, Suggestion.label, Suggestion.routing, Suggestion.first_action,
             Suggestion.first_label)
     with runtime.sessions() as session:
-        grouped = session.execute(select(*cols, func.count(), func.sum(Suggestion.cpu_ms)).group_by(*cols)).all()
+        grouped = session.execute(select(*cols, func.count(), func.sum(Suggestion.cpu_ms))
+                                  .where(Suggestion.task == runtime.task.name).group_by(*cols)).all()
         found = histograms(session, {"latency_ms": (Suggestion.latency_ms, LATENCY_BUCKETS_MS),
-                                     "review_time_s": (review_seconds(session), REVIEW_BUCKETS_S)})
+                                     "review_time_s": (review_seconds(session), REVIEW_BUCKETS_S)},
+                           Suggestion.task == runtime.task.name)
     made, counts, cpu = Counter(), Counter(), defaultdict(float)
     for version, shown, routing, action, first_label, n, cpu_ms in grouped:
         made[(version or "", shown or "", routing or SUGGESTED)] += n

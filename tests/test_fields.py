@@ -97,7 +97,7 @@ def test_a_csv_with_several_label_columns_trains_each_task_on_its_own_rows(helpd
 
 def test_jsonl_rows_may_miss_any_field_and_label_names_the_routing_task(helpdesk, tmp_path):
     path = tmp_path / "tickets.jsonl"
-    rows = [{"id": "a", "text": "refund please", "label": "billing", "priority": "low"},
+    rows = [{"id": "a", "text": "refund please", "label": "billing", "priority": "low", "reason": "asks for money back"},
             {"id": "b", "text": "server down for everyone", "type": "incident", "priority": "critical"},
             {"id": "c", "text": "lawyer letter", "queue": "hand_off"}]
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
@@ -106,6 +106,9 @@ def test_jsonl_rows_may_miss_any_field_and_label_names_the_routing_task(helpdesk
     assert {name: [(r["id"], r["label"]) for r in found] for name, found in per_task.items()} == {
         "queue": [("a", "billing"), ("c", "hand_off")], "priority": [("a", "low"), ("b", "critical")],
         "type": [("b", "incident")]}
+    # a reason explains the routing task's label; another task's comes from its own column
+    assert [r["reason"] for r in per_task["queue"]] == ["asks for money back", None]
+    assert [r["reason"] for r in per_task["priority"]] == [None, None]
 
 
 # -- one message, every field ---------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 A row carries a label per task: a column named after the task (`queue`, `priority`, …), any of
 them missing or empty, or `label` for the routing task (the only task of a single-task file).
-A row labelled only for priority becomes a priority example only.
+A row labelled only for priority becomes a priority example only. `reason` explains the routing
+task's label; another task's reason, if any, is in `<task>_reason`.
 """
 
 from __future__ import annotations
@@ -123,8 +124,9 @@ def read_labelled_tasks(path: str | Path, tasks: Task | TaskSet) -> tuple[dict[s
             errors.append((number, "no label" + ("" if len(tasks) == 1 else f" (columns: label, {', '.join(tasks.names)})")))
         else:
             masked = mask_pii(text)
-            reason = str(row.get("reason") or "").strip()
             for name, label in labels.items():
+                own = row.get(f"{name}_reason") or (row.get("reason") if name == tasks.routing_name else None)
+                reason = str(own or "").strip()
                 out[name].append({"id": _external_id(row, text, label), "text": masked, "label": label,
                                   "reason": mask_pii(reason) if reason else None})
     return out, errors

@@ -51,6 +51,10 @@ class Runtime:
         names = [self.tasks.routing_name] + [n for n in self.tasks.names if n != self.tasks.routing_name]
         return [self.for_task(n) for n in names]
 
+    def tasks_named(self, name: str | None) -> list[Runtime]:
+        """The named task's runtime, or (no name) one per task: what a command with an optional task covers."""
+        return [self.for_task(name)] if name else self.each_task()
+
     @cached_property
     def sessions(self):
         if self._parent is not None:

@@ -13,6 +13,7 @@ from bot.store.importer import import_file, read_labelled, read_labelled_tasks
 from bot.store.tickets import Suggestion, Ticket
 from inference.errors import TaskError
 from inference.task import TaskSet, demo_task_path, load_task, load_tasks
+from tests.slash import env, fake_slack  # noqa: F401 (fixtures)
 
 HELPDESK = """
 name: helpdesk
@@ -171,3 +172,20 @@ def test_a_ticket_whose_job_stopped_before_the_routing_row_is_swept_again(tmp_pa
     assert unsuggested_tickets(sessions, posts=False, task="queue") == [ticket.id]
     assert waiting_count(sessions, posts=False, task="queue") == 1
     assert unsuggested_tickets(sessions, posts=False) == []  # any row would have hidden it
+
+
+def test_slash_commands_name_a_task_and_a_mistyped_one_queues_nothing(two_tasks, env, fake_slack):
+    from tests.slash import MANAGER, Parts
+
+    parts = Parts(fake_slack)
+    try:
+        reply = parts.slash(MANAGER, "retrain urgncy")[1]
+        assert "`urgncy` is not a task here" in reply and "topic|urgency" in reply and parts.runs() == []
+        assert "is not a task here" in parts.slash(MANAGER, "eval priority")[1]
+        assert parts.slash(MANAGER, "retrain urgency")[1].startswith("*urgency*: Retrain queued as run 1")
+        assert [(r.task, r.active) for r in parts.runs()] == [("urgency", "urgency")]
+        both = parts.slash(MANAGER, "retrain")[1]  # every task: topic gets its own run, urgency's is joined
+        assert "*topic*: Retrain queued as run 2" in both and "*urgency*: A retrain is already queued as run 1" in both
+        assert [(r.task, r.active) for r in parts.runs()] == [("urgency", "urgency"), ("topic", "topic")]
+    finally:
+        parts.close()

@@ -56,6 +56,14 @@ def two_fields(parts, trained_version, urgency_version):  # noqa: F811
     return runtime, queues, client, topic.name, urgency.name
 
 
+def suggest_through_the_worker(runtime, queues, external_id: str, subject: str, text: str):
+    """A stored ticket, its suggest job queued and run by a real worker; returns the ticket."""
+    ticket, _ = add_ticket(runtime.sessions, source="generic", external_id=external_id, subject=subject, text=text)
+    queues.enqueue_suggest(ticket.id)
+    tuesday_worker(queues, ["suggest"]).work(burst=True)
+    return ticket
+
+
 def rows_of(runtime) -> dict[str, Suggestion]:
     with runtime.sessions() as session:
         return {row.task: row for row in session.scalars(select(Suggestion).order_by(Suggestion.id))}
@@ -63,10 +71,8 @@ def rows_of(runtime) -> dict[str, Suggestion]:
 
 def test_one_job_suggests_every_field_in_one_message(two_fields, fake_slack):  # noqa: F811
     runtime, queues, client, topic, urgency = two_fields
-    ticket, _ = add_ticket(runtime.sessions, source="generic", external_id="T-9", subject="Water in the basement",
-                           text="Our basement flooded last night and the furnace is under water. Policy HM-1.")
-    queues.enqueue_suggest(ticket.id)
-    tuesday_worker(queues, ["suggest"]).work(burst=True)
+    ticket = suggest_through_the_worker(runtime, queues, "T-9", "Water in the basement",
+                                        "Our basement flooded last night and the furnace is under water. Policy HM-1.")
 
     [call] = fake_slack.calls_to("chat.postMessage")
     rows = rows_of(runtime)
@@ -95,10 +101,8 @@ def test_one_job_suggests_every_field_in_one_message(two_fields, fake_slack):  #
 
 def test_a_click_on_one_field_labels_that_task_only(two_fields, fake_slack):  # noqa: F811
     runtime, queues, client, topic, urgency = two_fields
-    ticket, _ = add_ticket(runtime.sessions, source="generic", external_id="T-10", subject="Refund",
-                           text="You charged me twice this month, please refund one of the payments.")
-    queues.enqueue_suggest(ticket.id)
-    tuesday_worker(queues, ["suggest"]).work(burst=True)
+    suggest_through_the_worker(runtime, queues, "T-10", "Refund",
+                               "You charged me twice this month, please refund one of the payments.")
     rows = rows_of(runtime)
     other = next(label for label in TASKS["urgency"].labels if label != rows["urgency"].label)
 
@@ -164,8 +168,14 @@ def test_each_decided_field_is_written_back_where_its_task_goes(parts, fake_zend
 
     outbox = wait_for(lambda: len(outbox_rows(runtime)) == 2 and outbox_rows(runtime))
     assert sorted((o.task, o.label) for o in outbox) == [("topic", "billing_dispute"), ("urgency", "soon")]
+    monkeypatch.setenv("TUESDAY_HELPDESK_FIELDS", "urgncy=field:360001234")  # a mistyped task: told, retried later
+    refused = deliver_job(outbox[0].id, 1)
+    assert refused["status"] == "pending" and "names urgncy, not a task of this deployment" in refused["error"]
+    assert fake_zendesk.requests == []
+    monkeypatch.setenv("TUESDAY_HELPDESK_FIELDS", "urgency=field:360001234")
     for row in outbox:
-        assert deliver_job(row.id, 1)["status"] == "delivered"
+        attempt = 2 if row.id == outbox[0].id else 1
+        assert deliver_job(row.id, attempt)["status"] == "delivered"
     puts = [(r["path"], r["body"]) for r in fake_zendesk.requests if r["method"] == "PUT"]
     assert ("/api/v2/tickets/5158/tags.json", {"tags": ["tuesday_billing_dispute"]}) in puts  # the routing task: a tag
     assert ("/api/v2/tickets/5158.json", {"ticket": {"custom_fields": [{"id": 360001234, "value": "soon"}]}}) in puts

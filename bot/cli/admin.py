@@ -49,7 +49,7 @@ def retrain(rt: Runtime, by: str | None, cancel: bool, task_name: str | None, as
 
     from bot.lifecycle.status import retrain_reply
 
-    scoped = [rt.for_task(task_name)] if task_name else rt.each_task()
+    scoped = rt.tasks_named(task_name)
     queues = _queues(rt)
     if cancel:
         from bot.lifecycle.retrain import cancel_run

@@ -23,11 +23,6 @@ def _emit(as_json: bool, data, text: str) -> None:
 TASK_HELP = "Only this task (a name from the task file); default: every task."
 
 
-def scopes(rt: Runtime, task_name: str | None) -> list[Runtime]:
-    """The runtime of the named task, or one per task (the routing task first)."""
-    return [rt.for_task(task_name)] if task_name else rt.each_task()
-
-
 class _Group(click.Group):
     """Translate Tuesday's own errors into a clean message and exit code 1."""
 
@@ -85,7 +80,7 @@ def train(rt: Runtime, base: Path | None, config_file: Path | None, data: Path |
           task_name: str | None, as_json: bool) -> None:
     """Train a new model version of each task (or of one), then promote it if it beats that task's production."""
     summaries, texts = [], []
-    for scoped in scopes(rt, task_name):
+    for scoped in rt.tasks_named(task_name):
         summary = train_and_gate(scoped, base=base, config=load_config(config_file), data=data,
                                  promote=not no_promote, progress=not as_json)
         verdict = ("promoted to production" if summary["promoted"] else
@@ -102,7 +97,7 @@ def train(rt: Runtime, base: Path | None, config_file: Path | None, data: Path |
 
 def version_scopes(rt: Runtime, task_name: str | None, version: str | None) -> list[Runtime]:
     """A named version's task, else the named task, else every task."""
-    return [rt.for_version(version)] if version else scopes(rt, task_name)
+    return [rt.for_version(version)] if version else rt.tasks_named(task_name)
 
 
 @main.command("eval")
@@ -183,7 +178,7 @@ def predict(rt: Runtime, text: str, version: str | None, task_name: str | None, 
 def models(rt: Runtime, task_name: str | None, as_json: bool) -> None:
     """List each task's model versions with their status and holdout metrics."""
     data, texts = [], []
-    for scoped in scopes(rt, task_name):
+    for scoped in rt.tasks_named(task_name):
         versions = [rt.registry.get(n) for n in scoped.production.names()]
         statuses = scoped.production.statuses()
         data += [{"task": scoped.task.name, "version": v.name, "status": statuses.get(v.name),

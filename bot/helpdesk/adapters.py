@@ -146,7 +146,12 @@ def adapter_for(settings: Settings, source: str, http: httpx.Client) -> Helpdesk
     from inference.task import demo_task_path, load_tasks
 
     if writes_back(settings, source):
-        routing = load_tasks(settings.task_file or demo_task_path()).routing_name
+        tasks = load_tasks(settings.task_file or demo_task_path())
+        unknown = sorted(set(field_map(settings.helpdesk_fields)) - set(tasks.names))
+        if unknown:  # a mistyped task would silently land in a tag: an error an admin can fix, retried meanwhile
+            raise HelpdeskError(f"TUESDAY_HELPDESK_FIELDS names {', '.join(unknown)}, not a task of this deployment "
+                                f"({', '.join(tasks.names)})")
+        routing = tasks.routing_name
         return ZendeskAdapter(settings.zendesk_url, settings.zendesk_email, settings.zendesk_api_token, http,
                               fields=settings.helpdesk_fields, routing=routing)
     return None

@@ -95,7 +95,7 @@ def ticket_section(ticket: Ticket, link: str | None) -> dict:
     return {"type": "section", "text": {"type": "mrkdwn", "text": f"{heading}\n{body}".rstrip()}}
 
 
-def _label_select(task: Task, suggestion: Suggestion, placeholder: str) -> dict:
+def label_select(task: Task, suggestion: Suggestion, placeholder: str) -> dict:
     options = [{"text": {"type": "plain_text", "text": label[:OPTION_TEXT_CHARS]},
                 "value": option_value(suggestion.id, label)} for label in task.label_names[:MAX_OPTIONS]]
     return {"type": "static_select", "action_id": CHANGE,
@@ -155,10 +155,10 @@ def suggestion_blocks(ticket: Ticket, suggestion: Suggestion, task: Task, *,
     """
     blocks = summary_blocks(ticket, suggestion, "Please choose a label.", handoff_threshold, link)
     if suggestion.abstained:
-        elements = [_label_select(task, suggestion, "Choose a label"), button("Hand off", HANDOFF, suggestion.id)]
+        elements = [label_select(task, suggestion, "Choose a label"), button("Hand off", HANDOFF, suggestion.id)]
     else:
         elements = [button("Accept", ACCEPT, suggestion.id, "primary"),
-                    _label_select(task, suggestion, "Change label"),
+                    label_select(task, suggestion, "Change label"),
                     button("Reject", REJECT, suggestion.id, "danger"),
                     button("Hand off", HANDOFF, suggestion.id)]
     blocks.append(_model_context(ticket, suggestion))
@@ -222,14 +222,18 @@ def decided_blocks(ticket: Ticket, suggestion: Suggestion, rows: list[Feedback],
     """The suggestion message after decisions (feedback rows, oldest first): no buttons, who decided what."""
     blocks = summary_blocks(ticket, suggestion, "", link=link)
     blocks.append(_model_context(ticket, suggestion))
-    lines = [decision_line(r) for r in rows]
-    if len(lines) > SHOWN_DECISIONS:
-        lines = [f"… {len(lines) - SHOWN_DECISIONS + 1} earlier decisions"] + lines[-SHOWN_DECISIONS + 1:]
-    conflict = conflict_line(rows)
-    if conflict:
-        lines.append(conflict)
+    lines = decision_lines(rows, SHOWN_DECISIONS)
     blocks.extend({"type": "context", "elements": [{"type": "mrkdwn", "text": line}]} for line in lines)
     return blocks
+
+
+def decision_lines(rows: list[Feedback], limit: int) -> list[str]:
+    """The newest `limit` decisions as lines (an "… N earlier" line first when there were more), and the conflict."""
+    lines = [decision_line(r) for r in rows]
+    if len(lines) > limit:
+        lines = [f"… {len(lines) - limit + 1} earlier decisions"] + lines[-limit + 1:]
+    conflict = conflict_line(rows)
+    return lines + ([conflict] if conflict else [])
 
 
 def decided_text(ticket: Ticket, rows: list[Feedback]) -> str:

@@ -10,24 +10,20 @@ an agent may fix only priority now and the rest later, and partial labelling is 
 from __future__ import annotations
 
 from bot.slack.blocks import (
-    CHANGE,
     EVIDENCE_LABEL_CHARS,
     EVIDENCE_TEXT_CHARS,
     HANDOFF,
-    MAX_OPTIONS,
-    OPTION_TEXT_CHARS,
     REJECT,
     SHOWN_DECISIONS,
     button,
-    percent,
-    summary_blocks,
-    ticket_section,
-    conflict_line,
-    decision_line,
+    decision_lines,
     escape,
     escaped_excerpt,
     excerpt,
-    option_value,
+    label_select,
+    percent,
+    summary_blocks,
+    ticket_section,
 )
 from bot.store.feedback import Feedback
 from bot.store.tickets import Suggestion, Ticket
@@ -35,13 +31,6 @@ from inference.task import Task, TaskSet
 
 ACCEPT_ALL = "tuesday_accept_all"
 FIELD_DECISIONS = 3  # newest decisions shown under a field (Slack allows 50 blocks, 3,000 characters a text)
-
-
-def _field_select(task: Task, row: Suggestion) -> dict:
-    options = [{"text": {"type": "plain_text", "text": label[:OPTION_TEXT_CHARS]},
-                "value": option_value(row.id, label)} for label in task.label_names[:MAX_OPTIONS]]
-    return {"type": "static_select", "action_id": CHANGE, "options": options,
-            "placeholder": {"type": "plain_text", "text": f"Change {task.name}"[:150]}}
 
 
 def _field_line(task: Task, row: Suggestion) -> str:
@@ -60,18 +49,10 @@ def _nearest(row: Suggestion) -> str | None:
     return f"similar labelled ticket: `{label}` · “{escaped_excerpt(str(first.get('text') or ''), EVIDENCE_TEXT_CHARS)}”"
 
 
-def _decision_lines(rows: list[Feedback], limit: int) -> list[str]:
-    lines = [decision_line(r) for r in rows]
-    if len(lines) > limit:
-        lines = [f"… {len(lines) - limit + 1} earlier decisions"] + lines[-limit + 1:]
-    conflict = conflict_line(rows)
-    return lines + ([conflict] if conflict else [])
-
-
 def _field_blocks(task: Task, row: Suggestion, decisions: list[Feedback]) -> list[dict]:
     blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": _field_line(task, row)},
-               "accessory": _field_select(task, row)}]
-    lines = [line for line in [_nearest(row)] if line] + _decision_lines(decisions, FIELD_DECISIONS)
+               "accessory": label_select(task, row, f"Change {task.name}"[:150])}]
+    lines = [line for line in [_nearest(row)] if line] + decision_lines(decisions, FIELD_DECISIONS)
     if lines:
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": "\n".join(lines)[:3000]}]})
     return blocks
@@ -95,15 +76,15 @@ def fields_blocks(ticket: Ticket, routing: Suggestion, fields: dict[str, Suggest
     if summary and summary[0].get("fields"):
         summary[0]["fields"][0]["text"] = f"*{escape(routing_task.name)}*\n`{escape(routing.label)}`"
     blocks += summary
-    routing_lines = _decision_lines(decisions.get(routing.task, []), SHOWN_DECISIONS)
+    routing_lines = decision_lines(decisions.get(routing.task, []), SHOWN_DECISIONS)
     blocks += [{"type": "context", "elements": [{"type": "mrkdwn", "text": line}]} for line in routing_lines]
     for task in tasks:
         if task.name in fields:
             blocks += _field_blocks(task, fields[task.name], decisions.get(task.name, []))
     blocks.append(_models(ticket, routing, fields))
-    routing_select = _field_select(routing_task, routing)
-    routing_select["placeholder"]["text"] = ("Choose " if routing.abstained else "Change ") + routing_task.name
-    elements = [button("Accept all", ACCEPT_ALL, routing.id, "primary"), routing_select]
+    verb = "Choose " if routing.abstained else "Change "
+    elements = [button("Accept all", ACCEPT_ALL, routing.id, "primary"),
+                label_select(routing_task, routing, (verb + routing_task.name)[:150])]
     if not routing.abstained:
         elements.append(button("Reject", REJECT, routing.id, "danger"))
     if routing_task.handoff_label:

@@ -42,6 +42,12 @@ def task_argument(runtime, args: str) -> tuple[list, str]:
     return runtime.each_task(), args.strip()
 
 
+def _unknown(runtime, command: str, rest: str) -> str:
+    """The reply to arguments a command does not take (a mistyped task name retrains nothing)."""
+    return (f"`{rest.split()[0]}` is not a task here: `/tuesday {command} [{'|'.join(runtime.tasks.names)}]`"
+            + (" or `/tuesday retrain [task] cancel`" if command == "retrain" else "") + ".")
+
+
 def _named(runtime, scoped) -> str:
     return f"*{scoped.task.name}*: " if len(runtime.tasks) > 1 else ""
 
@@ -55,6 +61,8 @@ def do_retrain(runtime, queues, user_id: str, args: str) -> str:
             return f"Name the task whose retrain to cancel: `/tuesday retrain <{'|'.join(runtime.tasks.names)}> cancel`."
         run = cancel_run(scopes[0], queues, slack_client(runtime.settings), by=user_id)
         return f"Retrain run {run['id']} cancelled; production is unchanged ({run['production_before'] or 'none'})."
+    if rest:
+        return _unknown(runtime, "retrain", rest)
     replies = []
     for scoped in scopes:  # one run per task: each trains, gates and reports on its own
         run, created = request_retrain(scoped, queues, requested_by=user_id, trigger="command")
@@ -65,7 +73,9 @@ def do_retrain(runtime, queues, user_id: str, args: str) -> str:
 def do_eval(runtime, queues, user_id: str, args: str) -> str:
     # The stored numbers answer at once; a fresh holdout evaluation needs the model loaded, which
     # is work for a worker (and every retrain re-scores production anyway).
-    scopes, _ = task_argument(runtime, args)
+    scopes, rest = task_argument(runtime, args)
+    if rest:
+        return _unknown(runtime, "eval", rest)
     replies = []
     for scoped in scopes:
         live = scoped.production.info()

@@ -37,6 +37,7 @@ class Settings(NodeSettings):
     database_url: str = Field("", description="SQLAlchemy URL of the store; empty means SQLite in data_dir.")
     task_file: Path | None = Field(None, description="Task YAML (labels, hand-off label); empty means the built-in demo task.")
     families: str = Field("auto", description="Model families a training run trains: auto (the encoder; the decoder too where the train job finds a GPU), or encoder, decoder or both, comma-separated; the better on the holdout by the gate's rules becomes the candidate.")
+    shared_encoder: bool = Field(True, description="With several tasks: every task but the routing one trains a head on the routing task's production encoder (an encoder-family version) and serves a copy of it, so one encoder pass per ticket feeds every field; false: each task tunes an encoder of its own (one more encoder pass and model in memory per field).")
     max_wrong: float = Field(0.05, gt=0.0, lt=1.0, description="Calibration target: the abstain threshold is set on the holdout so at most this share of shown suggestions is wrong, and the hand-off threshold so at most this share of tickets the model knows is escalated.")
     holdout_fraction: float = Field(0.2, ge=0.05, le=0.5, description="Share of labelled examples kept out of training, chosen by a hash of their normalised text (the same text is always on the same side).")
     reasons: bool = Field(True, description="Generate a one-line reason after the label when serving.")

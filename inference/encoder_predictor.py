@@ -124,13 +124,14 @@ class EncoderPredictor:
     def __init__(self, gguf_path: str | Path, head: EncoderHead, task: Task, *, version: str = "",
                  temperature: float = 1.0, index: EvidenceIndex | None = None, evidence_k: int = 3,
                  n_threads: int | None = None, tfidf: TfidfBranch | None = None, mix: Mix | None = None,
-                 show_evidence: bool = True):
+                 show_evidence: bool = True, embedder=None):
+        """embedder: an open one to use (a pooled one, inference.embedders) instead of opening gguf_path."""
         if head.labels != task.label_names:
             raise ModelError("the classification head was trained for a different label set than the task's")
         self.task, self.head, self.version, self.temperature = task, head, version, temperature
         self.tfidf, self.mix = tfidf, mix or Mix()
-        self.embedder = LlamaEmbedder(gguf_path, max_length=head.max_length, max_chunks=head.max_chunks,
-                                      n_threads=n_threads)
+        self.embedder = embedder or LlamaEmbedder(gguf_path, max_length=head.max_length, max_chunks=head.max_chunks,
+                                                  n_threads=n_threads)
         self.index = index
         if index is not None:
             position = {label: i for i, label in enumerate(task.label_names)}

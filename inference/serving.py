@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from inference.embedders import EmbedderPool
 from inference.encoder_head import EncoderHead
 from inference.encoder_predictor import Evidence, EncoderPredictor, LlamaEmbedder
 from inference.evidence import EvidenceIndex
@@ -12,9 +13,12 @@ from inference.task import Task
 
 
 def load_predictor(info: VersionInfo, task: Task, *, threads: int | None = None, reasons: bool = True,
-                   family: str | None = None, calibrated: bool = True, evidence: bool = True, every_voice: bool = False):
+                   family: str | None = None, calibrated: bool = True, evidence: bool = True, every_voice: bool = False,
+                   embedders: EmbedderPool | None = None):
     """The served predictor of a version (or of one of its families); close() it when done.
-    every_voice: an encoder predictor with every voice the version has loaded, mixed or not (benchmarks)."""
+    every_voice: an encoder predictor with every voice the version has loaded, mixed or not (benchmarks).
+    embedders: the process's pool; an encoder version then shares its encoder file (by sha256) with every
+    other version of the pool that serves the same one, and one pass per ticket feeds them all."""
     manifest = info.manifest
     family = family or manifest.get("family", "decoder")
     part = manifest.get("families", {}).get(family, {})
@@ -28,9 +32,19 @@ def load_predictor(info: VersionInfo, task: Task, *, threads: int | None = None,
         tfidf = TfidfBranch.load(info.path / manifest["files"]["tfidf"]) if has_tfidf and (mix.tfidf or every_voice) else None
         if index is None and (mix.knn or every_voice):  # the vote needs the index even where evidence is not shown
             index = EvidenceIndex.load(info.path)
-        return EncoderPredictor(info.gguf(part.get("serve", "encoder-q8_0")), head, task, version=info.name,
-                                temperature=temperature, index=index, evidence_k=k, n_threads=threads,
-                                tfidf=tfidf, mix=mix, show_evidence=evidence)
+        path = info.gguf(part.get("serve", "encoder-q8_0"))
+        stored = manifest.get("artifacts", {}).get(path.relative_to(info.path).as_posix(), {})
+        embedder = embedders.open(path, sha256=stored["sha256"], max_length=head.max_length,
+                                  max_chunks=head.max_chunks, n_threads=threads) \
+            if embedders is not None and stored.get("sha256") else None
+        try:
+            return EncoderPredictor(path, head, task, version=info.name, temperature=temperature, index=index,
+                                    evidence_k=k, n_threads=threads, tfidf=tfidf, mix=mix, show_evidence=evidence,
+                                    embedder=embedder)
+        except BaseException:
+            if embedder is not None:
+                embedder.close()
+            raise
     helper = None
     if index is not None:
         embedder = LlamaEmbedder(info.path / manifest["evidence"]["embedder"],

@@ -17,9 +17,9 @@ from bot.lifecycle.retrain import conclude_run
 from bot.lifecycle.shadow import FAILED, better_or_equal, compare, comparison_table, shadow_state, start_shadow
 from bot.lifecycle.shadow_gate import settle
 from bot.lifecycle.signoff import SignOffRefused, approve
-from bot.runtime import slack_client
+from bot.runtime import Runtime, slack_client
+from bot.settings import Settings
 from bot.store import audit
-from bot.store.base import make_session_factory
 from bot.store.feedback import record_feedback
 from bot.store.runs import RetrainRun, get_run, start_run
 from bot.store.shadow import ShadowSuggestion
@@ -91,10 +91,10 @@ def test_the_shadow_answers_every_ticket_is_never_posted_and_only_admins_start_i
     assert "only Tuesday's admins" in parts.slash(AGENT, "shadow v2")[1]
     assert "only Tuesday's admins" in parts.slash(MANAGER, "shadow v2")[1]
     assert "v1 is production" in parts.slash(ADMIN, "shadow v1")[1]
-    assert "v9" in parts.slash(ADMIN, "shadow v9")[1] and shadow_state(parts.runtime.sessions) is None
+    assert "v9" in parts.slash(ADMIN, "shadow v9")[1] and shadow_state(parts.runtime) is None
     reply = parts.slash(ADMIN, "shadow v2")[1]
     assert "*v2* now runs in shadow beside production v1" in reply and "never shown" in reply
-    assert shadow_state(parts.runtime.sessions)["by"] == f"slack:{ADMIN}"
+    assert shadow_state(parts.runtime)["by"] == f"slack:{ADMIN}"
 
     suggester = Suggester(parts.runtime, slack_client(parts.settings))
     ids = new_tickets(parts, 3)
@@ -171,7 +171,7 @@ def test_a_shadow_model_that_fails_never_touches_the_production_suggestion(parts
         def close(self):
             pass
 
-    suggester.shadow = ShadowRunner(parts.runtime.sessions, lambda name: Failing(), suggester.thresholds)
+    suggester.shadow = ShadowRunner(parts.runtime, lambda name: Failing(), suggester.thresholds)
     result = suggester.run(new_tickets(parts, 1, start=20)[0])
     assert result["slack_ts"] and shadow_rows(parts)[-1].error == "RuntimeError: llama_decode returned -1"
     assert len(fake_slack.calls_to("chat.postMessage")) == 3
@@ -181,7 +181,8 @@ def test_a_shadow_model_that_fails_never_touches_the_production_suggestion(parts
 # -- the comparison on constructed decisions -------------------------------------------------------
 
 def test_the_comparison_equals_hand_computed_values(store_url, task):
-    sessions = make_session_factory(store_url)
+    rt = Runtime(Settings(database_url=store_url))
+    sessions = rt.sessions
     bd, cs, dr, nc = "billing_dispute", "claim_status", "document_request", "new_claim"
     # ticket: (production version, label production showed, label the shadow showed, clicks (action, label))
     cases = {
@@ -214,7 +215,7 @@ def test_the_comparison_equals_hand_computed_values(store_url, task):
             record_feedback(sessions, suggestion_id=100 + n, action=action, label=label, user_id="U1",
                             labels=task.labels)
 
-    c = compare(sessions, "v2", handoff_label=HANDOFF, production="v1")
+    c = compare(rt, "v2", production="v1")
     assert (c["tickets"], c["failed"], c["labelled"], c["production"], c["last_error"]) == (8, 1, 7, "v1", "boom")
     assert c["production_stats"] == {"n": 7, "agreed": 3, "agreement": 3 / 7, "shown": 7, "abstained": 0,
                                      "overridden": 3, "override_rate": 3 / 7, "handoffs": 1,
@@ -226,9 +227,9 @@ def test_the_comparison_equals_hand_computed_values(store_url, task):
     table = comparison_table(c)
     assert "v2 (shadow)" in table and "v1 (production)" in table and "42.9%" in table and "16.7%" in table
 
-    every = compare(sessions, "v2", handoff_label=HANDOFF)  # any production version
+    every = compare(rt, "v2")  # any production version
     assert (every["labelled"], every["production"], every["candidate"]["agreed"]) == (8, "v0, v1", 4)
-    assert compare(sessions, "v3", handoff_label=HANDOFF)["labelled"] == 0
+    assert compare(rt, "v3")["labelled"] == 0
 
 
 # -- the shadow gate -------------------------------------------------------------------------------
@@ -280,7 +281,7 @@ def test_the_gate_holds_a_candidate_in_shadow_until_enough_is_labelled_then_prom
     assert (run.status, run.candidate_version, run.production_before) == ("passed", "v2", "v1")
     assert json.loads(run.metrics)["shadow"]["status"] == "waiting"
     assert parts.runtime.production.name() == "v1"
-    assert shadow_state(parts.runtime.sessions)["by"] == "tuesday"
+    assert shadow_state(parts.runtime)["by"] == "tuesday"
     [entry] = audit.entries(parts.runtime.sessions, action="shadow")
     assert (entry["actor"], entry["action"], entry["target"], entry["detail"]["note"]) == (
         "tuesday", "shadow", "v2", f"retrain run {run.id}")
@@ -306,7 +307,7 @@ def test_the_gate_holds_a_candidate_in_shadow_until_enough_is_labelled_then_prom
     event = parts.runtime.production.history()[-1]
     assert (event["version"], event["previous"], event["by"]) == ("v2", "v1", f"slack:{MANAGER}")
     assert event["reason"].startswith("in shadow on live tickets: agreement with agents v2 100.0%")
-    assert shadow_state(parts.runtime.sessions) is None  # ended once decided
+    assert shadow_state(parts.runtime) is None  # ended once decided
     assert [e["actor"] for e in audit.entries(parts.runtime.sessions, action="shadow.off")] == ["tuesday"]
     report = fake_slack.calls_to("chat.postMessage")[-1]["body"]["text"]
     assert "*v2 promoted to production*" in report and "v2 (shadow)" in report and "n = 3 live tickets" in report
@@ -320,11 +321,11 @@ def test_a_worse_candidate_is_kept_and_a_later_candidate_takes_the_shadow(gated,
     parts = gated
     v2 = served_copy(parts, trained_version, abstain_threshold=NOTHING)  # never shows a label
     first = gate_run(parts, v2.name)
-    assert first.status == "passed" and shadow_state(parts.runtime.sessions)["version"] == "v2"
+    assert first.status == "passed" and shadow_state(parts.runtime)["version"] == "v2"
     # A second retrain passes the holdout gate meanwhile: its candidate takes the shadow, the first is closed.
     v3 = served_copy(parts, trained_version, abstain_threshold=NOTHING)
     second = gate_run(parts, v3.name, by=LEAD)
-    assert second.status == "passed" and shadow_state(parts.runtime.sessions)["version"] == "v3"
+    assert second.status == "passed" and shadow_state(parts.runtime)["version"] == "v3"
     [closed] = settle(parts.runtime, slack_client(parts.settings))
     assert (closed["id"], closed["status"]) == (first.id, "kept")
     assert closed["why"] == ("not promoted: v3 took its place in shadow (tuesday) before 3 of its live tickets were "
@@ -336,7 +337,7 @@ def test_a_worse_candidate_is_kept_and_a_later_candidate_takes_the_shadow(gated,
     [kept] = settle(parts.runtime, slack_client(parts.settings))
     assert (kept["id"], kept["status"]) == (second.id, "kept") and parts.runtime.production.name() == "v1"
     assert kept["why"] == "not promoted after its shadow: agreement with agents v3 0.0% vs v1 100.0% on 3 labelled tickets"
-    assert shadow_state(parts.runtime.sessions) is None
+    assert shadow_state(parts.runtime) is None
     report = fake_slack.calls_to("chat.postMessage")[-1]["body"]["text"]
     assert "*v3 kept as candidate*; v1 stays in production" in report and "v3 (shadow)" in report
     assert settle(parts.runtime, slack_client(parts.settings)) == []
@@ -358,7 +359,7 @@ def test_with_sign_off_the_manager_signs_after_the_shadow_result(gated, fake_sla
         accept(parts, result["suggestion_id"])
     [done] = settle(parts.runtime, slack_client(parts.settings))
     assert (done["status"], done["metrics"]["shadow"]["status"]) == ("passed", "done")
-    assert parts.runtime.production.name() == "v1" and shadow_state(parts.runtime.sessions) is None
+    assert parts.runtime.production.name() == "v1" and shadow_state(parts.runtime) is None
     repost = fake_slack.calls_to("chat.postMessage")[-1]["body"]
     assert APPROVE in json.dumps(repost["blocks"]) and "v2 (shadow)" in repost["text"]
     assert "awaits a manager's sign-off" in repost["text"]

@@ -53,12 +53,14 @@ def review_sheet(version, task, holdout_rows: list[dict], production: dict | Non
 def train_candidate(snapshot_key: str, snapshot_sha256: str, task_key: str, task_sha256: str,
                     config: dict | None = None, production: str | None = None, base: str | None = None,
                     run_id: int | None = None, progress: bool = True, licenses: dict | None = None,
-                    data_approval: int | None = None) -> dict:
+                    data_approval: int | None = None, shared_encoder: str | None = None) -> dict:
     """Train a candidate from a stored snapshot; score it and `production` on the same holdout.
 
     licenses: the approved license notes (base name -> note) from the SQL store; a base not in it
     is refused before anything loads (this host has no SQL, so the CPU side sends them).
     data_approval: the id of the data approval the snapshot was cut at, recorded in the manifest.
+    shared_encoder: an encoder version (the routing task's production) whose encoder the candidate
+    trains a head on and serves a copy of, so one encoder pass serves both (trainer.shared_encoder).
     """
     started_wall, started_cpu = time.perf_counter(), time.process_time()
     settings = NodeSettings()  # this host's own: artifact store, base models, threads
@@ -72,6 +74,7 @@ def train_candidate(snapshot_key: str, snapshot_sha256: str, task_key: str, task
         registry, task, base_path, train_rows, holdout_rows, RunConfig.from_dict(config or {}),
         encoder_base=settings.encoder_model, tokenizer_gguf=settings.tokenizer_gguf, progress=progress,
         threads=settings.threads, licenses=licenses or {},
+        shared_encoder=registry.fetch(shared_encoder) if shared_encoder else None,
         extra={"snapshot": snapshot_key, "run": run_id, "data_approval": data_approval},
     )
     production_metrics, label_changes, compared = None, None, None

@@ -36,6 +36,7 @@ from inference.stacking import Mix, TfidfBranch, choose_mix
 from inference.task import Task
 from trainer.config import RunConfig, TrainConfig, resolve_families
 from trainer.export import quantize_gguf, write_encoder_gguf, write_gguf
+from trainer.shared_encoder import shared_encoder_part, windows_of
 
 HOLDOUT_ANSWERS = "holdout.json"  # {family, rows: [{id, label, confidence}]} in holdout order
 
@@ -177,7 +178,7 @@ def build_version(registry: Registry, task: Task, base: Path, train_rows: list[d
                   config: RunConfig | TrainConfig | dict | None = None, *, encoder_base: Path | None = None,
                   tokenizer_gguf: Path | None = None, progress: bool = True, threads: int | None = None,
                   log: Callable[[str], None] | None = None, extra: dict | None = None,
-                  licenses: dict[str, dict] | None = None) -> VersionInfo:
+                  licenses: dict[str, dict] | None = None, shared_encoder: VersionInfo | None = None) -> VersionInfo:
     """Train, export, quantize, evaluate and calibrate the configured families; commit the version.
 
     licenses (base name -> approved license note) makes every base the run uses need an approved
@@ -187,6 +188,10 @@ def build_version(registry: Registry, task: Task, base: Path, train_rows: list[d
     log = log or (lambda message: print(message, file=sys.stderr, flush=True))
     config = as_run_config(config)
     config = dataclasses.replace(config, families=resolve_families(config.families, config.decoder.device))
+    if shared_encoder is not None:  # a head on another version's encoder: its windows, the encoder family only
+        max_length, max_chunks = windows_of(shared_encoder)
+        config = dataclasses.replace(config, families=("encoder",), encoder=dataclasses.replace(
+            config.encoder, max_length=max_length, max_chunks=max_chunks))
     base = Path(base)
     encoder_base = Path(encoder_base) if encoder_base else minilm_dir()
     tokenizer_gguf = tokenizer_gguf or (base if base.suffix == ".gguf" else None)
@@ -204,8 +209,10 @@ def build_version(registry: Registry, task: Task, base: Path, train_rows: list[d
     staging = registry.stage()
     try:
         started = time.perf_counter()
-        parts = {"encoder": _encoder(staging, task, encoder_base, train_rows, config, "encoder" in config.families,
-                                     notes["encoder"], progress, log)}
+        parts = {"encoder": shared_encoder_part(staging, task, shared_encoder, train_rows, config.encoder,
+                                                notes["encoder"], log, threads) if shared_encoder is not None
+                 else _encoder(staging, task, encoder_base, train_rows, config, "encoder" in config.families,
+                               notes["encoder"], progress, log)}
         embedder_file = parts["encoder"]["files"][parts["encoder"]["serve"]]
         if "decoder" in config.families:
             parts["decoder"] = _decoder(staging, task, base, tokenizer_gguf, train_rows, config.decoder, notes["decoder"],
@@ -313,6 +320,10 @@ def model_card(task: Task, manifest: dict, per_label: dict[str, dict]) -> str:
     for family, part in manifest["families"].items():
         lic, m, cal = part["license"], part.get("metrics") or {}, part.get("calibration") or {}
         lines += [f"## {family}", ""] + license_lines(lic)
+        if part.get("shared_encoder"):
+            shared = part["shared_encoder"]
+            lines.append(f"- Encoder: shared with {shared['version']} (task {shared['task']}, sha256 "
+                         f"{shared['sha256'][:16]}…); this version trained its head only")
         if part.get("training"):
             t = part["training"]
             lines.append(f"- Loss: {t['first_loss']:.3f} → {t['final_loss']:.3f} over {t['steps']} steps "

@@ -12,10 +12,11 @@ from bot.runtime import Runtime
 
 @click.command()
 @click.argument("version", required=False)
+@click.option("--task", help="The field whose shadow to show or end (default: every task's); a version names its own.")
 @click.option("--by", help="Who starts or ends it (default: your login name).")
 @click.option("--json", "as_json", is_flag=True, help="Print the state and the comparison as JSON.")
 @click.pass_obj
-def shadow(rt: Runtime, version: str | None, by: str | None, as_json: bool) -> None:
+def shadow(rt: Runtime, version: str | None, task: str | None, by: str | None, as_json: bool) -> None:
     """Run VERSION in shadow beside production (stored, never shown), end it with `off`, or show the comparison."""
     from bot.lifecycle.shadow import (
         displaced_note,
@@ -27,10 +28,19 @@ def shadow(rt: Runtime, version: str | None, by: str | None, as_json: bool) -> N
     )
 
     actor = f"cli:{by or getpass.getuser()}"
+    scopes = rt.tasks_named(task)
     if version and version.lower() == "off":
-        ended = stop_shadow(rt.sessions, by=actor)
-        text = (f"shadow mode ended: {ended} no longer labels live tickets" if ended else "no version was in shadow")
-        click.echo(json.dumps({"ended": ended}) if as_json else text + displaced_note(rt, ended).replace("*", ""))
+        ended = {scoped.task.name: stop_shadow(scoped, by=actor) for scoped in scopes}
+        if as_json:
+            click.echo(json.dumps({"ended": ended if len(rt.tasks) > 1 else ended[rt.task.name]}))
+            return
+        for scoped in scopes:
+            name = ended[scoped.task.name]
+            if name:
+                click.echo(f"shadow mode ended: {name} no longer labels live tickets"
+                           + displaced_note(scoped, name).replace("*", ""))
+        if not any(ended.values()):
+            click.echo("no version was in shadow")
         return
     if version:
         started = start_shadow(rt, version, by=actor)
@@ -40,6 +50,7 @@ def shadow(rt: Runtime, version: str | None, by: str | None, as_json: bool) -> N
             click.echo(started_text(rt, started).replace("*", ""))
         return
     if as_json:
-        click.echo(json.dumps(shadow_summary(rt), indent=2))
+        summaries = {scoped.task.name: shadow_summary(scoped) for scoped in scopes}
+        click.echo(json.dumps(summaries if len(rt.tasks) > 1 else summaries[rt.task.name], indent=2))
     else:
-        click.echo(shadow_text(rt).replace("*", ""))
+        click.echo("\n".join(shadow_text(scoped).replace("*", "") for scoped in scopes))

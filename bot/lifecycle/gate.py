@@ -53,9 +53,8 @@ def gate_and_route(runtime, summary: dict, *, by: str, note: str) -> Verdict:
     decision = decide(summary["metrics"], summary.get("production_metrics"), min_gain=runtime.settings.min_gain)
     if not decision.promote:
         return Verdict(False, False, decision.why)
-    # Shadow compares with the agents' labels of the routing task's suggestions; another field's
-    # candidate goes on to sign-off or production without it.
-    if shadow_first(runtime.settings, live) and runtime.task.name == runtime.tasks.routing_name:
+    # Each task's shadow compares with the agents' labels of that task's suggestions.
+    if shadow_first(runtime.settings, live):
         return Verdict(True, False, decision.why, shadow=hold_in_shadow(runtime, summary["version"], note=note))
     if runtime.settings.promotion_signoff:
         return Verdict(True, False, decision.why)

@@ -30,7 +30,7 @@ from bot.lifecycle.jobs import (
 )
 from bot.lifecycle.reports import headline_metrics, post_report
 from bot.lifecycle.runs import ControlError, job_lost
-from bot.lifecycle.training import load_config, run_config, snapshot_for_training
+from bot.lifecycle.training import load_config, run_config, shared_encoder, snapshot_for_training
 from bot.queues import Queues, sweep_tickets
 from bot.runtime import Runtime, slack_client
 from bot.settings import Settings
@@ -75,7 +75,8 @@ def prepare_run(runtime: Runtime, queues: Queues, slack: WebClient | None, run_i
         train, _ = queues.enqueue("train", QUEUED_TRAIN_JOB, job_id=train_job_id(run_id), timeout=RETRAIN_TIMEOUT_S,
                                   result_ttl=RESULT_TTL_S, failure_ttl=RESULT_TTL_S,
                                   kwargs={**snapshot, "config": config, "production": production, "run_id": run_id,
-                                          "licenses": approved_licenses(sessions)})
+                                          "licenses": approved_licenses(sessions),
+                                          "shared_encoder": shared_encoder(runtime)})
         # allow_failure: the gate job also runs when training failed, to close the run and say why.
         queues.enqueue("control", CONCLUDE_JOB, run_id, job_id=conclude_job_id(run_id), timeout=CONTROL_TIMEOUT_S,
                        depends_on=Dependency(jobs=[train_job_id(run_id)], allow_failure=True))

@@ -1,13 +1,14 @@
 """Shadow mode: a candidate version labels live tickets beside production, stored and never shown.
 
-`/tuesday shadow vN` (admins; `tuesday shadow vN`) names the shadow version in the control_flags row
-"shadow". Every suggest worker then, after production's suggestion is stored and posted, also asks
-the shadow version (its own predictor, fetched and checked like production's) and stores what it
+`/tuesday shadow vN` (admins; `tuesday shadow vN`) names the shadow version in its task's control_flags
+row ("shadow" for the routing task, "shadow:<task>" for another field: each task has its own shadow).
+Every suggest worker then, after production's suggestion is stored and posted, also asks the
+shadow version (its own predictor, fetched and checked like production's) and stores what it
 would have shown, routed by its own thresholds, in shadow_suggestions. A shadow that fails to load
 or predict is stored as a "failed" row and never touches the production suggestion.
 
 Once agents have decided those tickets, `compare` judges both versions on the same tickets by the
-same rule, against the agents' final label (the newest click on the ticket):
+same rule, against the agents' final label (the newest click on the ticket for that task):
 
 - agreement: the label shown equals the final label (an abstention never agrees);
 - override rate: over tickets where a label was shown, those whose final label is another one,
@@ -37,7 +38,7 @@ from bot.store.tickets import Suggestion
 
 log = logging.getLogger(__name__)
 
-SHADOW_FLAG = "shadow"  # control_flags row: value = the shadow version, "" while off
+SHADOW_FLAG = "shadow"  # the routing task's control_flags row: value = the shadow version, "" while off
 
 FAILED = "failed"  # routing of a shadow row whose model did not answer
 WAITING, DONE = "waiting", "done"
@@ -48,35 +49,42 @@ class ShadowRefused(ControlError):
     """The version cannot be put in shadow."""
 
 
-def shadow_state(sessions) -> dict | None:
-    """{version, by, since} of the version in shadow, or None."""
-    with sessions() as session:
-        flag = session.get(Flag, SHADOW_FLAG)
+def flag_name(runtime) -> str:
+    """The control_flags row of the runtime's task's shadow ("shadow" for the routing task, as before tasks)."""
+    task = runtime.task.name
+    return SHADOW_FLAG if task == runtime.tasks.routing_name else f"{SHADOW_FLAG}:{task}"
+
+
+def shadow_state(runtime) -> dict | None:
+    """{version, by, since} of the version in shadow for the runtime's task, or None."""
+    with runtime.sessions() as session:
+        flag = session.get(Flag, flag_name(runtime))
     if flag is None or not flag.value:
         return None
     return {"version": flag.value, "by": flag.set_by, "since": as_utc(flag.set_at).isoformat(timespec="seconds")}
 
 
-def last_change(sessions) -> dict | None:
-    """Who last set or cleared the shadow flag and when ({version or None, by, at}), or None if never."""
-    with sessions() as session:
-        flag = session.get(Flag, SHADOW_FLAG)
+def last_change(runtime) -> dict | None:
+    """Who last set or cleared the task's shadow flag and when ({version or None, by, at}), or None if never."""
+    with runtime.sessions() as session:
+        flag = session.get(Flag, flag_name(runtime))
     if flag is None:
         return None
     return {"version": flag.value or None, "by": flag.set_by, "at": as_utc(flag.set_at).isoformat(timespec="seconds")}
 
 
-def _set_flag(sessions, value: str, *, by: str, action: str, target: str, **detail) -> str | None:
-    """Set the flag and audit it in one transaction; returns the version it replaced (None if off)."""
+def _set_flag(runtime, value: str, *, by: str, action: str, target: str, **detail) -> str | None:
+    """Set the task's flag and audit it in one transaction; returns the version it replaced (None if off)."""
+    name = flag_name(runtime)
     for _ in range(2):
-        with sessions() as session:
-            flag = session.get(Flag, SHADOW_FLAG, with_for_update=True)
+        with runtime.sessions() as session:
+            flag = session.get(Flag, name, with_for_update=True)
             previous = flag.value or None if flag is not None else None
             if flag is None:
-                flag = Flag(name=SHADOW_FLAG)
+                flag = Flag(name=name)
                 session.add(flag)
             flag.value, flag.set_by, flag.set_at = value, by, utc_now()
-            audit.record(session, by, action, target, previous=previous, **detail)
+            audit.record(session, by, action, target, previous=previous, task=runtime.task.name, **detail)
             try:
                 session.commit()
             except IntegrityError:
@@ -87,32 +95,29 @@ def _set_flag(sessions, value: str, *, by: str, action: str, target: str, **deta
 
 
 def start_shadow(runtime, version: str, *, by: str, note: str = "") -> dict:
-    """Put `version` in shadow (audited "shadow"); returns {version, previous, changed}."""
+    """Put `version` in shadow beside its own task's production (audited "shadow"); returns
+    {version, task, previous, changed}. The version says its task: version names are global."""
     runtime.registry.get(version)  # RegistryError (no such version, or incomplete) reaches the caller as it is
-    routing = runtime.for_task(runtime.tasks.routing_name)
-    if not routing.production.owns(version):
-        raise ShadowRefused(f"{version} is a version of another field: shadow runs the routing task's "
-                            f"({routing.task.name}) candidates beside its production")
-    runtime = routing
+    runtime = runtime.for_version(version)
     if runtime.production.name() == version:
-        raise ShadowRefused(f"{version} is production: shadow runs a candidate beside it")
-    current = shadow_state(runtime.sessions)
+        raise ShadowRefused(f"{version} is {runtime.task.name}'s production: shadow runs a candidate beside it")
+    current = shadow_state(runtime)
     if current is not None and current["version"] == version:
-        return {"version": version, "previous": version, "changed": False}
-    previous = _set_flag(runtime.sessions, version, by=by, action="shadow", target=version,
+        return {"version": version, "task": runtime.task.name, "previous": version, "changed": False}
+    previous = _set_flag(runtime, version, by=by, action="shadow", target=version,
                          **({"note": note} if note else {}))
-    log.info("shadow: %s by %s (was %s)", version, by, previous or "off")
-    return {"version": version, "previous": previous, "changed": True}
+    log.info("shadow of %s: %s by %s (was %s)", runtime.task.name, version, by, previous or "off")
+    return {"version": version, "task": runtime.task.name, "previous": previous, "changed": True}
 
 
-def stop_shadow(sessions, *, by: str, reason: str = "", only: str | None = None) -> str | None:
-    """End shadow mode (audited "shadow.off"); returns the version that was in shadow, None if none was.
+def stop_shadow(runtime, *, by: str, reason: str = "", only: str | None = None) -> str | None:
+    """End the task's shadow mode (audited "shadow.off"); returns the version that was in shadow, None if none was.
 
     only: end it only while that version is the one in shadow (a gate ending its own candidate's)."""
-    current = shadow_state(sessions)
+    current = shadow_state(runtime)
     if current is None or (only is not None and current["version"] != only):
         return None
-    _set_flag(sessions, "", by=by, action="shadow.off", target=current["version"],
+    _set_flag(runtime, "", by=by, action="shadow.off", target=current["version"],
               **({"reason": reason} if reason else {}))
     log.info("shadow: %s ended by %s%s", current["version"], by, f" ({reason})" if reason else "")
     return current["version"]
@@ -132,12 +137,15 @@ def _stats(pairs: list[tuple[str | None, str]], handoff_label: str | None) -> di
             "missed_handoffs": sum(1 for s, f in pairs if handoff_label and f == handoff_label and s != f)}
 
 
-def compare(sessions, version: str, *, handoff_label: str | None, production: str | None = None) -> dict:
-    """Candidate `version` against production on the same live tickets that agents have decided.
+def compare(runtime, version: str, *, production: str | None = None) -> dict:
+    """Candidate `version` against production on the same live tickets that agents have decided
+    (their final label for the runtime's task; only the routing task hands off).
 
     production: count only tickets that this production version suggested (the gate's own comparison).
     """
-    with sessions() as session:
+    task = runtime.task.name
+    handoff_label = runtime.task.handoff_label if task == runtime.tasks.routing_name else None
+    with runtime.sessions() as session:
         query = (select(ShadowSuggestion.ticket_id, ShadowSuggestion.label, ShadowSuggestion.routing,
                         Suggestion.label, Suggestion.model_version)
                  .join(Suggestion, Suggestion.id == ShadowSuggestion.suggestion_id)
@@ -149,7 +157,7 @@ def compare(sessions, version: str, *, handoff_label: str | None, production: st
                                                                           ShadowSuggestion.routing == FAILED)
                                     .order_by(ShadowSuggestion.id.desc()).limit(1))
         answered = {row[0]: row for row in rows if row[2] != FAILED}  # one per ticket, the newest
-        newest = (select(func.max(Feedback.id)).where(Feedback.ticket_id.in_(
+        newest = (select(func.max(Feedback.id)).where(Feedback.task == task, Feedback.ticket_id.in_(
             select(ShadowSuggestion.ticket_id).where(ShadowSuggestion.version == version)))
             .group_by(Feedback.ticket_id))
         final = dict(session.execute(select(Feedback.ticket_id, Feedback.label).where(Feedback.id.in_(newest))).all())
@@ -204,17 +212,16 @@ def headline(c: dict) -> str:
 
 def shadow_summary(runtime) -> dict | None:
     """What `/tuesday status` and `/tuesday shadow` show: the state and the comparison so far, or None when off."""
-    state = shadow_state(runtime.sessions)
+    state = shadow_state(runtime)
     if state is None:
         return None
-    return {**state, "comparison": compare(runtime.sessions, state["version"],
-                                           handoff_label=runtime.task.handoff_label)}
+    return {**state, "task": runtime.task.name, "comparison": compare(runtime, state["version"])}
 
 
-def status_line(summary: dict) -> str:
-    """One line of `/tuesday status`."""
+def status_line(summary: dict, task: str = "") -> str:
+    """One line of `/tuesday status` (task: the field's name when the deployment has several)."""
     c = summary["comparison"]
-    return (f"• shadow: *{summary['version']}* since {summary['since'][:16].replace('T', ' ')} UTC: "
+    return (f"• shadow{' of ' + task if task else ''}: *{summary['version']}* since {summary['since'][:16].replace('T', ' ')} UTC: "
             f"{counts_line(c)}; {headline(c)} (`/tuesday shadow`)")
 
 
@@ -238,7 +245,9 @@ def started_text(runtime, started: dict) -> str:
     if not started["changed"]:
         return f"{version} is already in shadow. `/tuesday shadow` shows how it compares."
     replaced = f" It replaces {previous}." if previous else ""
-    return (f"*{version}* now runs in shadow beside production {runtime.production.name() or 'none'}: on every new "
+    runtime = runtime.for_version(version)
+    field = f" of {runtime.task.name}" if len(runtime.tasks.names) > 1 else ""
+    return (f"*{version}* now runs in shadow beside{field} production {runtime.production.name() or 'none'}: on every new "
             "ticket, after production's suggestion is posted, it answers too; its answers are stored, never shown."
             f"{replaced} `/tuesday shadow` compares the two once agents label those tickets; `/tuesday shadow off` "
             "ends it." + displaced_note(runtime, previous))
@@ -247,14 +256,15 @@ def started_text(runtime, started: dict) -> str:
 def shadow_text(runtime) -> str:
     """The reply to `/tuesday shadow` (and `tuesday shadow`)."""
     summary = shadow_summary(runtime)
+    field = f" for {runtime.task.name}" if len(runtime.tasks.names) > 1 else ""
     if summary is None:
-        last = last_change(runtime.sessions)
+        last = last_change(runtime)
         ended = f" (last ended by {last['by']} at {last['at'][:16].replace('T', ' ')} UTC)" if last else ""
-        return (f"No version is in shadow{ended}. An admin starts one with `/tuesday shadow <version>`: it labels "
-                "live tickets beside production, stored and never shown.")
+        return (f"No version is in shadow{field}{ended}. An admin starts one with `/tuesday shadow <version>`: it "
+                "labels live tickets beside production, stored and never shown.")
     c = summary["comparison"]
     live = runtime.production.name()
-    lines = [f"*{summary['version']}* runs in shadow beside production {live or 'none'} since "
+    lines = [f"*{summary['version']}* runs in shadow{field} beside production {live or 'none'} since "
              f"{summary['since'][:16].replace('T', ' ')} UTC (by {summary['by']}): {counts_line(c)}."]
     if c["labelled"]:
         lines.append(comparison_table(c))

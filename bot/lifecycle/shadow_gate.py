@@ -51,8 +51,7 @@ def pending_reason(runtime, run) -> str | None:
     info = shadow_of(run)
     if (info or {}).get("status") != WAITING:
         return None
-    c = compare(runtime.sessions, run.candidate_version, handoff_label=runtime.task.handoff_label,
-                production=run.production_before)
+    c = compare(runtime, run.candidate_version, production=run.production_before)
     return (f"{run.candidate_version} is still in shadow: {c['labelled']} of the {info['min_tickets']} live tickets "
             "it needs are labelled by agents; sign off after its result is posted")
 
@@ -76,9 +75,9 @@ def _close(runtime, slack, run: RetrainRun, status: str, why: str, shadow: dict)
 def _decide(runtime, slack, run: RetrainRun, info: dict) -> dict | None:
     sessions, version, compared = runtime.sessions, run.candidate_version, run.production_before
     live = runtime.production.name()
-    state = shadow_state(sessions)
+    state = shadow_state(runtime)
     if live != version and (state is None or state["version"] != version):
-        last = last_change(sessions) or {"by": "someone"}
+        last = last_change(runtime) or {"by": "someone"}
         how = (f"{state['version']} took its place in shadow ({last['by']})" if state is not None
                else f"its shadow was ended by {last['by']}")
         return _close(runtime, slack, run, "kept", f"not promoted: {how} before {info['min_tickets']} of its "
@@ -87,21 +86,21 @@ def _decide(runtime, slack, run: RetrainRun, info: dict) -> dict | None:
         closed = _close(runtime, slack, run, "kept", f"not promoted: production is {live or 'none'} now, not "
                         f"{compared} that {version} was compared with; a new retrain compares again",
                         {**info, "status": "ended", "at": _now()})
-        stop_shadow(sessions, by=BY, reason=f"production moved to {live}", only=version)
+        stop_shadow(runtime, by=BY, reason=f"production moved to {live}", only=version)
         return closed
     if live != version and is_paused(sessions):
         return None  # production does not change while paused; the candidate keeps running in shadow
-    c = compare(sessions, version, handoff_label=runtime.task.handoff_label, production=compared)
+    c = compare(runtime, version, production=compared)
     if live != version and c["labelled"] < info["min_tickets"]:
         return None
     result = {**info, "status": DONE, "at": _now(), "comparison": c}
     if live != version and not better_or_equal(c):
         closed = _close(runtime, slack, run, "kept", f"not promoted after its shadow: {headline(c)}", result)
-        stop_shadow(sessions, by=BY, reason=f"run {run.id} kept", only=version)
+        stop_shadow(runtime, by=BY, reason=f"run {run.id} kept", only=version)
         return closed
     if live != version and runtime.settings.promotion_signoff:
         closed = _close(runtime, slack, run, PASSED, f"{run.why}; in shadow: {headline(c)}", result)
-        stop_shadow(sessions, by=BY, reason=f"run {run.id} awaits sign-off", only=version)
+        stop_shadow(runtime, by=BY, reason=f"run {run.id} awaits sign-off", only=version)
         return closed
     if live != version:
         try:
@@ -112,7 +111,7 @@ def _decide(runtime, slack, run: RetrainRun, info: dict) -> dict | None:
                 return None  # moved in between: the next round closes the run as kept
     # Switched now, or by an earlier round that stopped before recording it.
     closed = _close(runtime, slack, run, "promoted", f"{run.why}; in shadow: {headline(c)}", result)
-    stop_shadow(sessions, by=BY, reason=f"{version} promoted", only=version)
+    stop_shadow(runtime, by=BY, reason=f"{version} promoted", only=version)
     return closed
 
 
@@ -128,7 +127,9 @@ def settle(runtime, slack=None) -> list[dict]:
     for run in runs:
         info = shadow_of(run)
         if (info or {}).get("status") == WAITING:
-            outcome = _decide(runtime, slack, run, info)
+            # each run's own task: its production, its shadow flag, its agents' labels
+            scoped = runtime.for_task(run.task) if run.task in runtime.tasks.names else runtime
+            outcome = _decide(scoped, slack, run, info)
             if outcome is not None:
                 decided.append(outcome)
     return decided

@@ -80,7 +80,8 @@ def _field_status(runtime) -> dict:
                                                      "calibration": live.manifest.get("calibration")},
             "labels_since_training": labels_since_last_training(runtime),
             "last_run": _as_dict(last_run(runtime.sessions, runtime.task.name)),
-            "active_run": _as_dict(active_run(runtime.sessions, runtime.task.name))}
+            "active_run": _as_dict(active_run(runtime.sessions, runtime.task.name)),
+            "shadow": shadow_summary(runtime)}
 
 
 def field_lines(field: dict) -> list[str]:
@@ -94,6 +95,8 @@ def field_lines(field: dict) -> list[str]:
         lines.append(f"   in progress: {run_line(field['active_run'])}")
     if field["last_run"] and field["last_run"]["id"] != (field["active_run"] or {}).get("id"):
         lines.append(f"   last retrain: {run_line(field['last_run'])}")
+    if field.get("shadow"):
+        lines.append("   " + status_line(field["shadow"]))
     return lines
 
 

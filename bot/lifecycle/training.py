@@ -67,12 +67,25 @@ def run_config(rt: Runtime, overrides: dict | None = None) -> dict:
     return {"families": rt.settings.families, "max_wrong": rt.settings.max_wrong, **(overrides or {})}
 
 
+def shared_encoder(rt: Runtime) -> str | None:
+    """The routing task's production version when this task's round trains a head on its encoder
+    (TUESDAY_SHARED_ENCODER, an encoder-family version in production), else None."""
+    routing = rt.tasks.routing_name
+    if not rt.settings.shared_encoder or rt.task.name == routing:
+        return None
+    name = rt.for_task(routing).production.name()
+    if name is None or rt.registry.get(name).manifest.get("family") != "encoder":
+        return None
+    return name
+
+
 def train_and_gate(rt: Runtime, *, base: Path | None = None, config: dict | None = None, data: Path | None = None,
                    promote: bool = True, by: str = "cli", progress: bool = True, snapshot: dict | None = None) -> dict:
     """Snapshot → train job (in this process) → the gate and its routing; returns the job summary plus the verdict."""
     snapshot = snapshot or snapshot_for_training(rt, data)
     summary = run_job(TRAIN_JOB, **snapshot, config=run_config(rt, config), production=rt.production.name(),
-                      base=str(base) if base else None, progress=progress, licenses=approved_licenses(rt.sessions))
+                      base=str(base) if base else None, progress=progress, licenses=approved_licenses(rt.sessions),
+                      shared_encoder=shared_encoder(rt))
     if not promote:
         summary["promoted"], summary["why"] = False, "--no-promote"
         return summary

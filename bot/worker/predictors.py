@@ -8,12 +8,17 @@ from pathlib import Path
 from typing import Callable
 
 from bot.runtime import Runtime
+from inference.embedders import EmbedderPool
 from inference.errors import ModelError, RegistryError
 from inference.predictor import Predictor
 from inference.registry import VersionInfo
 from inference.task import Task, load_task
 
 log = logging.getLogger(__name__)
+
+# This process's encoder files: fields trained on the routing task's encoder serve a copy of the same
+# file, opened once here, and a ticket's second and third field reuse its first field's embedding.
+EMBEDDERS = EmbedderPool()
 
 
 class PredictorCache:
@@ -64,7 +69,8 @@ def load_version(runtime: Runtime, name: str) -> Predictor:
 
     info = runtime.registry.fetch(name)
     task = version_task(runtime, info)
-    predictor = load_predictor(info, task, threads=runtime.settings.threads, reasons=runtime.settings.reasons)
+    predictor = load_predictor(info, task, threads=runtime.settings.threads, reasons=runtime.settings.reasons,
+                               embedders=EMBEDDERS)
     try:
         check_predictor(predictor, task)
     except BaseException:

@@ -23,10 +23,13 @@ class ShadowUnavailable(Exception):
 
 
 class ShadowRunner:
-    """After production's suggestion is posted, the shadow version's answer for the same ticket, stored."""
+    """After production's suggestion is posted, the shadow version's answer for the same ticket, stored.
 
-    def __init__(self, sessions, load, thresholds, *, retry_load_s: float = LOAD_RETRY_S):
-        self.sessions, self.thresholds, self.retry_load_s = sessions, thresholds, retry_load_s
+    One per task: `runtime` is the task's view, whose shadow flag it follows."""
+
+    def __init__(self, runtime, load, thresholds, *, retry_load_s: float = LOAD_RETRY_S):
+        self.runtime, self.sessions = runtime, runtime.sessions
+        self.thresholds, self.retry_load_s = thresholds, retry_load_s
         self._wanted: str | None = None
         self.predictors = PredictorCache(lambda: self._wanted, load)
         self._load_failed: tuple[str, float, str] | None = None  # (version, when, error)
@@ -54,7 +57,7 @@ class ShadowRunner:
 
         Never raises for the shadow's own failures: the ticket is production's, already posted."""
         try:
-            state = shadow_state(self.sessions)
+            state = shadow_state(self.runtime)
             if state is None:
                 if self.predictors.predictor is not None:
                     self.predictors.close()  # off: give the memory back

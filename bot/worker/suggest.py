@@ -74,9 +74,11 @@ class Suggester:
                        for scoped in runtime.each_task()[1:]}
         self._thresholds: dict[str, Thresholds] = {}
         self.priors = PriorCache(runtime.sessions)  # label frequencies of the live stream (TUESDAY_PRIOR_ADJUSTMENT)
-        # The version in shadow (bot.lifecycle.shadow), if an admin or the shadow gate named one: its own predictor.
-        self.shadow = shadow or ShadowRunner(runtime.sessions, lambda name: load_version(runtime, name),
-                                             self.thresholds)
+        # The version in shadow (bot.lifecycle.shadow), if an admin or the shadow gate named one: its own
+        # predictor. Each task has its own shadow.
+        self.shadow = shadow or ShadowRunner(runtime, lambda name: load_version(runtime, name), self.thresholds)
+        self.field_shadows = {name: ShadowRunner(scoped, lambda version, s=scoped: load_version(s, version),
+                                                 self.thresholds) for name, (scoped, _) in self.fields.items()}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Suggester:
@@ -87,6 +89,8 @@ class Suggester:
         for _, cache in self.fields.values():
             cache.close()
         self.shadow.close()
+        for runner in self.field_shadows.values():
+            runner.close()
 
     def thresholds(self, version: str) -> Thresholds:
         """A version's thresholds under this process's settings (kept: a committed version never changes).
@@ -179,6 +183,8 @@ class Suggester:
         # Only now the shadow version, if one is set: production's suggestion is stored and posted
         # whatever it does, and its failures are stored as rows of its own, never raised here.
         self.shadow.run(ticket, row)
+        for name, field in fields.items():
+            self.field_shadows[name].run(ticket, field)
         return {"ticket_id": ticket.id, "suggestion_id": row.id, "label": row.label, "routing": row.routing,
                 "confidence": row.confidence, "model_version": row.model_version,
                 "slack_channel": row.slack_channel, "slack_ts": row.slack_ts,

@@ -129,16 +129,23 @@ def do_review(runtime, queues, user_id: str, args: str) -> str:
 
 
 def do_shadow(runtime, queues, user_id: str, args: str) -> str:
-    """`shadow` shows the comparison (anyone: numbers only); `shadow vN` and `shadow off` are for admins."""
-    arg = args.strip().split(" ")[0]
+    """`shadow [task]` shows the comparison (anyone: numbers only); `shadow vN` (the version names its task) and
+    `shadow [task] off` (no task: every task's) are for admins."""
+    scopes, rest = task_argument(runtime, args)
+    arg = rest.split(" ")[0]
     if not arg:
-        return shadow_text(runtime)
+        return "\n".join(shadow_text(scoped) for scoped in scopes)
     if not is_admin(runtime.settings, user_id):
         raise NotAllowed("only Tuesday's admins (TUESDAY_ADMINS) can start or end shadow mode")
     if arg.lower() == "off":
-        ended = stop_shadow(runtime.sessions, by=f"slack:{user_id}")
-        return (f"Shadow mode ended: {ended} no longer labels live tickets." if ended
-                else "No version was in shadow.") + displaced_note(runtime, ended)
+        replies = []
+        for scoped in scopes:
+            ended = stop_shadow(scoped, by=f"slack:{user_id}")
+            if ended:
+                replies.append(f"Shadow mode ended: {ended} no longer labels live tickets." + displaced_note(scoped, ended))
+        return "\n".join(replies) or "No version was in shadow."
+    if len(scopes) == 1 and len(runtime.tasks) > 1 and not scopes[0].production.owns(arg):
+        return f"{arg} is not a version of {scopes[0].task.name}: `/tuesday models` lists each field's versions."
     started = start_shadow(runtime, arg, by=f"slack:{user_id}")
     return started_text(runtime, started)
 

@@ -182,3 +182,43 @@ def test_each_decided_field_is_written_back_where_its_task_goes(parts, fake_zend
     notes = [b["ticket"]["comment"]["body"].splitlines()[0] for _, b in puts if "comment" in b.get("ticket", {})]
     assert sorted(notes) == ["Tuesday triage label: billing_dispute", "Tuesday triage urgency: soon"]
     assert not any("urgency" in tag or "soon" in tag for _, b in puts for tag in b.get("tags", []))
+
+
+def test_a_fields_candidate_runs_in_its_own_shadow_and_is_promoted_on_that_fields_labels(two_fields,
+                                                                                          fake_slack):  # noqa: F811
+    from click.testing import CliRunner
+
+    from bot.cli.main import main
+    from bot.lifecycle.gate import gate_and_route
+    from bot.lifecycle.shadow import compare, shadow_state
+    from bot.lifecycle.shadow_gate import settle
+    from bot.lifecycle.signoff import record_passed
+    from bot.store.shadow import ShadowSuggestion
+
+    runtime, queues, client, topic, urgency = two_fields
+    scoped = runtime.for_task("urgency")
+    candidate = copy_version(runtime.registry, scoped.registry.fetch_all(urgency)).name
+    scoped.settings.shadow_min_tickets = 1
+    headline = {"n": 40, "accuracy": 0.5, "macro_f1": 0.5, "handoff_recall": None, "escalation_recall": None}
+    summary = {"version": candidate, "production": urgency, "metrics": {**headline, "macro_f1": 0.6},
+               "production_metrics": headline}
+    verdict = gate_and_route(scoped, summary, by="test", note="a retrain of urgency")
+    assert (verdict.passed, verdict.promoted, verdict.shadow["status"]) == (True, False, "waiting")
+    run = record_passed(scoped, {**summary, "why": verdict.why, "shadow": verdict.shadow}, by="test")
+    assert shadow_state(scoped)["version"] == candidate and shadow_state(runtime) is None  # urgency's own shadow
+    shown = json.loads(CliRunner().invoke(main, ["shadow", "--json"], catch_exceptions=False).output)
+    assert shown["topic"] is None and (shown["urgency"]["version"], shown["urgency"]["task"]) == (candidate, "urgency")
+
+    suggest_through_the_worker(runtime, queues, "T-11", "Storm", "A tree fell on our roof in the storm, water is coming in.")
+    rows = rows_of(runtime)
+    with runtime.sessions() as session:
+        [shadowed] = session.scalars(select(ShadowSuggestion)).all()
+    assert (shadowed.suggestion_id, shadowed.version) == (rows["urgency"].id, candidate)  # beside urgency's row
+    # topic's decision counts for nothing in urgency's comparison; urgency's own does
+    assert post_slack(client, click(rows["topic"].id, ACCEPT_ALL)).status_code == 200
+    updates(fake_slack, 1)  # the click is handled once the message is updated
+    compared = compare(scoped, candidate)  # agents' final label is urgency's, not topic's newer click
+    assert (compared["labelled"], compared["candidate"]["agreed"], compared["production_stats"]["agreed"]) == (1, 1, 1)
+    assert settle(runtime)[0]["status"] == "promoted"  # the same model: it agrees as often as production
+    assert (runtime.production.name(), scoped.production.name()) == (topic, candidate)
+    assert shadow_state(scoped) is None and run.task == "urgency"

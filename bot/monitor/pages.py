@@ -27,6 +27,7 @@ header a{color:#cfe3ff;text-decoration:none;padding:4px 8px;border-radius:4px}
 header a.here{background:#fff;color:#1d2b3a}
 main{padding:16px 24px;max-width:1400px}
 .windows{margin-left:auto;font-size:13px}
+.tasks{margin-left:16px;font-size:13px}
 .windows strong{padding:4px 8px}
 .tiles{display:grid;grid-template-columns:repeat(auto-fill,minmax(190px,1fr));gap:12px;margin:8px 0 20px}
 .tile{background:#fff;border:1px solid #dde1e6;border-radius:6px;padding:10px 14px}
@@ -55,7 +56,7 @@ STYLE_HASH = base64.b64encode(hashlib.sha256(STYLE.encode("utf-8")).digest()).de
 CSP = (f"default-src 'none'; style-src 'sha256-{STYLE_HASH}'; base-uri 'none'; form-action 'none'; "
        "frame-ancestors 'none'")
 
-Href = Callable[[str, int], str]  # (page path, days) -> the signed relative link
+Href = Callable[[str, int], str]  # (page path, days) -> the signed relative link (of the page's task)
 
 
 # -- formatting ----------------------------------------------------------------------------------------
@@ -96,18 +97,24 @@ def who(name: str | None) -> str:
 
 # -- the frame --------------------------------------------------------------------------------------------
 
-def page(current: str, title: str, body: str, *, href: Href, days: int, expires_at: str, generated_at: str) -> str:
-    """A whole page: header with navigation and window switch (signed links), the body, a footer."""
+def page(current: str, title: str, body: str, *, href: Href, days: int, expires_at: str, generated_at: str,
+         tasks: list[tuple[str, str | None]] = ()) -> str:
+    """A whole page: header with navigation, window switch and (several tasks) task picker (signed links),
+    the body, a footer. tasks: (task, link to this page for it; None for the task shown)."""
     here_cls = ' class="here"'
     nav = "".join(f'<a href="{escape(href(path, days))}" rel="noreferrer"{here_cls if name == current else ""}>'
                   f"{escape(label)}</a>" for name, path, label in PAGES)
     here = dict((name, path) for name, path, _ in PAGES)[current]
+    picker = ('<span class="tasks">Field: ' + " · ".join(
+        f"<strong>{escape(name)}</strong>" if link is None else
+        f'<a href="{escape(link)}" rel="noreferrer">{escape(name)}</a>' for name, link in tasks) + "</span>"
+        if tasks else "")
     windows = " · ".join(f"<strong>{d} days</strong>" if d == days else
                          f'<a href="{escape(href(here, d))}" rel="noreferrer">{d} days</a>' for d in WINDOWS)
     return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="referrer" content="no-referrer">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>Tuesday · {escape(title)}</title><style>{STYLE}</style></head><body>"
-            f'<header><h1>Tuesday</h1><nav>{nav}</nav><span class="windows">{windows}</span></header>'
+            f'<header><h1>Tuesday</h1><nav>{nav}</nav>{picker}<span class="windows">{windows}</span></header>'
             f"<main><h2>{escape(title)}</h2>{body}</main>"
             f"<footer>Generated {escape(generated_at)} UTC from the store. This link works until "
             f"{escape(expires_at)} UTC; ask <code>/tuesday dashboard</code> for a new one.</footer></body></html>")

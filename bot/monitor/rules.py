@@ -153,25 +153,50 @@ def escalation_finding(now: dict, settings, *, version: str | None, promise: flo
 def live_since(runtime) -> tuple[str | None, datetime | None]:
     """(production version, when it went live)."""
     with runtime.sessions() as session:
-        pointer = session.scalar(select(ProductionPointer).limit(1))
+        pointer = session.scalar(select(ProductionPointer).where(ProductionPointer.slot == runtime.task.name))
     return (None, None) if pointer is None else (pointer.version, as_utc(pointer.switched_at))
 
 
 def evaluate(runtime, now: datetime) -> list[Finding]:
-    """Every rule over the last 7 days (and the 7 before) of the store; what holds."""
+    """Every rule over the last 7 days (and the 7 before) of the store; what holds.
+
+    The routing task's rules as they always were; each other field's overridden labels too, keyed
+    and worded by its task (review time, latency, hand-offs and drift are the ticket's, read once)."""
+    found = _evaluate(runtime.for_task(runtime.tasks.routing_name), now)
+    for scoped in runtime.each_task()[1:]:
+        found += [for_field(f, scoped.task.name) for f in _overrides(scoped, *measures.window(7, now))]
+    return found
+
+
+def for_field(finding: Finding, task: str) -> Finding:
+    """A finding of another field than the routing task: its key and message name the task."""
+    message = finding.message.replace("`/tuesday retrain`", f"`/tuesday retrain {task}`")
+    return Finding(finding.kind, f"{task}/{finding.key}", f"*{task}*: {message}", {**finding.measures, "task": task})
+
+
+def _overrides(runtime, since: datetime, until: datetime) -> list[Finding]:
+    """The override rule for the runtime's task and its production version."""
+    version, went_live = live_since(runtime)
+    if version is None:
+        return []
+    rows = measures.per_label(runtime, since, until, version=version)
+    if not any(_over(row, runtime.settings) for row in rows):
+        return []
+    # Only when a label crosses: the count since the version went live reads more rows.
+    lifetime = measures.per_label(runtime, went_live or since, until, version=version)
+    corrections = {r["label"]: sum(c["count"] for c in r.get("corrections") or []) for r in lifetime}
+    return override_findings(rows, runtime.settings, version=version, corrections=corrections)
+
+
+def _evaluate(runtime, now: datetime) -> list[Finding]:
     settings = runtime.settings
     since, until = measures.window(7, now)
     earlier = since - WEEK
-    version, went_live = live_since(runtime)
+    version, _ = live_since(runtime)
     this_week, last_week = measures.overview(runtime, since, until), measures.overview(runtime, earlier, since)
     found = slowdown_findings(this_week, last_week, settings)
     if version is not None:
-        rows = measures.per_label(runtime, since, until, version=version)
-        if any(_over(row, settings) for row in rows):
-            # Only when a label crosses: the count since the version went live reads more rows.
-            lifetime = measures.per_label(runtime, went_live or since, until, version=version)
-            corrections = {r["label"]: sum(c["count"] for c in r.get("corrections") or []) for r in lifetime}
-            found += override_findings(rows, settings, version=version, corrections=corrections)
+        found += _overrides(runtime, since, until)
         promise = _promise(runtime)
         if promise is not None and runtime.task.handoff_label:
             finding = escalation_finding(measures.overview(runtime, since, until, version=version), settings,

@@ -3,7 +3,8 @@
 The dashboard shows ticket excerpts (new terms), so it opens only through a signed link that
 expires (bot.links, the review sheets' scheme): `/tuesday dashboard` hands one to an admin. Each
 page's navigation links are signed with the same expiry; `days` (the window) is left out of the
-signature on purpose, so whoever holds a link may look at any window until it expires.
+signature on purpose, so whoever holds a link may look at any window until it expires. So is
+`task` (with several tasks, the field a page shows; the routing task when absent): the task picker.
 """
 
 from __future__ import annotations
@@ -53,8 +54,8 @@ def register(app: FastAPI, runtime, queues, links: Links, clock: Callable[[], fl
                                 headers={"WWW-Authenticate": 'Bearer realm="tuesday-metrics"'})
         return Response(scrape(registry), media_type=CONTENT_TYPE_LATEST, headers={"Cache-Control": "no-store"})
 
-    def render(name: str, title: str, request: Request, build: Callable[[datetime, datetime, int, str], str],
-               windowed: bool = True):
+    def render(name: str, title: str, request: Request, build: Callable[..., str], windowed: bool = True):
+        """build(scoped runtime, since, until, days, bucket) -> the page body for the picked task."""
         if not links.enabled:
             return JSONResponse({"error": "not found"}, status_code=404)
         if not links.verify(request.url.path, request.query_params):
@@ -63,21 +64,27 @@ def register(app: FastAPI, runtime, queues, links: Links, clock: Callable[[], fl
         if not (raw.isascii() and raw.isdigit() and 1 <= int(raw) <= MAX_DAYS):
             return _refusal(400, f"days must be a whole number from 1 to {MAX_DAYS}.")
         days = int(raw)
+        names = runtime.tasks.names
+        task = request.query_params.get("task") or runtime.tasks.routing_name
+        if task not in names:
+            return _refusal(400, f"task must be one of {', '.join(names)}.")
         expires = int(request.query_params["expires"])
         now = datetime.fromtimestamp(clock(), timezone.utc)
         since, until = window(days, now)
         bucket = "week" if days > WEEKLY_AFTER_DAYS else "day"
         try:
-            body = build(since, until, days, bucket)
+            body = build(runtime.for_task(task), since, until, days, bucket)
         except ArtifactError as exc:
             log.error("dashboard %s: artifact store unavailable: %s", name, exc)
             return _refusal(503, "The artifact store is unavailable; retry in a moment.")
 
-        def href(path: str, window_days: int) -> str:
-            return f"{links.relative(path, expires)}&days={window_days}"
+        def href(path: str, window_days: int, field: str = task) -> str:
+            return f"{links.relative(path, expires)}&days={window_days}" + (f"&task={field}" if len(names) > 1 else "")
 
         heading = f"{title}, last {days} days" if windowed else f"{title}, all time"
-        html = pages.page(name, heading, body, href=href, days=days,
+        order = [scoped.task.name for scoped in runtime.each_task()]
+        picker = [(n, None if n == task else href(request.url.path, days, n)) for n in order] if len(names) > 1 else []
+        html = pages.page(name, heading + (f" · {task}" if picker else ""), body, href=href, days=days, tasks=picker,
                           expires_at=datetime.fromtimestamp(expires, timezone.utc).strftime("%Y-%m-%d %H:%M"),
                           generated_at=now.strftime("%Y-%m-%d %H:%M"))
         return HTMLResponse(html, headers=HEADERS)
@@ -85,21 +92,20 @@ def register(app: FastAPI, runtime, queues, links: Links, clock: Callable[[], fl
     # Plain `def`s: FastAPI runs them in its thread pool, so the SQL they wait on blocks no other request.
     @app.get("/dashboard")
     def dashboard(request: Request) -> Response:
-        return render("overview", "Overview", request, lambda since, until, days, bucket: pages.overview_body(
-            overview(runtime, since, until), timeline(runtime, since, until, bucket=bucket),
-            runtime.production.name(), bucket))
+        return render("overview", "Overview", request, lambda rt, since, until, days, bucket: pages.overview_body(
+            overview(rt, since, until), timeline(rt, since, until, bucket=bucket), rt.production.name(), bucket))
 
     @app.get("/dashboard/labels")
     def dashboard_labels(request: Request) -> Response:
         return render("labels", "Labels", request,
-                      lambda since, until, days, bucket: pages.labels_body(per_label(runtime, since, until)))
+                      lambda rt, since, until, days, bucket: pages.labels_body(per_label(rt, since, until)))
 
     @app.get("/dashboard/drift")
     def dashboard_drift(request: Request) -> Response:
         return render("drift", "Drift", request,
-                      lambda since, until, days, bucket: pages.drift_body(drift(runtime, since, until)))
+                      lambda rt, since, until, days, bucket: pages.drift_body(drift(rt, since, until)))
 
     @app.get("/dashboard/versions")
     def dashboard_versions(request: Request) -> Response:
-        return render("versions", "Versions", request, lambda since, until, days, bucket: pages.versions_body(
-            versions(runtime), runtime.production.history()), windowed=False)
+        return render("versions", "Versions", request, lambda rt, since, until, days, bucket: pages.versions_body(
+            versions(rt), rt.production.history()), windowed=False)

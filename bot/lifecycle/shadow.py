@@ -100,7 +100,8 @@ def start_shadow(runtime, version: str, *, by: str, note: str = "") -> dict:
     runtime.registry.get(version)  # RegistryError (no such version, or incomplete) reaches the caller as it is
     runtime = runtime.for_version(version)
     if runtime.production.name() == version:
-        raise ShadowRefused(f"{version} is {runtime.task.name}'s production: shadow runs a candidate beside it")
+        whose = f"{runtime.task.name}'s " if len(runtime.tasks.names) > 1 else ""
+        raise ShadowRefused(f"{version} is {whose}production: shadow runs a candidate beside it")
     current = shadow_state(runtime)
     if current is not None and current["version"] == version:
         return {"version": version, "task": runtime.task.name, "previous": version, "changed": False}

@@ -27,7 +27,7 @@ HELP = """*`/tuesday` commands*
 • `/tuesday data`: labelled examples since the last data approval, counted, to approve for training (managers)
 • `/tuesday pause` / `/tuesday resume`: stop or allow retraining; suggestions go on either way (admins)
 • `/tuesday rollback [task] <version>`: put a version that was its task's production before back in production (admins)
-• `/tuesday shadow`: the version running in shadow beside production on live tickets (never shown) and how the two compare; `/tuesday shadow <version>` / `/tuesday shadow off` start and end it (admins)
+• `/tuesday shadow [task]`: the version running in shadow beside its task's production on live tickets (never shown) and how the two compare; `/tuesday shadow <version>` / `/tuesday shadow [task] off` start and end it (admins)
 • `/tuesday base` / `/tuesday base approve <name>`: base models' license notes; training needs an approved one (admins)
 • `/tuesday audit`: the newest admin actions from the audit log (admins)
 • `/tuesday dashboard`: a signed link that expires (a day by default) to the dashboard: volume, acceptance, overrides per label, drift, versions, with charts (admins)

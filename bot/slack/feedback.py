@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from redis.exceptions import RedisError
 from slack_sdk import WebClient
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot.helpdesk.adapters import ticket_link, writes_back
 from bot.helpdesk.delivery import enqueue_delivery
@@ -16,7 +17,14 @@ from bot.queues import Queues
 from bot.runtime import Runtime
 from bot.slack.blocks import decided_blocks, decided_text
 from bot.slack.fields import fields_blocks
-from bot.store.feedback import Feedback, UnknownLabel, UnknownSuggestion, record_feedback, ticket_feedback
+from bot.store.feedback import (
+    Feedback,
+    FeedbackError,
+    UnknownLabel,
+    UnknownSuggestion,
+    record_feedback,
+    ticket_feedback,
+)
 from bot.store.tickets import Suggestion, Ticket, latest_suggestion
 
 log = logging.getLogger(__name__)
@@ -28,6 +36,14 @@ class Reviewer:
 
     user_id: str
     user_name: str = ""
+
+
+class NotRecorded(FeedbackError):
+    """The store did not answer: the click is not recorded, and the person who clicked is told so."""
+
+    def __init__(self, exc: SQLAlchemyError):
+        super().__init__("the store did not answer, so this decision is not saved: please click again in a minute")
+        log.warning("a click was not recorded: the store did not answer (%s)", type(exc).__name__)
 
 
 def parse_suggestion_id(value) -> int:
@@ -45,8 +61,11 @@ class FeedbackDesk:
         self.runtime, self.queues = runtime, queues
 
     def suggestion(self, suggestion_id: int) -> Suggestion:
-        with self.runtime.sessions() as session:
-            row = session.get(Suggestion, suggestion_id)
+        try:
+            with self.runtime.sessions() as session:
+                row = session.get(Suggestion, suggestion_id)
+        except SQLAlchemyError as exc:
+            raise NotRecorded(exc) from None
         if row is None:
             raise UnknownSuggestion(f"no suggestion {suggestion_id} in the store (it may have been deleted)")
         return row
@@ -59,27 +78,39 @@ class FeedbackDesk:
 
     def decide(self, client: WebClient, suggestion_id: int, *, action: str, label: str | None, by: Reviewer,
                why: str | None = None, channel: str | None = None, ts: str | None = None) -> Feedback:
-        """Record one decision (label None: the suggested one) and its write-back, update the message."""
-        row = self._record(suggestion_id, action=action, label=label, by=by, why=why)
-        self._after(client, [row], suggestion_id, channel, ts)
+        """Record one decision (label None: the suggested one) and its write-back, update the message.
+        Raises NotRecorded (a FeedbackError the listener tells the clicker) when the store is down."""
+        row = self.record(suggestion_id, action=action, label=label, by=by, why=why)
+        self.after(client, [row], suggestion_id, channel, ts)
         return row
 
     def accept_all(self, client: WebClient, suggestion_id: int, *, by: Reviewer, channel: str | None = None,
                    ts: str | None = None) -> list[Feedback]:
         """Accept every field of the ticket that has a label and no decision yet (one row per task)."""
-        with self.runtime.sessions() as session:
-            routing = session.get(Suggestion, suggestion_id)
-            if routing is None:
-                raise UnknownSuggestion(f"no suggestion {suggestion_id} in the store (it may have been deleted)")
-            decided = {f.task for f in ticket_feedback(session, routing.ticket_id)}
-            rows = [latest_suggestion(session, routing.ticket_id, name) for name in self.runtime.tasks.names]
+        try:
+            with self.runtime.sessions() as session:
+                routing = session.get(Suggestion, suggestion_id)
+                if routing is None:
+                    raise UnknownSuggestion(f"no suggestion {suggestion_id} in the store (it may have been deleted)")
+                decided = {f.task for f in ticket_feedback(session, routing.ticket_id)}
+                rows = [latest_suggestion(session, routing.ticket_id, name) for name in self.runtime.tasks.names]
+        except SQLAlchemyError as exc:
+            raise NotRecorded(exc) from None
         todo = [r.id for r in rows if r is not None and r.label and r.task not in decided]
         if not todo:
             raise UnknownLabel("nothing left to accept: every field with a suggested label has a decision "
                                "(change a field with its menu)")
-        recorded = [self._record(sid, action="accept", label=None, by=by) for sid in todo]
-        self._after(client, recorded, suggestion_id, channel, ts)
+        recorded = [self.record(sid, action="accept", label=None, by=by) for sid in todo]
+        self.after(client, recorded, suggestion_id, channel, ts)
         return recorded
+
+    def record(self, suggestion_id: int, *, action: str, label: str | None, by: Reviewer,
+               why: str | None = None) -> Feedback:
+        """Store one decision and its write-back's outbox row; NotRecorded when the store does not answer."""
+        try:
+            return self._record(suggestion_id, action=action, label=label, by=by, why=why)
+        except SQLAlchemyError as exc:
+            raise NotRecorded(exc) from None
 
     def _record(self, suggestion_id: int, *, action: str, label: str | None, by: Reviewer,
                 why: str | None = None) -> Feedback:
@@ -93,8 +124,8 @@ class FeedbackDesk:
                  f" (conflicts with {', '.join(conflicts)})" if conflicts else "")
         return row
 
-    def _after(self, client: WebClient, recorded: list[Feedback], suggestion_id: int, channel: str | None,
-               ts: str | None) -> None:
+    def after(self, client: WebClient, recorded: list[Feedback], suggestion_id: int, channel: str | None,
+              ts: str | None) -> None:
         """Queue the write-backs, count the labels towards a retrain, show the decisions on the message."""
         with self.runtime.sessions() as session:
             suggestion = session.get(Suggestion, suggestion_id)

@@ -27,22 +27,30 @@ def _metadata(view: dict) -> dict:
 
 
 def submit_reject(ack: Ack, body: dict, view: dict, client: WebClient, desk: FeedbackDesk) -> None:
-    """The Reject modal was saved: record (reject, right label, why) and update the message."""
-    ack()  # closes the modal; errors below are told in the channel instead
+    """The Reject modal was saved: record (reject, right label, why) before the modal closes, then update the
+    message. A label missing or equal to the suggestion, or a store that does not answer, is told in the modal
+    (it stays open, so nothing is lost silently)."""
     by = reviewer(body)
-    channel = None
+
+    def refuse(message: str) -> None:
+        ack(response_action="errors", errors={MODAL_LABEL: message[:150]})
+
     try:
         meta = _metadata(view)
-        channel = meta.get("channel")
+        suggestion_id = parse_suggestion_id(meta.get("suggestion_id"))
         values = (view.get("state") or {}).get("values") or {}
-        chosen = (values.get(MODAL_LABEL, {}).get(MODAL_LABEL) or {}).get("selected_option") or {}
-        if not chosen.get("value"):
-            raise UnknownLabel("no label was chosen")
+        chosen = ((values.get(MODAL_LABEL, {}).get(MODAL_LABEL) or {}).get("selected_option") or {}).get("value")
+        if not chosen:
+            return refuse("Choose the right label.")
+        suggestion = desk.suggestion(suggestion_id)
+        if chosen == suggestion.label:
+            return refuse(f"{chosen} is what Tuesday suggested: choose the right label (or close this and Accept).")
         why = (values.get(MODAL_WHY, {}).get(MODAL_WHY) or {}).get("value")
-        desk.decide(client, parse_suggestion_id(meta.get("suggestion_id")), action="reject", label=chosen["value"],
-                    by=by, why=why, channel=channel, ts=meta.get("ts"))
+        row = desk.record(suggestion_id, action="reject", label=chosen, by=by, why=why)
     except FeedbackError as exc:
-        tell(client, channel, by.user_id, exc)
+        return refuse(f"Not saved: {exc}")
+    ack()  # recorded: the modal closes
+    desk.after(client, [row], suggestion_id, meta.get("channel"), meta.get("ts"))
 
 
 def submit_settle(ack: Ack, body: dict, view: dict, client: WebClient, desk: FeedbackDesk) -> None:

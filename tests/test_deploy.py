@@ -206,7 +206,7 @@ def test_dockerfile_targets():
            if k.upper() == "FROM" and len(rest.split()) == 3}
     assert {"web", "worker"} <= cpu
     text = (DEPLOY / "Dockerfile").read_text(encoding="utf-8")
-    assert "HEALTHCHECK" in text and "/healthz" in text
+    assert "HEALTHCHECK" in text and "/livez" in text and "/livez" in app_paths()
     assert "download.pytorch.org/whl/cpu" in text  # never a CUDA build on CPU hosts
     gpu = dockerfile_commands(DEPLOY / "Dockerfile.gpu")
     assert any(role(argv) == "train" for argv in gpu if argv[0] == "tuesday")
@@ -307,12 +307,22 @@ def test_k8s_train_worker_gets_no_sql_or_slack_and_a_gpu():
         assert workload["spec"].get("replicas", 1) == 1  # one retrain at a time per store
 
 
-def test_k8s_web_probes_healthz():
+def app_paths() -> set[str]:
+    from bot.runtime import Runtime
+    from bot.settings import Settings
+    from bot.web.app import create_app
+    from tests.test_web import unreachable_queues
+
+    return {route.path for route in create_app(Runtime(Settings()), unreachable_queues()).routes}
+
+
+def test_k8s_web_probes_readiness_and_liveness_apart():
     webs = [c for _, c in k8s_workloads() if role(k8s_argv(c)) == "serve"]
     assert webs
+    paths = app_paths()
     for container in webs:
-        for probe in ("readinessProbe", "livenessProbe"):
-            assert container[probe]["httpGet"]["path"] == "/healthz", probe
+        ready, live = (container[p]["httpGet"]["path"] for p in ("readinessProbe", "livenessProbe"))
+        assert (ready, live) == ("/readyz", "/livez") and {ready, live} <= paths
 
 
 def test_k8s_suggest_workers_scale_on_the_suggest_queue():

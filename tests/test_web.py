@@ -225,6 +225,22 @@ def test_redis_down_answers_503_and_the_retry_queues_the_job(parts):
     assert queues.suggest.job_ids == ["suggest-1"] and len(tickets(runtime)) == 1
 
 
+def test_readiness_needs_the_store_not_redis_and_liveness_needs_neither(parts):
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import sessionmaker
+
+    runtime, _, client = parts
+    assert client.get("/readyz").json() == {"ok": True, "sql": "ok"} and client.get("/livez").status_code == 200
+    no_redis = TestClient(create_app(runtime, unreachable_queues()))
+    assert no_redis.get("/readyz").status_code == 200  # Slack intake stores without Redis: stay in the Service
+    assert no_redis.get("/healthz").status_code == 503  # ... while the humans' page says Redis is down
+    down = create_engine("postgresql+psycopg2://postgres@127.0.0.1:1/test", connect_args={"connect_timeout": 1})
+    runtime.__dict__["sessions"] = sessionmaker(down, expire_on_commit=False)
+    no_sql = TestClient(create_app(runtime, unreachable_queues()))
+    assert no_sql.get("/readyz").status_code == 503 and no_sql.get("/readyz").json()["sql"].startswith("error")
+    assert no_sql.get("/livez").status_code == 200
+
+
 def test_healthz_checks_sql_and_redis(parts):
     runtime, _, client = parts
     assert client.get("/healthz").json() == {"ok": True, "sql": "ok", "redis": "ok"}

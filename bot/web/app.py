@@ -137,14 +137,30 @@ def create_app(runtime: Runtime, queues: Queues, *, clock: Callable[[], float] =
         bolt_response = await run_in_threadpool(slack_app.dispatch, bolt_request)
         return to_starlette_response(bolt_response)
 
-    @app.get("/healthz")
-    def healthz() -> JSONResponse:
-        checks = {"sql": "ok", "redis": "ok"}
+    def sql_check() -> str:
         try:
             with runtime.sessions() as session:
                 session.execute(text("SELECT 1"))
         except SQLAlchemyError as exc:
-            checks["sql"] = f"error: {type(exc).__name__}"
+            return f"error: {type(exc).__name__}"
+        return "ok"
+
+    @app.get("/livez")
+    def livez() -> JSONResponse:
+        """Liveness: the process answers (a restart would not bring back SQL or Redis)."""
+        return JSONResponse({"ok": True})
+
+    @app.get("/readyz")
+    def readyz() -> JSONResponse:
+        """Readiness: what this host needs to take traffic, the store. Not Redis: intake stores a ticket without it
+        (the sweeper queues it later), so a Redis outage must not take every web pod out of the Service."""
+        sql = sql_check()
+        return JSONResponse({"ok": sql == "ok", "sql": sql}, status_code=200 if sql == "ok" else 503)
+
+    @app.get("/healthz")
+    def healthz() -> JSONResponse:
+        """For humans: the store and Redis, each named."""
+        checks = {"sql": sql_check(), "redis": "ok"}
         try:
             queues.ping()
         except RedisError as exc:

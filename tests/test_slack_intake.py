@@ -66,12 +66,12 @@ def tickets(runtime) -> list[Ticket]:
         return list(session.scalars(select(Ticket).order_by(Ticket.id)))
 
 
-def shortcut(channel=OTHER, ts=TS, text=QUESTION, uid="U0AGENT") -> dict:
+def shortcut(channel=OTHER, ts=TS, text=QUESTION, uid="U0AGENT", response_url="https://hooks.slack.invalid/x") -> dict:
     """The message_action payload of "Triage with Tuesday" used on a message."""
     return {"type": "message_action", "token": "unused-verification-token", "action_ts": "1764489800.000100",
             "team": {"id": "T0TEST", "domain": "tuesday-test"}, "user": {"id": uid, "name": "agent"},
             "channel": {"id": channel, "name": "support"}, "callback_id": "tuesday_triage",
-            "trigger_id": "1234.5678.abcdef", "message_ts": ts, "response_url": "https://hooks.slack.invalid/x",
+            "trigger_id": "1234.5678.abcdef", "message_ts": ts, "response_url": response_url,
             "message": {"type": "message", "user": "U0CUSTOMER", "text": text, "ts": ts}}
 
 
@@ -150,29 +150,38 @@ def test_an_unsigned_event_is_401(parts):
 
 # -- the message shortcut ---------------------------------------------------------------------------
 
-def test_the_shortcut_makes_a_ticket_and_confirms_ephemerally(parts, fake_slack):  # noqa: F811
+def test_the_shortcut_makes_a_ticket_and_confirms_through_its_response_url(parts, fake_slack):  # noqa: F811
     runtime, queues, client = parts
-    response = post_slack(client, shortcut())
+    respond = f"{fake_slack.url}hooks/respond"  # a response_url works in any channel, the bot a member or not
+    response = post_slack(client, shortcut(response_url=respond))
     assert response.status_code == 200 and response.text == ""
-    [told] = [c["body"] for c in wait_for(lambda: fake_slack.calls_to("chat.postEphemeral"))]
+    [told] = [c["body"] for c in wait_for(lambda: fake_slack.calls_to("respond"))]
     [ticket] = tickets(runtime)
     assert (ticket.source, ticket.external_id, ticket.text) == ("slack", f"{OTHER}:{TS}", MASKED)
     assert ticket_link(Settings(), "slack", ticket.external_id) == f"https://slack.com/archives/{OTHER}/p1764489700000200"
-    assert (told["channel"], told["user"]) == (OTHER, "U0AGENT") and f"ticket #{ticket.id}" in told["text"]
+    assert told["response_type"] == "ephemeral" and f"ticket #{ticket.id}" in told["text"]
+    assert fake_slack.calls_to("chat.postEphemeral") == []
     assert queues.suggest.job_ids == [suggest_job_id(ticket.id)]
 
     # Used again (or on a message intake already took): the same ticket, said so, nothing queued twice.
-    assert post_slack(client, shortcut(uid="U0OTHER")).status_code == 200
-    wait_for(lambda: len(fake_slack.calls_to("chat.postEphemeral")) == 2)
-    again = fake_slack.calls_to("chat.postEphemeral")[1]["body"]
-    assert again["user"] == "U0OTHER" and f"already ticket #{ticket.id}" in again["text"]
+    assert post_slack(client, shortcut(uid="U0OTHER", response_url=respond)).status_code == 200
+    wait_for(lambda: len(fake_slack.calls_to("respond")) == 2)
+    again = fake_slack.calls_to("respond")[1]["body"]
+    assert f"already ticket #{ticket.id}" in again["text"]
     assert len(tickets(runtime)) == 1 and queues.suggest.job_ids == [suggest_job_id(ticket.id)]
+
+
+def test_a_shortcut_whose_response_url_fails_is_confirmed_by_chat_post_ephemeral(parts, fake_slack):  # noqa: F811
+    runtime, queues, client = parts
+    assert post_slack(client, shortcut(response_url="http://127.0.0.1:1/hooks/respond")).status_code == 200
+    [told] = [c["body"] for c in wait_for(lambda: fake_slack.calls_to("chat.postEphemeral"))]
+    assert (told["channel"], told["user"]) == (OTHER, "U0AGENT") and "ticket #" in told["text"]
 
 
 def test_the_shortcut_on_a_message_without_text_says_why(parts, fake_slack):  # noqa: F811
     runtime, queues, client = parts
-    assert post_slack(client, shortcut(text="")).status_code == 200
-    [told] = [c["body"] for c in wait_for(lambda: fake_slack.calls_to("chat.postEphemeral"))]
+    assert post_slack(client, shortcut(text="", response_url=f"{fake_slack.url}hooks/respond")).status_code == 200
+    [told] = [c["body"] for c in wait_for(lambda: fake_slack.calls_to("respond"))]
     assert "Not triaged" in told["text"] and "no text" in told["text"]
     assert tickets(runtime) == [] and queues.suggest.job_ids == []
 

@@ -78,6 +78,7 @@ class Settings(NodeSettings):
 
     # -- review sheets, signed links and sign-off -------------------------------------------------
     promotion_signoff: bool = Field(False, description="A candidate that passes the gate waits for a manager's \"Approve promotion\" in Slack (or `tuesday promote VERSION --by NAME`) before it goes live; off switches it at once.")
+    suggest_max_attempts: int = Field(5, ge=1, description="A ticket whose suggest job failed this many times for a reason of its own (not the store, Redis, Slack or the network being down) is `failed`: shown by /tuesday status, /metrics and an alert, and no longer queued until `tuesday tickets --retry`.")
     shadow_min_tickets: int = Field(0, ge=0, description="A candidate that passes the gate first runs in shadow beside production on live tickets (its suggestions stored, never shown) and is promoted once agents labelled at least this many of them and it agreed with them as often as production did (else it is kept); 0 promotes at once.")
     public_url: str = Field("", description="Address people reach `tuesday serve` at (e.g. https://tuesday.example.com); signed links in Slack and the CLI start with it; empty means no links are handed out.")
     link_secret: str = Field("", description="Secret that signs links to pages of `tuesday serve` (review sheets); empty turns those pages off (404).")

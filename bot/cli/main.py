@@ -265,3 +265,7 @@ main.add_command(card)
 from bot.cli.shadow import shadow  # noqa: E402
 
 main.add_command(shadow)
+
+from bot.cli.tickets import tickets  # noqa: E402
+
+main.add_command(tickets)

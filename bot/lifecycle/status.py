@@ -12,7 +12,7 @@ from bot.queues import count_workers
 from bot.settings import posting
 from bot.store.base import as_utc
 from bot.store.runs import active_run, last_run, pause_state
-from bot.store.tickets import waiting_count
+from bot.store.tickets import failed_count, waiting_count
 from bot.trail import bases
 from bot.trail.bases import license_line, version_licenses
 from inference.calibration import promise_lines
@@ -50,7 +50,9 @@ def gather_status(runtime, queues) -> dict:
         "bases_unapproved": [n.name for n in bases.notes(runtime.sessions) if not n.approved],
         "labels_since_training": labels_since_last_training(runtime),
         "waiting_tickets": waiting_count(runtime.sessions, posts=posting(settings), task=runtime.tasks.routing_name),
+        "failed_tickets": failed_count(runtime.sessions),
         "retrain_after_labels": settings.retrain_after_labels,
+        "suggest_max_attempts": settings.suggest_max_attempts,
         "retrain_schedule_hours": settings.retrain_schedule_hours,
         "paused": flag is not None,
         "paused_by": flag.set_by if flag else None,
@@ -82,6 +84,10 @@ def _field_status(runtime) -> dict:
             "last_run": _as_dict(last_run(runtime.sessions, runtime.task.name)),
             "active_run": _as_dict(active_run(runtime.sessions, runtime.task.name)),
             "shadow": shadow_summary(runtime)}
+
+
+def settings_attempts(data: dict) -> int | str:
+    return data.get("suggest_max_attempts") or "several"
 
 
 def field_lines(field: dict) -> list[str]:
@@ -148,6 +154,10 @@ def status_text(data: dict) -> str:
     if waiting:
         why = " (no production model yet: they are suggested when the first one is promoted)" if live is None else ""
         lines.append(f"• tickets waiting for a suggestion: {waiting}{why}")
+    failed = data.get("failed_tickets") or 0
+    if failed:
+        lines.append(f"• :warning: tickets given up on: {failed} (their suggest job failed "
+                     f"{settings_attempts(data)} times; `tuesday tickets --failed` lists them, `--retry` queues them again)")
     if data["queue_error"]:
         lines.append(f"• queues: unreachable ({data['queue_error']})")
     else:

@@ -23,7 +23,7 @@ from bot.monitor.drift import reference
 from bot.monitor.measures import measures_for_metrics, per_label, window
 from bot.queues import count_workers
 from bot.settings import posting
-from bot.store.tickets import Suggestion, waiting_count
+from bot.store.tickets import Suggestion, failed_count, waiting_count
 
 WINDOW_DAYS = 7  # the window of every ratio gauge (override ratio, drift share)
 
@@ -98,6 +98,9 @@ class StoreCollector:
         yield GaugeMetricFamily("tuesday_tickets_waiting", "Tickets without a (posted) suggestion yet.",
                                 value=waiting_count(runtime.sessions, posts=posting(runtime.settings),
                                                     task=runtime.tasks.routing_name))
+        yield GaugeMetricFamily("tuesday_tickets_failed", "Tickets whose suggest job failed "
+                                "TUESDAY_SUGGEST_MAX_ATTEMPTS times: no longer queued until `tuesday tickets --retry`.",
+                                value=failed_count(runtime.sessions))
 
         # Redis down is a state to alert on, not a failed scrape: the store's numbers still come.
         depth = GaugeMetricFamily("tuesday_queue_depth", "Jobs waiting in each queue.", labels=["queue"])

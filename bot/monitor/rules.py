@@ -15,9 +15,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 
 from bot.monitor import measures
-from bot.monitor.alerts import DRIFT, LATENCY, OVERRIDE, REVIEW_TIME, WRONG_ESCALATION, Finding
+from bot.monitor.alerts import DRIFT, FAILED_TICKETS, LATENCY, OVERRIDE, REVIEW_TIME, WRONG_ESCALATION, Finding
 from bot.store.base import as_utc
 from bot.store.production import ProductionPointer
+from bot.store.tickets import failed_count
 
 WEEK = timedelta(days=7)
 
@@ -163,9 +164,20 @@ def evaluate(runtime, now: datetime) -> list[Finding]:
     The routing task's rules as they always were; each other field's overridden labels too, keyed
     and worded by its task (review time, latency, hand-offs and drift are the ticket's, read once)."""
     found = _evaluate(runtime.for_task(runtime.tasks.routing_name), now)
+    given_up = failed_count(runtime.sessions, since=now - timedelta(days=1))
+    found += [failed_finding(given_up, failed_count(runtime.sessions), runtime.settings)] if given_up else []
     for scoped in runtime.each_task()[1:]:
         found += [for_field(f, scoped.task.name) for f in _overrides(scoped, *measures.window(7, now))]
     return found
+
+
+def failed_finding(last_day: int, total: int, settings) -> Finding:
+    """Tickets given up on in the last 24 hours (their suggest job failed TUESDAY_SUGGEST_MAX_ATTEMPTS times)."""
+    return Finding(FAILED_TICKETS, "", (
+        f"{last_day} ticket{'s' if last_day != 1 else ''} given up on in the last 24 h ({total} in all): "
+        f"the suggest job failed {settings.suggest_max_attempts} times on each — `tuesday tickets --failed`, "
+        "then `tuesday tickets --retry ID` once the cause is fixed"),
+        {"last_day": last_day, "total": total, "max_attempts": settings.suggest_max_attempts})
 
 
 def for_field(finding: Finding, task: str) -> Finding:

@@ -40,6 +40,10 @@ class Ticket(Base):
     url: Mapped[str | None] = mapped_column(Text, nullable=True)  # always NULL since 0004: see add_ticket
     requester: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now, index=True)
+    # Poison tickets (revision 0008): failed suggest jobs, and when Tuesday gave up on it (then `failed`).
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    failed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_error: Mapped[str | None] = mapped_column(String(255), nullable=True)  # the exception's type only
 
     @property
     def model_text(self) -> str:
@@ -241,14 +245,15 @@ BATCH = 500
 
 def _unsuggested(posts: bool, task: str | None = None):
     """Tickets with no suggestion (of the routing task `task`, if named) yet (or, when Tuesday posts to Slack,
-    none posted yet). The suggest job stores the routing task's row last, so a ticket with one has every field."""
+    none posted yet), and not given up on (failed). The suggest job stores the routing task's row last, so a
+    ticket with one has every field."""
     missing = Suggestion.id.is_(None)
     if posts:
         missing = or_(missing, Suggestion.slack_ts.is_(None))
     joined = Suggestion.ticket_id == Ticket.id
     if task is not None:
         joined = and_(joined, Suggestion.task == task)
-    return select(Ticket.id).outerjoin(Suggestion, joined).where(missing)
+    return select(Ticket.id).outerjoin(Suggestion, joined).where(missing, Ticket.failed_at.is_(None))
 
 
 def unsuggested_tickets(sessions, *, posts: bool, before: datetime | None = None, limit: int = BATCH,
@@ -257,10 +262,55 @@ def unsuggested_tickets(sessions, *, posts: bool, before: datetime | None = None
     if before is not None:
         query = query.where(Ticket.created_at < before)
     with sessions() as session:
-        return list(dict.fromkeys(session.scalars(query.order_by(Ticket.id).limit(limit))))
+        # Fewest failed attempts first: a ticket whose job keeps failing never starves the later ones.
+        ordered = query.add_columns(Ticket.attempts).order_by(Ticket.attempts, Ticket.id).limit(limit)
+        return list(dict.fromkeys(row[0] for row in session.execute(ordered)))
 
 
 def waiting_count(sessions, *, posts: bool, task: str | None = None) -> int:
     """How many tickets wait for a suggestion (shown by `/tuesday status`)."""
     with sessions() as session:
         return int(session.scalar(select(func.count()).select_from(_unsuggested(posts, task).distinct().subquery())))
+
+
+def record_failure(sessions, ticket_id: int, error: str, *, max_attempts: int) -> bool:
+    """Count one failed suggest job of a ticket (error: the exception's type); returns whether it is `failed` now
+    (max_attempts reached: the sweeper leaves it alone until `tuesday tickets --retry`)."""
+    with sessions() as session:
+        ticket = session.get(Ticket, ticket_id, with_for_update=True)
+        if ticket is None:
+            return False
+        ticket.attempts = (ticket.attempts or 0) + 1
+        ticket.last_error = error[:255]
+        if ticket.attempts >= max_attempts and ticket.failed_at is None:
+            ticket.failed_at = utc_now()
+        session.commit()
+        return ticket.failed_at is not None
+
+
+def failed_tickets(sessions, limit: int = 50) -> list[Ticket]:
+    """Tickets Tuesday gave up on, newest first."""
+    with sessions() as session:
+        return list(session.scalars(select(Ticket).where(Ticket.failed_at.is_not(None))
+                                    .order_by(Ticket.failed_at.desc(), Ticket.id.desc()).limit(limit)))
+
+
+def failed_count(sessions, since: datetime | None = None) -> int:
+    query = select(func.count()).select_from(Ticket).where(Ticket.failed_at.is_not(None))
+    if since is not None:
+        query = query.where(Ticket.failed_at >= since)
+    with sessions() as session:
+        return int(session.scalar(query) or 0)
+
+
+def retry_tickets(sessions, ids: list[int] | None = None) -> list[int]:
+    """Forget the failures of failed tickets (all of them, or `ids`), so the sweeper queues them again."""
+    with sessions() as session:
+        query = select(Ticket).where(Ticket.failed_at.is_not(None))
+        if ids is not None:
+            query = query.where(Ticket.id.in_(ids))
+        tickets = list(session.scalars(query))
+        for ticket in tickets:
+            ticket.failed_at, ticket.attempts, ticket.last_error = None, 0, None
+        session.commit()
+        return [t.id for t in tickets]

@@ -11,8 +11,10 @@ import logging
 import time
 from datetime import datetime
 
+from redis.exceptions import RedisError
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackClientError
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot.helpdesk.adapters import ticket_link
 from bot.monitor.label_priors import PriorCache, reweigh
@@ -21,10 +23,18 @@ from bot.settings import Settings
 from bot.slack.blocks import suggestion_blocks, suggestion_text
 from bot.slack.fields import fields_blocks, fields_text
 from bot.store.base import as_utc
-from bot.store.tickets import Suggestion, add_suggestion, get_ticket, latest_suggestion, set_slack_message
+from bot.store.tickets import (
+    Suggestion,
+    add_suggestion,
+    get_ticket,
+    latest_suggestion,
+    record_failure,
+    set_slack_message,
+)
 from bot.worker.predictors import PredictorCache, Thresholds, load_version, version_task, version_thresholds
 from bot.worker.shadow_runner import ShadowRunner
-from inference.errors import TuesdayError
+from inference.artifacts import ArtifactError
+from inference.errors import RegistryError, TuesdayError
 
 log = logging.getLogger(__name__)
 
@@ -213,6 +223,35 @@ def worker_suggester() -> Suggester:
     return _suggesters[key]
 
 
+# Failures that are not the ticket's: the store, Redis, Slack, the network or the artifact store is down,
+# or no model can be loaded. They are retried without counting against the ticket.
+NOT_THE_TICKETS = (SQLAlchemyError, RedisError, SlackClientError, OSError, RegistryError, ArtifactError, TicketNotFound)
+
+
 def suggest_ticket(ticket_id: int) -> dict:
-    """Queued job: suggest a label for a stored ticket and post it to Slack; returns a JSON-safe summary."""
-    return worker_suggester().run(int(ticket_id))
+    """Queued job: suggest a label for a stored ticket and post it to Slack; returns a JSON-safe summary.
+
+    A failure of the ticket's own (the model cannot read it, a bug its text triggers) is counted on the
+    ticket; after TUESDAY_SUGGEST_MAX_ATTEMPTS it is `failed` and no longer queued (bot.store.tickets)."""
+    suggester = worker_suggester()
+    try:
+        return suggester.run(int(ticket_id))
+    except NOT_THE_TICKETS:
+        raise
+    except Exception as exc:
+        _count_failure(suggester.runtime, int(ticket_id), exc)
+        raise
+
+
+def _count_failure(runtime: Runtime, ticket_id: int, exc: Exception) -> None:
+    try:
+        failed = record_failure(runtime.sessions, ticket_id, type(exc).__name__,
+                                max_attempts=runtime.settings.suggest_max_attempts)
+    except SQLAlchemyError as store_down:
+        log.warning("ticket %s: its failure (%s) was not counted: %s", ticket_id, type(exc).__name__,
+                    type(store_down).__name__)
+        return
+    if failed:
+        log.error("ticket %s failed %d times (%s): it is `failed` and no longer queued; "
+                  "`tuesday tickets --retry %s` queues it again", ticket_id, runtime.settings.suggest_max_attempts,
+                  type(exc).__name__, ticket_id)

@@ -126,7 +126,7 @@ def test_demo_runs_end_to_end_on_tiny_model(run, tmp_path, two_tasks):
     # the demo deployment's second field: its own version, gated on its own holdout, shown on every example
     assert payload["fields"]["urgency"]["version"] == "v2" and payload["fields"]["urgency"]["promoted"] is True
     assert all(set(example["fields"]) == {"urgency"} for example in payload["examples"])
-    assert "urgency: " in result.output and "field 'urgency': training its own adapter" in result.output
+    assert "urgency: " in result.output and "field 'urgency': training a head on v1's encoder" in result.output
 
 
 def test_a_retrain_after_the_task_changed_scores_production_with_its_own_labels(run, labelled, tmp_path):

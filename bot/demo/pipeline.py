@@ -40,9 +40,14 @@ def pick_examples(rows: list[dict], n: int = 3) -> list[dict]:
 
 
 def _train_field(rt: Runtime, config: dict) -> dict:
-    """Train, gate and show one more field's task (its own adapter, holdout and promise)."""
+    """Train, gate and show one more field's task (its own version, holdout and promise)."""
+    from bot.lifecycle.training import shared_encoder
+
     task = rt.task
-    _step(f"field {task.name!r}: training its own adapter on the examples labelled for it")
+    shared = shared_encoder(rt)
+    how = (f"a head on {shared}'s encoder (one encoder pass serves both fields)" if shared
+           else "its own adapter")
+    _step(f"field {task.name!r}: training {how} on the examples labelled for it")
     summary = train_and_gate(rt, config=config, by="tuesday demo")
     click.echo(f"{task.name} {summary['version']}: {'promoted to production' if summary['promoted'] else 'kept as candidate'} "
                f"({summary['why']})")

@@ -14,6 +14,8 @@ from inference.base_models import smollm2_gguf
 from inference.registry import Registry
 from inference.task import Task, TaskSet, demo_task_path, load_tasks
 
+SLACK_TIMEOUT_S = 10  # one Slack Web API call (slack_sdk's default is 30 s)
+
 
 class Runtime:
     """Settings, store, registry and one task's view of them (the routing task unless `for_task` chose another)."""
@@ -60,7 +62,8 @@ class Runtime:
         if self._parent is not None:
             return self._parent.sessions
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
-        return make_session_factory(self.settings.store_url)
+        return make_session_factory(self.settings.store_url, connect_timeout_s=self.settings.sql_timeout_s,
+                                    statement_timeout_s=self.settings.sql_statement_timeout_s or None)
 
     @cached_property
     def registry(self) -> Registry:
@@ -91,4 +94,4 @@ def slack_client(settings: Settings) -> WebClient | None:
     if not settings.slack_bot_token or not settings.triage_channel:
         return None
     base_url = settings.slack_api_url if settings.slack_api_url.endswith("/") else settings.slack_api_url + "/"
-    return WebClient(token=settings.slack_bot_token, base_url=base_url)
+    return WebClient(token=settings.slack_bot_token, base_url=base_url, timeout=SLACK_TIMEOUT_S)

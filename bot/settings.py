@@ -35,6 +35,8 @@ class Settings(NodeSettings):
     model_config = SettingsConfigDict(env_prefix="TUESDAY_", env_file=".env", extra="ignore")
 
     database_url: str = Field("", description="SQLAlchemy URL of the store; empty means SQLite in data_dir.")
+    sql_timeout_s: float = Field(5.0, gt=0, description="Longest wait to connect to the store or for a free pooled connection (then the web answers 503 with Retry-After, and a click is told it was not saved); on SQLite, how long a write waits for another writer.")
+    sql_statement_timeout_s: float = Field(30.0, ge=0, description="Longest one statement may run on PostgreSQL (its statement_timeout); 0 = no bound. Migrations run without it.")
     task_file: Path | None = Field(None, description="Task YAML (labels, hand-off label); empty means the built-in demo task.")
     families: str = Field("auto", description="Model families a training run trains: auto (the encoder; the decoder too where the train job finds a GPU), or encoder, decoder or both, comma-separated; the better on the holdout by the gate's rules becomes the candidate.")
     shared_encoder: bool = Field(True, description="With several tasks: every task but the routing one trains a head on the routing task's production encoder (an encoder-family version) and serves a copy of it, so one encoder pass per ticket feeds every field; false: each task tunes an encoder of its own (one more encoder pass and model in memory per field).")

@@ -139,6 +139,12 @@ class LocalArtifacts:
                       if p.is_file() and not p.name.startswith("."))
 
 
+# Every wait on the bucket is bounded (botocore's defaults are 60 s each, and more attempts): a host
+# that cannot reach it says so within seconds. Model files are large, but a read timeout bounds the
+# wait between two packets, not the whole download.
+S3_CONNECT_TIMEOUT_S, S3_READ_TIMEOUT_S, S3_ATTEMPTS = 3, 20, 3
+
+
 class S3Artifacts:
     """A bucket (and key prefix) on any S3-compatible store, through boto3."""
 
@@ -153,7 +159,8 @@ class S3Artifacts:
         self.client = boto3.client(
             "s3", endpoint_url=endpoint_url or None, region_name=region or None,
             aws_access_key_id=access_key_id or None, aws_secret_access_key=secret_access_key or None,
-            config=Config(retries={"max_attempts": 5, "mode": "standard"}, s3={"addressing_style": "path"}))
+            config=Config(connect_timeout=S3_CONNECT_TIMEOUT_S, read_timeout=S3_READ_TIMEOUT_S,
+                          retries={"max_attempts": S3_ATTEMPTS, "mode": "standard"}, s3={"addressing_style": "path"}))
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{_check_key(key)}" if self.prefix else _check_key(key)

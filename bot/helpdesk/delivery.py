@@ -92,7 +92,8 @@ def deliver(sessions, adapters: Callable[[str], HelpdeskAdapter | None], outbox_
 def deliver_job(outbox_id: int, attempt: int = 1) -> dict:
     """Queued job: one delivery attempt of an outbox row; a failed attempt queues the next at its time."""
     settings = Settings()
-    sessions = make_session_factory(settings.store_url)
+    sessions = make_session_factory(settings.store_url, connect_timeout_s=settings.sql_timeout_s,
+                                    statement_timeout_s=settings.sql_statement_timeout_s or None)
     try:
         with httpx.Client(timeout=HTTP_TIMEOUT_S) as http:
             summary = deliver(sessions, lambda source: adapter_for(settings, source, http), int(outbox_id),
@@ -113,7 +114,8 @@ def deliver_job(outbox_id: int, attempt: int = 1) -> dict:
 def write_back_job(feedback_id: int) -> dict:
     """The job the release before the outbox queued per click: deliver that feedback through the outbox now."""
     settings = Settings()
-    sessions = make_session_factory(settings.store_url)
+    sessions = make_session_factory(settings.store_url, connect_timeout_s=settings.sql_timeout_s,
+                                    statement_timeout_s=settings.sql_statement_timeout_s or None)
     try:
         row = ensure_write_back(sessions, feedback_id)
     finally:

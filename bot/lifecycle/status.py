@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+
 from redis.exceptions import RedisError
 
 from bot.lifecycle.reports import TRIGGER_WORDS, metrics_line, who
@@ -15,7 +20,11 @@ from bot.store.runs import active_run, last_run, pause_state
 from bot.store.tickets import failed_count, waiting_count
 from bot.trail import bases
 from bot.trail.bases import license_line, version_licenses
+from inference.artifacts import ArtifactError
 from inference.calibration import promise_lines
+from inference.errors import RegistryError
+
+log = logging.getLogger(__name__)
 
 HELP = """*`/tuesday` commands*
 • `/tuesday status`: production model, its holdout metrics, new labels, queues, workers, last retrain (anyone)
@@ -34,21 +43,66 @@ HELP = """*`/tuesday` commands*
 • `/tuesday help`: this list"""
 
 
+BUCKET_WAIT_S = 1.5  # what one status waits on the artifact store in all (Slack answers a command in 3 s)
+_bucket_reads = ThreadPoolExecutor(max_workers=4, thread_name_prefix="status-bucket")
+UNKNOWN = "unknown (the artifact store did not answer in time)"
+
+
+class Deadline:
+    """One status's time for reads that touch the artifact store; what misses it is left out, not waited on.
+    A read that missed finishes in the background (the registry keeps what it read: the next status has it)."""
+
+    def __init__(self, wait_s: float = BUCKET_WAIT_S):
+        self.until = time.monotonic() + wait_s
+
+    def run(self, fn, *args):
+        """(True, fn(*args)) if it returns in the time left, else (False, None)."""
+        pending = _bucket_reads.submit(fn, *args)
+        try:
+            return True, pending.result(timeout=max(0.0, self.until - time.monotonic()))
+        except (FutureTimeout, RegistryError, ArtifactError) as exc:
+            log.warning("status: %s not read in time (%s)", getattr(fn, "__name__", "a read"), type(exc).__name__)
+            return False, None
+
+
+def production_within(runtime, deadline: Deadline) -> tuple[str | None, object | None]:
+    """(production version's name, its VersionInfo or None when the artifact store did not answer in time).
+    The name is the store's (SQL); the manifest is the bucket's."""
+    name = runtime.production.name()
+    if name is None:
+        return None, None
+    return name, deadline.run(runtime.registry.get, name)[1]
+
+
+def labels_within(runtime, deadline: Deadline):
+    """Labels since the task's last training (which reads the versions' manifests), or UNKNOWN."""
+    done, count = deadline.run(labels_since_last_training, runtime)
+    return count if done else UNKNOWN
+
+
+def _unread(name: str) -> dict:
+    return {"version": name, "metrics": None, "calibration": None, "licenses": [],
+            "unread": "the artifact store did not answer in time: holdout numbers left out"}
+
+
 def gather_status(runtime, queues) -> dict:
-    """Everything the status text shows, as JSON-safe data; Redis being down is reported, not raised."""
-    production = runtime.production.info()
+    """Everything the status text shows, as JSON-safe data; Redis being down is reported, not raised, and the
+    artifact store is waited on for at most BUCKET_WAIT_S in all."""
+    deadline = Deadline()
+    name, production = production_within(runtime, deadline)
     history = runtime.production.history()
-    promoted = next((e for e in reversed(history) if production and e.get("version") == production.name), None)
+    promoted = next((e for e in reversed(history) if name and e.get("version") == name), None)
     flag = pause_state(runtime.sessions)
     settings = runtime.settings
     data = {
-        "production": None if production is None else {
-            "version": production.name, "metrics": production.metrics,
-            "calibration": production.manifest.get("calibration"),  # its thresholds' promise
-            "since": promoted.get("at") if promoted else None, "by": promoted.get("by") if promoted else None,
-            "licenses": version_licenses(production.manifest)},
+        "production": None if name is None else {
+            **(_unread(name) if production is None else {
+                "version": production.name, "metrics": production.metrics,
+                "calibration": production.manifest.get("calibration"),  # its thresholds' promise
+                "licenses": version_licenses(production.manifest)}),
+            "since": promoted.get("at") if promoted else None, "by": promoted.get("by") if promoted else None},
         "bases_unapproved": [n.name for n in bases.notes(runtime.sessions) if not n.approved],
-        "labels_since_training": labels_since_last_training(runtime),
+        "labels_since_training": labels_within(runtime, deadline),
         "waiting_tickets": waiting_count(runtime.sessions, posts=posting(settings), task=runtime.tasks.routing_name),
         "failed_tickets": failed_count(runtime.sessions),
         "retrain_after_labels": settings.retrain_after_labels,
@@ -65,7 +119,7 @@ def gather_status(runtime, queues) -> dict:
     }
     if len(runtime.tasks) > 1:  # the routing task above; every other field's own line
         data["task"] = runtime.task.name
-        data["fields"] = [_field_status(scoped) for scoped in runtime.each_task()[1:]]
+        data["fields"] = [_field_status(scoped, deadline) for scoped in runtime.each_task()[1:]]
     try:
         data["queues"] = {name: queue.count for name, queue in queues.queues.items()}
         data["workers"] = count_workers(queues)
@@ -74,13 +128,13 @@ def gather_status(runtime, queues) -> dict:
     return data
 
 
-def _field_status(runtime) -> dict:
+def _field_status(runtime, deadline: Deadline) -> dict:
     """One more task's production, labels since its last training and its runs."""
-    live = runtime.production.info()
+    name, live = production_within(runtime, deadline)
     return {"task": runtime.task.name,
-            "production": None if live is None else {"version": live.name, "metrics": live.metrics,
-                                                     "calibration": live.manifest.get("calibration")},
-            "labels_since_training": labels_since_last_training(runtime),
+            "production": None if name is None else _unread(name) if live is None else {
+                "version": live.name, "metrics": live.metrics, "calibration": live.manifest.get("calibration")},
+            "labels_since_training": labels_within(runtime, deadline),
             "last_run": _as_dict(last_run(runtime.sessions, runtime.task.name)),
             "active_run": _as_dict(active_run(runtime.sessions, runtime.task.name)),
             "shadow": shadow_summary(runtime)}
@@ -95,7 +149,9 @@ def field_lines(field: dict) -> list[str]:
     head = f"• *{field['task']}*: " + (f"production *{live['version']}*, holdout {metrics_line(live['metrics'])}"
                                         if live else "no production model yet")
     lines = [head, f"   labels since last training: {field['labels_since_training']}"]
-    if live:
+    if live and live.get("unread"):
+        lines.append(f"   :warning: {live['unread']}")
+    elif live:
         lines += [f"   {line}" for line in promise_lines(live.get("calibration"))]
     if field["active_run"]:
         lines.append(f"   in progress: {run_line(field['active_run'])}")
@@ -143,8 +199,9 @@ def status_text(data: dict) -> str:
     else:
         since = f", since {live['since'][:16].replace('T', ' ')} UTC by {live['by']}" if live.get("since") else ""
         lines.append(f"• production{routing}: *{live['version']}*{since}")
-        lines.append(f"   holdout: {metrics_line(live['metrics'])}")
-        lines += [f"   {line}" for line in promise_lines(live.get("calibration"))]
+        lines.append(f"   holdout: {metrics_line(live['metrics'])}" if not live.get("unread")
+                     else f"   :warning: {live['unread']}")
+        lines += [] if live.get("unread") else [f"   {line}" for line in promise_lines(live.get("calibration"))]
         lines += [f"   base {license_line(lic)}" for lic in live.get("licenses") or []]
     auto = (f"auto-retrain at {data['retrain_after_labels']}" if data["retrain_after_labels"] else "auto-retrain off")
     if data.get("retrain_schedule_hours"):

@@ -7,7 +7,7 @@ from slack_sdk import WebClient
 
 from bot.intake import BadPayload
 from bot.queues import Queues
-from bot.runtime import Runtime
+from bot.runtime import SLACK_TIMEOUT_S, Runtime
 from bot.settings import Settings
 from bot.slack.feedback import FeedbackDesk
 from bot.slack.listeners import actions, commands, events, shortcuts, signoff, views
@@ -18,7 +18,7 @@ def web_client(settings: Settings) -> WebClient | None:
     if not settings.slack_bot_token:
         return None
     base_url = settings.slack_api_url if settings.slack_api_url.endswith("/") else settings.slack_api_url + "/"
-    return WebClient(token=settings.slack_bot_token, base_url=base_url)
+    return WebClient(token=settings.slack_bot_token, base_url=base_url, timeout=SLACK_TIMEOUT_S)
 
 
 # Fields bolt and the listeners read as objects without checking; any other type would fail inside

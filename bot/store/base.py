@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from bot.store.schema import upgrade_if_behind
@@ -29,9 +29,43 @@ class Base(DeclarativeBase):
 FORGOTTEN_TEXT = "[forgotten]"  # a ticket's or example's text after `tuesday forget` (bot.trail.forget)
 
 
-def make_session_factory(url: str) -> sessionmaker[Session]:
-    """Engine + a session factory for a SQLAlchemy URL, its schema brought to this release's revision."""
+CONNECT_TIMEOUT_S = 5.0  # connecting, or waiting for a free pooled connection (TUESDAY_SQL_TIMEOUT_S)
+STATEMENT_TIMEOUT_S = 30.0  # one statement on PostgreSQL (TUESDAY_SQL_STATEMENT_TIMEOUT_S)
+
+
+def connect_args(url: str, *, connect_timeout_s: float, statement_timeout_s: float | None) -> dict:
+    """The driver's own bounds: libpq's connect_timeout and the server's statement_timeout on PostgreSQL,
+    the busy wait on SQLite (how long a write waits for another writer's lock)."""
+    backend = make_url(url).get_backend_name()
+    if backend == "postgresql":
+        args: dict = {"connect_timeout": max(1, round(connect_timeout_s))}
+        if statement_timeout_s:
+            args["options"] = f"-c statement_timeout={int(statement_timeout_s * 1000)}"
+        return args
+    if backend == "sqlite":
+        return {"timeout": connect_timeout_s}
+    return {}
+
+
+def make_session_factory(url: str, *, connect_timeout_s: float = CONNECT_TIMEOUT_S,
+                         statement_timeout_s: float | None = STATEMENT_TIMEOUT_S,
+                         pool_size: int = 5, max_overflow: int = 10) -> sessionmaker[Session]:
+    """Engine + a session factory for a SQLAlchemy URL, its schema brought to this release's revision.
+
+    Every wait is bounded: connecting and a free pooled connection (connect_timeout_s; a pool that stays
+    full raises sqlalchemy.exc.TimeoutError, which the web answers 503 with Retry-After) and, on
+    PostgreSQL, each statement (statement_timeout_s)."""
+    # Migrations run on an engine of their own without the statement bound: a long ALTER must finish.
+    migrating = create_engine(url, connect_args=connect_args(url, connect_timeout_s=connect_timeout_s,
+                                                              statement_timeout_s=None))
+    try:
+        upgrade_if_behind(migrating)
+    finally:
+        migrating.dispose()
+    in_memory = make_url(url).database in (None, "", ":memory:")  # one connection, no pool to bound
+    pool = {} if in_memory else {"pool_size": pool_size, "max_overflow": max_overflow, "pool_timeout": connect_timeout_s}
     # pre_ping: a connection the database dropped (a restart) is replaced, not handed out to fail once.
-    engine = create_engine(url, future=True, pool_pre_ping=True)
-    upgrade_if_behind(engine)
+    engine = create_engine(url, future=True, pool_pre_ping=True, **pool,
+                           connect_args=connect_args(url, connect_timeout_s=connect_timeout_s,
+                                                     statement_timeout_s=statement_timeout_s))
     return sessionmaker(engine, expire_on_commit=False)

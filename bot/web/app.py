@@ -13,6 +13,7 @@ from slack_bolt.adapter.starlette.handler import to_starlette_response
 from slack_sdk import WebClient
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.concurrency import run_in_threadpool
 
 from bot import intake
@@ -28,6 +29,8 @@ from inference.artifacts import ArtifactError
 from inference.errors import RegistryError
 
 log = logging.getLogger(__name__)
+
+RETRY_AFTER_S = 2  # what a 503 asks the sender to wait (helpdesks retry on 503 by themselves)
 
 # Every refusal is one of intake's named errors; this is the only place they become statuses.
 STATUS = [
@@ -99,8 +102,16 @@ def create_app(runtime: Runtime, queues: Queues, *, clock: Callable[[], float] =
     @app.exception_handler(OperationalError)
     async def store_down(request: Request, exc: OperationalError) -> JSONResponse:
         # The database restarting or unreachable: nothing was stored, so the sender must retry.
-        log.error("store unavailable: %s", str(exc).splitlines()[0])
-        return JSONResponse({"error": "store unavailable, retry later"}, status_code=503)
+        log.error("store unavailable: %s", type(exc.orig).__name__ if exc.orig is not None else type(exc).__name__)
+        return JSONResponse({"error": "store unavailable, retry later"}, status_code=503,
+                            headers={"Retry-After": str(RETRY_AFTER_S)})
+
+    @app.exception_handler(PoolTimeout)
+    async def store_busy(request: Request, exc: PoolTimeout) -> JSONResponse:
+        # Every pooled connection in use for TUESDAY_SQL_TIMEOUT_S: nothing was stored; come back shortly.
+        log.error("store busy: no free connection within %.0f s", settings.sql_timeout_s)
+        return JSONResponse({"error": "store busy, retry later"}, status_code=503,
+                            headers={"Retry-After": str(RETRY_AFTER_S)})
 
     @app.post("/webhooks/zendesk")
     async def zendesk(request: Request) -> JSONResponse:

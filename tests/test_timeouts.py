@@ -1,0 +1,85 @@
+"""Every wait has a bound: a full connection pool is a 503 with Retry-After (not a 500), a long statement is
+cancelled on PostgreSQL, `/tuesday status` waits at most 1.5 s on an artifact store that does not answer
+(real SQLite and PostgreSQL, real Redis; the silent bucket is a real TCP socket that never answers)."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
+
+from bot.lifecycle.status import gather_status, status_text
+from bot.queues import Queues
+from bot.runtime import Runtime
+from bot.settings import Settings
+from bot.store.base import make_session_factory
+from bot.store.production import ProductionPointer
+from bot.web.app import create_app
+from inference import artifacts
+from tests.conftest import S3_KEYS, postgres_url
+from tests.test_web import GENERIC_SECRET, post_generic
+
+REDIS_DB = 10
+
+
+def test_a_full_connection_pool_is_503_with_retry_after(store_url, redis_url, monkeypatch):
+    monkeypatch.setenv("TUESDAY_GENERIC_WEBHOOK_SECRET", GENERIC_SECRET)
+    monkeypatch.setenv("TUESDAY_REDIS_URL", redis_url)
+    settings = Settings(database_url=store_url)
+    runtime = Runtime(settings)
+    runtime.__dict__["sessions"] = make_session_factory(store_url, connect_timeout_s=0.5, pool_size=1,
+                                                        max_overflow=0)
+    client = TestClient(create_app(runtime, Queues.from_settings(settings)))
+    with runtime.sessions() as busy:
+        busy.execute(text("SELECT 1"))  # holds the pool's only connection, as 15 slow requests did
+        started = time.monotonic()
+        response = post_generic(client, {"id": "1", "text": "hello"})
+        assert time.monotonic() - started < 5  # the pool wait is bounded by TUESDAY_SQL_TIMEOUT_S
+    assert (response.status_code, response.json()) == (503, {"error": "store busy, retry later"})
+    assert response.headers["Retry-After"] == "2"
+    assert post_generic(client, {"id": "1", "text": "hello"}).status_code == 202  # free again: stored
+
+
+def test_a_statement_longer_than_its_bound_is_cancelled_on_postgresql():
+    url = postgres_url()
+    if url is None:
+        pytest.skip("no PostgreSQL here (CI has one)")
+    sessions = make_session_factory(url, statement_timeout_s=0.5)
+    started = time.monotonic()
+    with pytest.raises(OperationalError, match="statement timeout"):
+        with sessions() as session:
+            session.execute(text("SELECT pg_sleep(5)"))
+    assert time.monotonic() - started < 3
+
+
+@pytest.fixture
+def silent_bucket(monkeypatch):
+    """An S3 endpoint that accepts connections and never answers."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    monkeypatch.setattr(artifacts, "S3_READ_TIMEOUT_S", 2)  # the read the status left behind ends soon after
+    monkeypatch.setattr(artifacts, "S3_ATTEMPTS", 1)
+    for key, value in {**S3_KEYS, "TUESDAY_S3_ENDPOINT_URL": f"http://127.0.0.1:{listener.getsockname()[1]}",
+                       "TUESDAY_ARTIFACTS_URL": "s3://tuesday/models"}.items():
+        monkeypatch.setenv(key, value)
+    yield
+    listener.close()
+
+
+def test_status_answers_in_slacks_time_when_the_artifact_store_does_not(silent_bucket, redis_url,
+                                                                                monkeypatch):
+    monkeypatch.setenv("TUESDAY_REDIS_URL", redis_url)
+    runtime = Runtime(Settings())
+    with runtime.sessions() as session:
+        session.add(ProductionPointer(slot=runtime.task.name, version="v4", event_id=1))
+        session.commit()
+    started = time.monotonic()
+    data = gather_status(runtime, Queues.from_settings(runtime.settings))
+    assert time.monotonic() - started < 2.5  # Slack's 3 s: answered without waiting out the bucket
+    assert data["production"]["version"] == "v4" and data["production"]["metrics"] is None
+    assert "artifact store did not answer" in status_text(data) and data["labels_since_training"].startswith("unknown")

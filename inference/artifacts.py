@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -57,6 +58,19 @@ class ArtifactStore(Protocol):
     def download(self, key: str, dest: Path) -> None: ...
     def exists(self, key: str) -> bool: ...
     def list(self, prefix: str) -> list[str]: ...
+    def check(self, *, write: bool) -> None: ...
+
+
+def _host() -> str:
+    import socket
+
+    return re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:64] or "host"
+
+
+def utc_stamp() -> str:
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def fetch_verified(store: ArtifactStore, key: str, dest: Path, sha256: str) -> Path:
@@ -88,6 +102,16 @@ class LocalArtifacts:
 
     def _path(self, key: str) -> Path:
         return self.root / _check_key(key)
+
+    def check(self, *, write: bool) -> None:
+        """Raise ArtifactError unless the folder can be read (and, write=True, written) by this host."""
+        try:
+            if write:
+                self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ArtifactError(f"artifact store {self.url}: cannot create the folder ({exc.strerror})") from None
+        if self.root.exists() and not os.access(self.root, os.R_OK | (os.W_OK if write else 0)):
+            raise ArtifactError(f"artifact store {self.url}: this host cannot {'write' if write else 'read'} it")
 
     def put_file(self, key: str, path: Path) -> None:
         target = self._path(key)
@@ -164,6 +188,30 @@ class S3Artifacts:
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{_check_key(key)}" if self.prefix else _check_key(key)
+
+    def check(self, *, write: bool) -> None:
+        """Raise one clear ArtifactError unless the bucket exists and this host can read (write=True: and write)
+        it; a host checks at start instead of failing on its first job."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+            if write:  # one small object, the same key at every start: nothing piles up, no delete needed
+                self.client.put_object(Bucket=self.bucket, Key=self._key(f"checks/{_host()}"),
+                                       Body=utc_stamp().encode())
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code"))
+            if code in ("404", "NoSuchBucket", "NotFound"):
+                raise ArtifactError(
+                    f"artifact store {self.url}: the bucket {self.bucket!r} does not exist. Create it (e.g. "
+                    f"`aws s3 mb s3://{self.bucket}` with --endpoint-url for MinIO or another S3 store) or set "
+                    "TUESDAY_ARTIFACTS_URL to one that exists") from None
+            what = "write to" if write and code in ("403", "AccessDenied") else "reach"
+            raise ArtifactError(f"artifact store {self.url}: this host cannot {what} the bucket {self.bucket!r} "
+                                f"({code}); check TUESDAY_S3_ACCESS_KEY_ID and its policy") from None
+        except BotoCoreError as exc:
+            raise ArtifactError(f"artifact store {self.url}: unreachable ({type(exc).__name__}); check "
+                                "TUESDAY_S3_ENDPOINT_URL") from None
 
     def _error(self, key: str, exc: Exception) -> ArtifactError:
         return ArtifactError(f"{self.url}/{key}: {exc}")

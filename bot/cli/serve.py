@@ -29,12 +29,23 @@ def serve(rt: Runtime, host: str, port: int) -> None:
     from bot.web.app import create_app
 
     rt.sessions  # brings the schema up to date (if behind) before the first request
+    check_artifacts(rt, write=False)
     queues = Queues.from_settings(rt.settings)
     exit_on_sigterm()
     try:
         uvicorn.run(create_app(rt, queues), host=host, port=port)
     finally:
         queues.close()
+
+
+def check_artifacts(rt: Runtime, *, write: bool) -> None:
+    """Stop at start, with one clear message, when the artifact store is missing or out of reach."""
+    from inference.artifacts import ArtifactError
+
+    try:
+        rt.registry.store.check(write=write)
+    except ArtifactError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def exit_on_sigterm() -> None:
@@ -57,6 +68,7 @@ def worker(rt: Runtime, queue_name: str, burst: bool) -> None:
 
     # Jobs build their dependencies from TUESDAY_* variables; hand them --data-dir/--task too.
     export_options(rt.settings)
+    check_artifacts(rt, write=True)  # every worker writes: snapshots, candidates, review sheets
     queues = Queues.from_settings(rt.settings)
     names = WORKER_QUEUES[queue_name]
     # The GPU node holds no SQL credentials: only hosts that work "control" touch the store.

@@ -206,6 +206,8 @@ def _retrain(three: ThreeHosts, runtime, agent, who: str, text: str = "retrain")
         run_id = int(part.split(".")[0])
         run = three.wait(lambda: _finished_run(runtime, run_id), f"retrain run {run_id}")
         click.echo(f"  run {run.id} ({run.task}): {run.status} {run.candidate_version or ''} ({run.why or run.error})")
+        if run.status == "failed":  # nothing after it can come: stop now, not after the next 10-minute wait
+            raise TuesdayError(f"retrain run {run.id} ({run.task}) failed: {run.error or run.why}; the demo stops")
         done.append(run.to_dict())
     return done
 
@@ -294,6 +296,26 @@ def drive(three: ThreeHosts, runtime, *, first_rows: list[dict], later_rows: lis
     return out
 
 
+def local_bucket(rt) -> None:
+    """Create the demo's bucket when the S3 endpoint is on this machine (a moto or MinIO for the demo) and
+    it lacks it; then check the store as every host does at start (one clear error otherwise)."""
+    from urllib.parse import urlsplit
+
+    from inference.artifacts import ArtifactError
+
+    settings, store = rt.settings, rt.registry.store
+    try:
+        store.check(write=True)
+        return
+    except ArtifactError as exc:
+        host = urlsplit(settings.s3_endpoint_url or "").hostname
+        if "does not exist" not in str(exc) or host not in ("127.0.0.1", "localhost", "::1"):
+            raise
+    click.echo(f"creating the bucket {store.bucket!r} on the local S3 endpoint {settings.s3_endpoint_url}")
+    store.client.create_bucket(Bucket=store.bucket)
+    store.check(write=True)
+
+
 def run_hosts_demo(rt, *, root: Path, config_file: Path | None = None) -> dict:
     """`tuesday demo --hosts` on this machine's Redis, PostgreSQL and S3 endpoint (from the settings)."""
     from bot.demo.local_slack import LocalSlack
@@ -309,6 +331,7 @@ def run_hosts_demo(rt, *, root: Path, config_file: Path | None = None) -> dict:
         raise TuesdayError("the three hosts share nothing but services: set " + ", ".join(missing or [
             "TUESDAY_ARTIFACTS_URL=s3://..."]) + " (see docs/operations.md; e.g. `moto_server -p 5000` and "
             "TUESDAY_S3_ENDPOINT_URL=http://127.0.0.1:5000 for a local S3 API)")
+    local_bucket(rt)
     shared = {f"TUESDAY_{k.upper()}": str(getattr(s, k)) for k in (
         "database_url", "redis_url", "artifacts_url", "s3_endpoint_url", "s3_region", "s3_access_key_id",
         "s3_secret_access_key", "threads")}

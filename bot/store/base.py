@@ -55,6 +55,10 @@ def make_session_factory(url: str, *, connect_timeout_s: float = CONNECT_TIMEOUT
     Every wait is bounded: connecting and a free pooled connection (connect_timeout_s; a pool that stays
     full raises sqlalchemy.exc.TimeoutError, which the web answers 503 with Retry-After) and, on
     PostgreSQL, each statement (statement_timeout_s)."""
+    if make_url(url).database in (None, "", ":memory:"):  # SQLite in memory: one connection, its own database
+        engine = create_engine(url, future=True)
+        upgrade_if_behind(engine)
+        return sessionmaker(engine, expire_on_commit=False)
     # Migrations run on an engine of their own without the statement bound: a long ALTER must finish.
     migrating = create_engine(url, connect_args=connect_args(url, connect_timeout_s=connect_timeout_s,
                                                               statement_timeout_s=None))
@@ -62,10 +66,9 @@ def make_session_factory(url: str, *, connect_timeout_s: float = CONNECT_TIMEOUT
         upgrade_if_behind(migrating)
     finally:
         migrating.dispose()
-    in_memory = make_url(url).database in (None, "", ":memory:")  # one connection, no pool to bound
-    pool = {} if in_memory else {"pool_size": pool_size, "max_overflow": max_overflow, "pool_timeout": connect_timeout_s}
     # pre_ping: a connection the database dropped (a restart) is replaced, not handed out to fail once.
-    engine = create_engine(url, future=True, pool_pre_ping=True, **pool,
+    engine = create_engine(url, future=True, pool_pre_ping=True, pool_size=pool_size, max_overflow=max_overflow,
+                           pool_timeout=connect_timeout_s,
                            connect_args=connect_args(url, connect_timeout_s=connect_timeout_s,
                                                      statement_timeout_s=statement_timeout_s))
     return sessionmaker(engine, expire_on_commit=False)

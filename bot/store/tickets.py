@@ -41,7 +41,7 @@ class Ticket(Base):
     requester: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now, index=True)
     # Poison tickets (revision 0008): failed suggest jobs, and when Tuesday gave up on it (then `failed`).
-    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")  # the server's: older schemas lack it
     failed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     last_error: Mapped[str | None] = mapped_column(String(255), nullable=True)  # the exception's type only
 

@@ -86,6 +86,10 @@ class InvalidTicket(IntakeError):
     """The JSON lacks a required field or has one of the wrong type."""
 
 
+class Busy(IntakeError):
+    """As many tickets as TUESDAY_MASKING_IN_FLIGHT are being masked already: the sender retries shortly."""
+
+
 @dataclass(frozen=True)
 class IncomingTicket:
     """A ticket as a webhook describes it, before masking and storing."""

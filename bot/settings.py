@@ -35,6 +35,7 @@ class Settings(NodeSettings):
     model_config = SettingsConfigDict(env_prefix="TUESDAY_", env_file=".env", extra="ignore")
 
     database_url: str = Field("", description="SQLAlchemy URL of the store; empty means SQLite in data_dir.")
+    masking_in_flight: int = Field(8, ge=1, description="Tickets one web process masks at once; a webhook beyond that waits a quarter second for a slot, then gets 503 with Retry-After (the helpdesk retries) instead of queueing behind every other request.")
     sql_timeout_s: float = Field(5.0, gt=0, description="Longest wait to connect to the store or for a free pooled connection (then the web answers 503 with Retry-After, and a click is told it was not saved); on SQLite, how long a write waits for another writer.")
     sql_statement_timeout_s: float = Field(30.0, ge=0, description="Longest one statement may run on PostgreSQL (its statement_timeout); 0 = no bound. Migrations run without it.")
     task_file: Path | None = Field(None, description="Task YAML (labels, hand-off label); empty means the built-in demo task.")

@@ -83,3 +83,52 @@ def test_status_answers_in_slacks_time_when_the_artifact_store_does_not(silent_b
     assert time.monotonic() - started < 2.5  # Slack's 3 s: answered without waiting out the bucket
     assert data["production"]["version"] == "v4" and data["production"]["metrics"] is None
     assert "artifact store did not answer" in status_text(data) and data["labels_since_training"].startswith("unknown")
+
+
+def test_a_ticket_is_masked_outside_any_database_session(tmp_path, monkeypatch):
+    from inference import pii
+    from bot.store.tickets import add_ticket
+
+    sessions = make_session_factory(f"sqlite:///{tmp_path / 'store.db'}")
+    pool = sessions.kw["bind"].pool
+    seen = []
+    real = pii.mask_pii
+    monkeypatch.setattr(pii, "mask_pii", lambda text: seen.append(pool.checkedout()) or real(text))
+    ticket, created = add_ticket(sessions, source="generic", external_id="1", text="mail j.doe@example.com",
+                                 subject="Hi")
+    assert created and ticket.text == "mail [EMAIL]"
+    assert seen and set(seen) == {0}  # no pooled connection held while masking
+
+
+def test_webhooks_beyond_the_masking_bound_are_503_with_retry_after(redis_url, monkeypatch):
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from inference import pii
+
+    monkeypatch.setenv("TUESDAY_GENERIC_WEBHOOK_SECRET", GENERIC_SECRET)
+    monkeypatch.setenv("TUESDAY_REDIS_URL", redis_url)
+    monkeypatch.setenv("TUESDAY_MASKING_IN_FLIGHT", "1")
+    settings = Settings()
+    runtime = Runtime(settings)
+    runtime.sessions  # the schema, before the requests race
+    release, masking = threading.Event(), threading.Event()
+    real = pii.mask_pii
+
+    def slow(text):  # the first ticket's masking takes long (a huge body, a slow core)
+        masking.set()
+        release.wait(10)
+        return real(text)
+
+    monkeypatch.setattr(pii, "mask_pii", slow)
+    client = TestClient(create_app(runtime, Queues.from_settings(settings)))
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(post_generic, client, {"id": "1", "text": "first"})
+        assert masking.wait(10)
+        second = post_generic(client, {"id": "2", "text": "second"})
+        release.set()
+        assert first.result(timeout=30).status_code == 202
+    assert second.status_code == 503 and second.headers["Retry-After"] == "2"
+    assert "being masked" in second.json()["error"]
+    monkeypatch.setattr(pii, "mask_pii", real)
+    assert post_generic(client, {"id": "2", "text": "second"}).status_code == 202  # the retry is stored

@@ -30,12 +30,22 @@ def serve(rt: Runtime, host: str, port: int) -> None:
 
     rt.sessions  # brings the schema up to date (if behind) before the first request
     check_artifacts(rt, write=False)
+    warm_detector()
     queues = Queues.from_settings(rt.settings)
     exit_on_sigterm()
     try:
         uvicorn.run(create_app(rt, queues), host=host, port=port)
     finally:
         queues.close()
+
+
+def warm_detector() -> None:
+    """Build the PII detector (spaCy's model, about 3 s) before the first request, not during it."""
+    from inference.pii import detector
+
+    started = time.perf_counter()
+    detector()
+    log.info("PII detector ready in %.1f s", time.perf_counter() - started)
 
 
 def check_artifacts(rt: Runtime, *, write: bool) -> None:

@@ -167,14 +167,16 @@ def add_ticket(sessions: sessionmaker[Session], *, source: str, external_id: str
     """
     from inference.pii import mask_pii
 
-    # Masked here so no caller can store it raw.
-
     with sessions() as session:
         found = _find_ticket(session, source, external_id)
         if found is not None:
             return found, False
-        ticket = Ticket(source=source, external_id=external_id, subject=mask_pii(subject or ""), text=mask_pii(text),
-                        requester=mask_pii(requester) if requester else None)
+    # Masked here so no caller can store it raw, and outside any session: the slow part holds no pooled
+    # connection (concurrent webhooks once exhausted the pool while they masked).
+    masked = {"subject": mask_pii(subject or ""), "text": mask_pii(text),
+              "requester": mask_pii(requester) if requester else None}
+    with sessions() as session:
+        ticket = Ticket(source=source, external_id=external_id, **masked)
         session.add(ticket)
         try:
             session.commit()

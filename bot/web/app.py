@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Callable
 
@@ -35,6 +36,7 @@ RETRY_AFTER_S = 2  # what a 503 asks the sender to wait (helpdesks retry on 503 
 # Every refusal is one of intake's named errors; this is the only place they become statuses.
 STATUS = [
     (intake.NotConfigured, 503),
+    (intake.Busy, 503),
     (intake.BadSignature, 401),
     (intake.StaleRequest, 401),
     (intake.TooLarge, 413),
@@ -55,10 +57,23 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
-def accept_ticket(runtime: Runtime, queues: Queues, incoming: IncomingTicket) -> JSONResponse:
-    """Store the ticket once and queue its suggestion; a redelivery changes nothing."""
-    ticket, created = add_ticket(runtime.sessions, source=incoming.source, external_id=incoming.external_id,
-                                 text=incoming.text, subject=incoming.subject, requester=incoming.requester)
+MASK_WAIT_S = 0.25  # how long a webhook waits for a masking slot before it is told to come back (503)
+
+
+def accept_ticket(runtime: Runtime, queues: Queues, incoming: IncomingTicket,
+                  masking: threading.BoundedSemaphore | None = None) -> JSONResponse:
+    """Store the ticket once and queue its suggestion; a redelivery changes nothing.
+
+    masking: the process's bound on tickets masked at once; beyond it the sender gets 503 + Retry-After
+    instead of a request that waits behind all the others."""
+    if masking is not None and not masking.acquire(timeout=MASK_WAIT_S):
+        raise intake.Busy(f"{runtime.settings.masking_in_flight} tickets are being masked; retry shortly")
+    try:
+        ticket, created = add_ticket(runtime.sessions, source=incoming.source, external_id=incoming.external_id,
+                                     text=incoming.text, subject=incoming.subject, requester=incoming.requester)
+    finally:
+        if masking is not None:
+            masking.release()
     if created:
         # If Redis is down this raises and the sender gets 503 and retries; the ticket stays
         # stored, and the retry below queues the job it never got.
@@ -89,10 +104,13 @@ def create_app(runtime: Runtime, queues: Queues, *, clock: Callable[[], float] =
     slack = slack or web_client(settings)
     slack_app = create_slack_app(runtime, queues, slack) if settings.slack_signing_secret and slack else None
 
+    masking = threading.BoundedSemaphore(settings.masking_in_flight)
+
     @app.exception_handler(IntakeError)
     async def refuse(request: Request, exc: IntakeError) -> JSONResponse:
         status = next(code for kind, code in STATUS if isinstance(exc, kind))
-        return JSONResponse({"error": str(exc)}, status_code=status)
+        retry = {"Retry-After": str(RETRY_AFTER_S)} if isinstance(exc, intake.Busy) else None
+        return JSONResponse({"error": str(exc)}, status_code=status, headers=retry)
 
     @app.exception_handler(RedisError)
     async def queue_down(request: Request, exc: RedisError) -> JSONResponse:
@@ -122,7 +140,7 @@ def create_app(runtime: Runtime, queues: Queues, *, clock: Callable[[], float] =
         incoming = intake.parse_zendesk(body)
         if incoming is None:
             return JSONResponse({"status": "ignored"}, status_code=200)
-        return await run_in_threadpool(accept_ticket, runtime, queues, incoming)
+        return await run_in_threadpool(accept_ticket, runtime, queues, incoming, masking)
 
     @app.post("/webhooks/generic")
     async def generic(request: Request) -> JSONResponse:
@@ -131,7 +149,7 @@ def create_app(runtime: Runtime, queues: Queues, *, clock: Callable[[], float] =
                               request.headers.get(intake.GENERIC_TIMESTAMP), body, now=clock(),
                               tolerance_s=settings.webhook_tolerance_s)
         incoming = intake.parse_generic(body)
-        return await run_in_threadpool(accept_ticket, runtime, queues, incoming)
+        return await run_in_threadpool(accept_ticket, runtime, queues, incoming, masking)
 
     @app.post("/slack/events")
     async def slack_events(request: Request) -> Response:

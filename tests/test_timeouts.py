@@ -132,3 +132,50 @@ def test_webhooks_beyond_the_masking_bound_are_503_with_retry_after(redis_url, m
     assert "being masked" in second.json()["error"]
     monkeypatch.setattr(pii, "mask_pii", real)
     assert post_generic(client, {"id": "2", "text": "second"}).status_code == 202  # the retry is stored
+
+
+def test_serve_with_two_workers_runs_two_processes_that_take_webhooks(redis_url, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import httpx
+
+    from bot.demo.online import _free_port
+
+    port = _free_port()
+    env = {**os.environ, "TUESDAY_REDIS_URL": redis_url, "TUESDAY_DATA_DIR": str(tmp_path / "data"),
+           "TUESDAY_GENERIC_WEBHOOK_SECRET": GENERIC_SECRET}
+    exe = str(Path(sys.executable).parent / "tuesday")
+    proc = subprocess.Popen([exe, "serve", "--port", str(port), "--workers", "2"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/livez", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("tuesday serve --workers 2 did not answer /livez")
+        children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        servers = [c for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+        assert len(servers) == 2  # two processes serve the port (besides multiprocessing's resource tracker)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+            response = post_generic(http, {"id": "w-1", "text": "hello from a worker"})
+        assert response.status_code == 202
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+def test_more_than_one_worker_needs_a_shared_redis(tmp_path):
+    from click.testing import CliRunner
+
+    from bot.cli.main import main
+
+    result = CliRunner().invoke(main, ["--data-dir", str(tmp_path), "serve", "--workers", "2"])
+    assert result.exit_code == 2 and "TUESDAY_REDIS_URL" in result.output

@@ -20,16 +20,26 @@ log = logging.getLogger(__name__)
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Processes serving the port (each masks tickets on a core of its own); more than 1 needs "
+                   "TUESDAY_REDIS_URL (an embedded Redis belongs to one process).")
 @click.pass_obj
-def serve(rt: Runtime, host: str, port: int) -> None:
-    """Serve the helpdesk webhooks, Slack clicks (/slack/events) and /healthz over HTTP."""
+def serve(rt: Runtime, host: str, port: int, workers: int) -> None:
+    """Serve the helpdesk webhooks, Slack clicks (/slack/events), /livez, /readyz and /healthz over HTTP."""
     import uvicorn
 
     from bot.queues import Queues
     from bot.web.app import create_app
 
+    if workers > 1 and not rt.settings.redis_url:
+        raise click.UsageError("--workers above 1 needs TUESDAY_REDIS_URL: every process must share one Redis")
     rt.sessions  # brings the schema up to date (if behind) before the first request
     check_artifacts(rt, write=False)
+    if workers > 1:
+        # Each process builds its app (and its PII detector) from the environment before it serves.
+        export_options(rt.settings)
+        uvicorn.run("bot.web.app:app_from_environment", factory=True, host=host, port=port, workers=workers)
+        return
     warm_detector()
     queues = Queues.from_settings(rt.settings)
     exit_on_sigterm()

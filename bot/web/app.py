@@ -228,3 +228,14 @@ def create_app(runtime: Runtime, queues: Queues, *, clock: Callable[[], float] =
 
     register(app, runtime, queues, links, clock)  # /metrics and the /dashboard pages
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """`tuesday serve --workers N`: each process's app, from the TUESDAY_* environment, its PII detector built
+    before it takes a request."""
+    from bot.settings import Settings
+    from inference.pii import detector
+
+    runtime = Runtime(Settings())
+    detector()
+    return create_app(runtime, Queues.from_settings(runtime.settings))

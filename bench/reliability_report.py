@@ -9,7 +9,8 @@ import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parent / "out"
+# Where the figures go; a smoke run (tests/test_reliability_smoke.py) points it elsewhere so real ones stay.
+OUT = Path(os.environ.get("TUESDAY_BENCH_OUT") or Path(__file__).resolve().parent / "out")
 GOAL_P99_MS = 50.0
 
 

@@ -94,3 +94,8 @@ def test_the_sweeper_takes_tickets_that_failed_least_first(tmp_path):
         session.commit()
     assert unsuggested_tickets(sessions, posts=True, limit=2) == ids[1:]  # it no longer starves the later ones
     assert unsuggested_tickets(sessions, posts=True) == ids[1:] + ids[:1]
+
+
+def test_retrying_a_ticket_that_did_not_fail_says_so(tmp_path):
+    result = CliRunner().invoke(main, ["--data-dir", str(tmp_path), "tickets", "--retry", "999"])
+    assert result.exit_code == 1 and "not failed tickets (nothing done): 999" in result.output

@@ -37,8 +37,12 @@ def tickets(rt: Runtime, show: bool, ids: tuple[int, ...], retry_all: bool, as_j
             click.echo(f"queues unreachable ({type(exc).__name__}): the sweeper queues them later", err=True)
         finally:
             queues.close()
-        click.echo(json.dumps({"retried": again, "queued": queued}) if as_json
-                   else f"{len(again)} ticket(s) queued again: {', '.join(map(str, again)) or 'none'}")
+        unknown = sorted(set(ids) - set(again))  # no such ticket, or not one that failed
+        click.echo(json.dumps({"retried": again, "queued": queued, "not_failed": unknown}) if as_json
+                   else f"{len(again)} ticket(s) queued again: {', '.join(map(str, again)) or 'none'}"
+                   + (f"; not failed tickets (nothing done): {', '.join(map(str, unknown))}" if unknown else ""))
+        if unknown and not again:
+            raise SystemExit(1)
         return
     rows = [{"id": t.id, "source": t.source, "external_id": t.external_id, "attempts": t.attempts,
              "last_error": t.last_error, "failed_at": t.failed_at.isoformat(timespec="seconds")}

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 
 from redis.exceptions import RedisError
 
@@ -44,25 +43,38 @@ HELP = """*`/tuesday` commands*
 
 
 BUCKET_WAIT_S = 1.5  # what one status waits on the artifact store in all (Slack answers a command in 3 s)
-_bucket_reads = ThreadPoolExecutor(max_workers=4, thread_name_prefix="status-bucket")
 UNKNOWN = "unknown (the artifact store did not answer in time)"
 
 
 class Deadline:
     """One status's time for reads that touch the artifact store; what misses it is left out, not waited on.
-    A read that missed finishes in the background (the registry keeps what it read: the next status has it)."""
+    A read that missed finishes in a daemon thread (the registry keeps what it read: the next status has it),
+    so neither the reply nor the end of a `tuesday status` process waits for it."""
 
     def __init__(self, wait_s: float = BUCKET_WAIT_S):
         self.until = time.monotonic() + wait_s
 
     def run(self, fn, *args):
         """(True, fn(*args)) if it returns in the time left, else (False, None)."""
-        pending = _bucket_reads.submit(fn, *args)
-        try:
-            return True, pending.result(timeout=max(0.0, self.until - time.monotonic()))
-        except (FutureTimeout, RegistryError, ArtifactError) as exc:
-            log.warning("status: %s not read in time (%s)", getattr(fn, "__name__", "a read"), type(exc).__name__)
+        box: dict = {}
+
+        def read() -> None:
+            try:
+                box["value"] = fn(*args)
+            except BaseException as exc:  # noqa: BLE001  handed to the caller below
+                box["error"] = exc
+
+        thread = threading.Thread(target=read, name="status-bucket", daemon=True)
+        thread.start()
+        thread.join(max(0.0, self.until - time.monotonic()))
+        error = box.get("error")
+        if thread.is_alive() or isinstance(error, (RegistryError, ArtifactError)):
+            why = "no answer in time" if thread.is_alive() else type(error).__name__
+            log.warning("status: %s not read (%s)", getattr(fn, "__name__", "a read"), why)
             return False, None
+        if error is not None:
+            raise error
+        return True, box["value"]
 
 
 def production_within(runtime, deadline: Deadline) -> tuple[str | None, object | None]:

@@ -1,6 +1,6 @@
 """The PII detector measured on the team's test set: per-type recall and precision, and latency.
 
-    python -m bench.pii [--latency] [--json]
+    python -m bench.pii [--latency] [--stages] [--json]
 
 Reads tests/fixtures/pii/tickets.txt (one ticket a line, spans marked inline as
 <PHONE>+44 20 7946 0958</PHONE>) and prints the Markdown table quoted in docs/pii.md;
@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from inference.pii import TYPES, detector, find_pii, mask_pii
+from inference.pii import TYPES, detector, door_detector, find_pii, mask_door, mask_pii
 
 TEST_SET = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "pii" / "tickets.txt"
 HOLDOUT = TEST_SET.with_name("holdout.txt")
@@ -142,9 +142,32 @@ def latency(tickets: list[Ticket]) -> dict:
         map(len, long)))}, "100 KB (ms)": worst}
 
 
+def stages(limit: int = 300) -> dict:
+    """Each stage's time per ticket on support_tickets test texts (realistic e-mails, median ~430 characters):
+    the door's patterns, the full detector, and the worker's stage (full over the door's text), each text new
+    to the model's memory of pieces."""
+    from bench.datasets import load_split
+
+    texts = [row["text"] for row in load_split("support_tickets", "test")][:limit]
+    door_detector(), detector()
+    out = {"tickets": len(texts), "chars_p50": int(statistics.median(map(len, texts)))}
+    for name, mask in (("door", mask_door), ("full", mask_pii), ("worker", lambda t, door=mask_door: mask_pii(door(t)))):
+        took = []
+        for text in texts:
+            detector().names.seen.clear()
+            started = time.perf_counter()
+            mask(text)
+            took.append(1000 * (time.perf_counter() - started))
+        q = statistics.quantiles(took, n=100)
+        out[name] = {"p50_ms": round(q[49], 2), "p95_ms": round(q[94], 2), "p99_ms": round(q[98], 2)}
+    return out
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--latency", action="store_true", help="also time mask_pii (run it alone on the machine)")
+    parser.add_argument("--stages", action="store_true", help="also time the door's and the worker's stage on "
+                                                                "support_tickets texts (alone on the machine)")
     parser.add_argument("--json", action="store_true", help="print the numbers as JSON")
     parser.add_argument("--misses", action="store_true", help="list the missed spans and the false positives")
     args = parser.parse_args(argv)
@@ -168,11 +191,14 @@ def main(argv=None) -> None:
                     print(f"false {kind}: {text!r}")
     if args.latency:
         result["latency"] = latency(load())
+    if args.stages:
+        result["stages"] = stages()
     if args.json:
         print(json.dumps(result, indent=2))
         return
-    if args.latency:
-        print("\n" + json.dumps(result["latency"], indent=2))
+    for key in ("latency", "stages"):
+        if key in result:
+            print("\n" + json.dumps(result[key], indent=2))
 
 
 if __name__ == "__main__":

@@ -19,8 +19,10 @@ restarts. It prints a Markdown table and writes bench/out/reliability-<scenario>
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
+import subprocess
 import time
 from contextlib import contextmanager
 
@@ -120,7 +122,23 @@ class Bench:
 # -- what the scenarios share ------------------------------------------------------------------------
 
 def sender(stack: Stack) -> GenericSender:
-    return GenericSender(stack.generic_secret, ticket_texts())
+    return GenericSender(stack.generic_secret, ticket_texts()[1])
+
+
+@contextmanager
+def pinned_apart(server_pid: int):
+    """The server's threads on core 0 and this process (the sender) on core 1 while the block runs, so a figure
+    is the server's and not the sender's; says what it did (nothing on one core or without taskset)."""
+    if (os.cpu_count() or 1) < 2 or not shutil.which("taskset"):
+        yield "not pinned (one core, or no taskset)"
+        return
+    subprocess.run(["taskset", "-a", "-p", "-c", "0", str(server_pid)], check=True, stdout=subprocess.DEVNULL)
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {1})
+    try:
+        yield "server on core 0, sender on core 1 (taskset); Redis and PostgreSQL not pinned"
+    finally:
+        os.sched_setaffinity(0, before)
 
 
 def warm_up(stack: Stack) -> None:
@@ -205,15 +223,16 @@ def scenario_load(bench: Bench) -> dict:
     args, runs = bench.args, []
     with bench.scenario("load") as (stack, observer):
         server = stack.serve()
-        warm_up(stack)
-        for rate in args.rates:
-            prefix = f"load{rate}"
-            run = run_load(stack.url, sender(stack), prefix=prefix, rate=rate, seconds=args.seconds,
-                           server_pid=server.pid)
-            sent, acked = delivered(run)
-            summary = summarize(run)
-            runs.append({**summary, **stored_counts(observer, prefix, sent, acked), "goal_met": goal_met(summary)})
-    return {"runs": runs}
+        with pinned_apart(server.pid) as pinning:
+            warm_up(stack)
+            for rate in args.rates:
+                prefix = f"load{rate}"
+                run = run_load(stack.url, sender(stack), prefix=prefix, rate=rate, seconds=args.seconds,
+                               server_pid=server.pid)
+                sent, acked = delivered(run)
+                summary = summarize(run)
+                runs.append({**summary, **stored_counts(observer, prefix, sent, acked), "goal_met": goal_met(summary)})
+    return {"runs": runs, "pinning": pinning, "bodies": ticket_texts()[0]}
 
 
 def goal_met(summary: dict) -> bool | None:

@@ -91,5 +91,6 @@ def report(name: str, result: dict, measured_on: dict) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / f"reliability-{name}.json"
     path.write_text(json.dumps({"scenario": name, "measured_on": measured_on, **result}, indent=2))
-    print(f"\n### {name}\n\n{measured_line(measured_on)}\n\n{table(rows_of(name, result), COLUMNS[name])}\n\n"
+    how = f" {result['pinning'].capitalize()}; bodies: {result['bodies']}." if "pinning" in result else ""
+    print(f"\n### {name}\n\n{measured_line(measured_on)}{how}\n\n{table(rows_of(name, result), COLUMNS[name])}\n\n"
           f"wrote {path}", flush=True)

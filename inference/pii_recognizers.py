@@ -127,6 +127,35 @@ class SecretUrlRecognizer(LocalRecognizer):
         return found
 
 
+# -- IP addresses ----------------------------------------------------------------------------------
+
+OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+# Four octets, not inside a longer dotted number (a version 1.2.3.4.5 or a decimal) or a word.
+IPV4 = re.compile(r"(?<![\w.])" + OCTET + r"(?:\." + OCTET + r"){3}(?![\w]|\.\d)")
+HEX4 = r"[0-9A-Fa-f]{1,4}"
+# Eight groups, or fewer with one "::" (fe80::1, 2001:db8::8a2e:370:7334); "10:30:00" has neither.
+IPV6 = re.compile(r"(?<![\w:])(?:(?:" + HEX4 + r":){7}" + HEX4 + r"|(?:" + HEX4 + r":){1,6}:(?:" + HEX4
+                  + r"(?::" + HEX4 + r"){0,5})?|::" + HEX4 + r"(?::" + HEX4 + r"){0,6})(?![\w:])")
+
+
+class IpRecognizer(LocalRecognizer):
+    """IPv4 (192.168.10.254) and IPv6 (2001:db8::8a2e:370:7334) addresses: they locate a customer."""
+
+    def __init__(self):
+        super().__init__(supported_entities=["IP"], name="TuesdayIp")
+
+    def load(self) -> None:
+        pass
+
+    def analyze(self, text, entities, nlp_artifacts=None):
+        found = []
+        if "." in text:
+            found += [_result(self, "IP", m.start(), m.end()) for m in IPV4.finditer(text)]
+        if "::" in text or text.count(":") >= 7:
+            found += [_result(self, "IP", m.start(), m.end()) for m in IPV6.finditer(text)]
+        return found
+
+
 # -- numbers: cards, IBANs, SSNs, accounts -------------------------------------------------------
 
 ID_CUE_CHARS = 16  # "order 4111...", "IMEI 3569..." ("I paid for order 77120934 with 4111..." is a card)

@@ -17,12 +17,13 @@ from bot.settings import Settings
 from bot.store.examples import Example
 from bot.store.feedback import Feedback
 from bot.store.outbox import WriteBack
-from bot.store.tickets import add_suggestion, add_ticket, set_slack_message
+from bot.store.tickets import add_suggestion, set_slack_message
 from bot.web.app import create_app
 from tests.conftest import local_redis
 from tests.fake_helpdesk import FakeZendesk
 from tests.fake_slack import FakeSlack
 from tests.demo_names import DEMO_TASK
+from tests.tickets import stored_ticket
 
 SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 CHANNEL, TS = "C0TRIAGE", "1764489600.000001"
@@ -75,7 +76,7 @@ def parts(env):
 
 def posted(runtime, *, source="generic", external_id="T-1", label="claim_status", confidence=0.82) -> int:
     """A stored ticket with a suggestion posted to the triage channel; returns the suggestion id."""
-    ticket, _ = add_ticket(runtime.sessions, source=source, external_id=external_id, subject="Where is my claim?",
+    ticket, _ = stored_ticket(runtime.sessions, source=source, external_id=external_id, subject="Where is my claim?",
                            text="Filed last week, any news?")
     prediction = types.SimpleNamespace(label=label, confidence=confidence, reason="Asks about an open claim.",
                                        probabilities={label: confidence}, model_version="v1", latency_ms=120.0)

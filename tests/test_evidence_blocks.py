@@ -25,12 +25,13 @@ from bot.slack.blocks import (
 from bot.store.base import make_session_factory
 from bot.store.feedback import record_feedback
 from bot.store.schema import _config, current_revision, head_revision
-from bot.store.tickets import OUT_OF_SCOPE, SUGGESTED, UNSURE, Suggestion, Ticket, add_suggestion, add_ticket, route
+from bot.store.tickets import OUT_OF_SCOPE, SUGGESTED, UNSURE, Suggestion, Ticket, add_suggestion, route
 from bot.worker.predictors import DEFAULT_THRESHOLD, version_thresholds
 from bot.worker.suggest import Suggester
 from inference.predictor import Suggestion as Prediction
 from inference.task import Task
 from tests.demo_names import DEMO_TASK
+from tests.tickets import stored_ticket
 
 EVIDENCE = [
     {"id": "demo:12", "text": "My claim was filed two weeks ago and I have heard nothing since. Any news on it?",
@@ -53,7 +54,7 @@ def runtime() -> Runtime:
 
 
 def stored(runtime, pred: Prediction, **cut) -> tuple[Ticket, Suggestion]:
-    ticket, _ = add_ticket(runtime.sessions, source="generic", external_id="T-1", subject="Where is my claim?",
+    ticket, _ = stored_ticket(runtime.sessions, source="generic", external_id="T-1", subject="Where is my claim?",
                            text="Filed last week, any news?")
     with runtime.sessions() as session:
         row = add_suggestion(session, ticket.id, pred, **{"threshold": 0.5, **cut}, task=DEMO_TASK)

@@ -14,6 +14,7 @@ from bot.store.tickets import Suggestion, Ticket
 from inference.errors import TaskError
 from inference.task import TaskSet, demo_task_path, load_task, load_tasks
 from tests.slash import env, fake_slack  # noqa: F401 (fixtures)
+from tests.tickets import stored_ticket
 
 HELPDESK = """
 name: helpdesk
@@ -157,11 +158,11 @@ def test_one_message_carries_every_field_within_slacks_limits():
 def test_a_ticket_whose_job_stopped_before_the_routing_row_is_swept_again(tmp_path):
     from types import SimpleNamespace
 
-    from bot.store.tickets import add_suggestion, add_ticket, unsuggested_tickets, waiting_count
+    from bot.store.tickets import add_suggestion, unsuggested_tickets, waiting_count
 
     sessions = make_session_factory(f"sqlite:///{tmp_path / 'store.db'}")
-    ticket, _ = add_ticket(sessions, source="generic", external_id="1", text="server down")
-    done, _ = add_ticket(sessions, source="generic", external_id="2", text="refund please")
+    ticket, _ = stored_ticket(sessions, source="generic", external_id="1", text="server down")
+    done, _ = stored_ticket(sessions, source="generic", external_id="2", text="refund please")
     prediction = SimpleNamespace(label="high", confidence=0.9, reason="", probabilities={"high": 0.9},
                                  model_version="v2", latency_ms=1.0)
     with sessions() as session:  # the job stored the priority field, then died before the routing task's row

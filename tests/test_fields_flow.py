@@ -10,13 +10,14 @@ from bot.lifecycle.runs import request_retrain
 from bot.slack.blocks import CHANGE, option_value
 from bot.slack.fields import ACCEPT_ALL
 from bot.store.runs import active_runs
-from bot.store.tickets import Suggestion, add_ticket
+from bot.store.tickets import Suggestion
 from bot.worker.jobs import worker as tuesday_worker
 from inference.task import demo_task_path, load_tasks
 from tests.clicks import click, examples, feedback_rows, parts, post_slack, updates  # noqa: F401 (fixtures)
 from tests.clicks import env, fake_slack, fake_zendesk  # noqa: F401
 from tests.conftest import TINY_CONFIG
 from tests.test_suggest import copy_version
+from tests.tickets import stored_ticket
 
 pytestmark = pytest.mark.slow
 
@@ -58,7 +59,7 @@ def two_fields(parts, trained_version, urgency_version):  # noqa: F811
 
 def suggest_through_the_worker(runtime, queues, external_id: str, subject: str, text: str):
     """A stored ticket, its suggest job queued and run by a real worker; returns the ticket."""
-    ticket, _ = add_ticket(runtime.sessions, source="generic", external_id=external_id, subject=subject, text=text)
+    ticket, _ = stored_ticket(runtime.sessions, source="generic", external_id=external_id, subject=subject, text=text)
     queues.enqueue_suggest(ticket.id)
     tuesday_worker(queues, ["suggest"]).work(burst=True)
     return ticket
@@ -154,7 +155,7 @@ def test_each_decided_field_is_written_back_where_its_task_goes(parts, fake_zend
 
     monkeypatch.setenv("TUESDAY_HELPDESK_FIELDS", "urgency=field:360001234")
     runtime, queues, client = parts
-    ticket, _ = add_ticket(runtime.sessions, source="zendesk", external_id="5158", subject="Charged twice",
+    ticket, _ = stored_ticket(runtime.sessions, source="zendesk", external_id="5158", subject="Charged twice",
                            text="You charged my card twice this month.")
     rows = {}
     with runtime.sessions() as session:

@@ -23,6 +23,7 @@ from bot.settings import Settings
 from bot.slack.blocks import escape
 from bot.store.tickets import Ticket
 from tests.fake_slack import FakeSlack
+from tests.tickets import finish_all
 from tests.test_web import GENERIC_SECRET, SECRET, post_generic, post_zendesk
 from trainer.config import ConfigError, EncoderConfig, RunConfig, TrainConfig
 
@@ -77,6 +78,8 @@ def wait_for(check, timeout: float = 5.0):
 
 
 def stored(runtime) -> list[Ticket]:
+    """The stored tickets, after the worker's masking stage (which the suggest job runs first)."""
+    finish_all(runtime.sessions)
     with runtime.sessions() as session:
         return list(session.scalars(select(Ticket).order_by(Ticket.id)))
 

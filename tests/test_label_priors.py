@@ -17,13 +17,14 @@ from bot.queues import Queues
 from bot.runtime import Runtime
 from bot.settings import Settings
 from bot.store.base import utc_now
-from bot.store.tickets import LabelPrior, Suggestion, add_suggestion, add_ticket
+from bot.store.tickets import LabelPrior, Suggestion, add_suggestion
 from bot.worker.suggest import Suggester
 from bot.worker.upkeep import Upkeep
 from inference.predictor import Suggestion as Prediction
 from inference.priors import adjust, estimate_prior, total_variation
 from tests.test_suggest import copy_version
 from tests.demo_names import DEMO_TASK
+from tests.tickets import stored_ticket
 
 REDIS_DB = 10  # this module's own database on the local Redis, flushed around every test
 TEXT = "Where is my claim? I sent the photos last week."
@@ -79,7 +80,7 @@ def runtime_with(monkeypatch, **settings) -> Runtime:
 
 
 def suggest(runtime: Runtime, external_id: str, text: str = TEXT) -> Suggestion:
-    ticket, _ = add_ticket(runtime.sessions, source="generic", external_id=external_id, text=text)
+    ticket, _ = stored_ticket(runtime.sessions, source="generic", external_id=external_id, text=text)
     suggester = Suggester(runtime, None)
     try:
         result = suggester.run(ticket.id)
@@ -97,7 +98,7 @@ def store_skewed(runtime: Runtime, labels: list[str], frequent: str, n: int = 30
     for i in range(n):
         sure = others[(i // 5) % len(others)] if i % 5 == 0 else frequent
         probs = {label: 0.85 if label == sure else 0.15 / (len(labels) - 1) for label in labels}
-        ticket, _ = add_ticket(runtime.sessions, source="generic", external_id=f"earlier-{i}", text=f"earlier {i}")
+        ticket, _ = stored_ticket(runtime.sessions, source="generic", external_id=f"earlier-{i}", text=f"earlier {i}")
         with runtime.sessions() as session:
             add_suggestion(session, ticket.id, Prediction(label=sure, confidence=0.85, probabilities=probs,
                                                           model_version="v1"), threshold=0.0, task=DEMO_TASK)

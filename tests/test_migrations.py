@@ -101,6 +101,7 @@ def test_a_store_of_the_last_release_is_stamped_and_upgraded(engine):
     with sessionmaker(engine)() as session:
         assert session.scalar(select(Example.label)) == "claim_status"
         assert session.scalar(select(Suggestion.ticket_id)) == session.scalar(select(Ticket.id))
+        assert session.get(Ticket, 1).pii_stage == "full"  # masked whole at the door back then: nothing waits
         assert session.get(Flag, "paused").set_by == "U1"
     assert upgrade_if_behind(engine) is False
 

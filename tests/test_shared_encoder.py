@@ -98,7 +98,7 @@ def test_only_another_field_shares_and_only_an_encoder_production(shared_pair, t
 
 def test_the_suggest_worker_reads_a_ticket_once_for_both_fields(shared_pair, two_tasks, parts, monkeypatch):  # noqa: F811
     from bot.runtime import slack_client
-    from bot.store.tickets import add_ticket
+    from tests.tickets import stored_ticket
     from bot.worker import predictors
     from bot.worker.suggest import Suggester
 
@@ -110,11 +110,11 @@ def test_the_suggest_worker_reads_a_ticket_once_for_both_fields(shared_pair, two
         copy = copy_version(runtime.registry, version, {"abstain_threshold": 0.0, "handoff_threshold": 0.0})
         runtime.for_task(version.manifest["task"]).production.switch(copy.name, by="test", reason="fixture")
     suggester = Suggester(runtime, slack_client(runtime.settings))
-    ticket, _ = add_ticket(runtime.sessions, source="generic", external_id="T-1", subject="Flood", text=TICKET)
+    ticket, _ = stored_ticket(runtime.sessions, source="generic", external_id="T-1", subject="Flood", text=TICKET)
     result = suggester.run(ticket.id)  # loads both fields' models (each checked on one text) on the way
     assert set(result["fields"]) == {"urgency"} and result["label"] in TASKS["topic"].labels
     assert (len(pool), pool.passes()) == (1, 2)  # the check text once, the ticket once
-    ticket, _ = add_ticket(runtime.sessions, source="generic", external_id="T-2", subject="Claim",
+    ticket, _ = stored_ticket(runtime.sessions, source="generic", external_id="T-2", subject="Claim",
                            text="Where is my claim? I filed it two weeks ago.")
     assert set(suggester.run(ticket.id)["fields"]) == {"urgency"}
     assert pool.passes() == 3  # one pass for the next ticket's two fields

@@ -19,6 +19,7 @@ from bot.settings import Settings
 from bot.store.tickets import Ticket
 from bot.web.app import create_app
 from tests.clicks import SIGNING_SECRET, fake_slack, flushed_redis, parts, post_slack, slack_sign, wait_for  # noqa: F401
+from tests.tickets import finish_all
 
 INTAKE, OTHER = "C0INTAKE", "C0RANDOM"
 TS = "1764489700.000200"
@@ -62,6 +63,8 @@ def post_event(client, payload: dict, *, retry: int = 0):
 
 
 def tickets(runtime) -> list[Ticket]:
+    """The stored tickets, after the worker's masking stage (which the suggest job runs first)."""
+    finish_all(runtime.sessions)
     with runtime.sessions() as session:
         return list(session.scalars(select(Ticket).order_by(Ticket.id)))
 

@@ -87,17 +87,22 @@ def test_status_answers_in_slacks_time_when_the_artifact_store_does_not(silent_b
 
 def test_a_ticket_is_masked_outside_any_database_session(tmp_path, monkeypatch):
     from inference import pii
-    from bot.store.tickets import add_ticket
+    from bot.store.masking import finish_masking
+    from bot.store.tickets import Ticket, add_ticket
 
     sessions = make_session_factory(f"sqlite:///{tmp_path / 'store.db'}")
     pool = sessions.kw["bind"].pool
     seen = []
-    real = pii.mask_pii
-    monkeypatch.setattr(pii, "mask_pii", lambda text: seen.append(pool.checkedout()) or real(text))
-    ticket, created = add_ticket(sessions, source="generic", external_id="1", text="mail j.doe@example.com",
+    door, full = pii.mask_door, pii.mask_fields
+    monkeypatch.setattr(pii, "mask_door", lambda text: seen.append(pool.checkedout()) or door(text))
+    monkeypatch.setattr(pii, "mask_fields", lambda *texts: seen.append(pool.checkedout()) or full(*texts))
+    ticket, created = add_ticket(sessions, source="generic", external_id="1", text="mail j.doe@example.com, Ann Lee",
                                  subject="Hi")
-    assert created and ticket.text == "mail [EMAIL]"
-    assert seen and set(seen) == {0}  # no pooled connection held while masking
+    assert created and len(seen) == 2  # the door's stage: text and subject
+    assert finish_masking(sessions, ticket.id) and len(seen) == 3  # the worker's: the fields together
+    with sessions() as session:
+        assert session.get(Ticket, ticket.id).text == "mail [EMAIL], [PERSON]"
+    assert set(seen) == {0}  # no pooled connection held while masking, at either stage
 
 
 def test_webhooks_beyond_the_masking_bound_are_503_with_retry_after(redis_url, monkeypatch):
@@ -113,14 +118,14 @@ def test_webhooks_beyond_the_masking_bound_are_503_with_retry_after(redis_url, m
     runtime = Runtime(settings)
     runtime.sessions  # the schema, before the requests race
     release, masking = threading.Event(), threading.Event()
-    real = pii.mask_pii
+    real = pii.mask_door
 
     def slow(text):  # the first ticket's masking takes long (a huge body, a slow core)
         masking.set()
         release.wait(10)
         return real(text)
 
-    monkeypatch.setattr(pii, "mask_pii", slow)
+    monkeypatch.setattr(pii, "mask_door", slow)
     client = TestClient(create_app(runtime, Queues.from_settings(settings)))
     with ThreadPoolExecutor(1) as pool:
         first = pool.submit(post_generic, client, {"id": "1", "text": "first"})
@@ -130,7 +135,7 @@ def test_webhooks_beyond_the_masking_bound_are_503_with_retry_after(redis_url, m
         assert first.result(timeout=30).status_code == 202
     assert second.status_code == 503 and second.headers["Retry-After"] == "2"
     assert "being masked" in second.json()["error"]
-    monkeypatch.setattr(pii, "mask_pii", real)
+    monkeypatch.setattr(pii, "mask_door", real)
     assert post_generic(client, {"id": "2", "text": "second"}).status_code == 202  # the retry is stored
 
 

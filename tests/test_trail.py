@@ -21,6 +21,7 @@ from inference.base_models import RESTRICTIONS, UnapprovedBase
 from tests.conftest import TINY_CONFIG, approve_tiny_bases
 from tests.slash import ADMIN, MANAGER, Parts, env, fake_slack  # noqa: F401
 from tests.demo_names import DEMO_TASK
+from tests.tickets import stored_ticket
 
 pytestmark = pytest.mark.slow
 
@@ -181,14 +182,14 @@ def test_forget_removes_the_text_says_which_versions_saw_it_and_release_notes_fo
 
     from bot.store.examples import Example
     from bot.store.feedback import Feedback, record_feedback
-    from bot.store.tickets import add_suggestion, add_ticket
+    from bot.store.tickets import add_suggestion
     from bot.trail.snapshots import version_rows
     from inference.predictor import Suggestion as Prediction
 
     rt = Runtime(Settings())
     approve_tiny_bases(rt.sessions)
     cli("import", labelled, "--source", "demo")
-    ticket, _ = add_ticket(rt.sessions, source="zendesk", external_id="4711", subject="Flood in the cellar",
+    ticket, _ = stored_ticket(rt.sessions, source="zendesk", external_id="4711", subject="Flood in the cellar",
                            text="Water came through the cellar wall last night, what do I do?", requester="Kim")
     with rt.sessions() as session:
         suggestion = add_suggestion(session, ticket.id, Prediction(label="new_claim", confidence=0.9,
@@ -205,7 +206,7 @@ def test_forget_removes_the_text_says_which_versions_saw_it_and_release_notes_fo
     assert [v["version"] for v in result["versions"]] == ["v1"]
     shown = {"id": f"demo:{demo_rows[0]['id']}", "text": demo_rows[0]["text"], "label": demo_rows[0]["label"],
              "reason": "as shown", "similarity": 0.9}
-    other, _ = add_ticket(rt.sessions, source="zendesk", external_id="4712", text="My cellar flooded too")
+    other, _ = stored_ticket(rt.sessions, source="zendesk", external_id="4712", text="My cellar flooded too")
     with rt.sessions() as session:  # a later suggestion showed that row as evidence
         evidenced = add_suggestion(session, other.id, Prediction(
             label="new_claim", confidence=0.9, probabilities={"new_claim": 0.9}, evidence=[shown]), threshold=0.5, task=DEMO_TASK)

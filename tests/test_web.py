@@ -16,7 +16,8 @@ from bot.intake import GENERIC_SIGNATURE, GENERIC_TIMESTAMP, ZENDESK_SIGNATURE, 
 from bot.queues import SUGGEST_JOB, Queues
 from bot.runtime import Runtime
 from bot.settings import Settings
-from bot.store.tickets import Ticket
+from bot.store.masking import finish_masking
+from bot.store.tickets import DoorText, Ticket
 from bot.web.app import accept_ticket, create_app
 from tests.test_intake import EVENT, generic_sign, zendesk_sign
 
@@ -77,6 +78,11 @@ def test_zendesk_event_is_stored_masked_and_queued(parts):
     response = post_zendesk(client, event)
     assert response.status_code == 202, response.text
     assert response.json() == {"ticket_id": 1, "status": "queued", "job_id": "suggest-1"}
+    [ticket] = tickets(runtime)
+    assert (ticket.pii_stage, ticket.text) == ("door", "")  # the text waits for the worker's stage
+    with runtime.sessions() as session:
+        assert session.get(DoorText, ticket.id).text == "Reach me at [EMAIL] or [PHONE]."  # the door's stage
+    finish_masking(runtime.sessions, ticket.id)
     [ticket] = tickets(runtime)
     assert (ticket.source, ticket.external_id, ticket.subject) == ("zendesk", "5158", "Where is my claim?")
     assert ticket.text == "Reach me at [EMAIL] or [PHONE]."

@@ -50,12 +50,14 @@ def serve(rt: Runtime, host: str, port: int, workers: int) -> None:
 
 
 def warm_detector() -> None:
-    """Build the PII detector (spaCy's model, about 3 s) before the first request, not during it."""
-    from inference.pii import detector
+    """Build both PII detectors before the first request or job, not during it: the door's (patterns) and
+    the full one (spaCy's model, about 3 s; the worker's stage, and the reasons people write in Slack)."""
+    from inference.pii import detector, door_detector
 
     started = time.perf_counter()
+    door_detector()
     detector()
-    log.info("PII detector ready in %.1f s", time.perf_counter() - started)
+    log.info("PII detectors ready in %.1f s", time.perf_counter() - started)
 
 
 def check_artifacts(rt: Runtime, *, write: bool) -> None:
@@ -89,8 +91,12 @@ def worker(rt: Runtime, queue_name: str, burst: bool) -> None:
     # Jobs build their dependencies from TUESDAY_* variables; hand them --data-dir/--task too.
     export_options(rt.settings)
     check_artifacts(rt, write=True)  # every worker writes: snapshots, candidates, review sheets
-    queues = Queues.from_settings(rt.settings)
     names = WORKER_QUEUES[queue_name]
+    if "suggest" in names:
+        # The masking stage of the first ticket does not wait for spaCy; built before anything is started
+        # (an embedded Redis), so a SIGTERM meanwhile leaves nothing behind.
+        warm_detector()
+    queues = Queues.from_settings(rt.settings)
     # The GPU node holds no SQL credentials: only hosts that work "control" touch the store.
     upkeep = None
     if "control" in names:

@@ -16,6 +16,7 @@ from bot.queues import count_workers
 from bot.settings import posting
 from bot.store.base import as_utc
 from bot.store.runs import active_run, last_run, pause_state
+from bot.store.masking import awaiting_masking
 from bot.store.tickets import failed_count, waiting_count
 from bot.trail import bases
 from bot.trail.bases import license_line, version_licenses
@@ -117,6 +118,7 @@ def gather_status(runtime, queues) -> dict:
         "labels_since_training": labels_within(runtime, deadline),
         "waiting_tickets": waiting_count(runtime.sessions, posts=posting(settings), task=runtime.tasks.routing_name),
         "failed_tickets": failed_count(runtime.sessions),
+        "awaiting_masking": awaiting_masking(runtime.sessions)[0],
         "retrain_after_labels": settings.retrain_after_labels,
         "suggest_max_attempts": settings.suggest_max_attempts,
         "retrain_schedule_hours": settings.retrain_schedule_hours,
@@ -223,6 +225,10 @@ def status_text(data: dict) -> str:
     if waiting:
         why = " (no production model yet: they are suggested when the first one is promoted)" if live is None else ""
         lines.append(f"• tickets waiting for a suggestion: {waiting}{why}")
+    unmasked = data.get("awaiting_masking") or 0
+    if unmasked:
+        lines.append(f"• tickets waiting for the worker's masking of names and addresses: {unmasked} "
+                     f"(a suggest worker does it first; none running keeps them waiting)")
     failed = data.get("failed_tickets") or 0
     if failed:
         lines.append(f"• :warning: tickets given up on: {failed} (their suggest job failed "

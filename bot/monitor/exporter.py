@@ -23,6 +23,8 @@ from bot.monitor.drift import reference
 from bot.monitor.measures import measures_for_metrics, per_label, window
 from bot.queues import count_workers
 from bot.settings import posting
+from bot.store.base import as_utc, utc_now
+from bot.store.masking import awaiting_masking
 from bot.store.tickets import Suggestion, failed_count, waiting_count
 
 WINDOW_DAYS = 7  # the window of every ratio gauge (override ratio, drift share)
@@ -101,6 +103,12 @@ class StoreCollector:
         yield GaugeMetricFamily("tuesday_tickets_failed", "Tickets whose suggest job failed "
                                 "TUESDAY_SUGGEST_MAX_ATTEMPTS times: no longer queued until `tuesday tickets --retry`.",
                                 value=failed_count(runtime.sessions))
+        unmasked, oldest = awaiting_masking(runtime.sessions)
+        yield GaugeMetricFamily("tuesday_tickets_awaiting_masking", "Tickets the door stored whose names and "
+                                "addresses the worker has not masked yet.", value=unmasked)
+        yield GaugeMetricFamily("tuesday_tickets_awaiting_masking_oldest_seconds", "Age of the oldest of them "
+                                "(0 when none): how long an unmasked name has been kept.",
+                                value=0.0 if oldest is None else max(0.0, (utc_now() - as_utc(oldest)).total_seconds()))
 
         # Redis down is a state to alert on, not a failed scrape: the store's numbers still come.
         depth = GaugeMetricFamily("tuesday_queue_depth", "Jobs waiting in each queue.", labels=["queue"])

@@ -24,10 +24,18 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from bot.store.base import Base, utc_now
+from inference.errors import TuesdayError
+
+
+DOOR, FULL = "door", "full"  # Ticket.pii_stage: the masking stages its text has passed (inference.pii)
+
+
+class NotMasked(TuesdayError):
+    """A ticket's text is read before the worker's masking stage has run on it."""
 
 
 class Ticket(Base):
-    """One message to triage, as it came in (subject, text and requester PII-masked)."""
+    """One message to triage, as it came in (subject, text and requester PII-masked by both stages)."""
 
     __tablename__ = "tickets"
     __table_args__ = (UniqueConstraint("source", "external_id", name="uq_ticket_source_id"),)
@@ -44,13 +52,31 @@ class Ticket(Base):
     attempts: Mapped[int] = mapped_column(Integer, server_default="0")  # the server's: older schemas lack it
     failed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     last_error: Mapped[str | None] = mapped_column(String(255), nullable=True)  # the exception's type only
+    # Revision 0009: `door` until the worker's stage has masked names and addresses (bot.store.masking).
+    # Until then subject, text and requester are empty here: the door's text waits in door_texts, which
+    # only that stage reads, so nothing else can read a name the worker has not masked yet.
+    pii_stage: Mapped[str] = mapped_column(String(8), server_default=FULL)
 
     @property
     def model_text(self) -> str:
         """What the model reads: the subject (when it adds anything) above the body."""
+        if self.pii_stage != FULL:
+            raise NotMasked(f"ticket {self.id} has not passed the worker's masking stage")
         if self.subject and self.subject not in self.text:
             return f"{self.subject}\n\n{self.text}"
         return self.text
+
+
+class DoorText(Base):
+    """A ticket's subject, text and requester as the door masked them (names and addresses not yet), until the
+    worker's stage masks them again, moves them to the ticket and deletes this row (bot.store.masking)."""
+
+    __tablename__ = "door_texts"
+
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), primary_key=True)
+    subject: Mapped[str] = mapped_column(Text, default="")
+    text: Mapped[str] = mapped_column(Text)
+    requester: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 SUGGESTED, UNSURE, OUT_OF_SCOPE = "suggested", "unsure", "out_of_scope"
@@ -160,25 +186,29 @@ def _find_ticket(session: Session, source: str, external_id: str) -> Ticket | No
 
 def add_ticket(sessions: sessionmaker[Session], *, source: str, external_id: str, text: str, subject: str = "",
                requester: str | None = None) -> tuple[Ticket, bool]:
-    """Store a ticket once per (source, external_id), PII-masked; returns (ticket, created).
+    """Store a ticket once per (source, external_id), masked by the door's stage; returns (ticket, created).
 
+    The door's stage (inference.pii.mask_door: emails, URLs with secrets, IPs, cards, IBANs, SSNs, accounts,
+    phones) runs here, so no caller can store raw text; names and addresses are the worker's
+    (bot.store.masking.finish_masking), and until then the text waits in door_texts, not on the ticket.
     No URL is stored (a link can carry a token or an email): bot.helpdesk.adapters.ticket_link builds one
     from the source, the id and the settings when a message shows the ticket.
     """
-    from inference.pii import mask_pii
+    from inference.pii import mask_door
 
     with sessions() as session:
         found = _find_ticket(session, source, external_id)
         if found is not None:
             return found, False
-    # Masked here so no caller can store it raw, and outside any session: the slow part holds no pooled
-    # connection (concurrent webhooks once exhausted the pool while they masked).
-    masked = {"subject": mask_pii(subject or ""), "text": mask_pii(text),
-              "requester": mask_pii(requester) if requester else None}
+    # Outside any session: masking holds no pooled connection.
+    door = {"subject": mask_door(subject or ""), "text": mask_door(text),
+            "requester": mask_door(requester) if requester else None}
     with sessions() as session:
-        ticket = Ticket(source=source, external_id=external_id, **masked)
+        ticket = Ticket(source=source, external_id=external_id, subject="", text="", requester=None, pii_stage=DOOR)
         session.add(ticket)
         try:
+            session.flush()
+            session.add(DoorText(ticket_id=ticket.id, **door))
             session.commit()
         except IntegrityError:
             # A concurrent redelivery inserted the same ticket between our select and insert.

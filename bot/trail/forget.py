@@ -1,8 +1,9 @@
 """`tuesday forget TICKET`: remove a ticket's text from the store and from every future snapshot.
 
-What goes: the text, subject and requester of the ticket; the text and reasons of its training
-example (and of any imported example under the same id), which the training-rows rule then
-leaves out; the reviewers' written reasons on it; its text where another ticket's suggestion
+What goes: the text, subject and requester of the ticket (and the door's copy, if the worker's
+masking stage has not run yet); the text and reasons of its training example (and of any imported
+example under the same id), which the training-rows rule then leaves out; the reviewers' written
+reasons on it; its text where another ticket's suggestion
 showed it as evidence. What stays: the rows themselves (ids, labels, clicks, times), so counts
 and the audit trail still add up, no later row takes their ids, and a redelivered webhook or a
 re-import finds them and stores nothing again. Versions already built keep what they saw: the answer names them
@@ -20,7 +21,8 @@ from bot.store import audit
 from bot.store.base import FORGOTTEN_TEXT
 from bot.store.examples import Example
 from bot.store.feedback import Feedback, feedback_example_id
-from bot.store.tickets import Suggestion, Ticket
+from bot.store.masking import drop_door_texts
+from bot.store.tickets import FULL, Suggestion, Ticket
 from bot.store.trail import Forgotten
 from bot.trail.snapshots import version_rows
 from inference.errors import TuesdayError
@@ -60,13 +62,17 @@ def forget(runtime, ref: str, *, by: str, source: str | None = None) -> dict:
             raise ForgetError(f"'{ref}' names tickets from several sources ({', '.join(sorted({t.source for t in tickets}))}); "
                               "say which with --source")
         keys = {e.key for e in examples}
-        texts = {e.text for e in examples} | {t.model_text for t in tickets} | {t.text for t in tickets}
+        # A ticket still at the door's masking stage was never seen by a model (nor its text by anything).
+        masked = [t for t in tickets if t.pii_stage == FULL]
+        texts = {e.text for e in examples} | {t.model_text for t in masked} | {t.text for t in masked}
     versions = _versions_that_saw(runtime.registry, keys, texts)
     with runtime.sessions() as session:
         tickets, examples = _find(session, ref, source)
         ticket_ids = [t.id for t in tickets]
         for ticket in tickets:
             ticket.text, ticket.subject, ticket.requester, ticket.url = FORGOTTEN_TEXT, "", None, None
+            ticket.pii_stage = FULL  # nothing left for the worker's stage to move
+        unmasked = drop_door_texts(session, ticket_ids)
         # A tombstone per id: a re-import or a click on the ticket does not bring the text back.
         for src, ext in {(t.source, t.external_id) for t in tickets} | {(e.source, e.external_id) for e in examples}:
             if not is_forgotten(session, src, ext):
@@ -83,6 +89,7 @@ def forget(runtime, ref: str, *, by: str, source: str | None = None) -> dict:
         audit.record(session, by, "forget", ref, source=source, examples=len(examples), versions=versions)
         session.commit()
     return {"ticket": ref, "tickets": len(ticket_ids), "examples": sorted(keys), "reasons_removed": reasons,
+            "door_texts_removed": unmasked,
             "evidence_scrubbed": scrubbed, "versions": versions}
 
 
@@ -128,7 +135,9 @@ def _scrub_evidence(session: Session, keys: set[str]) -> int:
 def forget_text(result: dict) -> str:
     lines = [f"forgot {result['ticket']}: {result['tickets']} ticket(s), {len(result['examples'])} labelled example(s) "
              f"removed ({', '.join(result['examples']) or 'none'}), {result['reasons_removed']} reviewer reason(s) "
-             f"removed, evidence blanked in {result['evidence_scrubbed']} suggestion(s); future snapshots leave it out"]
+             f"removed, evidence blanked in {result['evidence_scrubbed']} suggestion(s)"
+             + (", its text dropped before the worker's masking stage read it" if result["door_texts_removed"] else "")
+             + "; future snapshots leave it out"]
     if result["versions"]:
         lines.append("versions that saw it (their files keep it until retired):")
         lines += [f"  {v['version']}: {v['split']}" + (f" (snapshot {v['snapshot']})" if v["snapshot"] else "")

@@ -234,8 +234,9 @@ def app_from_environment() -> FastAPI:
     """`tuesday serve --workers N`: each process's app, from the TUESDAY_* environment, its PII detector built
     before it takes a request."""
     from bot.settings import Settings
-    from inference.pii import detector
+    from inference.pii import detector, door_detector
 
     runtime = Runtime(Settings())
+    door_detector()
     detector()
     return create_app(runtime, Queues.from_settings(runtime.settings))

@@ -23,6 +23,7 @@ from bot.settings import Settings
 from bot.slack.blocks import suggestion_blocks, suggestion_text
 from bot.slack.fields import fields_blocks, fields_text
 from bot.store.base import as_utc
+from bot.store.masking import finish_masking
 from bot.store.tickets import (
     Suggestion,
     add_suggestion,
@@ -152,6 +153,9 @@ class Suggester:
         """Predict (once), store, post (once); safe to re-run after a failure at any step."""
         settings = self.runtime.settings
         sessions = self.runtime.sessions
+        # The worker's masking stage first (names, addresses): before the ticket is read for anything, and
+        # before it may wait for a first model, so no unmasked name outlives this job.
+        finish_masking(sessions, ticket_id)
         with sessions() as session:
             ticket = get_ticket(session, ticket_id)
             if ticket is None:

@@ -123,11 +123,21 @@ class Queues:
         return job, True
 
     def enqueue_suggest(self, ticket_id: int) -> tuple[Job | None, bool]:
-        """Queue the suggestion for one ticket (at most one live job per ticket)."""
-        self.clear_ended(suggest_job_id(ticket_id))
+        """Queue the suggestion for one ticket (at most one live job per ticket).
+
+        A job Redis still holds under the ticket's id that has ended (failed, finished, stopped) is not live: it
+        is deleted and the job queued again (the store decides whether work is left). Checked only when the
+        queue says the id is taken, so a new ticket costs one script call (the door's path)."""
         # Slack or a model reload can fail for a moment; retry later rather than lose the ticket.
-        return self.enqueue("suggest", SUGGEST_JOB, int(ticket_id), job_id=suggest_job_id(ticket_id),
-                            timeout=120, retry=Retry(max=3, interval=[10, 60, 300]))
+        def queue() -> tuple[Job | None, bool]:
+            return self.enqueue("suggest", SUGGEST_JOB, int(ticket_id), job_id=suggest_job_id(ticket_id),
+                                timeout=120, retry=Retry(max=3, interval=[10, 60, 300]))
+
+        job, enqueued = queue()
+        if not enqueued and job is not None and job.get_status() in ENDED:
+            job.delete()
+            job, enqueued = queue()
+        return job, enqueued
 
 
 def suggest_job_id(ticket_id: int) -> str:

@@ -184,3 +184,27 @@ def test_more_than_one_worker_needs_a_shared_redis(tmp_path):
 
     result = CliRunner().invoke(main, ["--data-dir", str(tmp_path), "serve", "--workers", "2"])
     assert result.exit_code == 2 and "TUESDAY_REDIS_URL" in result.output
+
+
+def test_a_sqlite_file_store_writes_ahead_so_readers_do_not_wait_for_the_door(tmp_path):
+    import sqlite3
+    import threading
+
+    from bot.store.tickets import Ticket, add_ticket
+
+    sessions = make_session_factory(f"sqlite:///{tmp_path / 'store.db'}")
+    with sqlite3.connect(tmp_path / "store.db") as raw:
+        assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert raw.execute("PRAGMA synchronous").fetchone() == (2,)  # FULL: an acked ticket survives a power cut
+    writing = sqlite3.connect(tmp_path / "store.db", timeout=0.1, check_same_thread=False)
+    writing.execute("BEGIN IMMEDIATE")  # a writer holds the file (the door storing a ticket)
+    writing.execute("INSERT INTO tickets (source, external_id, subject, text, created_at) "
+                    "VALUES ('generic', 'w', '', '', '2026-12-07 00:00:00')")
+    read = []
+    reader = threading.Thread(target=lambda: read.append(len(sessions().query(Ticket).all())))
+    reader.start()
+    reader.join(5)
+    assert read == [0]  # a reader (a worker, the dashboard) was answered at once, without the uncommitted row
+    writing.rollback()
+    writing.close()
+    assert add_ticket(sessions, source="generic", external_id="1", text="hello")[1]

@@ -17,6 +17,7 @@ from sqlalchemy import (
     UniqueConstraint,
     and_,
     func,
+    insert,
     or_,
     select,
 )
@@ -193,31 +194,31 @@ def add_ticket(sessions: sessionmaker[Session], *, source: str, external_id: str
     (bot.store.masking.finish_masking), and until then the text waits in door_texts, not on the ticket.
     No URL is stored (a link can carry a token or an email): bot.helpdesk.adapters.ticket_link builds one
     from the source, the id and the settings when a message shows the ticket.
+
+    The door's path, so it is lean: mask (outside any session: masking holds no pooled connection), then one
+    transaction of two plain INSERTs; a redelivery is found by the unique key it violates, not by a lookup
+    before every insert. A created ticket comes back detached, with its id, source and external id.
     """
     from inference.pii import mask_door
 
-    with sessions() as session:
-        found = _find_ticket(session, source, external_id)
-        if found is not None:
-            return found, False
-    # Outside any session: masking holds no pooled connection.
     door = {"subject": mask_door(subject or ""), "text": mask_door(text),
             "requester": mask_door(requester) if requester else None}
     with sessions() as session:
-        ticket = Ticket(source=source, external_id=external_id, subject="", text="", requester=None, pii_stage=DOOR)
-        session.add(ticket)
         try:
-            session.flush()
-            session.add(DoorText(ticket_id=ticket.id, **door))
+            ticket_id = session.execute(
+                insert(Ticket).values(source=source, external_id=external_id, subject="", text="", requester=None,
+                                      pii_stage=DOOR, created_at=utc_now()).returning(Ticket.id)).scalar_one()
+            session.execute(insert(DoorText).values(ticket_id=ticket_id, **door))
             session.commit()
         except IntegrityError:
-            # A concurrent redelivery inserted the same ticket between our select and insert.
+            # Delivered before (or by a concurrent redelivery a moment ago): that ticket, unchanged.
             session.rollback()
             found = _find_ticket(session, source, external_id)
             if found is None:
                 raise
             return found, False
-        return ticket, True
+    return Ticket(id=ticket_id, source=source, external_id=external_id, subject="", text="", requester=None,
+                  pii_stage=DOOR), True
 
 
 def get_ticket(session: Session, ticket_id: int) -> Ticket | None:

@@ -25,6 +25,7 @@ from bot.runtime import Runtime
 from bot.slack.app import create_slack_app, slack_request, web_client
 from bot.store.tickets import add_ticket, latest_suggestion
 from bot.trail.review import NoReview, load_review, review_csv, review_html
+from bot.web.access_log import redact_access_log
 from bot.web.dashboard import register
 from inference.artifacts import ArtifactError
 from inference.errors import RegistryError
@@ -99,6 +100,7 @@ def create_app(runtime: Runtime, queues: Queues, *, clock: Callable[[], float] =
     slack is the Web API client for answering clicks (default: one from the settings' bot token).
     """
     settings = runtime.settings
+    redact_access_log()  # a signed link's sig never reaches the access log
     runtime.sessions  # build the engine and tables at start-up, not on the first webhook
     app = FastAPI(title="Tuesday", docs_url=None, redoc_url=None, openapi_url=None)
     slack = slack or web_client(settings)

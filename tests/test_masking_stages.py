@@ -154,7 +154,8 @@ def test_a_webhook_ticket_reaches_slack_with_every_name_masked(served, fake_slac
     event = {**EVENT, "detail": {**EVENT["detail"], "id": "9001", "subject": f"Router trouble - {NAME}",
                                  "description": TEXT}}
     assert post_zendesk(TestClient(create_app(runtime, queues)), event).status_code == 202
-    [stored] = list(runtime.sessions().scalars(select(Ticket)))
+    with runtime.sessions() as session:
+        [stored] = list(session.scalars(select(Ticket)))
     assert stored.pii_stage == DOOR and stored.text == ""
     families = {f.name: f for f in text_string_to_metric_families(scrape(metrics_registry(runtime, queues)).decode())}
     assert families["tuesday_tickets_awaiting_masking"].samples[0].value == 1
@@ -183,3 +184,22 @@ def test_the_worker_masks_before_a_ticket_waits_for_a_first_model(tmp_path, monk
     assert suggester.run(ticket.id)["status"] == "waiting"  # no production model yet
     assert _ticket(runtime.sessions, ticket.id).pii_stage == FULL  # yet no name was kept while it waits
     suggester.close()
+
+
+@pytest.mark.slow
+def test_a_ticket_whose_job_redis_lost_is_masked_when_the_sweeper_queues_it_again(served, fake_slack, redis_url):  # noqa: F811
+    """The SQL row is the record: the door stored it and acked, Redis lost its job, the worker never ran; the sweeper
+    finds it (no suggestion yet), and the re-queued job masks names first and posts it once."""
+    from bot.queues import Queues, sweep_tickets
+
+    settings = Settings()
+    runtime, queues = Runtime(settings), Queues.from_settings(settings)
+    event = {**EVENT, "detail": {**EVENT["detail"], "id": "9002", "description": TEXT}}
+    assert post_zendesk(TestClient(create_app(runtime, queues)), event).status_code == 202
+    queues.connection.flushdb()  # Redis lost the job before any worker took it
+    assert awaiting_masking(runtime.sessions)[0] == 1
+    assert sweep_tickets(runtime, queues, grace=None) == 1
+    tuesday_worker(queues, ["suggest"]).work(burst=True)
+    [call] = fake_slack.calls_to("chat.postMessage")
+    assert NAME not in json.dumps(call["body"]) and "[PERSON]" in json.dumps(call["body"])
+    assert awaiting_masking(runtime.sessions) == (0, None)

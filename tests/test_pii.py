@@ -146,6 +146,10 @@ SHAPES = {
     "dotted word": lambda n: ("a." * (n // 2 + 1))[:n],
     "at signs": lambda n: ("a@" * (n // 2 + 1))[:n],
     "digit pairs then a letter": lambda n: " ".join(f"{10 + i % 90}" for i in range(n // 3 + 1))[:n - 1] + "x",
+    # what the IP recognizer's patterns start on: octets without an end, hex groups, double colons
+    "dotted octets": lambda n: ("255." * (n // 4 + 1))[:n],
+    "hex and colons": lambda n: ("a:" * (n // 2 + 1))[:n],
+    "double colons": lambda n: ("ab::" * (n // 4 + 1))[:n],
 }
 # Shapes where every few characters are a candidate to check (a name for the model, a number for
 # phonenumbers, an entity for the anonymizer): linear too, with a larger constant (docs/pii.md).
@@ -153,6 +157,7 @@ BUSY_SHAPES = {
     "capitalised words": lambda n: ("Claim Number Smith Road " * (n // 24 + 1))[:n],
     "phone numbers": lambda n: ("0207 946 0958, " * (n // 15 + 1))[:n],
     "emails": lambda n: ("a.b@c.de " * (n // 9 + 1))[:n],
+    "ip addresses": lambda n: ("10.0.3.44 fe80::1 " * (n // 18 + 1))[:n],
 }
 
 

@@ -16,14 +16,13 @@ from bot.lifecycle.runs import request_retrain
 from bot.queues import sweep_tickets
 from bot.runtime import slack_client
 from bot.store.runs import start_run
-from bot.store.tickets import waiting_count
+from bot.store.tickets import add_ticket, waiting_count
 from bot.web.app import create_app
 from bot.worker.jobs import worker as tuesday_worker
 from bot.worker.train_job import Heartbeat
 from bot.worker.upkeep import Upkeep
 from tests.slash import ADMIN, MANAGER, Parts, env, fake_slack, fake_version  # noqa: F401
 from tests.test_web import GENERIC_SECRET, post_generic
-from tests.tickets import stored_ticket
 
 REDIS_DB = 7
 
@@ -45,7 +44,7 @@ def old_ticket(parts, n: int, age: timedelta = timedelta(minutes=5)) -> int:
 
     from bot.store.tickets import Ticket
 
-    ticket, _ = stored_ticket(parts.runtime.sessions, source="generic", external_id=f"t{n}", text=f"my claim {n}?")
+    ticket, _ = add_ticket(parts.runtime.sessions, source="generic", external_id=f"t{n}", text=f"my claim {n}?")
     with parts.runtime.sessions() as session:
         session.execute(update(Ticket).where(Ticket.id == ticket.id)
                         .values(created_at=datetime.now(timezone.utc) - age))
@@ -76,7 +75,7 @@ def test_a_ticket_before_any_model_waits_visibly_and_a_redelivery_queues_it_agai
 
 
 def test_the_sweeper_queues_tickets_redis_lost_once_a_model_exists(parts):
-    lost, young = old_ticket(parts, 1), stored_ticket(parts.runtime.sessions, source="generic", external_id="t2",
+    lost, young = old_ticket(parts, 1), add_ticket(parts.runtime.sessions, source="generic", external_id="t2",
                                                     text="new")[0].id
     assert sweep_tickets(parts.runtime, parts.queues) == 0  # no model yet: they wait
     fake_version(parts.runtime.registry, 0.5)

@@ -36,9 +36,12 @@ class GroupSlack(FakeSlack):
 
     def __init__(self, groups: dict[str, list[str]]):
         self.groups = groups
+        self.group_delay_s = 0.0  # how long usergroups.users.list takes to answer (a slow Slack)
         super().__init__()
 
     def _answer(self, method: str, headers: dict, body: dict) -> dict:
+        if method == "usergroups.users.list":
+            time.sleep(self.group_delay_s)
         answer = super()._answer(method, headers, body)
         if method != "usergroups.users.list" or not answer["ok"]:
             return answer

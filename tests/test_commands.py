@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta, timezone
 
 from click.testing import CliRunner
@@ -62,6 +63,16 @@ def test_user_group_member_is_a_manager(parts, fake_slack):
     assert "queued as run 1" in text
     [call] = fake_slack.calls_to("usergroups.users.list")
     assert call["body"]["usergroup"] == GROUP and call["headers"]["Authorization"] == "Bearer xoxb-test-token"
+
+
+def test_a_slow_group_lookup_answers_within_slacks_three_seconds(parts, fake_slack):
+    parts.slash(LEAD, "help")  # bolt's first request calls auth.test
+    fake_slack.group_delay_s = 5.0  # Slack's user groups API hangs
+    started = time.monotonic()
+    status, text = parts.slash(LEAD, "retrain")
+    assert time.monotonic() - started < 3.0  # Slack shows "operation_timeout" after 3 s
+    assert status == 200 and "could not check your user groups with Slack (no answer within 1 s" in text
+    assert parts.queues.control.count == 0 and parts.runs() == []
 
 
 def test_group_lookup_failure_is_an_ephemeral_warning(parts, fake_slack):

@@ -2,16 +2,33 @@
 
 from __future__ import annotations
 
+from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.lifecycle.runs import ControlError
 from bot.trail.curation import CurationError
 
 MANAGER, ADMIN, ANYONE = "manager", "admin", "anyone"
+# A user-group lookup runs before a slash command answers, inside Slack's 3 s: it gets 1 s, not retried.
+LOOKUP_TIMEOUT_S = 1.0
 
 
 class NotAllowed(ControlError):
     """The user lacks the role a subcommand needs."""
+
+
+class LookupTimedOut(ControlError):
+    """Slack did not answer a user-group lookup within LOOKUP_TIMEOUT_S."""
+
+
+def group_members(client, group: str) -> list[str]:
+    """The members of a Slack user group, asked with the bot's token but a short timeout and no retry."""
+    quick = WebClient(token=client.token, base_url=client.base_url, timeout=LOOKUP_TIMEOUT_S, retry_handlers=[])
+    try:
+        return quick.usergroups_users_list(usergroup=group).get("users", [])
+    except OSError as exc:  # a socket timeout, a refused connection (urllib's URLError is one)
+        raise LookupTimedOut(f"could not check your user groups with Slack (no answer within "
+                             f"{LOOKUP_TIMEOUT_S:g} s: {type(exc).__name__}); try again") from None
 
 
 def is_admin(settings, user_id: str) -> bool:
@@ -23,7 +40,7 @@ def is_manager(client, settings, user_id: str) -> bool:
     if user_id in settings.manager_ids or is_admin(settings, user_id):
         return True
     for group in sorted(g for g in settings.manager_ids if g.startswith("S")):
-        if user_id in client.usergroups_users_list(usergroup=group).get("users", []):
+        if user_id in group_members(client, group):
             return True
     return False
 

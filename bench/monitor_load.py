@@ -220,7 +220,7 @@ def http(runtime, repeat: int) -> list[tuple[str, dict]]:
     found = [("GET /metrics", timed(get("/metrics"), repeat))]
     for page in ("overview", "labels", "drift", "versions"):
         for days in (7, 30):
-            parts = urlsplit(dashboard_link(runtime.settings, page, days))
+            parts = urlsplit(dashboard_link(runtime, page, days))
             found.append((f"GET {parts.path} ({days} days)", timed(get(f"{parts.path}?{parts.query}"), repeat)))
     queues.close()
     return found

@@ -84,7 +84,7 @@ class Settings(NodeSettings):
     suggest_max_attempts: int = Field(5, ge=1, description="A ticket whose suggest job failed this many times for a reason of its own (not the store, Redis, Slack or the network being down) is `failed`: shown by /tuesday status, /metrics and an alert, and no longer queued until `tuesday tickets --retry`.")
     shadow_min_tickets: int = Field(0, ge=0, description="A candidate that passes the gate first runs in shadow beside production on live tickets (its suggestions stored, never shown) and is promoted once agents labelled at least this many of them and it agreed with them as often as production did (else it is kept); 0 promotes at once.")
     public_url: str = Field("", description="Address people reach `tuesday serve` at (e.g. https://tuesday.example.com); signed links in Slack and the CLI start with it; empty means no links are handed out.")
-    link_secret: str = Field("", description="Secret that signs links to pages of `tuesday serve` (review sheets); empty turns those pages off (404).")
+    link_secret: str = Field("", description="Secret from which the keys that sign links to pages of `tuesday serve` are derived (one key per page kind: review sheets, dashboard); empty turns those pages off (404).")
     link_ttl_hours: float = Field(168.0, gt=0.0, description="How long a signed link works, in hours.")
 
     # -- monitoring (bot.monitor) -------------------------------------------------------------------
@@ -92,6 +92,7 @@ class Settings(NodeSettings):
     gpu_hour_price: float = Field(2.5, ge=0.0, description="Price of one GPU-hour, in the team's currency: prices the training seconds of retrains that ran on a GPU.")
     dashboard_link_hours: float = Field(24.0, gt=0.0, description="How long a link to the dashboard (/tuesday dashboard, tuesday dashboard --link) works, in hours; it shows ticket excerpts, so it is shorter-lived than a review sheet's.")
     metrics_token: str = Field("", description="Bearer token Prometheus must send to GET /metrics on `tuesday serve`; empty leaves /metrics open (it carries counts, versions and label names, never ticket text).")
+    link_epoch_cache_s: float = Field(5.0, ge=0.0, le=60.0, description="How long `tuesday serve` keeps each page kind's link epoch before reading it from SQL again: `tuesday links revoke` stops older links within this many seconds; 0 reads it on every page view.")
 
     # -- label frequencies from the live stream (bot/monitor/label_priors.py) -----------------------------
     prior_adjustment: bool = Field(False, description="Re-estimate how often each label occurs from the production version's recent suggestions (EM on its probabilities) and re-weight its probabilities by it when serving, if it moved far enough from the training rows' frequencies.")

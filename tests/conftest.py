@@ -156,6 +156,7 @@ def store_url(request, tmp_path):
     engine.dispose()
     yield url
 
+    import bot.store.link_epochs  # noqa: F401
 
 @pytest.fixture(scope="session")
 def s3_endpoint(tmp_path_factory):

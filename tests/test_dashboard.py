@@ -55,8 +55,8 @@ def served(env):
 
 
 def signed(path: str, ttl_s: float = 3600, *, clock=lambda: NOW, secret: str = LINK_SECRET) -> str:
-    """The relative signed link to path, as the app at NOW checks it."""
-    url = Links(secret, PUBLIC, ttl_s=ttl_s, clock=clock).url(path)
+    """The relative signed link to path, as the app at NOW checks it (the epoch read from the test's store)."""
+    url = Links.for_runtime(Runtime(Settings(link_secret=secret, link_ttl_hours=ttl_s / 3600)), clock=clock).url(path)
     return url[len(PUBLIC):]
 
 
@@ -311,7 +311,7 @@ def test_cli_prints_a_working_link(env):
     url = result.output.strip()
     assert url.startswith(f"{PUBLIC}/dashboard/drift?expires=") and url.endswith("&days=7")
     split = urlsplit(url)
-    assert Links(LINK_SECRET, PUBLIC).verify(split.path, dict(p.split("=") for p in split.query.split("&")))
+    assert Links.for_runtime(Runtime(Settings())).verify(split.path, dict(p.split("=") for p in split.query.split("&")))
     env.setenv("TUESDAY_PUBLIC_URL", "")
     refused = CliRunner().invoke(main, ["dashboard", "--link"])
     assert refused.exit_code == 1 and "TUESDAY_PUBLIC_URL" in refused.output

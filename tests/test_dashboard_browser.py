@@ -89,7 +89,8 @@ def browser():
 
 
 def link(base: str, path: str, *, clock=time.time, ttl_s: float = 3600) -> str:
-    return Links(LINK_SECRET, base, ttl_s=ttl_s, clock=clock).url(path)
+    return Links.for_runtime(Runtime(Settings(link_secret=LINK_SECRET, public_url=base, link_ttl_hours=ttl_s / 3600)),
+                             clock=clock).url(path)
 
 
 def save_small(png: Path, to: Path) -> None:

@@ -303,7 +303,7 @@ def test_signed_links_refuse_unsigned_forged_altered_and_expired_requests(base_e
     runtime = Runtime(Settings())
     queues = Queues.from_settings(runtime.settings)
     registry = runtime.registry
-    links = Links(LINK_SECRET, PUBLIC, ttl_s=3600)
+    links = Links.for_runtime(Runtime(Settings(link_ttl_hours=1)))
     url = links.url("/review/v7")
     path, query = urlsplit(url).path, urlsplit(url).query
     assert links.verify(path, dict(p.split("=") for p in query.split("&"))) and path == "/review/v7"
@@ -318,7 +318,7 @@ def test_signed_links_refuse_unsigned_forged_altered_and_expired_requests(base_e
     assert web.get("/review/v7", params=fields).status_code == 404  # as signed: there is no v7
     assert web.get(f"/review/v7.csv?{query}").status_code == 403  # the signature of another path
     assert web.get(f"/review/v8?{query}").status_code == 403
-    other = Links("another-secret", PUBLIC).url("/review/v7")
+    other = Links.for_runtime(Runtime(Settings(link_secret="another-secret"))).url("/review/v7")
     assert get(web, other).status_code == 403
     assert get(web, url).status_code == 404  # signed, but there is no v7
     assert "no model version" in get(web, url).json()["error"] and registry.names() == []

@@ -20,4 +20,4 @@ def dashboard(rt: Runtime, link: bool, page: str, days: int, hours: float | None
     """A signed, expiring link to the dashboard (needs TUESDAY_PUBLIC_URL and TUESDAY_LINK_SECRET)."""
     from bot.monitor.pages import dashboard_link
 
-    click.echo(dashboard_link(rt.settings, page, days, ttl_hours=hours))
+    click.echo(dashboard_link(rt, page, days, ttl_hours=hours))

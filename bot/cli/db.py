@@ -49,7 +49,7 @@ def upgrade(runtime, as_json: bool) -> None:
 @click.pass_obj
 def current(runtime, as_json: bool) -> None:
     """Show the store's schema revision and the one this release expects."""
-    engine = create_engine(_store_url(runtime))
+    engine = create_engine(_store_url(runtime), hide_parameters=True)
     try:
         now, head = schema.current_revision(engine), schema.head_revision()
     finally:

@@ -269,3 +269,7 @@ main.add_command(shadow)
 from bot.cli.tickets import tickets  # noqa: E402
 
 main.add_command(tickets)
+
+from bot.cli.links import links  # noqa: E402
+
+main.add_command(links)

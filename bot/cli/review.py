@@ -30,7 +30,7 @@ def review(rt: Runtime, version: str, csv_file: Path | None, html_file: Path | N
     if html_file:
         html_file.write_text(review_html(sheet), encoding="utf-8")
     if link:
-        links = Links.from_settings(rt.settings)
+        links = Links.for_runtime(rt)
         click.echo(links.url(review_path(version)))
         click.echo(links.url(review_path(version, "csv")))
         return

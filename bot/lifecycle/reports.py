@@ -116,7 +116,7 @@ def report_message(runtime, run: dict, *, update: bool = False) -> dict:
 
     update: for chat.update, which keeps a message's old blocks unless it is sent new ones.
     """
-    links = Links.from_settings(runtime.settings)
+    links = Links.for_runtime(runtime)
     version = run.get("candidate_version")
     review = ({"html": links.url(review_path(version)), "csv": links.url(review_path(version, "csv"))}
               if version and links.can_link else None)

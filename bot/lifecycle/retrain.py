@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from rq.job import Dependency
 from slack_sdk import WebClient
 
+from bot.error_ids import logged, ours, shown
 from bot.lifecycle.gate import gate_and_route, promoted_by
 from bot.lifecycle.jobs import (
     CONCLUDE_JOB,
@@ -39,6 +40,7 @@ from bot.store.base import as_utc
 from bot.store.runs import active_run, active_runs, finish_run, get_run, is_paused, record_snapshot, start_run
 from bot.trail.bases import approved_licenses
 
+from inference.errors import TuesdayError
 log = logging.getLogger(__name__)
 
 RESULT_TTL_S = 7 * 24 * 3600  # the train job's summary waits this long for its gate job
@@ -82,19 +84,42 @@ def prepare_run(runtime: Runtime, queues: Queues, slack: WebClient | None, run_i
                        depends_on=Dependency(jobs=[train_job_id(run_id)], allow_failure=True))
     except BaseException as exc:
         # Recorded and reported, then re-raised so RQ marks the job failed with its traceback.
-        _fail(runtime, slack, run_id, f"{type(exc).__name__}: {exc}", production)
+        _fail(runtime, slack, run_id, _failure(exc, "retrain run: preparing", run_id), production)
         raise
     log.info("retrain run %s: snapshot %s, training queued", run_id, snapshot["snapshot_key"])
     return get_run(sessions, run_id).to_dict()
 
 
 def _train_error(job) -> str:
-    """The last line of a failed train job's traceback (the exception and its message)."""
+    """A failed train job's error: the last line of its traceback when the exception is one of ours, else only
+    its type (the rest stays in RQ's failed-job registry and the training worker's log)."""
+def _failure(exc: BaseException, what: str, run_id: int) -> str:
+    """A run's error as the report and status show it: our own message, else the type and an error id (logged)."""
+    return f"{type(exc).__name__}: {exc}" if ours(exc) else shown(exc, logged(log, exc, what, run=run_id))
+
+
     result = job.latest_result()
     text = (getattr(result, "exc_string", None) or "").strip()
     if "AbandonedJobError" in text:
         return "the training worker died during the job (RQ found it abandoned); production is unchanged"
-    return text.splitlines()[-1] if text else f"the train job ended as {job.get_status()}"
+    if not text:
+        return f"the train job ended as {job.get_status()}"
+    last = text.splitlines()[-1]
+    kind = last.split(":", 1)[0].strip().rsplit(".", 1)[-1]
+    if kind in _our_error_names():
+        return last
+    log.warning("train job %s failed: %s (its message stays in RQ's failed-job registry)", job.id, kind[:80])
+    return f"{kind[:80]} in the train job {job.id} (its message stays in RQ's failed-job registry)"
+
+
+def _our_error_names() -> set[str]:
+    """The names of every TuesdayError class loaded here, and the trainer's (which this process never imports)."""
+    names, todo = {"ConfigError"}, [TuesdayError]
+    while todo:
+        cls = todo.pop()
+        names.add(cls.__name__)
+        todo.extend(cls.__subclasses__())
+    return names
 
 
 def conclude_run(runtime: Runtime, queues: Queues, slack: WebClient | None, run_id: int) -> dict:
@@ -117,7 +142,7 @@ def conclude_run(runtime: Runtime, queues: Queues, slack: WebClient | None, run_
     try:
         verdict = gate_and_route(runtime, summary, by=promoted_by(run), note=f"retrain run {run_id}")
     except BaseException as exc:
-        _fail(runtime, slack, run_id, f"{type(exc).__name__}: {exc}", production_before)
+        _fail(runtime, slack, run_id, _failure(exc, "retrain run: gate", run_id), production_before)
         raise
     run = finish_run(sessions, run_id, verdict.status, candidate_version=summary["version"],
                      production_before=summary["production"], why=verdict.why,

@@ -99,8 +99,9 @@ def request_retrain(runtime, queues, requested_by: str, trigger: str) -> tuple[R
         try:
             queues.enqueue("control", PREPARE_JOB, run.id, job_id=run.job_id, timeout=CONTROL_TIMEOUT_S)
         except Exception as exc:
-            # Redis is down: free the slot so the next request can try again, then let it surface.
-            finish_run(sessions, run.id, "failed", error=f"could not queue the job: {exc}")
+            # Redis is down: free the slot so the next request can try again, then let it surface (its message is
+            # logged with an error id where it is caught; the run keeps only the type).
+            finish_run(sessions, run.id, "failed", error=f"could not queue the job ({type(exc).__name__})")
             raise
         return get_run(sessions, run.id), True
     raise ControlError("could not queue a retrain: the active run changed under us three times; try again")

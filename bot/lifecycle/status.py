@@ -8,6 +8,7 @@ import time
 
 from redis.exceptions import RedisError
 
+from bot.error_ids import logged, shown
 from bot.lifecycle.reports import TRIGGER_WORDS, metrics_line, who
 from bot.lifecycle.runs import labels_since_last_training
 from bot.lifecycle.shadow import shadow_summary, status_line
@@ -138,7 +139,7 @@ def gather_status(runtime, queues) -> dict:
         data["queues"] = {name: queue.count for name, queue in queues.queues.items()}
         data["workers"] = count_workers(queues)
     except RedisError as exc:
-        data["queue_error"] = f"{type(exc).__name__}: {exc}"
+        data["queue_error"] = shown(exc, logged(log, exc, "status: counting the queues"))
     return data
 
 

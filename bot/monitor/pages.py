@@ -282,12 +282,12 @@ def dashboard_path(page: str = "overview") -> str:
     return {name: path for name, path, _ in PAGES}[page]
 
 
-def dashboard_link(settings, page: str = "overview", days: int = DEFAULT_DAYS, clock: Callable[[], float] | None = None,
+def dashboard_link(runtime, page: str = "overview", days: int = DEFAULT_DAYS, clock: Callable[[], float] | None = None,
                    ttl_hours: float | None = None) -> str:
     """A fresh signed link to a dashboard page (raises LinksOff without TUESDAY_LINK_SECRET / TUESDAY_PUBLIC_URL)."""
     import time
 
-    links = Links.from_settings(settings, clock=clock or time.time)
-    hours = settings.dashboard_link_hours if ttl_hours is None else ttl_hours
+    links = Links.for_runtime(runtime, clock=clock or time.time)
+    hours = runtime.settings.dashboard_link_hours if ttl_hours is None else ttl_hours
     url = links.url(dashboard_path(page), ttl_s=hours * 3600)
     return url if days == DEFAULT_DAYS else f"{url}&days={int(days)}"

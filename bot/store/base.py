@@ -29,6 +29,10 @@ class Base(DeclarativeBase):
 FORGOTTEN_TEXT = "[forgotten]"  # a ticket's or example's text after `tuesday forget` (bot.trail.forget)
 
 
+# Every engine: a failed statement's message names the SQL, never its bound values (ticket text). The driver's
+# own message may still quote a row (PostgreSQL's "Failing row contains …"): bot.error_ids logs types and ids.
+ENGINE_OPTIONS = {"hide_parameters": True}
+
 CONNECT_TIMEOUT_S = 5.0  # connecting, or waiting for a free pooled connection (TUESDAY_SQL_TIMEOUT_S)
 STATEMENT_TIMEOUT_S = 30.0  # one statement on PostgreSQL (TUESDAY_SQL_STATEMENT_TIMEOUT_S)
 
@@ -70,11 +74,11 @@ def make_session_factory(url: str, *, connect_timeout_s: float = CONNECT_TIMEOUT
     full raises sqlalchemy.exc.TimeoutError, which the web answers 503 with Retry-After) and, on
     PostgreSQL, each statement (statement_timeout_s)."""
     if make_url(url).database in (None, "", ":memory:"):  # SQLite in memory: one connection, its own database
-        engine = create_engine(url, future=True)
+        engine = create_engine(url, future=True, **ENGINE_OPTIONS)
         upgrade_if_behind(engine)
         return sessionmaker(engine, expire_on_commit=False)
     # Migrations run on an engine of their own without the statement bound: a long ALTER must finish.
-    migrating = create_engine(url, connect_args=connect_args(url, connect_timeout_s=connect_timeout_s,
+    migrating = create_engine(url, **ENGINE_OPTIONS, connect_args=connect_args(url, connect_timeout_s=connect_timeout_s,
                                                               statement_timeout_s=None))
     try:
         upgrade_if_behind(migrating)
@@ -85,7 +89,7 @@ def make_session_factory(url: str, *, connect_timeout_s: float = CONNECT_TIMEOUT
     # pre_ping: a connection the database dropped (a restart) is replaced, not handed out to fail once. A SQLite
     # file has no server to drop it: no round trip before every session (the door's path counts them).
     server = make_url(url).get_backend_name() != "sqlite"
-    engine = create_engine(url, future=True, pool_pre_ping=server, pool_size=pool_size, max_overflow=max_overflow,
+    engine = create_engine(url, future=True, **ENGINE_OPTIONS, pool_pre_ping=server, pool_size=pool_size, max_overflow=max_overflow,
                            pool_timeout=connect_timeout_s,
                            connect_args=connect_args(url, connect_timeout_s=connect_timeout_s,
                                                      statement_timeout_s=statement_timeout_s))

@@ -64,7 +64,7 @@ def current_revision(engine: Engine) -> str | None:
 
 def upgrade(url_or_engine: str | Engine) -> tuple[str | None, str]:
     """Bring the store to head under the migration lock; returns (revision before, revision after)."""
-    engine = create_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
+    engine = create_engine(url_or_engine, hide_parameters=True) if isinstance(url_or_engine, str) else url_or_engine
     try:
         with engine.connect() as connection, _migration_lock(connection):
             return _upgrade(connection)

@@ -18,8 +18,9 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.concurrency import run_in_threadpool
 
 from bot import intake
+from bot.error_ids import logged, shown
 from bot.intake import IncomingTicket, IntakeError
-from bot.links import Links
+from bot.links import LinkRefused, LinkRevoked, Links
 from bot.queues import Queues
 from bot.runtime import Runtime
 from bot.slack.app import create_slack_app, slack_request, web_client
@@ -116,8 +117,15 @@ def create_app(runtime: Runtime, queues: Queues, *, clock: Callable[[], float] =
 
     @app.exception_handler(RedisError)
     async def queue_down(request: Request, exc: RedisError) -> JSONResponse:
-        log.error("Redis unavailable: %s", exc)
-        return JSONResponse({"error": "queue unavailable, retry later"}, status_code=503)
+        eid = logged(log, exc, f"{request.method} {request.url.path}: Redis", level=logging.ERROR)
+        return JSONResponse({"error": f"queue unavailable, retry later (error id {eid})"}, status_code=503)
+
+    @app.exception_handler(SQLAlchemyError)
+    async def store_failed(request: Request, exc: SQLAlchemyError) -> JSONResponse:
+        # Any other store error (a constraint, a missing table): its type and an id in the log, never its message,
+        # which on PostgreSQL can quote the whole row (ticket text); without this handler the server would log it.
+        eid = logged(log, exc, f"{request.method} {request.url.path}: store", level=logging.ERROR)
+        return JSONResponse({"error": f"the store refused the request ({shown(exc, eid)})"}, status_code=500)
 
     @app.exception_handler(OperationalError)
     async def store_down(request: Request, exc: OperationalError) -> JSONResponse:
@@ -199,14 +207,20 @@ def create_app(runtime: Runtime, queues: Queues, *, clock: Callable[[], float] =
         ok = all(v == "ok" for v in checks.values())
         return JSONResponse({"ok": ok, **checks}, status_code=200 if ok else 503)
 
-    links = Links.from_settings(settings, clock=clock)
+    # The link epochs are read from SQL at most every TUESDAY_LINK_EPOCH_CACHE_S: a revoke takes effect within that.
+    links = Links.for_runtime(runtime, clock=clock, epoch_cache_s=settings.link_epoch_cache_s)
 
     @app.get("/review/{name}")
     def review_sheet(name: str, request: Request) -> Response:
         """A candidate's review sheet as a page (/review/v3) or CSV (/review/v3.csv): signed links only."""
         if not links.enabled:
             return JSONResponse({"error": "not found"}, status_code=404)
-        if not links.verify(request.url.path, request.query_params):
+        try:
+            epoch = links.check(request.url.path, request.query_params)
+        except LinkRevoked:
+            return JSONResponse({"error": "this link was revoked: ask Tuesday for a new one "
+                                          "(`/tuesday review <version>`)"}, status_code=410)
+        except LinkRefused:
             return JSONResponse({"error": "this link is unsigned, altered or expired: ask Tuesday for a new one "
                                           "(`/tuesday review <version>`)"}, status_code=403)
         version, as_csv = (name[:-4], True) if name.endswith(".csv") else (name, False)
@@ -223,7 +237,7 @@ def create_app(runtime: Runtime, queues: Queues, *, clock: Callable[[], float] =
         if as_csv:
             return Response(review_csv(review), media_type="text/csv; charset=utf-8", headers={
                 **headers, "Content-Disposition": f'attachment; filename="review-{version}.csv"'})
-        csv_href = links.relative(f"{request.url.path}.csv", int(request.query_params["expires"]))
+        csv_href = links.relative(f"{request.url.path}.csv", int(request.query_params["expires"]), epoch)
         return HTMLResponse(review_html(review, csv_url=csv_href), headers={
             **headers, "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
                                                   "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"})

@@ -1,9 +1,10 @@
 """`tuesday serve`'s monitoring routes: `GET /metrics` for Prometheus and the `/dashboard` pages.
 
 The dashboard shows ticket excerpts (new terms), so it opens only through a signed link that
-expires (bot.links, the review sheets' scheme): `/tuesday dashboard` hands one to an admin. Each
-page's navigation links are signed with the same expiry; `days` (the window) is left out of the
-signature on purpose, so whoever holds a link may look at any window until it expires. So is
+expires (bot.links, the review sheets' scheme, its own key and epoch): `/tuesday dashboard` hands one
+to an admin. Each page's navigation links are signed with the same expiry and epoch (a revoke ends
+them all); `days` (the window) is left out of the signature on purpose, so whoever holds a link may
+look at any window until it expires. So is
 `task` (with several tasks, the field a page shows; the routing task when absent): the task picker.
 """
 
@@ -17,7 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from bot.links import Links
+from bot.links import LinkRefused, LinkRevoked, Links
 from bot.monitor import pages
 from bot.monitor.drift import drift
 from bot.monitor.exporter import authorized, metrics_registry, scrape
@@ -35,6 +36,8 @@ HEADERS = {"Cache-Control": "private, no-store", "Referrer-Policy": "no-referrer
 REFUSED = ("This dashboard link is unsigned, altered or expired. Ask Tuesday for a new one: "
            "<code>/tuesday dashboard</code> (admins) or <code>tuesday dashboard --link</code>.")
 
+REVOKED = ("This dashboard link was revoked. Ask Tuesday for a new one: "
+           "<code>/tuesday dashboard</code> (admins) or <code>tuesday dashboard --link</code>.")
 
 def _refusal(status: int, message: str) -> HTMLResponse:
     return HTMLResponse(f"<!doctype html><html lang=en><head><meta charset=utf-8><title>Tuesday</title></head>"
@@ -58,7 +61,11 @@ def register(app: FastAPI, runtime, queues, links: Links, clock: Callable[[], fl
         """build(scoped runtime, since, until, days, bucket) -> the page body for the picked task."""
         if not links.enabled:
             return JSONResponse({"error": "not found"}, status_code=404)
-        if not links.verify(request.url.path, request.query_params):
+        try:
+            epoch = links.check(request.url.path, request.query_params)
+        except LinkRevoked:
+            return _refusal(410, REVOKED)
+        except LinkRefused:
             return _refusal(403, REFUSED)
         raw = request.query_params.get("days") or str(DEFAULT_DAYS)
         if not (raw.isascii() and raw.isdigit() and 1 <= int(raw) <= MAX_DAYS):
@@ -79,7 +86,7 @@ def register(app: FastAPI, runtime, queues, links: Links, clock: Callable[[], fl
             return _refusal(503, "The artifact store is unavailable; retry in a moment.")
 
         def href(path: str, window_days: int, field: str = task) -> str:
-            return f"{links.relative(path, expires)}&days={window_days}" + (f"&task={field}" if len(names) > 1 else "")
+            return f"{links.relative(path, expires, epoch)}&days={window_days}" + (f"&task={field}" if len(names) > 1 else "")
 
         heading = f"{title}, last {days} days" if windowed else f"{title}, all time"
         order = [scoped.task.name for scoped in runtime.each_task()]

@@ -8,6 +8,7 @@ import time
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from bot.error_ids import logged, ours, shown
 from bot.lifecycle.shadow import FAILED, shadow_state
 from bot.store.shadow import ShadowSuggestion
 from bot.store.tickets import route
@@ -47,7 +48,8 @@ class ShadowRunner:
         try:
             predictor = self.predictors.get()
         except Exception as exc:
-            self._load_failed = (version, time.monotonic(), f"{type(exc).__name__}: {exc}"[:500])
+            eid = logged(log, exc, f"shadow: loading {version}")
+            self._load_failed = (version, time.monotonic(), shown(exc, eid)[:500])
             raise
         self._load_failed = None
         return predictor
@@ -71,7 +73,7 @@ class ShadowRunner:
                     return None  # a retried job: answered already
         except SQLAlchemyError as exc:
             self.failures += 1
-            log.warning("shadow: ticket %s skipped, the store did not answer: %s", ticket.id, exc)
+            logged(log, exc, "shadow: reading the shadow state", ticket=ticket.id)
             return None
         row = ShadowSuggestion(ticket_id=ticket.id, suggestion_id=suggestion.id, version=version)
         try:
@@ -85,8 +87,10 @@ class ShadowRunner:
             row.confidence, row.latency_ms = float(prediction.confidence), float(prediction.latency_ms)
         except Exception as exc:  # noqa: BLE001  (the shadow's failure is stored as a row, never production's)
             self.failures += 1
-            row.routing, row.error = FAILED, f"{type(exc).__name__}: {exc}"[:1000]
-            log.warning("shadow %s failed on ticket %s: %s", version, ticket.id, row.error)
+            # Stored, and shown by /tuesday shadow, as its type and an error id to find in this worker's log: a
+            # model's error can quote the ticket it was given.
+            eid = logged(log, exc, f"shadow {version}", ticket=ticket.id)
+            row.routing, row.error = FAILED, (f"{type(exc).__name__}: {exc}" if ours(exc) else shown(exc, eid))[:1000]
         try:
             with self.sessions() as session:
                 session.add(row)
@@ -95,6 +99,6 @@ class ShadowRunner:
             return None  # another worker answered the same suggestion at the same moment
         except SQLAlchemyError as exc:
             self.failures += 1
-            log.warning("shadow: answer for ticket %s not stored: %s", ticket.id, exc)
+            logged(log, exc, "shadow: storing the answer", ticket=ticket.id)
             return None
         return row

@@ -17,6 +17,7 @@ import threading
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
+from bot.error_ids import logged
 from bot.helpdesk.delivery import sweep_outbox
 from bot.lifecycle.retrain import check_training, recover_run
 from bot.lifecycle.runs import Paused, maybe_scheduled_retrain
@@ -59,12 +60,13 @@ class Upkeep:
             except Paused:
                 done[name] = None
             except (RedisError, SQLAlchemyError) as exc:
-                # The loop must outlive a Redis or database blip; the next round tries again.
-                log.warning("upkeep: %s failed: %s", name, exc)
+                # The loop must outlive a Redis or database blip; the next round tries again. Type, id and
+                # place only: a database error's message can quote the row it failed on (ticket text).
+                logged(log, exc, f"upkeep: {name}")
                 done[name] = None
-            except Exception:
+            except Exception as exc:
                 # A bug in one chore must not end the upkeep thread (and every other chore with it).
-                log.exception("upkeep: %s failed", name)
+                logged(log, exc, f"upkeep: {name}", level=logging.ERROR)
                 done[name] = None
         return done
 

@@ -13,6 +13,7 @@ from redis.exceptions import RedisError
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.exc import SQLAlchemyError
 
+from bot.error_ids import logged, shown
 from bot.lifecycle.retrain import cancel_run
 from bot.lifecycle.runs import request_retrain, rollback
 from bot.lifecycle.shadow import displaced_note, shadow_text, start_shadow, started_text, stop_shadow
@@ -122,7 +123,7 @@ def do_review(runtime, queues, user_id: str, args: str) -> str:
     if not version:
         return "Usage: `/tuesday review <version>` (e.g. `/tuesday review v3`); the retrain report names the candidate."
     runtime.registry.get(version)  # a clear "no model version" before handing out a link
-    links = Links.from_settings(runtime.settings)
+    links = Links.for_runtime(runtime)
     return (f"Review sheet of *{version}*: <{links.url(review_path(version))}|open> · "
             f"<{links.url(review_path(version, 'csv'))}|CSV>. The link works for "
             f"{runtime.settings.link_ttl_hours:g} h for whoever holds it: it shows ticket text.")
@@ -158,7 +159,7 @@ def do_health(runtime, queues, user_id: str, args: str) -> str:
 def do_dashboard(runtime, queues, user_id: str, args: str) -> str:
     """A fresh signed link to the dashboard (it shows ticket excerpts, hence admins only)."""
     hours = runtime.settings.dashboard_link_hours
-    return (f"Tuesday's dashboard (acceptance, overrides per label, drift, versions): <{dashboard_link(runtime.settings)}"
+    return (f"Tuesday's dashboard (acceptance, overrides per label, drift, versions): <{dashboard_link(runtime)}"
             f"|open>. The link works for {hours:g} h for whoever holds it (it shows ticket excerpts): keep it to "
             "yourself.")
 
@@ -188,7 +189,7 @@ SUBCOMMANDS = {
 
 def answer(runtime, queues, client, user_id: str, text: str) -> str | dict:
     """The reply to `/tuesday <text>` from user_id (text, or {"text", "blocks"}); our own errors become a short
-    message."""
+    message, anything else its type and an error id (bot.error_ids) that is also in the log."""
     name, _, args = (text or "").strip().partition(" ")
     role, handler = SUBCOMMANDS.get(name.lower(), (ANYONE, None))
     if handler is None:
@@ -203,11 +204,15 @@ def answer(runtime, queues, client, user_id: str, text: str) -> str | dict:
         log.warning("/tuesday %s: Slack said %s", name, exc.response.get("error"))
         return f":warning: could not check your user groups with Slack ({exc.response.get('error')})"
     except RedisError as exc:
-        log.warning("/tuesday %s: Redis: %s", name, exc)
-        return ":warning: the job queue is unreachable right now; nothing was queued. Try again shortly."
+        eid = logged(log, exc, f"/tuesday {name}", user=user_id)
+        return (":warning: the job queue is unreachable right now; nothing was queued. Try again shortly "
+                f"({shown(exc, eid)}).")
     except SQLAlchemyError as exc:
-        log.warning("/tuesday %s: store: %s", name, exc)
-        return ":warning: Tuesday's database is unreachable right now. Try again shortly."
+        eid = logged(log, exc, f"/tuesday {name}", user=user_id)
+        return f":warning: Tuesday's database is unreachable right now. Try again shortly ({shown(exc, eid)})."
+    except Exception as exc:  # noqa: BLE001  the edge: a bug answers with an id, its text stays out of Slack
+        eid = logged(log, exc, f"/tuesday {name}", level=logging.ERROR, user=user_id)
+        return f":warning: that went wrong on Tuesday's side ({shown(exc, eid)}); an admin can find it in the logs."
 
 
 def register(app, runtime, queues) -> None:

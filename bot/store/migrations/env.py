@@ -6,6 +6,7 @@ from alembic import context
 import bot.store.alerts  # noqa: F401
 import bot.store.examples  # noqa: F401
 import bot.store.feedback  # noqa: F401
+import bot.store.link_epochs  # noqa: F401
 import bot.store.outbox  # noqa: F401
 import bot.store.production  # noqa: F401
 import bot.store.runs  # noqa: F401

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
+from rq import Callback, Webhook
 
 from bot.lifecycle.jobs import CONCLUDE_JOB, PREPARE_JOB, QUEUED_TRAIN_JOB
 from bot.lifecycle.runs import request_retrain
@@ -12,7 +17,7 @@ from bot.queues import SUGGEST_JOB, Queues
 from bot.runtime import Runtime
 from bot.settings import Settings
 from bot.store.runs import finish_run, get_run, set_paused
-from bot.worker.jobs import JOBS, LAST_RELEASE, UnknownJob, job_function, worker
+from bot.worker.jobs import JOBS, LAST_RELEASE, TuesdayJob, UnknownJob, job_function, worker
 
 OLD_NAMES = {"bot.suggest.suggest_ticket": SUGGEST_JOB, "bot.retrain.prepare_job": PREPARE_JOB,
              "bot.retrain.conclude_job": CONCLUDE_JOB, "bot.jobs.train_job": QUEUED_TRAIN_JOB}
@@ -85,3 +90,85 @@ def test_a_workers_command_channel_wakes_every_second(parts):
         started = time.monotonic()
         w.unsubscribe()
         assert time.monotonic() - started < 5
+
+
+def hostile_callback(job, connection, *rest):
+    """What a callback named in Redis would run: it leaves a mark where TUESDAY_TEST_MARK says."""
+    Path(os.environ["TUESDAY_TEST_MARK"]).write_text(job.id)
+
+
+def test_a_worker_runs_every_job_as_a_tuesday_job(parts):
+    """Every worker Tuesday builds (tuesday worker, the demos, the tests) comes from worker(): it reads jobs as TuesdayJob."""
+    _, queues = parts
+    for names in (["suggest"], ["train"], ["control", "writeback"]):
+        w = worker(queues, names)
+        assert w.job_class is TuesdayJob and all(q.job_class is TuesdayJob for q in w.queues)
+        assert w.serializer.__name__ == "JSONSerializer"  # never rq's default, pickle
+
+
+def test_callbacks_named_in_redis_are_never_imported(parts, stand_in_jobs, tmp_path, monkeypatch):
+    """on_success / on_failure / on_stopped are dotted paths rq imports too: a job carrying one fails unrun, none is called."""
+    _, queues = parts
+    mark = tmp_path / "called"
+    monkeypatch.setenv("TUESDAY_TEST_MARK", str(mark))
+    hostile = Callback(f"{__name__}.hostile_callback")
+    queues["control"].enqueue_call("json.loads", args=["[1]"], job_id="on-success", on_success=hostile)
+    queues["control"].enqueue_call("os.system", args=["true"], job_id="on-failure", on_failure=hostile)
+    queues["control"].enqueue_call("json.loads", args=["[2]"], job_id="on-stopped", on_stopped=hostile)
+    queues["control"].enqueue_call("json.loads", args=["[3]"], job_id="plain")
+    worker(queues, ["control"]).work(burst=True)
+    for job_id, kind in (("on-success", "success"), ("on-failure", "failure"), ("on-stopped", "stopped")):
+        job = queues.fetch(job_id)
+        assert job.get_status() == "failed", job_id
+        assert f"carries an on_{kind} callback; Tuesday's jobs carry none; not run" in job.latest_result().exc_string
+    assert queues.fetch("plain").return_value() == [3]  # the same job without a callback runs
+    assert not mark.exists()
+
+
+def test_an_abandoned_jobs_failure_callback_is_never_imported(parts, stand_in_jobs, tmp_path, monkeypatch):
+    """rq's started-job cleanup (any worker's upkeep) calls an abandoned job's on_failure: it too reads jobs as TuesdayJob."""
+    _, queues = parts
+    mark = tmp_path / "called"
+    monkeypatch.setenv("TUESDAY_TEST_MARK", str(mark))
+    job = queues["control"].enqueue_call("json.loads", args=["[1]"], job_id="abandoned",
+                                         on_failure=Callback(f"{__name__}.hostile_callback"))
+    queues["control"].remove(job)  # as if a worker had taken it and died: started, long past its heartbeat
+    job.set_status("started")
+    queues.connection.zadd(queues["control"].started_job_registry.key, {"abandoned:execution": 1})
+    worker(queues, ["control"]).work(burst=True)  # its upkeep cleans the started registries first
+    assert queues.fetch("abandoned").get_status() == "failed"  # found abandoned
+    assert not mark.exists()
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    hits: list = []
+
+    def do_GET(self):  # noqa: N802
+        self.hits.append(self.path)
+        self.send_response(200)
+        self.end_headers()
+
+    do_POST = do_GET
+
+    def log_message(self, *args):
+        pass
+
+
+def test_webhooks_named_in_redis_are_never_sent(parts, stand_in_jobs):
+    """rq 3 sends a job's webhooks (URL, headers, a failed job's traceback): from Redis, that is a request to anywhere."""
+    _, queues = parts
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/hook"
+        queues["control"].enqueue_call("json.loads", args=["[1]"], job_id="hooked",
+                                       webhooks=[Webhook(url, "finished"), Webhook(url, "failed", method="POST")])
+        worker(queues, ["control"]).work(burst=True)
+        job = queues.fetch("hooked")
+        assert job.get_status() == "failed" and "carries webhooks" in job.latest_result().exc_string
+        TuesdayJob.send_webhooks(job, "failed", exc_string="trace")  # even asked directly, nothing is sent
+        time.sleep(0.2)
+        assert _Recorder.hits == []
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -119,10 +119,12 @@ def postgres_url() -> str | None:
         import psycopg2
     except ImportError:
         psycopg2 = None
+    # TESTS_PG_DB: another database on the same server, for runs side by side that must not share one.
+    dbname = os.environ.get("TESTS_PG_DB", "test")
     if psycopg2 is not None:
         try:
-            psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="test", connect_timeout=3).close()
-            return "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+            psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname=dbname, connect_timeout=3).close()
+            return f"postgresql+psycopg2://postgres@127.0.0.1:5432/{dbname}"
         except psycopg2.OperationalError:
             pass
     if os.environ.get("CI") == "true":

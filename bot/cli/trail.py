@@ -81,10 +81,18 @@ def base_withdraw(rt: Runtime, name: str, by: str, reason: str) -> None:
 @click.command()
 @click.option("--limit", default=50, show_default=True, help="How many entries, newest first.")
 @click.option("--action", help="Only this action (or its family: 'base' matches base.approve).")
+@click.option("--verify", is_flag=True, help="Walk the hash chain instead: name the first broken row (exit 1), "
+                                              "or print the head to note.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def audit(rt: Runtime, limit: int, action: str | None, as_json: bool) -> None:
-    """The audit log: every admin action, who and when (append-only)."""
+def audit(rt: Runtime, limit: int, action: str | None, verify: bool, as_json: bool) -> None:
+    """The audit log: every admin action, who and when (append-only, hash-chained)."""
+    if verify:
+        result = audit_log.verify(rt.sessions)
+        _echo(as_json, result, audit_log.verify_text(result))
+        if not result["ok"]:
+            raise click.exceptions.Exit(1)
+        return
     rows = audit_log.entries(rt.sessions, limit=limit, action=action)
     _echo(as_json, rows, audit_log.audit_text(rows))
 

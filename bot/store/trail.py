@@ -12,7 +12,8 @@ from bot.store.base import Base, utc_now
 
 
 class AuditEntry(Base):
-    """One admin action: who did what to what, when. Append-only (the database refuses edits)."""
+    """One admin action: who did what to what, when. Append-only (the database refuses edits) and
+    hash-chained (revision 0010): each row holds the hash of the one before (bot.store.audit)."""
 
     __tablename__ = "audit_log"
 
@@ -21,7 +22,22 @@ class AuditEntry(Base):
     actor: Mapped[str] = mapped_column(String(255))  # "slack:U123", "cli:alice", "tuesday" for triggers
     action: Mapped[str] = mapped_column(String(64))  # e.g. "retrain", "rollback", "base.approve"
     target: Mapped[str] = mapped_column(String(255), default="")  # a version, run, base, ticket...
-    detail: Mapped[str] = mapped_column(Text, default="{}")  # JSON: what else the action carried
+    detail: Mapped[str] = mapped_column(Text, default="{}")  # JSON: what else the action carried, never customer text
+    # The previous row's hash (GENESIS for the first); unique, so two writers can never both extend one row.
+    prev_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True, server_default="")
+    hash: Mapped[str] = mapped_column(String(64), server_default="")  # sha256 of this row's canonical form
+
+
+class AuditText(Base):
+    """Free text an audit entry refers to (a settlement's reason): kept out of the hash-chained log, so
+    `tuesday forget` can blank it; the entry's detail holds this row's id."""
+
+    __tablename__ = "audit_texts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subject: Mapped[str] = mapped_column(String(255), index=True)  # what the text is about, e.g. "example:12"
+    text: Mapped[str | None] = mapped_column(Text, nullable=True)  # None once forgotten
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
 
 
 class BaseApproval(Base):

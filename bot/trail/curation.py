@@ -188,9 +188,10 @@ def settle(sessions: sessionmaker[Session], example_id: int, *, label: str, reas
                                 f"{example.settled_by}")
         before = example.label
         example.label, example.settled_by, example.settled_at, example.settled_reason = label, by, utc_now(), reason
+        # The reason may quote the ticket: it goes where `tuesday forget` can blank it, not into the chained log.
         audit.record(session, by, "conflict.settle", f"ticket {ticket_id}" if ticket_id else f"example {example.id}",
-                     example=example.id, label=label, reason=reason, before=before,
-                     labels=json.loads(example.conflict_labels))
+                     texts={"reason": reason}, subject=f"example:{example.id}",
+                     example=example.id, label=label, before=before, labels=json.loads(example.conflict_labels))
         session.commit()
         return {"example_id": example.id, "ticket_id": ticket_id, "label": label, "before": before,
                 "reason": reason, "settled_by": by}

@@ -1,8 +1,17 @@
-"""Where the offline base models live, and the license note each one carries."""
+"""Where the offline base models live, and the license note each one carries.
+
+An approval is bound to content, not to a name: `base_pins` hashes every file of a base (one GGUF,
+or every file of a Hugging Face folder by relative path) when a person approves it, and training
+refuses a base whose files are not exactly those (`require_approved`). A version records the pins
+of the bases it was built on, and a worker refuses to serve it once they are no longer approved
+(`serving_refusal`); that check compares recorded hashes only, so serving never re-hashes a base.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -38,7 +47,8 @@ class LicenseNote:
     license: str
     restrictions: dict = field(default_factory=dict)
     notes: str = ""
-    sha256: str = ""  # when set, training checks the base file against it
+    sha256: str = ""  # content_sha256(files): one hash naming the approved content (empty: not pinned)
+    files: dict = field(default_factory=dict)  # relative path (a single file: its name) -> sha256, sorted
     status: str = PROPOSED
     approved_by: str = ""
     approved_at: str = ""
@@ -46,6 +56,10 @@ class LicenseNote:
     @property
     def approved(self) -> bool:
         return self.status == APPROVED and bool(self.approved_by)
+
+    @property
+    def pinned(self) -> bool:
+        return bool(self.files) and self.sha256 == content_sha256(self.files)
 
     @property
     def restricted(self) -> dict[str, str]:
@@ -125,6 +139,17 @@ def _built_in(base: Path) -> LicenseNote | None:
     return None
 
 
+def built_in_path(name: str) -> Path | None:
+    """Where this host's copy of the built-in base `name` is (its installed package), or None."""
+    for known, note in ((smollm2_gguf, SMOLLM2_LICENSE), (minilm_dir, MINILM_LICENSE)):
+        if note.name == name:
+            try:
+                return known()
+            except ModelError:
+                return None
+    return None
+
+
 def base_name(base: Path) -> str:
     """The name a base's approval is recorded under: a built-in's own, else its file or folder name.
 
@@ -149,21 +174,95 @@ def license_note_for(base: Path, approvals: dict[str, dict] | None = None) -> Li
         notes="Not reviewed: an admin must record and approve the license before this base is trained on.")
 
 
+def base_pins(base: Path) -> dict[str, str]:
+    """Every file of a base -> its sha256, sorted: a single file under its name, a folder's files by relative path.
+
+    Reads every byte (a 7B folder takes tens of seconds): called once per approval and per training
+    run, never per ticket. Symbolic links are followed, so the pins are of the bytes that load.
+    """
+    from inference.artifacts import sha256_file
+
+    path = Path(base)
+    if path.is_file():
+        return {path.name: sha256_file(path)}
+    if not path.is_dir():
+        raise ModelError(f"base model {path} does not exist")
+    found = {}
+    for root, dirs, names in os.walk(path, followlinks=True):
+        dirs.sort()
+        for name in names:
+            file = Path(root) / name
+            found[file.relative_to(path).as_posix()] = sha256_file(file)
+    if not found:
+        raise ModelError(f"base model folder {path} holds no files")
+    return dict(sorted(found.items()))
+
+
+def content_sha256(files: dict[str, str]) -> str:
+    """One hash for a base's pins, in sha256sum's line format (sorted by path); '' for no pins."""
+    if not files:
+        return ""
+    lines = "".join(f"{sha}  {rel}\n" for rel, sha in sorted(files.items()))
+    return hashlib.sha256(lines.encode("utf-8")).hexdigest()
+
+
+def pins_difference(approved: dict[str, str], actual: dict[str, str]) -> str:
+    """'changed: a, b; added: c; missing: d' between approved pins and the files found."""
+    changed = [rel for rel in approved if rel in actual and actual[rel] != approved[rel]]
+    added = [rel for rel in actual if rel not in approved]
+    missing = [rel for rel in approved if rel not in actual]
+    parts = [f"{what}: {', '.join(rels[:5])}" + (f" and {len(rels) - 5} more" if len(rels) > 5 else "")
+             for what, rels in (("changed", changed), ("added", added), ("missing", missing)) if rels]
+    return "; ".join(parts) or "no difference"
+
+
 def require_approved(base: Path, approvals: dict[str, dict]) -> LicenseNote:
-    """The approved note of `base`, or UnapprovedBase saying how to approve it (and a sha256 mismatch)."""
-    name = base_name(base)
+    """The approved note whose pinned files are exactly `base`'s, or UnapprovedBase saying why not.
+
+    Bound to content: every file of the base is hashed here and compared with the pins recorded at
+    approval, so a file put in place of an approved one (same name, other bytes), a file added to
+    or changed in an approved folder, or an approval recorded before pins existed is refused.
+    """
+    path = Path(base)
+    name = base_name(path)
     note = LicenseNote.from_dict(approvals[name]) if name in approvals else None
     if note is None or not note.approved:
         raise UnapprovedBase(
-            f"base model '{name}' ({Path(base).name}) has no approved license note, so Tuesday will not train on it. "
-            f"An admin reviews its license and runs `tuesday base approve {name} --by NAME` "
+            f"base model '{name}' ({path.name}) has no approved license note, so Tuesday will not train on it. "
+            f"An admin reviews its license and runs `tuesday base approve {name} --by NAME --path PATH` "
             f"(or `/tuesday base approve {name}`); `tuesday base show {name}` shows the proposed note.")
-    if note.sha256:
-        from inference.artifacts import sha256_file
-
-        path = Path(base)
-        actual = sha256_file(path) if path.is_file() else None
-        if actual is not None and actual != note.sha256:
-            raise UnapprovedBase(f"base model '{name}' at {path} is not the file that was approved "
-                                 f"(sha256 {actual[:12]}…, approved {note.sha256[:12]}…)")
+    if not note.pinned:
+        raise UnapprovedBase(
+            f"base model '{name}' was approved before approvals were pinned to content (or its pins are damaged), "
+            f"so Tuesday cannot tell it is the reviewed file; approve it again on a host that holds it: "
+            f"`tuesday base approve {name} --by NAME --path PATH`")
+    actual = base_pins(path)
+    if actual != note.files:
+        raise UnapprovedBase(
+            f"base model '{name}' at {path} is not the content that was approved ({pins_difference(note.files, actual)}; "
+            f"approved sha256 {note.sha256[:12]}…, found {content_sha256(actual)[:12]}…); Tuesday will not train on it")
     return note
+
+
+def serving_refusal(manifest: dict, approvals: dict[str, dict]) -> str | None:
+    """Why a version may not be served under today's approvals (name -> approved note), or None.
+
+    A version built by a train job records each base's approved note with its pins; it is refused
+    once no approved note pins that content (the approval was withdrawn, or re-approved on other
+    files). A version that records no approval at all (built outside a train job: benchmarks,
+    tests) was never bound to one and is not refused here; status and its card say NOT APPROVED.
+    """
+    approved = {n.sha256 for n in (LicenseNote.from_dict(d) for d in approvals.values()) if n.approved and n.pinned}
+    for family, part in sorted((manifest.get("families") or {}).items()):
+        note = LicenseNote.from_dict(part.get("license") or {"name": "?", "model": "?", "source": "?",
+                                                             "version": "?", "obtained": "?", "license": "?"})
+        if not note.approved:
+            continue
+        if not note.sha256:  # built before pins: only the name can be checked
+            if note.name not in {n.name for n in (LicenseNote.from_dict(d) for d in approvals.values()) if n.approved}:
+                return f"the {family} base '{note.name}' is no longer approved"
+            continue
+        if note.sha256 not in approved:
+            return (f"the {family} base '{note.name}' (sha256 {note.sha256[:12]}…) is no longer approved: "
+                    "its approval was withdrawn or pins other files")
+    return None

@@ -43,13 +43,16 @@ def two_tasks(monkeypatch):
 @pytest.fixture(scope="session")
 def tiny_base(tmp_path_factory) -> tuple[Path, Path]:
     """(HF folder, f16 GGUF) of a tiny random Llama with SmolLM2's tokenizer."""
-    return build_tiny_llama(tmp_path_factory.mktemp("tiny"))
+    built = build_tiny_llama(tmp_path_factory.mktemp("tiny"))
+    TINY_PATHS["tiny-base"] = built[1]
+    return built
 
 
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory) -> Path:
     """HF folder of a tiny random BERT with all-MiniLM-L6-v2's tokenizer."""
-    return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+    TINY_PATHS["tiny-bert"] = build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+    return TINY_PATHS["tiny-bert"]
 
 
 @pytest.fixture(scope="session")
@@ -79,16 +82,18 @@ def trained_version(tiny_base, tiny_bert, task, demo_rows, tmp_path_factory):
 
 
 TINY_BASES = ("tiny-base", "tiny-bert")  # base_name() of the tiny GGUF and the tiny BERT folder
+TINY_PATHS: dict[str, Path] = {}  # where the session's tiny bases were built (set by their fixtures)
 
 
 def approve_tiny_bases(sessions) -> None:
-    """Record approved license notes for the tiny test bases, as an admin would for a real one."""
+    """Record approved license notes for the tiny test bases, as an admin would for a real one: pinned to
+    the files the tiny_base and tiny_bert fixtures built (request those fixtures first)."""
     from bot.trail.bases import approve
     from inference.base_models import RESTRICTIONS
 
     for name in TINY_BASES:
-        approve(sessions, name, by="cli:test", model=name, source="tests/tiny_model.py", version="0",
-                obtained="2026-12-02", license="MIT", restrictions={key: "allowed" for key in RESTRICTIONS})
+        approve(sessions, name, by="cli:test", path=TINY_PATHS[name], model=name, source="tests/tiny_model.py",
+                version="0", obtained="2026-12-02", license="MIT", restrictions={key: "allowed" for key in RESTRICTIONS})
 
 
 def local_redis(db: int) -> Redis:

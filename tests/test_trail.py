@@ -18,7 +18,7 @@ from bot.store.base import make_session_factory
 from bot.store.runs import set_paused
 from bot.trail.bases import BaseNoteError, approve, approved_licenses, notes, withdraw
 from inference.base_models import RESTRICTIONS, UnapprovedBase
-from tests.conftest import TINY_CONFIG, approve_tiny_bases
+from tests.conftest import TINY_CONFIG, TINY_PATHS, approve_tiny_bases
 from tests.slash import ADMIN, MANAGER, Parts, env, fake_slack  # noqa: F401
 from tests.demo_names import DEMO_TASK
 from tests.tickets import stored_ticket
@@ -69,7 +69,7 @@ def test_built_in_notes_ship_proposed_and_an_unapproved_base_is_refused(cli, lab
     half = cli("base", "approve", "tiny-bert", "--by", "ana", ok=False)
     assert half.exit_code == 1 and "--model, --source, --version, --obtained, --license" in half.output
     cli("base", "approve", "tiny-bert", "--by", "ana", "--model", "tiny random BERT", "--source", "tests",
-        "--version", "0", "--obtained", "2026-12-02", "--license", "MIT",
+        "--version", "0", "--obtained", "2026-12-02", "--license", "MIT", "--path", TINY_PATHS["tiny-bert"],
         *[arg for key in RESTRICTIONS for arg in (f"--{key.replace('_', '-')}", "allowed")])
     summary = json.loads(cli("train", "--config", tmp_path / "enc.yaml", "--json").stdout)
     assert summary["promoted"]
@@ -104,12 +104,18 @@ def test_build_version_checks_every_base_before_loading_anything(tiny_base, tiny
     from inference.registry import Registry
     from trainer.pipeline import build_version
 
+    from inference.base_models import base_pins, content_sha256
+
     registry = Registry.local(tmp_path / "reg")
+    pins = base_pins(tiny_bert)
+    bert = {**_note("tiny-bert"), "approved_by": "x", "files": pins, "sha256": content_sha256(pins)}
     with pytest.raises(UnapprovedBase, match="'tiny-base'"):  # the decoder's base, though the encoder's is approved
         build_version(registry, task, tiny_base[1], demo_rows[:20], [], {"families": ["decoder"]},
-                      encoder_base=tiny_bert, licenses={"tiny-bert": {**_note("tiny-bert"), "approved_by": "x"}})
-    wrong = {name: {**_note(name), "approved_by": "x", "sha256": "0" * 64} for name in ("tiny-base", "tiny-bert")}
-    with pytest.raises(UnapprovedBase, match="not the file that was approved"):
+                      encoder_base=tiny_bert, licenses={"tiny-bert": bert})
+    other = {rel: "0" * 64 for rel in pins}
+    wrong = {"tiny-bert": {**bert, "files": other, "sha256": content_sha256(other)},
+             "tiny-base": {**_note("tiny-base"), "approved_by": "x"}}
+    with pytest.raises(UnapprovedBase, match="not the content that was approved"):
         build_version(registry, task, tiny_base[1], demo_rows[:20], [], {"families": ["decoder"]},
                       encoder_base=tiny_bert, licenses=wrong)
     assert registry.names() == [] and not list((tmp_path / "reg").rglob("*.gguf"))

@@ -54,17 +54,41 @@ def _restriction_options(command):
 @click.option("--obtained", help="The date the weights were obtained (YYYY-MM-DD).")
 @click.option("--license", "license_", help="The license's name (SPDX id where there is one).")
 @click.option("--notes", help="Anything else a reviewer should know (obligations, links).")
-@click.option("--sha256", help="The base file's sha256; training then checks the file against it.")
+@click.option("--path", "path", type=click.Path(exists=True), help="The base on this host (a GGUF file or a model "
+              "folder): every file's sha256 is pinned, and training and serving accept only those bytes.")
+@click.option("--pins", "pins_file", type=click.File("r"), help="The pins `tuesday base pins PATH --json` printed on "
+              "the host that holds the base (instead of --path).")
+@click.option("--sha256", help="A published sha256 (of the file, or of the pins) the content found must match.")
 @_restriction_options
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def base_approve(rt: Runtime, name: str, by: str, model, source, version_, obtained, license_, notes, sha256,
-                 as_json: bool, **restrictions) -> None:
-    """Approve NAME's license note (a built-in's proposed note as it stands, or the fields given)."""
+def base_approve(rt: Runtime, name: str, by: str, model, source, version_, obtained, license_, notes, path, pins_file,
+                 sha256, as_json: bool, **restrictions) -> None:
+    """Approve NAME's license note (a built-in's proposed note as it stands, or the fields given), bound to
+    the sha256 of every file of the base (--path, --pins, the note's own pins, or the installed built-in)."""
+    try:
+        pins = json.load(pins_file) if pins_file else None
+    except json.JSONDecodeError as exc:
+        raise click.ClickException(f"--pins is not JSON: {exc}") from None
     note = bases.approve(rt.sessions, name, by=f"cli:{by}", model=model, source=source, version=version_,
-                         obtained=obtained, license=license_, notes=notes, sha256=sha256,
+                         obtained=obtained, license=license_, notes=notes, sha256=sha256, path=path, pins=pins,
                          restrictions={k: v for k, v in restrictions.items() if v})
     _echo(as_json, note.to_dict(), "approved:\n" + bases.note_text(note))
+
+
+@base.command("pins")
+@click.argument("path", type=click.Path(exists=True))
+@click.option("--json", "as_json", is_flag=True, help="Print the pins as JSON (what `base approve --pins` reads).")
+def base_pins(path: str, as_json: bool) -> None:
+    """The sha256 of every file of the base at PATH (run it on the host that holds the base)."""
+    from pathlib import Path
+
+    from inference.base_models import base_pins as pins_of
+    from inference.base_models import content_sha256
+
+    files = pins_of(Path(path))
+    _echo(as_json, {"sha256": content_sha256(files), "files": files},
+          "\n".join(f"{sha}  {rel}" for rel, sha in files.items()) + f"\ncontent sha256: {content_sha256(files)}")
 
 
 @base.command("withdraw")
@@ -73,7 +97,7 @@ def base_approve(rt: Runtime, name: str, by: str, model, source, version_, obtai
 @click.option("--reason", default="", help="Why, for the record.")
 @click.pass_obj
 def base_withdraw(rt: Runtime, name: str, by: str, reason: str) -> None:
-    """Withdraw NAME's approval: training refuses it again (versions already built keep serving)."""
+    """Withdraw NAME's approval: training refuses it again, and workers stop serving versions built on it."""
     note = bases.withdraw(rt.sessions, name, by=f"cli:{by}", reason=reason)
     click.echo(f"approval of {note.name} withdrawn; training refuses it until it is approved again")
 

@@ -55,7 +55,10 @@ class BaseApproval(Base):
     # JSON {commercial_use, hosted_use, customer_facing_output, modification, redistribution}: "allowed" or the restriction
     restrictions: Mapped[str] = mapped_column(Text, default="{}")
     notes: Mapped[str] = mapped_column(Text, default="")
-    sha256: Mapped[str] = mapped_column(String(64), default="")  # when set, training checks the base file
+    # content_sha256(files) since revision 0013 (before it, an optional single file's sha256)
+    sha256: Mapped[str] = mapped_column(String(64), default="")
+    # JSON {relative path -> sha256} of every file approved (revision 0013); '{}': not pinned, training refuses it
+    files: Mapped[str] = mapped_column(Text, server_default="{}")
     status: Mapped[str] = mapped_column(String(16), default="approved")  # approved | withdrawn
     approved_by: Mapped[str] = mapped_column(String(255))
     approved_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)

@@ -4,11 +4,18 @@ The built-in notes ship *proposed*; `tuesday base approve NAME --by ...` (or `/t
 NAME` for admins) records the approval, and every training run is handed the approved notes
 (`approved_licenses`): the trainer refuses a base without one. The newest row per name holds, so
 withdrawing an approval is one more row, and the history stays.
+
+An approval is bound to content: approving pins the sha256 of every file of the base (hashed on
+this host from `path`, from the built-in's installed package, or handed in as `pins` that `tuesday
+base pins PATH` printed on the host that holds the base). The trainer refuses any other bytes under
+the name, and a worker refuses to serve a version once the content it was built on is no longer
+approved (inference.base_models).
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -16,8 +23,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.store import audit
 from bot.store.base import as_utc
 from bot.store.trail import BaseApproval
-from inference.base_models import ALLOWED, APPROVED, BUILT_IN_NOTES, PROPOSED, RESTRICTIONS, WITHDRAWN, LicenseNote
-from inference.errors import TuesdayError
+from inference.base_models import (ALLOWED, APPROVED, BUILT_IN_NOTES, PROPOSED, RESTRICTIONS, WITHDRAWN, LicenseNote,
+                                   base_pins, built_in_path, content_sha256)
+from inference.errors import ModelError, TuesdayError
 
 REQUIRED = ("model", "source", "version", "obtained", "license")
 
@@ -29,7 +37,7 @@ class BaseNoteError(TuesdayError):
 def _note(row: BaseApproval) -> LicenseNote:
     return LicenseNote(name=row.name, model=row.model, source=row.source, version=row.version, obtained=row.obtained,
                        license=row.license, restrictions=json.loads(row.restrictions or "{}"), notes=row.notes,
-                       sha256=row.sha256, status=row.status, approved_by=row.approved_by,
+                       sha256=row.sha256, files=json.loads(row.files or "{}"), status=row.status, approved_by=row.approved_by,
                        approved_at=as_utc(row.approved_at).isoformat(timespec="seconds"))
 
 
@@ -56,9 +64,39 @@ def approved_licenses(sessions: sessionmaker[Session]) -> dict[str, dict]:
     return {n.name: n.to_dict() for n in notes(sessions) if n.approved}
 
 
+def _pins(name: str, current: LicenseNote | None, path: str | Path | None, pins: dict | None,
+          sha256: str | None) -> dict[str, str]:
+    """The files the approval binds to: hashed from `path`, else given `pins`, else the note's own (a
+    re-approval), else the installed built-in's; `sha256` (a published hash) must then name the same bytes."""
+    if path is not None and pins is not None:
+        raise BaseNoteError("give the base's --path or its --pins, not both")
+    try:
+        if path is not None:
+            files = base_pins(Path(path))  # reads every byte: outside any session
+        elif pins is not None:
+            files = pins.get("files", pins) if isinstance(pins, dict) else None
+            if not files or not all(isinstance(k, str) and isinstance(v, str) and len(v) == 64 for k, v in files.items()):
+                raise BaseNoteError("pins must map each file's relative path to its sha256 (`tuesday base pins PATH --json`)")
+            if isinstance(pins.get("sha256"), str) and pins["sha256"] != content_sha256(files):
+                raise BaseNoteError("the pins' sha256 does not match their files: they were altered")
+        elif current is not None and current.pinned:
+            files = current.files
+        elif built_in_path(name) is not None:
+            files = base_pins(built_in_path(name))
+        else:
+            raise BaseNoteError(f"approving '{name}' pins the sha256 of every file of it: give --path PATH on a host "
+                                "that holds the base, or --pins FILE from `tuesday base pins PATH --json` run there")
+    except ModelError as exc:
+        raise BaseNoteError(str(exc)) from None
+    if sha256 and sha256.lower() not in {content_sha256(files), *(files.values() if len(files) == 1 else ())}:
+        raise BaseNoteError(f"--sha256 {sha256[:12]}… is not the sha256 of the files found ({content_sha256(files)[:12]}…)")
+    return dict(sorted(files.items()))
+
+
 def approve(sessions: sessionmaker[Session], name: str, *, by: str, restrictions: dict | None = None,
-            **fields) -> LicenseNote:
-    """Approve `name`'s note: the current (or built-in proposed) note with `fields` and `restrictions` changed.
+            path: str | Path | None = None, pins: dict | None = None, **fields) -> LicenseNote:
+    """Approve `name`'s note: the current (or built-in proposed) note with `fields` and `restrictions` changed,
+    bound to the sha256 of every file of the base (see _pins for where they come from).
 
     A base Tuesday does not ship needs model, source, version, obtained and license; a use left
     out of restrictions counts as restricted ("not reviewed") until someone writes "allowed".
@@ -72,6 +110,7 @@ def approve(sessions: sessionmaker[Session], name: str, *, by: str, restrictions
     if unknown:
         raise BaseNoteError(f"unknown restriction(s) {', '.join(sorted(unknown))}; they are {', '.join(RESTRICTIONS)}")
     current = note(sessions, name)
+    published = fields.pop("sha256", None)
     merged = current.to_dict() if current else {"name": name, "restrictions": {}}
     merged.update({k: v for k, v in fields.items() if v is not None})
     merged["restrictions"] = {**merged.get("restrictions", {}), **(restrictions or {})}
@@ -79,21 +118,23 @@ def approve(sessions: sessionmaker[Session], name: str, *, by: str, restrictions
     if missing:
         raise BaseNoteError(f"base '{name}' has no note to approve yet: give " + ", ".join(f"--{m}" for m in missing)
                             + " (and each use: " + ", ".join(f"--{r.replace('_', '-')}" for r in RESTRICTIONS) + ")")
+    files = _pins(name, current, path, pins, published)  # reads every byte of the base: outside any session
     row = BaseApproval(name=name, model=merged["model"], source=merged["source"], version=merged["version"],
                        obtained=merged["obtained"], license=merged["license"],
                        restrictions=json.dumps(merged["restrictions"], sort_keys=True),
-                       notes=merged.get("notes") or "", sha256=merged.get("sha256") or "", status=APPROVED,
-                       approved_by=by)
+                       notes=merged.get("notes") or "", sha256=content_sha256(files), files=json.dumps(files),
+                       status=APPROVED, approved_by=by)
     with sessions() as session:
         session.add(row)
         audit.record(session, by, "base.approve", name, license=row.license, version=row.version,
+                     sha256=row.sha256, files=len(files),
                      restricted=sorted(LicenseNote.from_dict({**merged, "status": APPROVED}).restricted))
         session.commit()
         return _note(row)
 
 
 def withdraw(sessions: sessionmaker[Session], name: str, *, by: str, reason: str = "") -> LicenseNote:
-    """Withdraw an approval: training refuses the base again (versions already built keep serving)."""
+    """Withdraw an approval: training refuses the base again, and workers stop serving versions built on it."""
     current = note(sessions, name.strip().lower())
     if current is None or not current.approved:
         raise BaseNoteError(f"base '{name}' is not approved, so there is nothing to withdraw")
@@ -101,7 +142,7 @@ def withdraw(sessions: sessionmaker[Session], name: str, *, by: str, reason: str
                        obtained=current.obtained, license=current.license,
                        restrictions=json.dumps(current.restrictions, sort_keys=True),
                        notes=(f"withdrawn: {reason}" if reason else current.notes), sha256=current.sha256,
-                       status=WITHDRAWN, approved_by=by)
+                       files=json.dumps(current.files), status=WITHDRAWN, approved_by=by)
     with sessions() as session:
         session.add(row)
         audit.record(session, by, "base.withdraw", current.name, reason=reason)
@@ -119,8 +160,10 @@ def note_text(n: LicenseNote) -> str:
              + (f" by {n.approved_by} at {n.approved_at}" if n.status != PROPOSED else ""),
              f"  license:      {n.license}", f"  source:       {n.source}", f"  version:      {n.version}",
              f"  obtained:     {n.obtained}"]
-    if n.sha256:
-        lines.append(f"  sha256:       {n.sha256}")
+    if n.pinned:
+        lines.append(f"  sha256:       {n.sha256} (pins {len(n.files)} file{'s' if len(n.files) != 1 else ''})")
+    elif n.status == APPROVED:
+        lines.append("  sha256:       NOT PINNED (approved before pins): training refuses it until approved again")
     for key in RESTRICTIONS:
         value = n.restrictions.get(key) or "not reviewed"
         lines.append(f"  {key.replace('_', ' ') + ':':<27}{value if value == ALLOWED else 'RESTRICTED: ' + value}")

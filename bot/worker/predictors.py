@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from bot.runtime import Runtime
+from bot.trail.bases import approved_licenses
+from inference.base_models import UnapprovedBase, serving_refusal
 from inference.embedders import EmbedderPool
 from inference.errors import ModelError, RegistryError
 from inference.predictor import Predictor
@@ -21,11 +24,22 @@ log = logging.getLogger(__name__)
 EMBEDDERS = EmbedderPool()
 
 
-class PredictorCache:
-    """This process's predictor for the production version; it follows the production pointer."""
+APPROVALS_RECHECK_S = 60.0  # how stale a serving worker's view of the base approvals may grow
 
-    def __init__(self, production_name: Callable[[], str | None], load: Callable[[str], Predictor]):
+
+class PredictorCache:
+    """This process's predictor for the production version; it follows the production pointer.
+
+    check(name) raises when the version may no longer be served (its base's approval withdrawn); it
+    runs at most every recheck_s seconds while a version stays loaded (the load itself checks first).
+    """
+
+    def __init__(self, production_name: Callable[[], str | None], load: Callable[[str], Predictor],
+                 check: Callable[[str], None] | None = None, recheck_s: float = APPROVALS_RECHECK_S,
+                 clock: Callable[[], float] = time.monotonic):
         self._production_name, self._load = production_name, load
+        self._check, self._recheck_s, self._clock = check, recheck_s, clock
+        self._checked_at = 0.0
         self.version: str | None = None
         self.predictor: Predictor | None = None
         self.loads = 0
@@ -35,12 +49,22 @@ class PredictorCache:
         name = self._production_name()
         if name is None:
             raise RegistryError("no production model yet: train and promote one (`tuesday train`)")
+        if (self._check is not None and name == self.version and self.predictor is not None
+                and self._clock() - self._checked_at >= self._recheck_s):
+            try:
+                self._check(name)
+            except UnapprovedBase:
+                log.error("stopped serving model %s: its base is no longer approved", name)
+                self.close()
+                raise
+            self._checked_at = self._clock()
         if name != self.version or self.predictor is None:
             # Download and verify, load and check, then swap, then close: a version whose files
             # fail their sha256, fail to load or fail the check raises here and leaves the old predictor in place (the job
             # fails and is retried; nothing is half-swapped).
             new = self._load(name)
             old, self.predictor, self.version = self.predictor, new, name
+            self._checked_at = self._clock()
             self.loads += 1
             log.info("serving model %s", name)
             if old is not None:
@@ -63,10 +87,28 @@ def version_task(runtime: Runtime, info: VersionInfo) -> Task:
     return load_task(task_file) if task_file.exists() else runtime.task
 
 
+def check_bases(runtime: Runtime, name: str) -> None:
+    """UnapprovedBase when version `name` was built on base content no longer approved in SQL.
+
+    Compares the pins its manifest recorded with today's approvals: one small SQL read, no hashing
+    (the version's own files were checked against their sha256 when fetched)."""
+    why = serving_refusal(runtime.registry.get(name).manifest, approved_licenses(runtime.sessions))
+    if why is not None:
+        raise UnapprovedBase(f"model {name} is not served: {why} (`tuesday base` lists the approvals)")
+
+
+def serving_cache(runtime: Runtime, recheck_s: float = APPROVALS_RECHECK_S) -> PredictorCache:
+    """The predictor cache of a runtime's production version, its bases' approvals checked as it serves."""
+    return PredictorCache(runtime.production.name, lambda name: load_version(runtime, name),
+                          check=lambda name: check_bases(runtime, name), recheck_s=recheck_s)
+
+
 def load_version(runtime: Runtime, name: str) -> Predictor:
-    """The served predictor of a version (whatever its family), its files fetched and verified."""
+    """The served predictor of a version (whatever its family), its files fetched and verified, its bases
+    still approved."""
     from inference.serving import load_predictor
 
+    check_bases(runtime, name)  # before any download: a refused version costs nothing
     info = runtime.registry.fetch(name)
     task = version_task(runtime, info)
     predictor = load_predictor(info, task, threads=runtime.settings.threads, reasons=runtime.settings.reasons,

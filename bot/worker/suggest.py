@@ -32,7 +32,7 @@ from bot.store.tickets import (
     record_failure,
     set_slack_message,
 )
-from bot.worker.predictors import PredictorCache, Thresholds, load_version, version_task, version_thresholds
+from bot.worker.predictors import PredictorCache, Thresholds, load_version, serving_cache, version_task, version_thresholds
 from bot.worker.shadow_runner import ShadowRunner
 from inference.artifacts import ArtifactError
 from inference.errors import RegistryError, TuesdayError
@@ -78,11 +78,9 @@ class Suggester:
     def __init__(self, runtime: Runtime, slack: WebClient | None, predictors: PredictorCache | None = None,
                  shadow: ShadowRunner | None = None):
         self.runtime, self.slack = runtime, slack
-        self.predictors = predictors or PredictorCache(runtime.production.name, lambda name: load_version(runtime, name))
+        self.predictors = predictors or serving_cache(runtime)
         # Each other task's predictor, following its own production pointer.
-        self.fields = {scoped.task.name: (scoped, PredictorCache(scoped.production.name,
-                                                                 lambda name, s=scoped: load_version(s, name)))
-                       for scoped in runtime.each_task()[1:]}
+        self.fields = {scoped.task.name: (scoped, serving_cache(scoped)) for scoped in runtime.each_task()[1:]}
         self._thresholds: dict[str, Thresholds] = {}
         self.priors = PriorCache(runtime.sessions)  # label frequencies of the live stream (TUESDAY_PRIOR_ADJUSTMENT)
         # The version in shadow (bot.lifecycle.shadow), if an admin or the shadow gate named one: its own

@@ -3,7 +3,15 @@
 Revision ID: 0013
 Revises: 0012
 Create Date: 2026-12-07
+
+base_approvals.files holds the approved base's pins, JSON {relative path (a single file: its
+name) -> sha256}; sha256 becomes their combined hash (inference.base_models.content_sha256). Rows
+approved before this revision get '{}': training refuses them until an admin approves again on a
+host that holds the base, since nothing recorded says which bytes were reviewed.
 """
+
+import sqlalchemy as sa
+from alembic import op
 
 revision = "0013"
 down_revision = "0012"
@@ -12,8 +20,9 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass
+    op.add_column("base_approvals", sa.Column("files", sa.Text(), nullable=False, server_default="{}"))
 
 
 def downgrade() -> None:
-    pass
+    with op.batch_alter_table("base_approvals") as batch:
+        batch.drop_column("files")

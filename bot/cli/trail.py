@@ -99,7 +99,8 @@ def base_pins(path: str, as_json: bool) -> None:
 def base_withdraw(rt: Runtime, name: str, by: str, reason: str) -> None:
     """Withdraw NAME's approval: training refuses it again, and workers stop serving versions built on it."""
     note = bases.withdraw(rt.sessions, name, by=f"cli:{by}", reason=reason)
-    click.echo(f"approval of {note.name} withdrawn; training refuses it until it is approved again")
+    click.echo(f"approval of {note.name} withdrawn; training refuses it, and workers stop serving versions built on "
+               "it, until it is approved again")
 
 
 @click.command()

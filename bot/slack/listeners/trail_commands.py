@@ -23,7 +23,8 @@ def do_base(runtime, queues, user_id: str, args: str) -> str:
         if not name:
             return "Usage: `/tuesday base withdraw <name> <why>`."
         note = bases.withdraw(runtime.sessions, name, by=f"slack:{user_id}", reason=reason.strip())
-        return f"Approval of *{note.name}* withdrawn: training refuses it until it is approved again."
+        return (f"Approval of *{note.name}* withdrawn: training refuses it, and workers stop serving versions built "
+                "on it, until it is approved again.")
     if verb:
         note = bases.note(runtime.sessions, verb)
         if note is None:

@@ -270,6 +270,10 @@ from bot.cli.tickets import tickets  # noqa: E402
 
 main.add_command(tickets)
 
+from bot.cli.labellers import labellers_cmd  # noqa: E402
+
+main.add_command(labellers_cmd, "labellers")
+
 from bot.cli.links import links  # noqa: E402
 
 main.add_command(links)

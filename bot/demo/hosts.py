@@ -113,7 +113,7 @@ class ThreeHosts:
         sql = {"TUESDAY_DATABASE_URL": shared["TUESDAY_DATABASE_URL"]}
         self.web = Host("web", root, {**services, **sql, **slack, "TUESDAY_SLACK_SIGNING_SECRET": self.signing,
                                       "TUESDAY_GENERIC_WEBHOOK_SECRET": self.webhook, "TUESDAY_MANAGERS": MANAGER,
-                                      "TUESDAY_ADMINS": ADMIN, "TUESDAY_RETRAIN_AFTER_LABELS": "0"})
+                                      "TUESDAY_ADMINS": ADMIN, "TUESDAY_LABELLERS": AGENT, "TUESDAY_RETRAIN_AFTER_LABELS": "0"})
         self.cpu = Host("cpu", root, {**services, **sql, **slack, "TUESDAY_RETRAIN_AFTER_LABELS": "0", **(cpu or {})})
         self.gpu = Host("gpu", root, {**services, **(gpu or {})})  # Redis and the artifact store only
         self.hosts = [self.web, self.cpu, self.gpu]

@@ -163,7 +163,7 @@ def run_online_demo(rt, *, tickets: int = 6, retrain_config: Path | None = None)
     env = {"TUESDAY_SLACK_API_URL": slack.url, "TUESDAY_SLACK_BOT_TOKEN": "xoxb-local-demo",
            "TUESDAY_SLACK_SIGNING_SECRET": signing, "TUESDAY_TRIAGE_CHANNEL": CHANNEL,
            "TUESDAY_GENERIC_WEBHOOK_SECRET": webhook, "TUESDAY_MANAGERS": MANAGER, "TUESDAY_ADMINS": MANAGER,
-           "TUESDAY_RETRAIN_AFTER_LABELS": "0", "TUESDAY_DATA_DIR": str(rt.settings.data_dir.resolve()),
+           "TUESDAY_LABELLERS": AGENT, "TUESDAY_RETRAIN_AFTER_LABELS": "0", "TUESDAY_DATA_DIR": str(rt.settings.data_dir.resolve()),
            "TUESDAY_RETRAIN_CONFIG": str(retrain_config or DEMO_CONFIG)}
     if rt.settings.database_url:
         env["TUESDAY_DATABASE_URL"] = rt.settings.database_url

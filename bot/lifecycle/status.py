@@ -35,6 +35,7 @@ HELP = """*`/tuesday` commands*
 • `/tuesday review <version>`: a signed link to a version's review sheet: each holdout ticket, failures first (managers)
 • `/tuesday conflicts`: tickets reviewers labelled differently, to settle (they stay out of training until then) (managers)
 • `/tuesday data`: labelled examples since the last data approval, counted, to approve for training (managers)
+• `/tuesday labellers`: who teaches Tuesday, clicks held from others, each person's labels and agreement; `/tuesday labellers approve|reject <@person>` (managers)
 • `/tuesday pause` / `/tuesday resume`: stop or allow retraining; suggestions go on either way (admins)
 • `/tuesday rollback [task] <version>`: put a version that was its task's production before back in production (admins)
 • `/tuesday shadow [task]`: the version running in shadow beside its task's production on live tickets (never shown) and how the two compare; `/tuesday shadow <version>` / `/tuesday shadow [task] off` start and end it (admins)

@@ -24,10 +24,10 @@ from bot.store.base import utc_now
 
 log = logging.getLogger(__name__)
 
-OVERRIDE, DRIFT, REVIEW_TIME, LATENCY, WRONG_ESCALATION, FAILED_TICKETS, DIGEST = (
-    "override", "drift", "review_time", "latency", "wrong_escalation", "failed_tickets", "digest")
+OVERRIDE, DRIFT, REVIEW_TIME, LATENCY, WRONG_ESCALATION, FAILED_TICKETS, LABEL_FLOOD, DIGEST = (
+    "override", "drift", "review_time", "latency", "wrong_escalation", "failed_tickets", "label_flood", "digest")
 
-KINDS = (OVERRIDE, DRIFT, REVIEW_TIME, LATENCY, WRONG_ESCALATION, FAILED_TICKETS)
+KINDS = (OVERRIDE, DRIFT, REVIEW_TIME, LATENCY, WRONG_ESCALATION, FAILED_TICKETS, LABEL_FLOOD)
 
 OPEN_FOR = timedelta(hours=24)  # an unresolved alert is "open" this long after it fired
 

@@ -15,10 +15,20 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 
 from bot.monitor import measures
-from bot.monitor.alerts import DRIFT, FAILED_TICKETS, LATENCY, OVERRIDE, REVIEW_TIME, WRONG_ESCALATION, Finding
+from bot.monitor.alerts import (
+    DRIFT,
+    FAILED_TICKETS,
+    LABEL_FLOOD,
+    LATENCY,
+    OVERRIDE,
+    REVIEW_TIME,
+    WRONG_ESCALATION,
+    Finding,
+)
 from bot.store.base import as_utc
 from bot.store.production import ProductionPointer
 from bot.store.tickets import failed_count
+from bot.trail.labellers import correction_floods
 
 WEEK = timedelta(days=7)
 
@@ -166,6 +176,9 @@ def evaluate(runtime, now: datetime) -> list[Finding]:
     found = _evaluate(runtime.for_task(runtime.tasks.routing_name), now)
     given_up = failed_count(runtime.sessions, since=now - timedelta(days=1))
     found += [failed_finding(given_up, failed_count(runtime.sessions), runtime.settings)] if given_up else []
+    if runtime.settings.alert_flood_changes:
+        floods = correction_floods(runtime.sessions, now, over=runtime.settings.alert_flood_changes)
+        found += [flood_finding(person, runtime.settings) for person in floods]
     for scoped in runtime.each_task()[1:]:
         found += [for_field(f, scoped.task.name) for f in _overrides(scoped, *measures.window(7, now))]
     return found
@@ -178,6 +191,20 @@ def failed_finding(last_day: int, total: int, settings) -> Finding:
         f"the suggest job failed {settings.suggest_max_attempts} times on each — `tuesday tickets --failed`, "
         "then `tuesday tickets --retry ID` once the cause is fixed"),
         {"last_day": last_day, "total": total, "max_attempts": settings.suggest_max_attempts})
+
+
+def flood_finding(person: dict, settings) -> Finding:
+    """One person changed or rejected more suggestions in the last hour than TUESDAY_ALERT_FLOOD_CHANGES."""
+    user, n, held = person["user_id"], person["corrections"], person["held"]
+    if held == n:
+        then = (f"none of it trains the model (not a labeller): `/tuesday labellers reject <@{user}>` keeps it out "
+                "for good, `approve` lets it in")
+    else:
+        then = ("their labels are training data: if this was not meant, `/tuesday pause` stops retraining while "
+                "you look, and `/tuesday labellers` shows how often each person agrees with the others")
+    return Finding(LABEL_FLOOD, user, (f"<@{user}> changed or rejected {n} suggestions in the last hour (the alert "
+                                       f"is above {settings.alert_flood_changes}); {then}."),
+                   {"user_id": user, "corrections": n, "held": held, "over": settings.alert_flood_changes})
 
 
 def for_field(finding: Finding, task: str) -> Finding:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.store.feedback import Feedback
+from bot.store.feedback import HELD, REJECTED, Feedback
 from bot.store.tickets import Suggestion, Ticket
 from inference.task import Task
 
@@ -198,21 +198,25 @@ def _who(row: Feedback) -> str:
     return f"<@{row.user_id}>" if row.user_id else escape(row.user_name or "someone")
 
 
+# A click that does not (yet) teach the model says so on the message.
+TRUST_NOTE = {HELD: " _(held until a manager approves: not a labeller)_", REJECTED: " _(not used: a manager rejected it)_"}
+
+
 def decision_line(row: Feedback) -> str:
     """One feedback row as a line: '✅ Accepted as `claim_status` by <@U123>', plus its why."""
-    line = DECISION[row.action].format(label=f"`{escape(row.label)}`", who=_who(row))
+    line = DECISION[row.action].format(label=f"`{escape(row.label)}`", who=_who(row)) + TRUST_NOTE.get(row.trust, "")
     return f"{line} — “{escape(row.why)}”" if row.why else line
 
 
 def conflict_line(rows: list[Feedback]) -> str | None:
-    """'⚠️ Conflict: ...' naming who chose which label, or None while every decision agrees."""
+    """'⚠️ Conflict: ...' naming who chose which label, or None while every decision agrees (held clicks aside)."""
     first_by_label = {}
-    for row in rows:
+    for row in (r for r in rows if r.trains):
         first_by_label.setdefault(row.label, row)
     if len(first_by_label) < 2:
         return None
     chose = ", ".join(f"{_who(r)} chose `{escape(label)}`" for label, r in first_by_label.items())
-    kept = escape(rows[0].label)
+    kept = escape(next(iter(first_by_label)))
     return (f"⚠️ Conflict: {chose}. The first label (`{kept}`) is kept, and this ticket stays out of "
             "training until the labels are reconciled.")
 

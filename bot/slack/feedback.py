@@ -17,7 +17,9 @@ from bot.queues import Queues
 from bot.runtime import Runtime
 from bot.slack.blocks import decided_blocks, decided_text
 from bot.slack.fields import fields_blocks
+from bot.slack.roles import Labellers
 from bot.store.feedback import (
+    HELD,
     Feedback,
     FeedbackError,
     UnknownLabel,
@@ -26,6 +28,7 @@ from bot.store.feedback import (
     ticket_feedback,
 )
 from bot.store.tickets import Suggestion, Ticket, latest_suggestion
+from bot.trail.labellers import held_count
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +62,7 @@ class FeedbackDesk:
 
     def __init__(self, runtime: Runtime, queues: Queues):
         self.runtime, self.queues = runtime, queues
+        self.labellers = Labellers(runtime.settings)
 
     def suggestion(self, suggestion_id: int) -> Suggestion:
         try:
@@ -80,7 +84,7 @@ class FeedbackDesk:
                why: str | None = None, channel: str | None = None, ts: str | None = None) -> Feedback:
         """Record one decision (label None: the suggested one) and its write-back, update the message.
         Raises NotRecorded (a FeedbackError the listener tells the clicker) when the store is down."""
-        row = self.record(suggestion_id, action=action, label=label, by=by, why=why)
+        row = self.record(client, suggestion_id, action=action, label=label, by=by, why=why)
         self.after(client, [row], suggestion_id, channel, ts)
         return row
 
@@ -100,27 +104,30 @@ class FeedbackDesk:
         if not todo:
             raise UnknownLabel("nothing left to accept: every field with a suggested label has a decision "
                                "(change a field with its menu)")
-        recorded = [self.record(sid, action="accept", label=None, by=by) for sid in todo]
+        recorded = [self.record(client, sid, action="accept", label=None, by=by) for sid in todo]
         self.after(client, recorded, suggestion_id, channel, ts)
         return recorded
 
-    def record(self, suggestion_id: int, *, action: str, label: str | None, by: Reviewer,
+    def record(self, client: WebClient, suggestion_id: int, *, action: str, label: str | None, by: Reviewer,
                why: str | None = None) -> Feedback:
-        """Store one decision and its write-back's outbox row; NotRecorded when the store does not answer."""
+        """Store one decision and its write-back's outbox row; NotRecorded when the store does not answer.
+        A click from someone who is not a labeller is stored held: shown, never trained on until approved."""
+        trusted = self.labellers.trusts(client, by.user_id)
         try:
-            return self._record(suggestion_id, action=action, label=label, by=by, why=why)
+            return self._record(suggestion_id, action=action, label=label, by=by, why=why, trusted=trusted)
         except SQLAlchemyError as exc:
             raise NotRecorded(exc) from None
 
     def _record(self, suggestion_id: int, *, action: str, label: str | None, by: Reviewer,
-                why: str | None = None) -> Feedback:
+                why: str | None = None, trusted: bool = True) -> Feedback:
         # The write-back's outbox row is written in the transaction that records the click, so it is
         # delivered later even if Redis or this process dies right after the commit.
         sessions = recording_outbox(self.runtime.sessions, lambda source: writes_back(self.runtime.settings, source))
         row, conflicts = record_feedback(sessions, suggestion_id=suggestion_id, action=action,
                                          label=label, user_id=by.user_id, user_name=by.user_name, why=why,
-                                         labels=self.runtime.tasks)
-        log.info("suggestion %s: %s %s by %s%s", suggestion_id, action, row.label, by.user_id,
+                                         labels=self.runtime.tasks, trusted=trusted)
+        log.info("suggestion %s: %s %s by %s%s%s", suggestion_id, action, row.label, by.user_id,
+                 "" if trusted else " (held: not a labeller)",
                  f" (conflicts with {', '.join(conflicts)})" if conflicts else "")
         return row
 
@@ -143,6 +150,16 @@ class FeedbackDesk:
             if channel and ts:
                 text, blocks = self._message(ticket, suggestion)
                 client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
+            self._tell_held(client, recorded, channel)
+
+    def _tell_held(self, client: WebClient, recorded: list[Feedback], channel: str | None) -> None:
+        """Tell someone who is not a labeller, at their first click waiting, that a manager approves it first."""
+        held = [row for row in recorded if row.trust == HELD]
+        if not held or not channel or held_count(self.runtime.sessions, held[0].user_id) > len(held):
+            return
+        client.chat_postEphemeral(channel=channel, user=held[0].user_id, text=(
+            ":hourglass: Saved, and shown on the ticket. You are not one of this team's labellers yet, so your labels "
+            "teach Tuesday only once a manager approves them (`/tuesday labellers`)."))
 
     def _message(self, ticket: Ticket, clicked: Suggestion) -> tuple[str, list[dict]]:
         """The message after decisions: one task's decided message, or every field with its decisions."""

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+import time
+
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.lifecycle.runs import ControlError
 from bot.trail.curation import CurationError
+
+log = logging.getLogger(__name__)
 
 MANAGER, ADMIN, ANYONE = "manager", "admin", "anyone"
 # A user-group lookup runs before a slash command answers, inside Slack's 3 s: it gets 1 s, not retried.
@@ -43,6 +48,41 @@ def is_manager(client, settings, user_id: str) -> bool:
         if user_id in group_members(client, group):
             return True
     return False
+
+
+class Labellers:
+    """Who teaches the model (TUESDAY_LABELLERS, managers, admins), asked per click.
+
+    A user group's members are kept GROUP_TTL_S, so clicks do not each wait on Slack; a lookup that
+    fails or times out counts the clicker as no labeller: the click is held, not lost and not trusted.
+    """
+
+    GROUP_TTL_S = 300.0
+
+    def __init__(self, settings, clock=time.monotonic):
+        self.settings, self.clock = settings, clock
+        self._groups: dict[str, tuple[float, frozenset[str]]] = {}
+
+    def trusts(self, client, user_id: str) -> bool:
+        settings = self.settings
+        if settings.everyone_labels or is_admin(settings, user_id):
+            return True
+        listed = settings.labeller_ids | settings.manager_ids
+        if user_id in listed:
+            return True
+        return any(user_id in self._members(client, group) for group in sorted(g for g in listed if g.startswith("S")))
+
+    def _members(self, client, group: str) -> frozenset[str]:
+        kept = self._groups.get(group)
+        if kept is not None and self.clock() - kept[0] < self.GROUP_TTL_S:
+            return kept[1]
+        try:
+            members = frozenset(group_members(client, group))
+        except (LookupTimedOut, SlackApiError) as exc:
+            log.warning("labellers: user group %s could not be read (%s); the click is held", group, type(exc).__name__)
+            return frozenset()
+        self._groups[group] = (self.clock(), members)
+        return members
 
 
 def check_role(role: str, client, settings, user_id: str) -> None:

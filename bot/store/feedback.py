@@ -15,6 +15,10 @@ from inference.errors import TuesdayError
 from inference.task import TaskSet
 
 FEEDBACK_ACTIONS = ("accept", "change", "reject", "handoff")
+# Feedback.trust: whose click trains the model. A labeller's (TUESDAY_LABELLERS, managers, admins) at once;
+# anyone else's is `held` until a manager approves it (then `approved`) or rejects it (`rejected`).
+LABELLER, HELD, APPROVED, REJECTED = "labeller", "held", "approved", "rejected"
+TRAINS = (LABELLER, APPROVED)
 FEEDBACK_SOURCE = "feedback"  # Example.source of labels that came from clicks
 MAX_WHY_CHARS = 500
 
@@ -49,6 +53,14 @@ class Feedback(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
     # True when this label disagrees with an earlier feedback label on the same ticket.
     conflict: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Revision 0011: LABELLER, HELD, APPROVED or REJECTED; only LABELLER and APPROVED rows make training data.
+    trust: Mapped[str] = mapped_column(String(16), default=LABELLER, server_default=LABELLER, index=True)
+    trust_by: Mapped[str | None] = mapped_column(String(255), nullable=True)  # the manager who approved or rejected
+    trust_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    @property
+    def trains(self) -> bool:
+        return self.trust in TRAINS
 
 
 def feedback_example_id(ticket_id: int) -> str:
@@ -65,11 +77,13 @@ def ticket_feedback(session: Session, ticket_id: int, task: str | None = None) -
 
 
 def ticket_labels(session: Session, ticket_id: int, task: str | None = None) -> list[str]:
-    """The distinct labels reviewers gave a ticket (for one task), in the order they were first given."""
-    return list(dict.fromkeys(f.label for f in ticket_feedback(session, ticket_id, task)))
+    """The distinct labels labellers gave a ticket (for one task), in the order they were first given.
+
+    Held clicks are not among them: until a manager approves them they neither label nor conflict."""
+    return list(dict.fromkeys(f.label for f in ticket_feedback(session, ticket_id, task) if f.trains))
 
 
-def _feedback_example(session: Session, ticket: Ticket, task: str, label: str, why: str | None,
+def feedback_example(session: Session, ticket: Ticket, task: str, label: str, why: str | None,
                       labels_given: list[str]) -> Example | None:
     """Add the ticket's training example, or mark the existing one conflicted (its label is kept)."""
     if ticket.text == FORGOTTEN_TEXT:
@@ -93,11 +107,13 @@ def _feedback_example(session: Session, ticket: Ticket, task: str, label: str, w
 
 def record_feedback(sessions: sessionmaker[Session], *, suggestion_id: int, action: str, label: str | None,
                     user_id: str, user_name: str = "", why: str | None = None,
-                    labels) -> tuple[Feedback, list[str]]:
+                    labels, trusted: bool = True) -> tuple[Feedback, list[str]]:
     """Store one decision and its training example; returns (row, earlier labels it disagrees with).
 
     label None means the suggested label (an accept); labels is the task's label set, or the
-    deployment's TaskSet (the suggestion's task's labels are then used).
+    deployment's TaskSet (the suggestion's task's labels are then used). trusted False (a click from
+    someone who is not a labeller): the row is stored as held and makes no training example until a
+    manager approves it (bot.trail.labellers).
     """
     from inference.pii import mask_pii
 
@@ -128,8 +144,9 @@ def record_feedback(sessions: sessionmaker[Session], *, suggestion_id: int, acti
         conflicts = [other for other in earlier if other != label]
         row = Feedback(task=task, suggestion_id=suggestion_id, ticket_id=ticket_id, user_id=user_id, user_name=user_name or "",
                        action=action, label=label, why=why, model_version=model_version or "",
-                       conflict=bool(conflicts))
+                       conflict=bool(conflicts), trust=LABELLER if trusted else HELD)
         session.add(row)
-        _feedback_example(session, ticket, task, label, why, [*earlier, label])
+        if trusted:
+            feedback_example(session, ticket, task, label, why, [*earlier, label])
         session.commit()
         return row, conflicts

@@ -23,7 +23,7 @@ from bot.monitor.health import gather_health, health_text
 from bot.monitor.pages import dashboard_link
 from bot.runtime import slack_client
 from bot.slack.listeners import trail_commands
-from bot.slack.listeners.curation import do_conflicts, do_data
+from bot.slack.listeners.curation import do_conflicts, do_data, do_labellers
 from bot.slack.roles import ADMIN, ANYONE, MANAGER, NotAllowed, check_role, is_admin
 from bot.store.runs import set_paused
 from bot.trail.curation import holdout_rows
@@ -182,6 +182,7 @@ SUBCOMMANDS = {
     "audit": (ADMIN, trail_commands.do_audit),
     "conflicts": (MANAGER, do_conflicts),  # ticket text and reviewers' reasons: not for anyone
     "data": (MANAGER, do_data),
+    "labellers": (MANAGER, do_labellers),  # who labels, held clicks and their approval
     "review": (MANAGER, do_review),
     "help": (ANYONE, do_help),
 }

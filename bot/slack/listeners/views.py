@@ -46,7 +46,7 @@ def submit_reject(ack: Ack, body: dict, view: dict, client: WebClient, desk: Fee
         if chosen == suggestion.label:
             return refuse(f"{chosen} is what Tuesday suggested: choose the right label (or close this and Accept).")
         why = (values.get(MODAL_WHY, {}).get(MODAL_WHY) or {}).get("value")
-        row = desk.record(suggestion_id, action="reject", label=chosen, by=by, why=why)
+        row = desk.record(client, suggestion_id, action="reject", label=chosen, by=by, why=why)
     except FeedbackError as exc:
         return refuse(f"Not saved: {exc}")
     ack()  # recorded: the modal closes

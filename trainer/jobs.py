@@ -1,9 +1,11 @@
 """Queued entry points of the trainer: JSON-safe arguments in, a JSON-safe summary out.
 
-bot enqueues these by dotted path (e.g. "trainer.jobs.train_candidate"), so the web process
+bot enqueues these by dotted path (e.g. "trainer.jobs.train_signed"), so the web process
 never imports torch. A train job runs on the GPU node, which holds no SQL credentials and no
 Slack token: it reads its snapshot and task from the artifact store by key, writes the
-candidate there, and returns its numbers; the CPU side gates, promotes and reports.
+candidate there, and returns its numbers; the CPU side gates, promotes and reports. What it
+trusts (keys, sha256s, license approvals) comes signed by the control side; `train_signed`
+checks that before anything loads, and `train_candidate` itself is for in-process callers.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 
 from inference.base_models import smollm2_gguf
 from inference.evaluation import evaluate
+from inference.job_signing import verify_job
 from inference.pii import refuse_pii
 from inference.registry import REVIEW
 from inference.serving import load_predictor
@@ -48,6 +51,16 @@ def review_sheet(version, task, holdout_rows: list[dict], production: dict | Non
             "rows": [{"id": row.get("id"), "text": row["text"], "expected": row["label"], "reason": row.get("reason"),
                       "candidate": {"label": ours["label"], "confidence": ours["confidence"]}, "production": other}
                      for row, ours, other in zip(holdout_rows, answers, theirs)]}
+
+
+def train_signed(job_id: str, signed: dict, progress: bool = True) -> dict:
+    """Queued train job (the GPU node): `train_candidate` on the arguments the control side signed for `job_id`.
+
+    Checked before anything loads: JobSignatureError for a job that is unsigned, altered, signed for
+    another job id or too old, or when this host has no key to check it (TUESDAY_JOB_VERIFY_KEY).
+    """
+    args = verify_job(signed, job_id, NodeSettings().job_verify_keys())
+    return train_candidate(**args, progress=progress)
 
 
 def train_candidate(snapshot_key: str, snapshot_sha256: str, task_key: str, task_sha256: str,

@@ -2,7 +2,8 @@
 
 A run moves through three queued jobs: its snapshot and the train job's hand-off on a CPU worker
 ("control"), the training on the GPU node ("train"), then the gate and report on a CPU worker.
-Workers look these names up in bot.worker.jobs; nothing else runs.
+Workers look these names up in bot.worker.jobs; nothing else runs. The train job's arguments are
+signed by the control side (inference.job_signing): the GPU node trusts nothing else from Redis.
 """
 
 from __future__ import annotations
@@ -10,11 +11,13 @@ from __future__ import annotations
 import importlib
 
 from inference.errors import TuesdayError
+from inference.job_signing import sign_job, signing_key
 
 PREPARE_JOB = "bot.lifecycle.retrain.prepare_job"
 CONCLUDE_JOB = "bot.lifecycle.retrain.conclude_job"
 QUEUED_TRAIN_JOB = "bot.worker.train_job.train_job"
 TRAIN_JOB = "trainer.jobs.train_candidate"  # called in the process that trains, never imported by bot
+SIGNED_TRAIN_JOB = "trainer.jobs.train_signed"  # the queued path: checks the control side's signature first
 
 RETRAIN_TIMEOUT_S = 12 * 3600  # a large base on a busy GPU node; RQ kills the job after this
 CONTROL_TIMEOUT_S = 3600  # a snapshot of the store, or the gate and report
@@ -40,6 +43,11 @@ def conclude_job_id(run_id: int) -> str:
 
 def cancel_key(job_id: str) -> str:
     return f"tuesday:cancel:{job_id}"
+
+
+def signed_train_kwargs(settings, job_id: str, args: dict) -> dict:
+    """The kwargs a train job is queued with: its arguments signed for `job_id` with the control side's key."""
+    return {"signed": sign_job(args, job_id, signing_key(settings.job_signing_key, settings.data_dir))}
 
 
 def run_job(dotted: str, **kwargs):

@@ -1,7 +1,7 @@
 """A retrain run as three queued jobs, so the GPU node needs only Redis and the artifact store.
 
     control  prepare_job   snapshot the store into the artifact store, queue the two jobs below
-    train    trainer.jobs.train_candidate   (GPU node) train, upload the candidate, score it
+    train    trainer.jobs.train_signed   (GPU node) check the control side's signature, train, upload, score
     control  conclude_job  (after the train job, even when it failed) gate, promote, report
 
 The SQL store, the production pointer and the Slack token stay on the CPU side.
@@ -27,6 +27,7 @@ from bot.lifecycle.jobs import (
     cancel_key,
     conclude_job_id,
     retrain_job_id,
+    signed_train_kwargs,
     train_job_id,
 )
 from bot.lifecycle.reports import headline_metrics, post_report
@@ -74,11 +75,12 @@ def prepare_run(runtime: Runtime, queues: Queues, slack: WebClient | None, run_i
         record_snapshot(sessions, run_id, snapshot["snapshot_key"], frozen_at,
                         data_approval_id=snapshot["data_approval"])
         config = run_config(runtime, load_config(runtime.settings.retrain_config))
+        # Signed here, where the approvals were read from SQL: the GPU node trusts nothing else from Redis.
+        train_args = {**snapshot, "config": config, "production": production, "run_id": run_id,
+                      "licenses": approved_licenses(sessions), "shared_encoder": shared_encoder(runtime)}
         train, _ = queues.enqueue("train", QUEUED_TRAIN_JOB, job_id=train_job_id(run_id), timeout=RETRAIN_TIMEOUT_S,
                                   result_ttl=RESULT_TTL_S, failure_ttl=RESULT_TTL_S,
-                                  kwargs={**snapshot, "config": config, "production": production, "run_id": run_id,
-                                          "licenses": approved_licenses(sessions),
-                                          "shared_encoder": shared_encoder(runtime)})
+                                  kwargs=signed_train_kwargs(runtime.settings, train_job_id(run_id), train_args))
         # allow_failure: the gate job also runs when training failed, to close the run and say why.
         queues.enqueue("control", CONCLUDE_JOB, run_id, job_id=conclude_job_id(run_id), timeout=CONTROL_TIMEOUT_S,
                        depends_on=Dependency(jobs=[train_job_id(run_id)], allow_failure=True))

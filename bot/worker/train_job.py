@@ -1,6 +1,7 @@
-"""The GPU node's job: the trainer's job called by its dotted path (never imported), with a heartbeat.
+"""The GPU node's job: the trainer's signed job called by its dotted path (never imported), with a heartbeat.
 
-The "train" queue runs `train_job`, which calls the trainer's job by its dotted path and, while
+The "train" queue runs `train_job`, which calls the trainer's job by its dotted path (the trainer
+checks the control side's signature before anything loads) and, while
 it trains, beats a heartbeat into Redis every half minute, so a CPU host can tell a long
 training from a dead training worker within minutes (bot.lifecycle.retrain.check_training), and
 cancels it when an admin asks (`/tuesday retrain cancel`).
@@ -13,7 +14,7 @@ import threading
 from contextlib import nullcontext
 from datetime import datetime, timezone
 
-from bot.lifecycle.jobs import DEAD_AFTER_S, HEARTBEAT_EVERY_S, TRAIN_JOB, RunCancelled, cancel_key, run_job
+from bot.lifecycle.jobs import DEAD_AFTER_S, HEARTBEAT_EVERY_S, SIGNED_TRAIN_JOB, RunCancelled, cancel_key, run_job
 
 
 class Heartbeat:
@@ -52,9 +53,16 @@ class Heartbeat:
 
 
 def train_job(**kwargs) -> dict:
-    """Queued job (the GPU node): the trainer's train job, with a heartbeat while it runs."""
+    """Queued job (the GPU node): the trainer's signed train job, with a heartbeat while it runs.
+
+    Its only argument is `signed`, the envelope the control side signed for this job id; the trainer
+    checks it before anything loads (inference.job_signing) and refuses anything else.
+    """
     from rq import get_current_job
 
     job = get_current_job()
+    # Plain arguments (a forged job, or one queued by a release before signing) are handed on as they
+    # are, to be refused as unsigned: nothing the control side did not sign reaches the trainer.
+    envelope = kwargs["signed"] if set(kwargs) == {"signed"} else kwargs
     with Heartbeat(job) if job is not None else nullcontext():
-        return run_job(TRAIN_JOB, **kwargs)
+        return run_job(SIGNED_TRAIN_JOB, job_id=job.id if job is not None else "", signed=envelope)

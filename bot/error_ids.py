@@ -30,7 +30,8 @@ import traceback
 
 from inference.errors import TuesdayError
 
-FRAMES = 3  # innermost frames named in the log line: where it broke, and who called it
+FRAMES = 3  # innermost frames of our code named in the log line: where it broke, and who called it
+OUR_PACKAGES = ("bot", "inference", "trainer")
 
 
 def new_error_id() -> str:
@@ -39,9 +40,18 @@ def new_error_id() -> str:
 
 
 def where(exc: BaseException) -> str:
-    """'file.py:12 in fn < file.py:40 in caller': the innermost frames of exc's traceback, no message."""
-    frames = traceback.extract_tb(exc.__traceback__)[-FRAMES:] if exc.__traceback__ else []
-    return " < ".join(f"{_short(f.filename)}:{f.lineno} in {f.name}" for f in reversed(frames)) or "no traceback"
+    """'bot/store/tickets.py:12 in fn < bot/web/app.py:40 in caller (raised in sqlalchemy/engine/default.py:9)':
+    the innermost frames of our own code in exc's traceback, and the library's frame it was raised in; no message."""
+    frames = traceback.extract_tb(exc.__traceback__) if exc.__traceback__ else []
+    if not frames:
+        return "no traceback"
+    named = [(_short(f.filename), f) for f in frames]
+    own = [(name, f) for name, f in named if name.split("/", 1)[0] in OUR_PACKAGES][-FRAMES:]
+    text = " < ".join(f"{name}:{f.lineno} in {f.name}" for name, f in reversed(own or named[-FRAMES:]))
+    innermost_name, innermost = named[-1]
+    if own and innermost is not own[-1][1]:
+        text += f" (raised in {innermost_name}:{innermost.lineno})"
+    return text
 
 
 def _short(filename: str) -> str:
@@ -64,6 +74,13 @@ def logged(log: logging.Logger, exc: BaseException, what: str, *, level: int = l
     context = "".join(f"; {key}={value}" for key, value in ids.items())
     log.log(level, "%s failed: %s (error id %s%s) at %s", what, kind, eid, context, where(exc))
     return eid
+
+
+def withheld_traceback(exc: BaseException, error_id: str) -> str:
+    """exc's traceback with its frames but not its message, for what keeps tracebacks (RQ's failed jobs)."""
+    frames = "".join(traceback.format_tb(exc.__traceback__)) if exc.__traceback__ else ""
+    kind = f"{type(exc).__module__}.{type(exc).__qualname__}"
+    return f"Traceback (most recent call last):\n{frames}{kind}: message withheld (error id {error_id})\n"
 
 
 def ours(exc: BaseException) -> bool:

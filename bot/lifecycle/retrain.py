@@ -10,6 +10,7 @@ The SQL store, the production pointer and the Slack token stay on the CPU side.
 from __future__ import annotations
 
 import logging
+import re
 from datetime import datetime, timezone
 
 from rq.job import Dependency
@@ -40,8 +41,8 @@ from bot.store import audit
 from bot.store.base import as_utc
 from bot.store.runs import active_run, active_runs, finish_run, get_run, is_paused, record_snapshot, start_run
 from bot.trail.bases import approved_licenses
-
 from inference.errors import TuesdayError
+
 log = logging.getLogger(__name__)
 
 RESULT_TTL_S = 7 * 24 * 3600  # the train job's summary waits this long for its gate job
@@ -92,14 +93,14 @@ def prepare_run(runtime: Runtime, queues: Queues, slack: WebClient | None, run_i
     return get_run(sessions, run_id).to_dict()
 
 
-def _train_error(job) -> str:
-    """A failed train job's error: the last line of its traceback when the exception is one of ours, else only
-    its type (the rest stays in RQ's failed-job registry and the training worker's log)."""
 def _failure(exc: BaseException, what: str, run_id: int) -> str:
     """A run's error as the report and status show it: our own message, else the type and an error id (logged)."""
     return f"{type(exc).__name__}: {exc}" if ours(exc) else shown(exc, logged(log, exc, what, run=run_id))
 
 
+def _train_error(job) -> str:
+    """A failed train job's error: the last line of its traceback when the exception is one of ours, else its type
+    and the error id the training worker logged it under."""
     result = job.latest_result()
     text = (getattr(result, "exc_string", None) or "").strip()
     if "AbandonedJobError" in text:
@@ -110,8 +111,9 @@ def _failure(exc: BaseException, what: str, run_id: int) -> str:
     kind = last.split(":", 1)[0].strip().rsplit(".", 1)[-1]
     if kind in _our_error_names():
         return last
-    log.warning("train job %s failed: %s (its message stays in RQ's failed-job registry)", job.id, kind[:80])
-    return f"{kind[:80]} in the train job {job.id} (its message stays in RQ's failed-job registry)"
+    # The training worker logged it with an error id (bot.worker.jobs); its message is in no report.
+    eid = re.search(r"error id ([0-9a-f]{8})", last)
+    return f"{kind[:80]} in the train job {job.id}" + (f" (error id {eid.group(1)})" if eid else "")
 
 
 def _our_error_names() -> set[str]:

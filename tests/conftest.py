@@ -29,6 +29,8 @@ def isolated_env(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("TUESDAY_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("TUESDAY_THREADS", "2")
+    # Scrapes in tests need no token unless a test says otherwise (tests/test_metrics_access.py tests the default: closed).
+    monkeypatch.setenv("TUESDAY_METRICS_OPEN", "true")
     one = tmp_path / "topic-task.yaml"
     one.write_text(load_task(demo_task_path()).to_yaml(), encoding="utf-8")
     monkeypatch.setenv("TUESDAY_TASK_FILE", str(one))

@@ -128,7 +128,9 @@ def test_metrics_parse_and_equal_the_constructed_store(served):
 
 
 def test_metrics_move_with_the_store_not_with_the_process(served):
-    runtime, queues, web = served
+    runtime, queues, _ = served
+    # Aggregates read at every scrape (tests/test_metrics_access.py tests the cache that `tuesday serve` keeps).
+    web = TestClient(create_app(Runtime(Settings(metrics_cache_s=0)), queues, clock=lambda: NOW))
     before = samples(families(web.get("/metrics").text)["tuesday_suggestions"], "tuesday_suggestions_total")
     # A second app (another web host) over the same store answers the same numbers.
     other = TestClient(create_app(runtime, queues, clock=lambda: NOW))

@@ -21,9 +21,10 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from bot.links import LinkRefused, LinkRevoked, Links
 from bot.monitor import pages
 from bot.monitor.drift import drift
-from bot.monitor.exporter import authorized, metrics_registry, scrape
+from bot.monitor.exporter import authorized, metrics_collector, registry_of, scrape
 from bot.monitor.measures import overview, per_label, timeline, versions, window
 from bot.monitor.pages import DEFAULT_DAYS, MAX_DAYS
+from bot.trail.labellers import people
 from inference.artifacts import ArtifactError
 
 log = logging.getLogger(__name__)
@@ -35,9 +36,9 @@ HEADERS = {"Cache-Control": "private, no-store", "Referrer-Policy": "no-referrer
 
 REFUSED = ("This dashboard link is unsigned, altered or expired. Ask Tuesday for a new one: "
            "<code>/tuesday dashboard</code> (admins) or <code>tuesday dashboard --link</code>.")
-
 REVOKED = ("This dashboard link was revoked. Ask Tuesday for a new one: "
            "<code>/tuesday dashboard</code> (admins) or <code>tuesday dashboard --link</code>.")
+
 
 def _refusal(status: int, message: str) -> HTMLResponse:
     return HTMLResponse(f"<!doctype html><html lang=en><head><meta charset=utf-8><title>Tuesday</title></head>"
@@ -47,13 +48,19 @@ def _refusal(status: int, message: str) -> HTMLResponse:
 def register(app: FastAPI, runtime, queues, links: Links, clock: Callable[[], float]) -> None:
     """Add /metrics and the /dashboard pages to the app."""
     settings = runtime.settings
-    registry = metrics_registry(runtime, queues, clock)
+    # One collector per app: its cached aggregates are this process's, refreshed in the background.
+    app.state.metrics_collector = metrics_collector(runtime, queues, clock, cache_s=settings.metrics_cache_s,
+                                                    wait_s=settings.metrics_wait_s)
+    registry = registry_of(app.state.metrics_collector)
 
     @app.get("/metrics")
     def metrics(request: Request) -> Response:
-        """Prometheus' scrape: counts and versions, no ticket text; a bearer token when TUESDAY_METRICS_TOKEN is set."""
-        if not authorized(settings.metrics_token, request.headers.get("authorization")):
-            return JSONResponse({"error": "send Authorization: Bearer <TUESDAY_METRICS_TOKEN>"}, status_code=401,
+        """Prometheus' scrape: counts and versions, no ticket text. It needs TUESDAY_METRICS_TOKEN as a bearer
+        token, or TUESDAY_METRICS_OPEN=true; with neither set, nobody may scrape."""
+        if not authorized(settings.metrics_token, request.headers.get("authorization"), open_=settings.metrics_open):
+            why = ("send Authorization: Bearer <TUESDAY_METRICS_TOKEN>" if settings.metrics_token else
+                   "/metrics is closed: set TUESDAY_METRICS_TOKEN (or TUESDAY_METRICS_OPEN=true on a closed network)")
+            return JSONResponse({"error": why}, status_code=401,
                                 headers={"WWW-Authenticate": 'Bearer realm="tuesday-metrics"'})
         return Response(scrape(registry), media_type=CONTENT_TYPE_LATEST, headers={"Cache-Control": "no-store"})
 
@@ -116,3 +123,8 @@ def register(app: FastAPI, runtime, queues, links: Links, clock: Callable[[], fl
     def dashboard_versions(request: Request) -> Response:
         return render("versions", "Versions", request, lambda rt, since, until, days, bucket: pages.versions_body(
             versions(rt), rt.production.history()), windowed=False)
+
+    @app.get("/dashboard/people")
+    def dashboard_people(request: Request) -> Response:
+        return render("people", "People", request, lambda rt, since, until, days, bucket: pages.people_body(
+            people(rt.sessions, since, until, task=rt.task.name), rt.settings.labellers or "managers and admins"))

@@ -140,7 +140,8 @@ def prepare_model(setup: Host, root: Path, *, tiny: bool) -> dict:
         setup.run("base", "approve", name, "--by", "bench")
     if tiny:
         setup.run("base", "approve", "tiny-bert", "--by", "bench", "--model", "tiny-bert", "--source",
-                  "tests/tiny_model.py", "--version", "0", "--obtained", "2026-12-07", "--license", "MIT")
+                  "tests/tiny_model.py", "--version", "0", "--obtained", "2026-12-07", "--license", "MIT",
+                  "--path", str(tiny_encoder(root)))  # the approval pins the folder's files
     setup.run("import", str(demo_examples_path()), "--source", "demo")
     routing = load_tasks(demo_task_path()).routing_name  # the field the bench's tickets are suggested and posted for
     return json.loads(setup.run("train", "--task", routing, "--config", str(config), "--json"))

@@ -258,11 +258,11 @@ def serving_refusal(manifest: dict, approvals: dict[str, dict]) -> str | None:
                                                              "version": "?", "obtained": "?", "license": "?"})
         if not note.approved:
             continue
-        if not note.sha256:  # built before pins: only the name can be checked
+        if not note.files:  # built before pins (revision 0013): only the name can be checked
             if note.name not in {n.name for n in (LicenseNote.from_dict(d) for d in approvals.values()) if n.approved}:
                 return f"the {family} base '{note.name}' is no longer approved"
             continue
-        if note.sha256 not in approved:
+        if not note.pinned or note.sha256 not in approved:
             return (f"the {family} base '{note.name}' (sha256 {note.sha256[:12]}…) is no longer approved: "
                     "its approval was withdrawn or pins other files")
     return None

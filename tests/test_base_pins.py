@@ -213,3 +213,19 @@ def test_a_version_built_on_unapproved_bytes_is_refused_before_serving(bases, ta
     # A version no train job built (no approval recorded: benchmarks, fixtures) is not bound to one.
     assert serving_refusal({"families": {"encoder": {"license": {**forged["tiny-bert"], "status": "proposed",
                                                                  "approved_by": ""}}}}, {}) is None
+
+
+def test_a_version_built_before_pins_is_checked_by_its_base_name():
+    approved = {**NOTE, "name": "smollm2-135m-instruct", "status": "approved", "approved_by": "cli:ana"}
+    # An old single-file --sha256 and no pins: the version cannot be tied to content, only to the name.
+    legacy = {"families": {"decoder": {"license": {**approved, "sha256": "ab" * 32}}}}
+    assert serving_refusal(legacy, {"smollm2-135m-instruct": approved}) is None
+    assert "'smollm2-135m-instruct' is no longer approved" in serving_refusal(legacy, {})
+    # Pins whose hash does not match them (an edited manifest) are refused whatever SQL holds.
+    files = {SMOLLM2_FILE: "cd" * 32}
+    edited = {"families": {"decoder": {"license": {**approved, "files": files, "sha256": "ef" * 32}}}}
+    approvals = {"smollm2-135m-instruct": {**approved, "files": files, "sha256": "ef" * 32}}
+    assert "no longer approved" in serving_refusal(edited, approvals)
+    good = {"families": {"decoder": {"license": {**approved, "files": files, "sha256": content_sha256(files)}}}}
+    assert serving_refusal(good, {"smollm2-135m-instruct": {**approved, "files": files,
+                                                             "sha256": content_sha256(files)}}) is None

@@ -24,6 +24,15 @@ DONE = {"accept": "accepted", "change": "changed to this label",
 RETRYABLE_4XX = {401, 403, 408, 409, 423, 429}
 
 
+def _error_name(response) -> str:
+    """': RecordInvalid' from Zendesk's {"error": "RecordInvalid", ...}, when it is a plain short name; else ''."""
+    try:
+        name = response.json().get("error")
+    except (ValueError, AttributeError):
+        return ""
+    return f": {name}" if isinstance(name, str) and name.isascii() and name.isidentifier() and len(name) <= 64 else ""
+
+
 class HelpdeskError(TuesdayError):
     """The helpdesk could not take a write-back now (unreachable, 5xx, 429): it is tried again later."""
 
@@ -109,10 +118,12 @@ class ZendeskAdapter:
         try:
             response = self.http.put(self.base + path, json=body, auth=self.auth)
         except httpx.HTTPError as exc:
-            raise HelpdeskError(f"Zendesk unreachable: {exc}") from exc
+            raise HelpdeskError(f"Zendesk unreachable ({type(exc).__name__})") from exc
         if response.status_code < 300:
             return
-        message = f"Zendesk answered {response.status_code} to PUT {path}: {response.text[:200]}"
+        # Its error's name only: the body may quote the note it refused (an agent's reason), and this text is stored
+        # (the outbox's last_error), logged and shown by `tuesday` (bot.error_ids: our messages quote no one's text).
+        message = f"Zendesk answered {response.status_code} to PUT {path}" + _error_name(response)
         if response.status_code in (429, 503):
             raise HelpdeskError(message, parse_retry_after(response.headers.get("Retry-After")))
         if response.status_code >= 500 or response.status_code in RETRYABLE_4XX:

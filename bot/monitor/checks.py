@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
+from bot.error_ids import logged
 from bot.monitor.alerts import DIGEST_ONLY_MINUTES, Finding, fire, post_alert, resolve, slack_sender, unposted
 from bot.monitor.digest import check_digest
 from bot.monitor.rules import evaluate
@@ -31,7 +32,7 @@ def check_alerts(runtime, slack, now: datetime | None = None, findings: list[Fin
                 posted += post_alert(runtime.sessions, alert_id, send, now, fresh=fresh)
             except (SlackClientError, OSError) as exc:
                 # Left unposted and unclaimed: the next check posts it.
-                log.warning("alerts: posting alert %d failed: %s", alert_id, exc)
+                logged(log, exc, "alerts: posting an alert", alert=alert_id)
     return {"found": len(findings), "fired": len(fired), "posted": posted, "resolved": resolved}
 
 

@@ -17,6 +17,7 @@ from datetime import datetime, time, timedelta
 
 from sqlalchemy import select
 
+from bot.error_ids import logged
 from bot.monitor import measures
 from bot.monitor.alerts import DIGEST, KINDS, Finding, fire, post_alert
 from bot.monitor.health import gather_week, top_overridden, week_lines
@@ -195,5 +196,5 @@ def check_digest(runtime, slack, now: datetime | None = None) -> dict | None:
     try:
         result["posted"] = post_alert(runtime.sessions, alert_id, digest_sender(slack, channel), now, fresh=fresh)
     except (SlackClientError, OSError) as exc:
-        log.warning("digest: uploading the week's digest failed (retried at the next check): %s", exc)
+        logged(log, exc, "digest: uploading the week's digest (retried at the next check)")
     return result

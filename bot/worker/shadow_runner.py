@@ -13,14 +13,16 @@ from bot.lifecycle.shadow import FAILED, shadow_state
 from bot.store.shadow import ShadowSuggestion
 from bot.store.tickets import route
 from bot.worker.predictors import PredictorCache
+from inference.errors import TuesdayError
 
 log = logging.getLogger(__name__)
 
 LOAD_RETRY_S = 300.0  # a shadow version that failed to load is tried again after this long, not on every ticket
 
 
-class ShadowUnavailable(Exception):
-    """The shadow version failed to load a moment ago; it is not tried again on every ticket."""
+class ShadowUnavailable(TuesdayError):
+    """The shadow version failed to load a moment ago; it is not tried again on every ticket (its message is ours:
+    the load error as bot.error_ids.shown gives it)."""
 
 
 class ShadowRunner:

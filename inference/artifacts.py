@@ -59,6 +59,8 @@ class ArtifactStore(Protocol):
     def exists(self, key: str) -> bool: ...
     def list(self, prefix: str) -> list[str]: ...
     def check(self, *, write: bool) -> None: ...
+    def replace(self, key: str, data: bytes) -> None: ...  # overwrite, leaving no older copy (forget)
+    def delete(self, key: str) -> None: ...  # remove, with every older copy (forget)
 
 
 def _host() -> str:
@@ -154,6 +156,15 @@ class LocalArtifacts:
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
+
+    def replace(self, key: str, data: bytes) -> None:
+        self._path(key).parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=self._path(key).parent, prefix=".") as tmp:
+            (Path(tmp) / "data").write_bytes(data)
+            self.put_file(key, Path(tmp) / "data")
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
 
     def list(self, prefix: str) -> list[str]:
         base = self.root / prefix if prefix else self.root
@@ -264,6 +275,34 @@ class S3Artifacts:
                 return False
             raise self._error(key, exc) from exc
         except BotoCoreError as exc:
+            raise self._error(key, exc) from exc
+
+    def _drop_versions(self, key: str, *, keep_latest: bool) -> None:
+        """Delete a key's noncurrent versions (and delete markers) in a versioned bucket; nothing otherwise."""
+        paginator = self.client.get_paginator("list_object_versions")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(key)):
+            for item in page.get("Versions", []) + page.get("DeleteMarkers", []):
+                if item["Key"] != self._key(key) or (keep_latest and item.get("IsLatest")) \
+                        or item.get("VersionId") in (None, "null"):
+                    continue
+                self.client.delete_object(Bucket=self.bucket, Key=item["Key"], VersionId=item["VersionId"])
+
+    def replace(self, key: str, data: bytes) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+            self._drop_versions(key, keep_latest=True)
+        except (BotoCoreError, ClientError) as exc:
+            raise self._error(key, exc) from exc
+
+    def delete(self, key: str) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+            self._drop_versions(key, keep_latest=False)
+        except (BotoCoreError, ClientError) as exc:
             raise self._error(key, exc) from exc
 
     def list(self, prefix: str) -> list[str]:

@@ -14,6 +14,7 @@ checks each sha256 against the manifest and only then moves it into place.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from inference import redaction
 from inference.artifacts import ArtifactExists, ArtifactStore, LocalArtifacts, fetch_verified, sha256_file
 from inference.errors import RegistryError
 
@@ -148,11 +150,12 @@ class Registry:
         return self.get(names[-1])
 
     def fetch(self, name: str, files: list[str] | None = None) -> VersionInfo:
-        """The version with its served files (or `files`) in the cache, each checked against its sha256."""
+        """The version with its served files (or `files`) in the cache, each checked against its sha256
+        (the manifest's, or a later redaction's: a copy made before a forget is downloaded again)."""
         info = self.get(name)
-        stored = info.manifest.get("artifacts")
-        if not stored:
+        if not info.manifest.get("artifacts"):
             raise RegistryError(f"version {name} lists no checksums; it was not stored by this Tuesday: rebuild it")
+        stored = self.current_artifacts(name)
         for rel in served_files(info.manifest) if files is None else files:
             if rel not in stored:
                 raise RegistryError(f"version {name} has no file {rel}")
@@ -182,3 +185,37 @@ class Registry:
         self.get(name)
         key = f"{PREFIX}/{name}/{rel}"
         return self.store.get_bytes(key) if self.store.exists(key) else None
+
+    # -- forgotten rows taken out (inference.redaction) -------------------------------------------
+    def redactions(self, name: str) -> list[dict]:
+        """The version's redaction records, oldest first (never cached: a forget elsewhere adds one)."""
+        self.get(name)
+        return redaction.records(self.store, f"{PREFIX}/{name}")
+
+    def current_artifacts(self, name: str) -> dict:
+        """{file: {sha256, bytes}} as the version's files are now: the manifest's, with its redactions applied."""
+        return redaction.current_artifacts(self.get(name).manifest, self.redactions(name))
+
+    def snapshot_key(self, name: str) -> str | None:
+        """The key of the version's snapshot now (a forget rewrites a snapshot under a new content name)."""
+        return redaction.current_snapshot(self.get(name).manifest, self.redactions(name))
+
+    def rewrite(self, name: str, rel: str, data: bytes) -> dict:
+        """Replace a stored file of a version (its older copies too) and drop this host's copy; returns
+        {was, sha256, bytes} for the redaction record that must follow (`add_redaction`)."""
+        was = self.current_artifacts(name).get(rel, {}).get("sha256")
+        self.store.replace(f"{PREFIX}/{name}/{rel}", data)
+        cached = self.cache_dir / name / rel
+        if cached.is_file():
+            cached.unlink()
+        return {"was": was, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+
+    def rewrite_paper(self, name: str, rel: str, data: bytes) -> None:
+        """Replace a paper added with add_paper (only forget does: the redaction record says so)."""
+        if self.paper(name, rel) is None:
+            raise RegistryError(f"version {name} has no paper {rel}")
+        self.store.replace(f"{PREFIX}/{name}/{rel}", data)
+
+    def add_redaction(self, name: str, record: dict) -> str:
+        self.get(name)
+        return redaction.add_record(self.store, f"{PREFIX}/{name}", record)

@@ -250,5 +250,7 @@ def test_forget_removes_the_text_says_which_versions_saw_it_and_release_notes_fo
     assert "# Release notes: v2" in notes and f"`encoder.epochs`: {before} → 2" in notes
     assert "base tiny-bert (MIT): approved by cli:test" in notes
     log = json.loads(cli("audit", "--action", "forget", "--json").stdout)
-    assert [(e["actor"], e["target"]) for e in log] == [("cli:dana", f"demo:{demo_rows[0]['id']}"),
-                                                        ("cli:dana", "4711")]
+    demo = f"demo:{demo_rows[0]['id']}"  # each forget, then what its purge of the files did
+    assert [(e["actor"], e["action"], e["target"]) for e in log] == [
+        ("cli:dana", "forget.purge", demo), ("cli:dana", "forget", demo),
+        ("cli:dana", "forget.purge", "4711"), ("cli:dana", "forget", "4711")]

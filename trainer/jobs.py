@@ -80,7 +80,11 @@ def train_candidate(snapshot_key: str, snapshot_sha256: str, task_key: str, task
     store, registry = settings.artifacts(), settings.registry()
     files = settings.model_cache_dir
     task = load_task(download(store, task_key, task_sha256, files))
-    train_rows, holdout_rows = read_snapshot(download(store, snapshot_key, snapshot_sha256, files))
+    snapshot = download(store, snapshot_key, snapshot_sha256, files)
+    try:
+        train_rows, holdout_rows = read_snapshot(snapshot)
+    finally:  # read whole: no copy of the rows stays on this host, whatever the run does next (`tuesday forget`)
+        snapshot.unlink(missing_ok=True)
     refuse_pii(train_rows + holdout_rows)  # masked at the door; a leak stops the run before anything trains
     base_path = Path(base) if base else settings.base_model or smollm2_gguf()
     version = build_version(

@@ -6,15 +6,22 @@ example under the same id), which the training-rows rule then leaves out; the re
 reasons on it; its text where another ticket's suggestion
 showed it as evidence. What stays: the rows themselves (ids, labels, clicks, times), so counts
 and the audit trail still add up, no later row takes their ids, and a redelivered webhook or a
-re-import finds them and stores nothing again. Versions already built keep what they saw: the answer names them
-(and their snapshots), so an admin can retire them.
+re-import finds them and stores nothing again. A settlement's reason on its example (kept in
+audit_texts, never in the hash-chained audit log) is blanked.
+
+Then every file copy goes (bot.trail.purge): stored snapshots are rewritten without the rows (the
+old objects deleted), each version's evidence, vocabulary, TF-IDF terms and review sheet too, with
+a redaction record per version beside its unchanged manifest; this host's snapshot files and
+cached copies are deleted. The weights of versions trained on the rows still carry what they
+learnt: the answer names those versions (and their snapshots), so an admin can retire them. The
+answer lists what was purged by counts and keys, never the text.
 """
 
 from __future__ import annotations
 
 import json
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from bot.store import audit
@@ -24,6 +31,7 @@ from bot.store.feedback import Feedback, feedback_example_id
 from bot.store.masking import drop_door_texts
 from bot.store.tickets import FULL, Suggestion, Ticket
 from bot.store.trail import Forgotten
+from bot.trail.purge import purge_host, purge_store
 from bot.trail.snapshots import version_rows
 from inference.errors import TuesdayError
 
@@ -65,8 +73,12 @@ def forget(runtime, ref: str, *, by: str, source: str | None = None) -> dict:
         # A ticket still at the door's masking stage was never seen by a model (nor its text by anything).
         masked = [t for t in tickets if t.pii_stage == FULL]
         texts = {e.text for e in examples} | {t.model_text for t in masked} | {t.text for t in masked}
+        texts -= {FORGOTTEN_TEXT, "", None}  # forgotten once already: its rows are found by id
     versions = _versions_that_saw(runtime.registry, keys, texts)
     with runtime.sessions() as session:
+        sqlite = session.get_bind().dialect.name == "sqlite"
+        if sqlite:  # the old text's bytes are zeroed in the file, not left in freed space
+            session.execute(text("PRAGMA secure_delete = ON"))
         tickets, examples = _find(session, ref, source)
         ticket_ids = [t.id for t in tickets]
         for ticket in tickets:
@@ -86,11 +98,22 @@ def forget(runtime, ref: str, *, by: str, source: str | None = None) -> dict:
                                                               Feedback.why.is_not(None))):
                 row.why, reasons = None, reasons + 1
         scrubbed = _scrub_evidence(session, keys)
+        audit_texts = audit.forget_texts(session, [f"example:{e.id}" for e in examples])
         audit.record(session, by, "forget", ref, source=source, examples=len(examples), versions=versions)
         session.commit()
+    if sqlite:  # and the write-ahead log's copies of the old pages go back into the (zeroed) file
+        with runtime.sessions() as session:
+            session.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
+    # After the commit: the tombstones keep every new snapshot clean while the files are rewritten.
+    purged = purge_store(runtime.registry, keys, texts, ref=f"forget {ref}")
+    settings = runtime.settings
+    purged["host_files"] = purge_host([settings.data_dir / "snapshots", settings.model_cache_dir / "snapshots"],
+                                      keys, texts)
+    audit.record(runtime.sessions, by, "forget.purge", ref, snapshots=len(purged["snapshots"]),
+                 versions=purged["versions"], host_files=len(purged["host_files"]))
     return {"ticket": ref, "tickets": len(ticket_ids), "examples": sorted(keys), "reasons_removed": reasons,
-            "door_texts_removed": unmasked,
-            "evidence_scrubbed": scrubbed, "versions": versions}
+            "door_texts_removed": unmasked, "audit_texts_removed": audit_texts,
+            "evidence_scrubbed": scrubbed, "versions": versions, "purged": purged}
 
 
 def is_forgotten(session: Session, source: str, external_id: str) -> bool:
@@ -112,7 +135,7 @@ def _versions_that_saw(registry, keys: set[str], texts: set[str]) -> list[dict]:
             continue
         splits = sorted({row["split"] for row in rows if row.get("id") in keys or row.get("text") in texts})
         if splits:
-            seen.append({"version": info.name, "split": "+".join(splits), "snapshot": info.manifest["snapshot"]})
+            seen.append({"version": info.name, "split": "+".join(splits), "snapshot": registry.snapshot_key(info.name)})
     return seen
 
 
@@ -137,9 +160,16 @@ def forget_text(result: dict) -> str:
              f"removed ({', '.join(result['examples']) or 'none'}), {result['reasons_removed']} reviewer reason(s) "
              f"removed, evidence blanked in {result['evidence_scrubbed']} suggestion(s)"
              + (", its text dropped before the worker's masking stage read it" if result["door_texts_removed"] else "")
+             + (f", {result['audit_texts_removed']} settlement reason(s) blanked" if result["audit_texts_removed"] else "")
              + "; future snapshots leave it out"]
+    purged = result["purged"]
+    lines.append(f"purged: {len(purged['snapshots'])} stored snapshot(s) rewritten without it, "
+                 f"{len(purged['host_files'])} snapshot file(s) on this host deleted")
+    lines += [f"  {old} -> {new}" for old, new in purged["snapshots"].items()]
+    lines += [f"  {name}: {', '.join(files)} rewritten (redaction record beside its manifest)"
+              for name, files in purged["versions"].items()]
     if result["versions"]:
-        lines.append("versions that saw it (their files keep it until retired):")
+        lines.append("versions that saw it (their weights were trained on it: retire them):")
         lines += [f"  {v['version']}: {v['split']}" + (f" (snapshot {v['snapshot']})" if v["snapshot"] else "")
                   for v in result["versions"]]
     else:

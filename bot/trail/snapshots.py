@@ -12,9 +12,10 @@ from inference.snapshot import META
 def version_rows(registry, info) -> list[dict] | None:
     """Every row of the version's snapshot (split "train" or "holdout"); None for a version without one.
 
-    A snapshot is named by the first 16 hex digits of its content's sha256, which is checked here.
+    A snapshot is named by the first 16 hex digits of its content's sha256, which is checked here. A
+    forget rewrites it under a new name; the version's redaction record points to it (inference.redaction).
     """
-    key = info.manifest.get("snapshot")
+    key = registry.snapshot_key(info.name) if info.manifest.get("snapshot") else None
     if not key:
         return None
     body = registry.store.get_bytes(key)

@@ -104,7 +104,7 @@ def test_with_data_approval_only_what_a_manager_saw_and_approved_is_trained_on(p
     run, _ = request_retrain(runtime, queues, requested_by=MANAGER, trigger="command")
     prepare_run(runtime, queues, None, run.id)
     assert get_run(runtime.sessions, run.id).data_approval_id == approval.id
-    assert queues.fetch(train_job_id(run.id)).kwargs["data_approval"] == approval.id
+    assert queues.fetch(train_job_id(run.id)).kwargs["signed"]["args"]["data_approval"] == approval.id  # signed
     finish_run(runtime.sessions, run.id, "cancelled")
 
     # the list moves on; the old button cannot approve again

@@ -140,6 +140,9 @@ def test_the_loop_runs_across_three_hosts_that_share_no_disk(pg_url, redis_url, 
 
     # -- what each host holds: nothing shared, the GPU host without SQL or Slack ----------------------
     assert "TUESDAY_DATABASE_URL" not in gpu_env and not any(k.startswith("TUESDAY_SLACK") for k in gpu_env)
+    # The GPU host trained only jobs the CPU host signed, holding the public key alone (and made no key of its own).
+    assert "TUESDAY_JOB_SIGNING_KEY" not in gpu_env and gpu_env["TUESDAY_JOB_VERIFY_KEY"]
+    assert "TUESDAY_JOB_SIGNING_KEY" in cpu_env and not (dirs["gpu"] / "job-signing.key").exists()
     assert not (dirs["gpu"] / "tuesday.db").exists() and not (dirs["cpu"] / "tuesday.db").exists()
     assert "TUESDAY_SLACK_SIGNING_SECRET" not in cpu_env
     served = {p.relative_to(dirs["cpu"]).parts[2] for p in (dirs["cpu"] / "cache" / "models").rglob("*.gguf")}

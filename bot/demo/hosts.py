@@ -30,6 +30,7 @@ import httpx
 
 from inference.base_models import BUILT_IN_NOTES
 from inference.errors import TuesdayError
+from inference.job_signing import new_key_pair
 
 CHANNEL, MANAGER, ADMIN, AGENT = "C0TRIAGE", "U0MANAGER", "U0ADMIN", "U0AGENT"
 HOSTS = ("web", "cpu", "gpu")
@@ -114,8 +115,11 @@ class ThreeHosts:
         self.web = Host("web", root, {**services, **sql, **slack, "TUESDAY_SLACK_SIGNING_SECRET": self.signing,
                                       "TUESDAY_GENERIC_WEBHOOK_SECRET": self.webhook, "TUESDAY_MANAGERS": MANAGER,
                                       "TUESDAY_ADMINS": ADMIN, "TUESDAY_LABELLERS": AGENT, "TUESDAY_RETRAIN_AFTER_LABELS": "0"})
-        self.cpu = Host("cpu", root, {**services, **sql, **slack, "TUESDAY_RETRAIN_AFTER_LABELS": "0", **(cpu or {})})
-        self.gpu = Host("gpu", root, {**services, **(gpu or {})})  # Redis and the artifact store only
+        # The CPU host signs train jobs; the GPU host holds only the public key that checks them.
+        signing, verifying = new_key_pair()
+        self.cpu = Host("cpu", root, {**services, **sql, **slack, "TUESDAY_RETRAIN_AFTER_LABELS": "0",
+                                      "TUESDAY_JOB_SIGNING_KEY": signing, **(cpu or {})})
+        self.gpu = Host("gpu", root, {**services, "TUESDAY_JOB_VERIFY_KEY": verifying, **(gpu or {})})  # Redis, the bucket
         self.hosts = [self.web, self.cpu, self.gpu]
         self.url = f"http://127.0.0.1:{web_port}"
         self.port = web_port

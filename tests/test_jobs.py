@@ -140,6 +140,30 @@ def test_an_abandoned_jobs_failure_callback_is_never_imported(parts, stand_in_jo
     assert not mark.exists()
 
 
+class _Unpickled:
+    """A pickle that, once loaded, touches a file: what rq's default serializer would run."""
+
+    def __init__(self, mark: Path):
+        self.mark = mark
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.mark}",))
+
+
+def test_a_pickle_written_into_redis_is_never_loaded(parts, stand_in_jobs, tmp_path):
+    """Workers and Queues.fetch read jobs with the JSON serializer: a pickled meta or result is just bad JSON."""
+    import pickle
+
+    _, queues = parts
+    mark = tmp_path / "unpickled"
+    queues["control"].enqueue_call("json.loads", args=["[1]"], job_id="pickled")
+    queues.connection.hset("rq:job:pickled", "meta", pickle.dumps(_Unpickled(mark)))
+    queues.connection.hset("rq:job:pickled", "result", pickle.dumps(_Unpickled(mark)))
+    worker(queues, ["control"]).work(burst=True)
+    queues.fetch("pickled").get_status()
+    assert not mark.exists()
+
+
 class _Recorder(BaseHTTPRequestHandler):
     hits: list = []
 

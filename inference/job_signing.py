@@ -21,6 +21,7 @@ import binascii
 import hashlib
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -83,7 +84,7 @@ def verify_job(envelope, job_id: str, keys: list[Ed25519PublicKey], *, now: floa
     if not isinstance(envelope, dict) or not {"v", "job_id", "issued_at", "args", "signature"} <= set(envelope):
         raise JobSignatureError(f"train job {job_id} is not signed by the control side; not run")
     if envelope["v"] != VERSION:
-        raise JobSignatureError(f"train job {job_id} is signed in an unknown format (v={envelope['v']!r}); not run")
+        raise JobSignatureError(f"train job {job_id} is signed in an unknown format; not run")
     signed_for, issued_at, args = envelope["job_id"], envelope["issued_at"], envelope["args"]
     if not isinstance(issued_at, int) or not isinstance(args, dict) or not isinstance(signed_for, str):
         raise JobSignatureError(f"train job {job_id} has a malformed signature; not run")
@@ -99,8 +100,10 @@ def verify_job(envelope, job_id: str, keys: list[Ed25519PublicKey], *, now: floa
             continue
     else:
         trusted = ", ".join(key_id(k) for k in keys)
+        # The envelope's key name is not signed: quoted only when it looks like one, never as free text.
+        named = envelope.get("key") if re.fullmatch(r"[0-9a-f]{16}", str(envelope.get("key"))) else "unknown"
         raise JobSignatureError(f"train job {job_id}: its signature does not match its arguments under any trusted "
-                                f"key (signed as key {envelope.get('key')!r}; this host trusts {trusted}); not run")
+                                f"key (it names key {named}; this host trusts {trusted}); not run")
     # Checked after the signature, so these messages only ever describe what the control side really signed.
     if signed_for != job_id:
         raise JobSignatureError(f"train job {job_id} carries the signed arguments of job {signed_for}; not run")

@@ -81,6 +81,10 @@ def test_a_signed_job_verifies_and_any_change_is_refused(keys):
     assert "in the future" in refused(sign_job(ARGS, "train-7", private, now=time.time() + 3600))
     other = parse_private_key(new_key_pair()[0])
     assert "under any trusted key" in refused(sign_job(ARGS, "train-7", other))
+    # what the envelope says besides the signed fields never reaches the message (it would reach Slack's report)
+    said = refused({**signed, "key": "<https://evil.example|click here>", "signature": signed["signature"][::-1]})
+    assert "evil" not in said and "names key unknown" in said
+    assert "evil" not in refused({**signed, "v": "<https://evil.example|v2>"})
     with pytest.raises(JobSignatureError, match="no key to check train jobs"):
         verify_job(signed, "train-7", [])
 

@@ -165,6 +165,8 @@ def test_the_approved_content_trains_and_serves_until_its_approval_goes(bases, t
     version = build(runtime.registry, task, demo_rows, folder, approved_licenses(runtime.sessions))
     recorded = version.manifest["families"]["encoder"]["license"]
     assert recorded["files"] == base_pins(folder) and recorded["sha256"] == content_sha256(base_pins(folder))
+    card = (version.path / "MODEL_CARD.md").read_text()
+    assert f"- Base content: sha256 {content_sha256(base_pins(folder))} ({len(base_pins(folder))} files pinned" in card
     runtime.production.switch(version.name, by="test", reason="fixture")
 
     cache = serving_cache(runtime, recheck_s=0)

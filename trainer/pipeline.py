@@ -304,6 +304,9 @@ def license_lines(lic: dict) -> list[str]:
                                                       "modification and redistribution allowed)")]
     if note.notes:
         lines.append(f"- License notes: {note.notes}")
+    if note.pinned:  # what the approval was bound to, checked file by file before this run trained
+        count = f"{len(note.files)} file" + ("s" if len(note.files) != 1 else "")
+        lines.append(f"- Base content: sha256 {note.sha256} ({count} pinned at approval)")
     lines.append(f"- Base license approved by {note.approved_by} at {note.approved_at}" if note.approved
                  else "- Base license: NOT APPROVED (proposed note only)")
     return lines

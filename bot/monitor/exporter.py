@@ -267,7 +267,7 @@ def registry_of(collector) -> CollectorRegistry:
 
 
 def metrics_registry(runtime, queues, clock: Callable[[], float] = time.time) -> CollectorRegistry:
-    """A registry that reads the store at each scrape (tests, `bench.metrics`' uncached side)."""
+    """A registry that reads the store at each scrape (what TUESDAY_METRICS_CACHE_S=0 serves; tests)."""
     return registry_of(StoreCollector(runtime, queues, clock))
 
 

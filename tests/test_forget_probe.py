@@ -24,6 +24,7 @@ from bot.store.feedback import record_feedback
 from bot.store.tickets import add_suggestion
 from bot.trail import curation
 from bot.trail.snapshots import version_rows
+from bot.worker.predictors import serving_cache
 from inference.predictor import Suggestion as Prediction
 from inference.splits import in_holdout
 from tests.conftest import TINY_CONFIG, approve_tiny_bases
@@ -187,6 +188,11 @@ def test_a_forgotten_ticket_is_found_nowhere(probe_env, demo_rows, tmp_path):
     rt.registry.fetch("v1")  # this host's cached copy of the served files
     assert _found_in_folders([rt.registry.cache_dir], words)
 
+    # A serving worker holds the trained row in its evidence index, in memory.
+    serving = serving_cache(rt)
+    trained_key = f"feedback:ticket-{tickets[TRAINED].id}"
+    assert trained_key in {row["id"] for row in serving.get().index.rows}
+
     answers = [cli("forget", external_id, "--by", "dana", "--json").stdout for external_id in ("9001", "9002")]
     for answer in answers:
         assert not any(w in answer.lower() for w in words)  # counts and keys, never the text
@@ -198,6 +204,12 @@ def test_a_forgotten_ticket_is_found_nowhere(probe_env, demo_rows, tmp_path):
     assert _found_in_sql(rt.settings.store_url, words) == []
     assert _found_in_store(rt, words) == []
     assert _found_in_folders(folders, words) == []
+
+    # The worker loads the version again (its rewritten evidence) at its next ticket.
+    predictor = serving.get()
+    assert serving.loads == 2 and trained_key not in {row["id"] for row in predictor.index.rows}
+    assert len(predictor.index.rows) == len(predictor.index.vectors)
+    serving.close()
 
     # The versions' records still hold: the manifest as built, redaction records for what changed since,
     # the rewritten files verify, the snapshot follows its new name, and the audit chain is intact.

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from bot.store import audit
@@ -114,6 +114,13 @@ def forget(runtime, ref: str, *, by: str, source: str | None = None) -> dict:
     return {"ticket": ref, "tickets": len(ticket_ids), "examples": sorted(keys), "reasons_removed": reasons,
             "door_texts_removed": unmasked, "audit_texts_removed": audit_texts,
             "evidence_scrubbed": scrubbed, "versions": versions, "purged": purged}
+
+
+def forgotten_generation(sessions) -> int:
+    """Changes with every ticket forgotten (the newest tombstone's id): a serving process that sees it change
+    loads its version again, with the rewritten evidence (bot.worker.predictors). One small SQL read."""
+    with sessions() as session:
+        return int(session.scalar(select(func.max(Forgotten.id))) or 0)
 
 
 def is_forgotten(session: Session, source: str, external_id: str) -> bool:

@@ -36,8 +36,11 @@ class PredictorCache:
 
     def __init__(self, production_name: Callable[[], str | None], load: Callable[[str], Predictor],
                  check: Callable[[str], None] | None = None, recheck_s: float = APPROVALS_RECHECK_S,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, generation: Callable[[], object] | None = None):
         self._production_name, self._load = production_name, load
+        # generation: changes when a loaded version's files change under it (a forget rewrote its evidence);
+        # the version is then loaded again, so no forgotten row stays in this process's memory.
+        self._generation, self.generation = generation, None
         self._check, self._recheck_s, self._clock = check, recheck_s, clock
         self._checked_at = 0.0
         self.version: str | None = None
@@ -47,6 +50,7 @@ class PredictorCache:
     def get(self) -> Predictor:
         # One small SQL read per ticket: cheap next to a prediction, and no signal to miss.
         name = self._production_name()
+        generation = self._generation() if self._generation is not None else None
         if name is None:
             raise RegistryError("no production model yet: train and promote one (`tuesday train`)")
         if (self._check is not None and name == self.version and self.predictor is not None
@@ -58,12 +62,12 @@ class PredictorCache:
                 self.close()
                 raise
             self._checked_at = self._clock()
-        if name != self.version or self.predictor is None:
+        if name != self.version or self.predictor is None or generation != self.generation:
             # Download and verify, load and check, then swap, then close: a version whose files
             # fail their sha256, fail to load or fail the check raises here and leaves the old predictor in place (the job
             # fails and is retried; nothing is half-swapped).
             new = self._load(name)
-            old, self.predictor, self.version = self.predictor, new, name
+            old, self.predictor, self.version, self.generation = self.predictor, new, name, generation
             self._checked_at = self._clock()
             self.loads += 1
             log.info("serving model %s", name)
@@ -99,8 +103,11 @@ def check_bases(runtime: Runtime, name: str) -> None:
 
 def serving_cache(runtime: Runtime, recheck_s: float = APPROVALS_RECHECK_S) -> PredictorCache:
     """The predictor cache of a runtime's production version, its bases' approvals checked as it serves."""
+    from bot.trail.forget import forgotten_generation
+
     return PredictorCache(runtime.production.name, lambda name: load_version(runtime, name),
-                          check=lambda name: check_bases(runtime, name), recheck_s=recheck_s)
+                          check=lambda name: check_bases(runtime, name), recheck_s=recheck_s,
+                          generation=lambda: forgotten_generation(runtime.sessions))
 
 
 def load_version(runtime: Runtime, name: str) -> Predictor:

@@ -33,11 +33,13 @@ from bot.store.tickets import FULL, Suggestion, Ticket
 from bot.store.trail import Forgotten
 from bot.trail.purge import purge_host, purge_store
 from bot.trail.snapshots import version_rows
+from inference.artifacts import ArtifactError
 from inference.errors import TuesdayError
+from inference.redaction import RedactionError
 
 
 class ForgetError(TuesdayError):
-    """The ticket to forget cannot be found, or is not named precisely enough."""
+    """The ticket to forget cannot be found or is not named precisely enough, or its file copies were not all purged."""
 
 
 def _find(session: Session, ref: str, source: str | None) -> tuple[list[Ticket], list[Example]]:
@@ -105,10 +107,14 @@ def forget(runtime, ref: str, *, by: str, source: str | None = None) -> dict:
         with runtime.sessions() as session:
             session.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
     # After the commit: the tombstones keep every new snapshot clean while the files are rewritten.
-    purged = purge_store(runtime.registry, keys, texts, ref=f"forget {ref}")
-    settings = runtime.settings
-    purged["host_files"] = purge_host([settings.data_dir / "snapshots", settings.model_cache_dir / "snapshots"],
-                                      keys, texts)
+    try:
+        purged = purge_store(runtime.registry, keys, texts, ref=f"forget {ref}")
+        settings = runtime.settings
+        purged["host_files"] = purge_host([settings.data_dir / "snapshots", settings.model_cache_dir / "snapshots"],
+                                          keys, texts)
+    except (ArtifactError, RedactionError, OSError) as exc:
+        raise ForgetError(f"'{ref}' is forgotten in the SQL store, but its copies in the files were not all purged "
+                          f"({type(exc).__name__}): run the same `tuesday forget` again to finish") from exc
     audit.record(runtime.sessions, by, "forget.purge", ref, snapshots=len(purged["snapshots"]),
                  versions=purged["versions"], host_files=len(purged["host_files"]))
     return {"ticket": ref, "tickets": len(ticket_ids), "examples": sorted(keys), "reasons_removed": reasons,

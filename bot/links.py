@@ -124,7 +124,7 @@ class Links:
         return f"{self.public_url}{self.relative(path, expires, self.epochs.current(page))}"
 
     def relative(self, path: str, expires: int, epoch: int) -> str:
-        """'/path?expires=…&epoch=…&sig=…': a link from one signed page to another that expires (and is revoked) with it."""
+        """'/path?expires=…&epoch=…&sig=…': a link from one signed page to another, expiring and revoked with it."""
         page = page_of(path)
         if page is None:
             raise ValueError(f"not a signed page's path: {path!r}")

@@ -43,7 +43,7 @@ def test_serve_never_writes_a_signature_to_its_access_log(workers, redis_url, tm
         proc = subprocess.Popen([exe, "serve", "--port", str(port), "--workers", str(workers)], env=env,
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     expires = int(time.time()) + 3600
-    sig = signature(LINK_SECRET, "/review/v1", expires)
+    sig = signature(LINK_SECRET, "review", "/review/v1", expires, 1)  # a fresh store's epoch
     try:
         deadline = time.monotonic() + 90
         while True:
@@ -55,12 +55,12 @@ def test_serve_never_writes_a_signature_to_its_access_log(workers, redis_url, tm
             if time.monotonic() > deadline or proc.poll() is not None:
                 pytest.fail(f"tuesday serve did not answer /livez:\n{log.read_text()[-2000:]}")
             time.sleep(0.5)
-        answer = httpx.get(f"http://127.0.0.1:{port}/review/v1?expires={expires}&sig={sig}", timeout=10)
+        answer = httpx.get(f"http://127.0.0.1:{port}/review/v1?expires={expires}&epoch=1&sig={sig}", timeout=10)
         assert answer.status_code in (403, 404)  # the page is not there; the link's secret is what matters
         time.sleep(0.5)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
     written = log.read_text()
-    assert f"/review/v1?expires={expires}&sig=[redacted]" in written  # the request is logged ...
+    assert f"/review/v1?expires={expires}&epoch=1&sig=[redacted]" in written  # the request is logged ...
     assert sig not in written  # ... without its signature

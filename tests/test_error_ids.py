@@ -138,3 +138,29 @@ def test_shadow_changes_are_for_admins_and_reading_it_is_open(parts):
         assert "only Tuesday's admins" in parts.slash(user, "shadow off")[1]
     assert "No version is in shadow" in parts.slash(AGENT, "shadow")[1]
     assert "No version was in shadow" in parts.slash(ADMIN, "shadow off")[1]
+
+
+def test_any_other_error_in_the_web_app_is_answered_and_logged_by_id(stack, caplog, capfd, tmp_path, monkeypatch):
+    # A SQLite file whose stored time was overwritten with text: reading the row raises a ValueError that quotes it.
+    monkeypatch.setenv("TUESDAY_DATABASE_URL", f"sqlite:///{tmp_path / 'odd.db'}")
+    runtime = Runtime(Settings())
+    _, queues = stack
+    web = TestClient(create_app(runtime, queues))
+    body = b'{"id": "w2", "subject": "jar", "text": "broken jar"}'
+
+    def deliver():
+        ts = str(int(time.time()))
+        return web.post("/webhooks/generic", content=body, headers={
+            intake.GENERIC_SIGNATURE: intake.generic_signature(WEBHOOK_SECRET, ts, body),
+            intake.GENERIC_TIMESTAMP: ts, "Content-Type": "application/json"})
+
+    assert deliver().status_code == 202
+    with runtime.sessions() as session:
+        session.execute(text(f"UPDATE tickets SET created_at = '{MARKER}'"))
+        session.commit()
+    with caplog.at_level(logging.WARNING):
+        answer = deliver()  # a redelivery reads the stored ticket back
+    assert answer.status_code == 500 and MARKER not in answer.text
+    error_id = ERROR_ID.search(answer.json()["error"]).group(1)
+    assert any(error_id in r.getMessage() and "ValueError" in r.getMessage() for r in caplog.records)
+    assert MARKER not in caplog.text and MARKER not in "".join(capfd.readouterr())

@@ -1,4 +1,4 @@
-"""`tuesday links`: revoke every signed link of a page kind handed out so far (`revoke`), or see the epochs (`status`)."""
+"""`tuesday links`: revoke every signed link of a page kind handed out so far (`revoke`); see the epochs (`status`)."""
 
 from __future__ import annotations
 

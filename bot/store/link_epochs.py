@@ -34,7 +34,8 @@ class LinkEpoch(Base):
 def current_epochs(sessions: sessionmaker[Session], pages) -> dict[str, int]:
     """{page kind: its current epoch} for each of pages."""
     with sessions() as session:
-        stored = dict(session.execute(select(LinkEpoch.page, LinkEpoch.epoch).where(LinkEpoch.page.in_(list(pages)))).all())
+        query = select(LinkEpoch.page, LinkEpoch.epoch).where(LinkEpoch.page.in_(list(pages)))
+        stored = dict(session.execute(query).all())
     return {page: stored.get(page, FIRST_EPOCH) for page in pages}
 
 

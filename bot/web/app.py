@@ -94,6 +94,32 @@ def accept_ticket(runtime: Runtime, queues: Queues, incoming: IncomingTicket,
     return JSONResponse({"ticket_id": ticket.id, "status": "duplicate"}, status_code=200)
 
 
+class ErrorIds:
+    """ASGI: an exception nothing else handled answers 500 with an error id; only its type, the id and where it was
+    raised reach the log (Starlette and uvicorn would log its message and traceback, which can quote a ticket)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def sending(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception as exc:  # noqa: BLE001  the edge: every other error is answered by a handler below
+            eid = logged(log, exc, f"{scope.get('method', '')} {scope.get('path', '')}", level=logging.ERROR)
+            if not started:  # else the client sees the answer cut short, and the log has the id
+                await JSONResponse({"error": f"internal error ({shown(exc, eid)})"}, status_code=500)(
+                    scope, receive, send)
+
+
 def create_app(runtime: Runtime, queues: Queues, *, clock: Callable[[], float] = time.time,
                slack: WebClient | None = None) -> FastAPI:
     """The FastAPI app; dependencies come in built, clock is injectable for timestamp tests.
@@ -104,6 +130,7 @@ def create_app(runtime: Runtime, queues: Queues, *, clock: Callable[[], float] =
     redact_access_log()  # a signed link's sig never reaches the access log
     runtime.sessions  # build the engine and tables at start-up, not on the first webhook
     app = FastAPI(title="Tuesday", docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(ErrorIds)
     slack = slack or web_client(settings)
     slack_app = create_slack_app(runtime, queues, slack) if settings.slack_signing_secret and slack else None
 

@@ -93,7 +93,8 @@ def register(app: FastAPI, runtime, queues, links: Links, clock: Callable[[], fl
             return _refusal(503, "The artifact store is unavailable; retry in a moment.")
 
         def href(path: str, window_days: int, field: str = task) -> str:
-            return f"{links.relative(path, expires, epoch)}&days={window_days}" + (f"&task={field}" if len(names) > 1 else "")
+            signed = links.relative(path, expires, epoch)
+            return f"{signed}&days={window_days}" + (f"&task={field}" if len(names) > 1 else "")
 
         heading = f"{title}, last {days} days" if windowed else f"{title}, all time"
         order = [scoped.task.name for scoped in runtime.each_task()]

@@ -6,6 +6,9 @@ faked at HTTP, slash commands signed as Slack signs them."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import logging
 import re
 import time
@@ -23,6 +26,7 @@ from bot.store.tickets import Ticket, add_ticket
 from bot.web.app import create_app
 from bot.worker.jobs import worker as tuesday_worker
 from bot.worker.upkeep import Upkeep
+from tests.fake_slack import FakeSlack
 from tests.slash import ADMIN, AGENT, env, fake_slack, parts  # noqa: F401
 
 REDIS_DB = 15  # this module's own database on the local Redis, flushed around every test
@@ -164,3 +168,31 @@ def test_any_other_error_in_the_web_app_is_answered_and_logged_by_id(stack, capl
     error_id = ERROR_ID.search(answer.json()["error"]).group(1)
     assert any(error_id in r.getMessage() and "ValueError" in r.getMessage() for r in caplog.records)
     assert MARKER not in caplog.text and MARKER not in "".join(capfd.readouterr())
+
+
+def test_a_slack_listener_that_fails_is_logged_by_id(stack, caplog, capfd, monkeypatch):
+    # A message in the intake channel becomes a ticket; the store refuses its text, the listener raises.
+    slack = FakeSlack().start()
+    try:
+        for key, value in {"SLACK_SIGNING_SECRET": "error-ids-signing", "SLACK_BOT_TOKEN": "xoxb-test",
+                           "SLACK_API_URL": slack.url, "INTAKE_CHANNEL": "C0INTAKE"}.items():
+            monkeypatch.setenv(f"TUESDAY_{key}", value)
+        runtime, queues = Runtime(Settings()), stack[1]
+        refuse_marker(runtime.sessions, "door_texts")
+        web = TestClient(create_app(runtime, queues))
+        event = {"type": "message", "channel": "C0INTAKE", "user": "U0CUSTOMER", "text": TICKET,
+                 "ts": "1764489700.000200", "event_ts": "1764489700.000200", "channel_type": "channel"}
+        body = json.dumps({"team_id": "T0TEST", "api_app_id": "A0TUESDAY", "event": event, "type": "event_callback",
+                           "event_id": "Ev0ERRORID", "event_time": 1764489700}).encode()
+        ts = str(int(time.time()))
+        sig = "v0=" + hmac.new(b"error-ids-signing", f"v0:{ts}:".encode() + body, hashlib.sha256).hexdigest()
+        with caplog.at_level(logging.WARNING):
+            answer = web.post("/slack/events", content=body, headers={
+                "Content-Type": "application/json", "X-Slack-Request-Timestamp": ts, "X-Slack-Signature": sig})
+        assert answer.status_code == 500 and MARKER not in answer.text  # stored before the ack: Slack retries
+        line = next(r.getMessage() for r in caplog.records if "slack listener failed" in r.getMessage())
+        assert "IntegrityError" in line and ERROR_ID.search(line) and "bot/slack/listeners/events.py" in line
+        assert MARKER not in caplog.text and MARKER not in "".join(capfd.readouterr())
+        assert all(MARKER not in json.dumps(call["body"]) for call in slack.calls)
+    finally:
+        slack.stop()

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+
 from slack_bolt import App, BoltRequest
 from slack_sdk import WebClient
 
+from bot.error_ids import logged
 from bot.intake import BadPayload
 from bot.queues import Queues
 from bot.runtime import SLACK_TIMEOUT_S, Runtime
 from bot.settings import Settings
 from bot.slack.feedback import FeedbackDesk
 from bot.slack.listeners import actions, commands, events, shortcuts, signoff, views
+
+log = logging.getLogger(__name__)
 
 
 def web_client(settings: Settings) -> WebClient | None:
@@ -75,4 +80,10 @@ def create_slack_app(runtime: Runtime, queues: Queues, client: WebClient) -> App
     shortcuts.register(app, runtime, queues)
     signoff.register(app, runtime, queues)
     commands.register(app, runtime, queues)
+
+    @app.error
+    def listener_failed(error: Exception) -> None:
+        # bolt's default logs the error's message and traceback; a click's or a message's error can quote a ticket.
+        logged(log, error, "slack listener", level=logging.ERROR)
+
     return app

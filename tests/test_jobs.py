@@ -92,6 +92,22 @@ def test_a_workers_command_channel_wakes_every_second(parts):
         assert time.monotonic() - started < 5
 
 
+def test_each_job_runs_only_from_its_own_queue(parts, tmp_path):
+    """A train job copied onto a CPU host's queue, or a control job onto the GPU node's, fails unrun."""
+    runtime, queues = parts
+    queues["suggest"].enqueue_call(QUEUED_TRAIN_JOB, kwargs={"signed": {}}, job_id="train-on-cpu")
+    queues["train"].enqueue_call(PREPARE_JOB, args=[1], job_id="prepare-on-gpu")
+    queues["train"].enqueue_call("bot.retrain.prepare_job", args=[1], job_id="old-prepare-on-gpu")
+    worker(queues, ["suggest"]).work(burst=True)
+    worker(queues, ["train"]).work(burst=True)
+    for job_id, said in (("train-on-cpu", "runs on the train queue, not on suggest"),
+                         ("prepare-on-gpu", "runs on the control queue, not on train"),
+                         ("old-prepare-on-gpu", "runs on the control queue, not on train")):
+        job = queues.fetch(job_id)
+        assert job.get_status() == "failed" and said in job.latest_result().exc_string, job_id
+    assert job_function(QUEUED_TRAIN_JOB, "train") is job_function(QUEUED_TRAIN_JOB)
+
+
 def hostile_callback(job, connection, *rest):
     """What a callback named in Redis would run: it leaves a mark where TUESDAY_TEST_MARK says."""
     Path(os.environ["TUESDAY_TEST_MARK"]).write_text(job.id)

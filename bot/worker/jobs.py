@@ -39,6 +39,11 @@ JOBS = {
     DELIVER_JOB: deliver_job,
 }
 
+# The queue each job is queued on; found on another, it fails unrun: the GPU node runs only training (no
+# SQL job there), and a CPU host never trains, even on a train job copied onto its queue.
+HOME = {SUGGEST_JOB: "suggest", PREPARE_JOB: "control", CONCLUDE_JOB: "control", QUEUED_TRAIN_JOB: "train",
+        DELIVER_JOB: "writeback"}
+
 # One release: the dotted paths the last release queued its jobs under (bot/ was flat then).
 LAST_RELEASE = {
     "bot.suggest.suggest_ticket": SUGGEST_JOB,
@@ -53,9 +58,13 @@ class UnknownJob(TuesdayError):
     """A queued job names a function that is not one of Tuesday's jobs."""
 
 
-def job_function(name: str | None):
-    """The function a job name stands for; UnknownJob for anything that is not a Tuesday job."""
+def job_function(name: str | None, queue: str | None = None):
+    """The function a job name stands for (on `queue`, when given); UnknownJob for anything that is not a Tuesday job
+    or not one of that queue's."""
     name = LAST_RELEASE.get(name, name)
+    home = HOME.get(name)  # OLDER's write-backs were queued on "suggest" then: they run where they wait
+    if queue is not None and home is not None and queue != home:
+        raise UnknownJob(f"{name!r} runs on the {home} queue, not on {queue}; not run")
     if name in JOBS:
         return JOBS[name]
     if name in OLDER:
@@ -76,7 +85,7 @@ class TuesdayJob(Job):
         extras = self.extras()
         if extras:
             raise UnknownJob(f"job {self.id} carries {', '.join(extras)}; Tuesday's jobs carry none; not run")
-        return job_function(self.func_name)
+        return job_function(self.func_name, self.origin)
 
     def extras(self) -> list[str]:
         """What this job carries besides a function and its arguments (callbacks, webhooks), by kind."""

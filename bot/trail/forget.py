@@ -173,7 +173,8 @@ def forget_text(result: dict) -> str:
              f"removed ({', '.join(result['examples']) or 'none'}), {result['reasons_removed']} reviewer reason(s) "
              f"removed, evidence blanked in {result['evidence_scrubbed']} suggestion(s)"
              + (", its text dropped before the worker's masking stage read it" if result["door_texts_removed"] else "")
-             + (f", {result['audit_texts_removed']} settlement reason(s) blanked" if result["audit_texts_removed"] else "")
+             + (f", {result['audit_texts_removed']} settlement reason(s) blanked"
+                if result["audit_texts_removed"] else "")
              + "; future snapshots leave it out"]
     purged = result["purged"]
     lines.append(f"purged: {len(purged['snapshots'])} stored snapshot(s) rewritten without it, "

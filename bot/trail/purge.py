@@ -1,4 +1,5 @@
-"""Forgotten rows purged from every file that held them: the artifact store's snapshots and versions, this host's folders.
+"""Forgotten rows purged from every file that held them: the artifact store's snapshots and versions,
+this host's folders.
 
 bot.trail.forget calls this after the SQL store forgot the rows (so no new snapshot takes them).
 In the artifact store: every snapshot holding a row is rewritten without it under its new content
@@ -24,13 +25,16 @@ from inference.registry import REVIEW
 from inference.snapshot import SNAPSHOTS
 
 TFIDF_SUFFIX = "tfidf.npz"
+MOVED = f"{SNAPSHOTS}/moved"  # snapshots/moved/<old name>.json: where a rewritten snapshot went (no text)
+LATE_REF = "forgotten before this version was stored"
 
 
-def _new_snapshots(store, keys: set[str], texts: set[str]) -> dict[str, dict]:
-    """{old key: {key, sha256, gone, kept}} for each stored snapshot that held a forgotten row; the new one is put."""
+def _new_snapshots(store, keys: set[str], texts: set[str], only: str | None = None) -> dict[str, dict]:
+    """{old key: {key, sha256, gone, kept}} for each stored snapshot (or `only` that one) that held a forgotten
+    row; the new one is put, and a pointer from the old name to it."""
     moved = {}
-    for key in store.list(SNAPSHOTS):
-        if not key.endswith(".jsonl"):
+    for key in store.list(SNAPSHOTS) if only is None else [only]:
+        if not key.endswith(".jsonl") or key.startswith(f"{MOVED}/"):
             continue
         body = store.get_bytes(key)
         new, gone = redaction.redact_snapshot(body, keys, texts)
@@ -40,7 +44,21 @@ def _new_snapshots(store, keys: set[str], texts: set[str]) -> dict[str, dict]:
         store.replace(new_key, new)
         moved[key] = {"key": new_key, "sha256": hashlib.sha256(new).hexdigest(), "gone": gone,
                       "kept": redaction.jsonl_rows(new)}
+        # A version whose train job read the old one before this forget is stored later: it follows this.
+        store.replace(f"{MOVED}/{key.rsplit('/', 1)[1]}.json",
+                      json.dumps({"key": new_key, "sha256": moved[key]["sha256"]}).encode())
     return moved
+
+
+def _followed(store, key: str) -> dict:
+    """{key: {key, sha256, gone, kept}} for a snapshot a forget rewrote and deleted, from its pointer ({} if none)."""
+    pointer = f"{MOVED}/{key.rsplit('/', 1)[1]}.json"
+    if not store.exists(pointer):
+        return {}
+    new = json.loads(store.get_bytes(pointer))
+    while store.exists(f"{MOVED}/{new['key'].rsplit('/', 1)[1]}.json"):  # rewritten again by a later forget
+        new = json.loads(store.get_bytes(f"{MOVED}/{new['key'].rsplit('/', 1)[1]}.json"))
+    return {key: {**new, "gone": [], "kept": redaction.jsonl_rows(store.get_bytes(new["key"]))}}
 
 
 def _version(registry, name: str, keys: set[str], texts: set[str], moved: dict, ref: str) -> dict | None:
@@ -53,14 +71,23 @@ def _version(registry, name: str, keys: set[str], texts: set[str], moved: dict, 
         record["snapshot"] = {"was": snap, "key": moved[snap]["key"], "sha256": moved[snap]["sha256"]}
         gone, kept = moved[snap]["gone"], moved[snap]["kept"]
     artifacts = registry.current_artifacts(name)
+    evidence_gone, evidence_kept = [], None
     if ROWS_FILE in artifacts and VECTORS_FILE in artifacts:
-        out = redaction.redact_evidence(store.get_bytes(f"{prefix}/{ROWS_FILE}"),
-                                        store.get_bytes(f"{prefix}/{VECTORS_FILE}"), keys, texts)
+        rows_body = store.get_bytes(f"{prefix}/{ROWS_FILE}")
+        held = any(redaction.matches(r, keys, texts) for r in redaction.jsonl_rows(rows_body))
+        # The vectors only when a row goes: they are the largest file read here.
+        out = redaction.redact_evidence(rows_body, store.get_bytes(f"{prefix}/{VECTORS_FILE}"), keys, texts) \
+            if held else None
         if out is not None:
             record["files"][ROWS_FILE] = registry.rewrite(name, ROWS_FILE, out[0])
             record["files"][VECTORS_FILE] = registry.rewrite(name, VECTORS_FILE, out[1])
-    removed_train = [r for r in gone if r.get("split") == "train"]
-    if DRIFT_FILE in artifacts:
+            evidence_gone = [r for r in redaction.jsonl_rows(rows_body) if redaction.matches(r, keys, texts)]
+            evidence_kept = redaction.jsonl_rows(out[0])
+    # The evidence rows are the training rows: they tell what went when the snapshot no longer can.
+    removed_train = [r for r in gone if r.get("split") == "train"] or evidence_gone
+    if kept is None and evidence_kept is not None:
+        kept = [{**r, "split": "train"} for r in evidence_kept]
+    if DRIFT_FILE in artifacts and removed_train:
         out = redaction.redact_drift(store.get_bytes(f"{prefix}/{DRIFT_FILE}"), removed_train)
         if out is not None:
             record["files"][DRIFT_FILE] = registry.rewrite(name, DRIFT_FILE, out)
@@ -79,7 +106,7 @@ def _version(registry, name: str, keys: set[str], texts: set[str], moved: dict, 
             record["papers"][REVIEW] = {"rows": n}
     if not (record["files"] or record["papers"] or "snapshot" in record):
         return None
-    record["rows"] = len(gone)
+    record["rows"] = len(gone) or len(evidence_gone) + sum(p["rows"] for p in record["papers"].values())
     record["key"] = registry.add_redaction(name, record)
     return record
 
@@ -118,3 +145,28 @@ def purge_host(folders: list[Path], keys: set[str], texts: set[str]) -> list[str
                 path.unlink(missing_ok=True)
                 removed.append(path.name)
     return removed
+
+
+def purge_new_version(runtime, name: str) -> dict | None:
+    """Forgotten rows taken out of a version stored after they were forgotten: its train job read the snapshot
+    before the forget (and kept no copy), so that forget could not reach the files it was writing. Rows are
+    found by id (every tombstone); returns the redaction record written, or None. Called before gating."""
+    from sqlalchemy import select
+
+    from bot.store.trail import Forgotten
+
+    with runtime.sessions() as session:
+        keys = {f"{src}:{ext}" for src, ext in session.execute(select(Forgotten.source, Forgotten.external_id))}
+    if not keys:
+        return None
+    registry = runtime.registry
+    snap = registry.snapshot_key(name)
+    moved = {}
+    if snap and registry.store.exists(snap):
+        moved = _new_snapshots(registry.store, keys, set(), only=snap)
+    elif snap:
+        moved = _followed(registry.store, snap)
+    record = _version(registry, name, keys, set(), moved, LATE_REF)
+    for old in moved:
+        registry.store.delete(old)
+    return record

@@ -26,7 +26,8 @@ depends_on = None
 
 GENESIS = "0" * 64
 SQLITE_TRIGGERS = {event: f"CREATE TRIGGER audit_log_no_{event.lower()} BEFORE {event} ON audit_log "
-                          "BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END" for event in ("UPDATE", "DELETE")}
+                          "BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END"
+                   for event in ("UPDATE", "DELETE")}
 PG_TRUNCATE = ("CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log "
                "FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only()")
 

@@ -156,6 +156,7 @@ def store_url(request, tmp_path):
     import bot.monitor.alerts  # noqa: F401
     import bot.store.production  # noqa: F401
     import bot.store.trail  # noqa: F401
+    import bot.store.link_epochs  # noqa: F401
     from bot.store.base import Base
 
     engine = create_engine(url)
@@ -165,7 +166,6 @@ def store_url(request, tmp_path):
     engine.dispose()
     yield url
 
-    import bot.store.link_epochs  # noqa: F401
 
 @pytest.fixture(scope="session")
 def s3_endpoint(tmp_path_factory):

@@ -6,9 +6,11 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
+from sqlalchemy import select
 
 from bot.trail.purge import purge_host, purge_store
 from bot.trail.snapshots import version_rows
@@ -147,3 +149,39 @@ def test_a_version_stored_after_a_forget_is_purged_before_it_is_gated(tmp_path):
     assert "grumblewort" not in (info.path / "evidence.jsonl").read_text()
     assert json.loads((info.path / "drift.json").read_text())["vocabulary"] == {"refund": 2}
     assert purge_new_version(rt, name) is None  # nothing twice
+
+
+def test_a_purge_cut_short_says_so_and_the_same_forget_finishes_it(tmp_path):
+    from click.testing import CliRunner
+
+    from bot.cli.main import main
+    from bot.runtime import Runtime
+    from bot.settings import Settings
+    from bot.store import audit
+    from bot.store.examples import Example
+    from inference.redaction import redact_snapshot, snapshot_key
+
+    rt = Runtime(Settings())
+    with rt.sessions() as session:
+        session.add(Example(task=rt.task.name, source="demo", external_id="e1", text=GONE["text"], label="billing"))
+        session.commit()
+    rows = [{**GONE, "id": "demo:e1"}, *ROWS[1:]]
+    upload_snapshot(rt.registry.store, write_snapshot(rows, tmp_path / "snaps", 0.0))
+    # Where the rewritten snapshot goes is taken (the store fails there), as a bucket failing mid-way would.
+    body = rt.registry.store.get_bytes(rt.registry.store.list("snapshots")[0])
+    blocked = Path(rt.registry.store.root) / snapshot_key(redact_snapshot(body, {"demo:e1"}, set())[0])
+    blocked.mkdir(parents=True)
+
+    failed = CliRunner().invoke(main, ["forget", "demo:e1", "--by", "dana"], catch_exceptions=False)
+    assert failed.exit_code == 1 and "run the same `tuesday forget` again" in failed.output
+    assert "grumblewort" not in failed.output
+    with rt.sessions() as session:  # the SQL part is done
+        assert session.scalar(select(Example.text).where(Example.external_id == "e1")) == "[forgotten]"
+    assert [e["action"] for e in audit.entries(rt.sessions, action="forget")] == ["forget"]
+
+    blocked.rmdir()
+    again = CliRunner().invoke(main, ["forget", "demo:e1", "--by", "dana", "--json"], catch_exceptions=False)
+    assert again.exit_code == 0, again.output
+    assert len(json.loads(again.stdout)["purged"]["snapshots"]) == 1  # found by its id: the text is gone from SQL
+    assert all("grumblewort" not in rt.registry.store.get_bytes(k).decode() for k in rt.registry.store.list(""))
+    assert [e["action"] for e in audit.entries(rt.sessions, action="forget")] == ["forget.purge", "forget", "forget"]

@@ -113,8 +113,10 @@ def forget(runtime, ref: str, *, by: str, source: str | None = None) -> dict:
         purged["host_files"] = purge_host([settings.data_dir / "snapshots", settings.model_cache_dir / "snapshots"],
                                           keys, texts)
     except (ArtifactError, RedactionError, OSError) as exc:
+        # Our errors name keys and the store's answer (e.g. a permission the bucket policy lacks), never text.
+        why = str(exc) if isinstance(exc, TuesdayError) else type(exc).__name__
         raise ForgetError(f"'{ref}' is forgotten in the SQL store, but its copies in the files were not all purged "
-                          f"({type(exc).__name__}): run the same `tuesday forget` again to finish") from exc
+                          f"({why}): run the same `tuesday forget` again to finish") from exc
     audit.record(runtime.sessions, by, "forget.purge", ref, snapshots=len(purged["snapshots"]),
                  versions=purged["versions"], host_files=len(purged["host_files"]))
     return {"ticket": ref, "tickets": len(ticket_ids), "examples": sorted(keys), "reasons_removed": reasons,

@@ -68,6 +68,20 @@ def test_verify_finds_an_edit_and_a_removed_row_made_with_the_triggers_dropped(s
     assert text_out.exit_code == 1 and "BROKEN at row 3" in text_out.output
 
 
+def test_a_log_cut_short_is_found_against_a_head_noted_earlier(store_url, engine, monkeypatch):
+    sessions = make_session_factory(store_url)
+    for n in range(3):
+        audit.record(sessions, "cli:a", "pause", n=n)
+    noted = audit.verify(sessions)["head"]["hash"]
+    with engine.begin() as conn:
+        _lift_triggers(conn)
+        conn.execute(text("DELETE FROM audit_log WHERE id = 3"))
+    assert audit.verify(sessions)["ok"]  # a shorter chain still holds by itself ...
+    monkeypatch.setenv("TUESDAY_DATABASE_URL", store_url)
+    cut = CliRunner().invoke(main, ["audit", "--verify", "--expect", noted], catch_exceptions=False)
+    assert cut.exit_code == 1 and "removed from the end" in cut.output  # ... but not against the head noted
+
+
 def test_two_writers_at_once_never_fork_the_chain(store_url):
     sessions = make_session_factory(store_url)
     errors = []

@@ -108,12 +108,14 @@ def base_withdraw(rt: Runtime, name: str, by: str, reason: str) -> None:
 @click.option("--action", help="Only this action (or its family: 'base' matches base.approve).")
 @click.option("--verify", is_flag=True, help="Walk the hash chain instead: name the first broken row (exit 1), "
                                               "or print the head to note.")
+@click.option("--expect", metavar="HASH", help="With --verify: a head hash noted earlier that the chain must still "
+                                               "reach (finds rows removed from the end).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def audit(rt: Runtime, limit: int, action: str | None, verify: bool, as_json: bool) -> None:
+def audit(rt: Runtime, limit: int, action: str | None, verify: bool, expect: str | None, as_json: bool) -> None:
     """The audit log: every admin action, who and when (append-only, hash-chained)."""
     if verify:
-        result = audit_log.verify(rt.sessions)
+        result = audit_log.verify(rt.sessions, expect=expect)
         _echo(as_json, result, audit_log.verify_text(result))
         if not result["ok"]:
             raise click.exceptions.Exit(1)

@@ -135,10 +135,11 @@ def entries(sessions: sessionmaker[Session], *, limit: int = 50, action: str | N
                 for e, d in zip(rows, details)]
 
 
-def verify(sessions: sessionmaker[Session]) -> dict:
-    """Walk the chain oldest first; returns {ok, rows, head, broken} where broken names the first row whose
-    link (prev_hash) or own hash does not hold, and why."""
-    checked, prev, head = 0, GENESIS, None
+def verify(sessions: sessionmaker[Session], *, expect: str | None = None) -> dict:
+    """Walk the chain oldest first; returns {ok, rows, checked, head, broken} where broken names the first row
+    whose link (prev_hash) or own hash does not hold, and why. expect: a head hash noted earlier, which the
+    chain must still pass through (removing the newest rows leaves a shorter chain that holds otherwise)."""
+    checked, prev, head, seen = 0, GENESIS, None, expect is None
     with sessions() as session:
         total = int(session.scalar(select(func.count(AuditEntry.id))))
         after = 0
@@ -157,8 +158,13 @@ def verify(sessions: sessionmaker[Session]) -> dict:
                     return {"ok": False, "rows": total, "checked": checked, "head": head,
                             "broken": {"id": row.id, "why": "its content does not match its hash (it was edited)"}}
                 prev, head, checked = row.hash, {"id": row.id, "hash": row.hash}, checked + 1
+                seen = seen or row.hash == expect
             after = batch[-1].id
             session.expunge_all()
+    if not seen:
+        return {"ok": False, "rows": total, "checked": checked, "head": head,
+                "broken": {"id": None, "why": f"no row has the hash noted earlier ({expect[:16]}…): rows were removed "
+                                              "from the end of the log, or it was rebuilt"}}
     return {"ok": True, "rows": total, "checked": checked, "head": head, "broken": None}
 
 
@@ -169,6 +175,8 @@ def verify_text(result: dict) -> str:
         return (f"audit log intact: {result['checked']} row(s) chained; head row {result['head']['id']} "
                 f"hash {result['head']['hash']} (note it: a later check that finds it proves no row before it changed)")
     broken = result["broken"]
+    if broken["id"] is None:
+        return f"audit log BROKEN: {broken['why']}. {result['checked']} row(s) chained"
     return (f"audit log BROKEN at row {broken['id']}: {broken['why']}. {result['checked']} row(s) before it hold"
             + (f" (up to row {result['head']['id']})" if result["head"] else ""))
 

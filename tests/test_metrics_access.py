@@ -138,7 +138,7 @@ def test_a_slow_or_failing_refresh_never_holds_a_scrape(served, caplog):  # noqa
         started = time.perf_counter()
         for _ in range(5):  # while the refresh hangs, every scrape answers the last values at once
             assert suggested(scrape(registry).decode()) == before
-        assert time.perf_counter() - started < 2.0
+        assert time.perf_counter() - started < 5.0  # not the 20 s the refresh hangs (a shared CPU is slow)
     finally:
         release.set()
     assert collector.wait_idle(10) and collector.failures == 1
@@ -163,7 +163,7 @@ def test_a_first_scrape_waits_at_most_the_bound(served):  # noqa: F811
         took = time.perf_counter() - started
     finally:
         release.set()
-    assert 0.25 <= took < 2.0
+    assert 0.25 <= took < 5.0  # the 0.3 s bound, not the 20 s the computation hangs
     m = families(text)
     assert "tuesday_suggestions" not in m and samples(m["tuesday_metrics_age_seconds"]) == {(): -1.0}
     assert samples(m["tuesday_redis_up"]) == {(): 1.0}

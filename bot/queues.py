@@ -104,15 +104,15 @@ class Queues:
             self.connection.ping()
         except (AuthenticationError, ResponseError) as exc:
             if not self.connection.connection_pool.connection_kwargs.get("password"):
-                raise QueueUnreachable(f"Redis at {self.address} wants a password: put it in TUESDAY_REDIS_URL "
+                raise QueueRefused(f"Redis at {self.address} wants a password: put it in TUESDAY_REDIS_URL "
                                        "(rediss://:PASSWORD@host:port/db)") from None
             if isinstance(exc, AuthenticationError) or "WRONGPASS" in str(exc):
-                raise QueueUnreachable(f"Redis at {self.address} refused the password in TUESDAY_REDIS_URL") from None
+                raise QueueRefused(f"Redis at {self.address} refused the password in TUESDAY_REDIS_URL") from None
             raise QueueUnreachable(f"Redis at {self.address} answered an error ({type(exc).__name__})") from None
         except RedisConnectionError as exc:
             tls = isinstance(exc.__context__, ssl.SSLError) or "SSL" in str(exc) or "certificate" in str(exc)
             if tls:
-                raise QueueUnreachable(f"Redis at {self.address}: the TLS handshake failed ({_first_line(exc)}); "
+                raise QueueRefused(f"Redis at {self.address}: the TLS handshake failed ({_first_line(exc)}); "
                                        "check TUESDAY_REDIS_CA_FILE against the server's certificate, and TUESDAY_REDIS_CERT_FILE and "
                                        "_KEY_FILE where the server asks for a client certificate") from None
             hint = ("" if self.tls else "; if the server speaks only TLS, use a rediss:// URL")
@@ -183,6 +183,10 @@ class Queues:
 
 class QueueUnreachable(TuesdayError):
     """Redis cannot be used: unreachable, the wrong password, or TLS on one side only."""
+
+
+class QueueRefused(QueueUnreachable):
+    """Redis answered and refused this client (its password, or the TLS handshake): a setting to fix, not an outage."""
 
 
 def tls_options(settings: Settings) -> dict:

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -20,6 +21,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from bot.queues import QueueConfigError, Queues, QueueUnreachable, SchedulerThread
+from bot.cli.main import main
 from bot.settings import Settings
 from bot.worker.jobs import worker
 
@@ -173,3 +175,15 @@ def test_a_wrong_setting_fails_with_a_clear_error(tls_redis, certs, monkeypatch)
     monkeypatch.setenv("TUESDAY_REDIS_CA_FILE", str(Path(certs["ca"]).parent / "missing.crt"))
     with pytest.raises(QueueConfigError, match="TUESDAY_REDIS_CA_FILE: no file"):
         Queues.from_settings(Settings())
+
+
+def test_a_worker_with_a_refused_password_stops_and_says_why(tls_redis, certs, monkeypatch):
+    """`tuesday worker` does not retry a setting: a wrong password ends it with one clear line and exit 1."""
+    tls_env(monkeypatch, certs, tls_redis, password="wrong-password")
+    result = CliRunner().invoke(main, ["worker", "--queue", "writeback", "--burst"])
+    assert result.exit_code == 1, result.output
+    assert f"Redis at rediss://127.0.0.1:{tls_redis}/0 refused the password in TUESDAY_REDIS_URL" in result.output
+    assert "wrong-password" not in result.output
+    tls_env(monkeypatch, certs, tls_redis)
+    result = CliRunner().invoke(main, ["worker", "--queue", "writeback", "--burst"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output  # the right one works

@@ -85,7 +85,7 @@ def exit_on_sigterm() -> None:
 @click.pass_obj
 def worker(rt: Runtime, queue_name: str, burst: bool) -> None:
     """Run jobs from a queue: suggestions on CPU, or training on a GPU node."""
-    from bot.queues import Queues
+    from bot.queues import QueueRefused, Queues, QueueUnreachable
     from bot.worker.jobs import worker as tuesday_worker
 
     # Jobs build their dependencies from TUESDAY_* variables; hand them --data-dir/--task too.
@@ -97,6 +97,13 @@ def worker(rt: Runtime, queue_name: str, burst: bool) -> None:
         # (an embedded Redis), so a SIGTERM meanwhile leaves nothing behind.
         warm_detector()
     queues = Queues.from_settings(rt.settings)
+    try:
+        queues.check()  # a refused password or TLS on one side only is a setting to fix: say which, and stop
+    except QueueRefused:
+        queues.close()
+        raise
+    except QueueUnreachable as exc:  # an outage: the loop below works once Redis answers
+        log.warning("%s; working once it answers", exc)
     # The GPU node holds no SQL credentials: only hosts that work "control" touch the store.
     upkeep = None
     if "control" in names:

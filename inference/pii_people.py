@@ -62,20 +62,26 @@ PARTICLE = r"(?:al|el|bin|bint|ibn|ben|de|del|della|der|den|di|da|das|do|dos|du|
 NAME = r"(?P<name>" + NAME_WORD + r"(?:[ ](?:" + PARTICLE + r"[ ]){0,2}" + NAME_WORD + r"){0,3}+)"
 GREETING = r"(?i:hi|hello|hey|hiya|greetings|dear[ ]\w{1,20}|good[ ](?:morning|afternoon|evening|day))"
 OPENING = r"(?:^|\n|(?<![\w])" + GREETING + r"[,!.]?[ ]{1,2})"
-SIGN_OFF = (r"(?<![\w])(?i:regards|thanks|thank[ ]you|thank[ ]u|thx|cheers|sincerely|best|best[ ]wishes|warmly|"
-            r"yours|tia)(?:[ ][a-z]{1,10}){0,3}[,!.]?")
+# A thanking word may take a few more ("Thanks a lot,", "Thanks in advance,"); a closing word ("Best", "Cheers")
+# must end with a comma or the line ("Best Practices" is a title). After a "." the name starts a new line
+# ("... best practices. Additionally, ..." names no one).
+SIGN_OFF = (r"(?<![\w])(?:(?i:regards|thanks|thank[ ]you|thank[ ]u|thx|tia)(?:[ ][a-z]{1,10}){0,3}"
+            r"(?:[,!]?[ ]{1,2}|[,!.]?[ ]*\n[ ]{0,4})"
+            r"|(?i:cheers|sincerely|best|best[ ]wishes|warmly|yours|yours[ ]truly)(?:[,!][ ]{1,2}|[,!.]?[ ]*\n[ ]{0,4}))")
 ENDS_LINE = r"(?=[ ]*(?:\n|\Z|[.!](?:[ ]*(?:\n|\Z))|,))"  # the name ends its line (a role or a town may follow)
 # Where tickets name their writer, as openings and sign-offs are really written. Each is measured on its own
 # (bench.pii's per-context table): the model alone missed names in some of them every time.
 NAME_CONTEXTS = {
     "title": r"(?<![\w])(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof)\.?[ ]" + NAME,
-    "my name is": r"(?<![\w])(?i:my[ ]name[ ]is|my[ ]name's|name:?|on[ ]behalf[ ]of|attention:?|attn:?)[ ]{1,2}" + NAME,
+    # "attention" in lower case only: "Immediate Attention Needed:" opens many a subject line
+    "my name is": (r"(?<![\w])(?:(?i:my[ ]name[ ]is|my[ ]name's|name:?|on[ ]behalf[ ]of|attn:?)|attention:?)[ ]{1,2}"
+                   + NAME),
     "i am": (r"(?<![\w])(?i:i[ ]am|i'm|i\u2019m)[ ]" + NAME
              + r"(?=[ ]*(?:[,.!;]|\n|\Z|[ ](?:from|and|here|with|at)\b))"),
     "this is, from": r"(?<![\w])(?i:this[ ]is|it's|it[ ]is)[ ]" + NAME + r"(?=[ ](?:from|at|with|of|here|calling)\b)",
     "greeting, this is": OPENING + r"(?i:this[ ]is|it's|it[ ]is)[ ]" + NAME + r"(?=[ ]*(?:[,.!;:]|\n|\Z))",
     "here": OPENING + NAME + r"(?=[ ]here\b)",
-    "sign-off": SIGN_OFF + r"(?:[ ]{1,2}|[ ]*\n[ ]{0,4})" + NAME + ENDS_LINE,
+    "sign-off": SIGN_OFF + NAME + ENDS_LINE,
     "dash": r"(?:^|\n|[.!?][ ]{1,2})(?:--?|[\u2013\u2014~])[ ]?" + NAME + r"(?=[ ]*(?:,[^\n]{0,60})?(?:\n|\Z))",
 }
 BULLET = re.compile(r"[ ]*(?:[-*\u2022\u2013\u2014]|\d{1,2}[.)])[ ]")
@@ -123,7 +129,9 @@ NOT_NAMES = {"hi", "hello", "hey", "dear", "thanks", "thank", "regards", "cheers
              "the", "my", "our", "your", "all", "everyone", "sent", "from", "department", "dept", "office", "desk",
              "helpdesk", "service", "services", "success", "sales", "billing", "accounts", "payable", "receivable",
              "finance", "operations", "management", "hr", "it", "staff", "crew", "iphone", "android", "samsung",
-             "galaxy", "windows", "outlook", "microsoft", "apple", "google", "again", "advance"}
+             "galaxy", "windows", "outlook", "microsoft", "apple", "google", "again", "advance",
+             # sign-off words themselves: "Thank you for your support. Sincerely," names no one
+             "sincerely", "best", "kind", "warm", "warmly", "yours", "respectfully", "cordially", "faithfully"}
 # A last word that makes it a company ("this is Priya from Kochi Exports"): the model takes some for people.
 COMPANY_WORDS = {"exports", "imports", "energy", "tools", "solutions", "logistics", "systems", "foods", "freight",
                  "steel", "parts", "coffee", "travel", "marine", "textiles", "games", "group", "corp", "corporation",

@@ -59,6 +59,10 @@ def test_the_full_detector_masks_them(context):
     "Hi, this is Ticket 70012 again.",
     "Best regards,\nCustomer Success Team",
     "The username is Report.",
+    "Thank you for your support. Sincerely,\n[Your Name]",
+    "Immediate Attention Needed: Multiple Devices Down",
+    "Hospital System Security Best Practices\n\nCustomer Support,",
+    "integration tips and best practices. Additionally, I would like a demo.",
 ])
 def test_teams_products_and_lists_are_not_names(text):
     assert NamePatternRecognizer().analyze(text, ["PERSON"]) == []

@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from sqlalchemy import create_engine, inspect, select, text
 
 from bot.cli.main import main
+from bot.helpdesk.outbox import ensure_write_back
 from bot.runtime import Runtime
 from bot.settings import Settings
 from bot.store import audit
@@ -155,12 +156,14 @@ def test_a_forgotten_ticket_is_found_nowhere(probe_env, demo_rows, tmp_path):
                                   text=_text(word, holdout, fraction), requester="Kim")
         assert in_holdout(ticket.model_text, fraction) == holdout
         with rt.sessions() as session:
-            suggestion = add_suggestion(session, ticket.id, Prediction(label="new_claim", confidence=0.9,
-                                                                       probabilities={"new_claim": 0.9}),
-                                        threshold=0.5, task=DEMO_TASK)
-        # Two reviewers disagree; a manager settles it with a reason that quotes the ticket.
-        record_feedback(rt.sessions, suggestion_id=suggestion.id, action="accept", label=None, user_id="U1",
-                        why=f"{word} is a new claim", labels=rt.task.labels)
+            suggestion = add_suggestion(session, ticket.id, Prediction(
+                label="new_claim", confidence=0.9, probabilities={"new_claim": 0.9},
+                reason=f"The customer reports a burst {word}."), threshold=0.5, task=DEMO_TASK)
+        # Two reviewers disagree (the first one's decision, with its reason, is to be written back to the
+        # helpdesk); a manager settles it with a reason that quotes the ticket.
+        first, _ = record_feedback(rt.sessions, suggestion_id=suggestion.id, action="accept", label=None,
+                                   user_id="U1", why=f"{word} is a\nnew claim", labels=rt.task.labels)
+        ensure_write_back(rt.sessions, first.id)
         record_feedback(rt.sessions, suggestion_id=suggestion.id, action="change", label="hand_off", user_id="U2",
                         why=f"{word} needs a person", labels=rt.task.labels)
         with rt.sessions() as session:
@@ -180,7 +183,8 @@ def test_a_forgotten_ticket_is_found_nowhere(probe_env, demo_rows, tmp_path):
     splits = {row["id"]: row["split"] for row in version_rows(rt.registry, v1)}
     assert splits[f"feedback:ticket-{tickets[HELD].id}"] == "holdout"
     assert splits[f"feedback:ticket-{tickets[TRAINED].id}"] == "train"
-    assert "audit_texts.text" in _found_in_sql(rt.settings.store_url, words)
+    assert {"audit_texts.text", "suggestions.reason", "writeback_outbox.note"} <= set(_found_in_sql(rt.settings.store_url,
+                                                                                                  words))
     in_store = _found_in_store(rt, words)
     assert any(k.endswith("review.json") for k in in_store) and any(k.endswith("evidence.jsonl") for k in in_store)
     assert any(k.endswith("drift.json") for k in in_store) and any(k.startswith("snapshots/") for k in in_store)
@@ -198,6 +202,7 @@ def test_a_forgotten_ticket_is_found_nowhere(probe_env, demo_rows, tmp_path):
         assert not any(w in answer.lower() for w in words)  # counts and keys, never the text
     held, trained = (json.loads(a) for a in answers)
     assert held["purged"]["versions"]["v1"] == ["review.json", "snapshot"] and held["audit_texts_removed"] == 1
+    assert held["model_reasons_removed"] == 1 and held["write_back_notes_scrubbed"] == 1
     assert set(trained["purged"]["versions"]["v1"]) >= {"evidence.jsonl", "evidence.npy", "drift.json", "snapshot"}
     assert len(held["purged"]["host_files"]) == 1
 

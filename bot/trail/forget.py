@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from bot.store import audit
@@ -29,6 +29,7 @@ from bot.store.base import FORGOTTEN_TEXT
 from bot.store.examples import Example
 from bot.store.feedback import Feedback, feedback_example_id
 from bot.store.masking import drop_door_texts
+from bot.store.outbox import WriteBack
 from bot.store.tickets import FULL, Suggestion, Ticket
 from bot.store.trail import Forgotten
 from bot.trail.purge import purge_host, purge_store
@@ -36,6 +37,9 @@ from bot.trail.snapshots import version_rows
 from inference.artifacts import ArtifactError
 from inference.errors import TuesdayError
 from inference.redaction import RedactionError
+
+
+WHY_PREFIX = "Why: "  # where a write-back's note quotes the reviewer, to its end (bot.helpdesk.adapters.decision_note)
 
 
 class ForgetError(TuesdayError):
@@ -100,6 +104,7 @@ def forget(runtime, ref: str, *, by: str, source: str | None = None) -> dict:
                                                               Feedback.why.is_not(None))):
                 row.why, reasons = None, reasons + 1
         scrubbed = _scrub_evidence(session, keys)
+        model_reasons, notes = _scrub_copies(session, ticket_ids)
         audit_texts = audit.forget_texts(session, [f"example:{e.id}" for e in examples])
         audit.record(session, by, "forget", ref, source=source, examples=len(examples), versions=versions)
         session.commit()
@@ -121,6 +126,7 @@ def forget(runtime, ref: str, *, by: str, source: str | None = None) -> dict:
                  versions=purged["versions"], host_files=len(purged["host_files"]))
     return {"ticket": ref, "tickets": len(ticket_ids), "examples": sorted(keys), "reasons_removed": reasons,
             "door_texts_removed": unmasked, "audit_texts_removed": audit_texts,
+            "model_reasons_removed": model_reasons, "write_back_notes_scrubbed": notes,
             "evidence_scrubbed": scrubbed, "versions": versions, "purged": purged}
 
 
@@ -154,6 +160,22 @@ def _versions_that_saw(registry, keys: set[str], texts: set[str]) -> list[dict]:
     return seen
 
 
+def _scrub_copies(session: Session, ticket_ids: list[int]) -> tuple[int, int]:
+    """The tickets' text where it was copied: the model's generated reason on each of their suggestions (it may
+    quote the ticket), and the reviewers' reasons in the notes their write-backs carry (a pending one then writes
+    the note without them). Returns (reasons blanked, notes scrubbed)."""
+    if not ticket_ids:
+        return 0, 0
+    reasons = session.execute(update(Suggestion).where(Suggestion.ticket_id.in_(ticket_ids), Suggestion.reason != "")
+                              .values(reason="")).rowcount
+    notes = 0
+    for row in session.scalars(select(WriteBack).where(WriteBack.ticket_id.in_(ticket_ids), WriteBack.note != "")):
+        kept = row.note.split(f"\n{WHY_PREFIX}", 1)[0]  # the reason is the note's last part, and may span lines
+        if kept != row.note:
+            row.note, notes = kept, notes + 1
+    return reasons, notes
+
+
 def _scrub_evidence(session: Session, keys: set[str]) -> int:
     """Blank the forgotten rows' text where suggestions showed them as evidence; returns how many suggestions."""
     changed = 0
@@ -173,7 +195,9 @@ def _scrub_evidence(session: Session, keys: set[str]) -> int:
 def forget_text(result: dict) -> str:
     lines = [f"forgot {result['ticket']}: {result['tickets']} ticket(s), {len(result['examples'])} labelled example(s) "
              f"removed ({', '.join(result['examples']) or 'none'}), {result['reasons_removed']} reviewer reason(s) "
-             f"removed, evidence blanked in {result['evidence_scrubbed']} suggestion(s)"
+             f"removed, evidence blanked in {result['evidence_scrubbed']} suggestion(s), the model's reason on "
+             f"{result['model_reasons_removed']} and the reviewers' in {result['write_back_notes_scrubbed']} "
+             "write-back note(s) removed"
              + (", its text dropped before the worker's masking stage read it" if result["door_texts_removed"] else "")
              + (f", {result['audit_texts_removed']} settlement reason(s) blanked"
                 if result["audit_texts_removed"] else "")

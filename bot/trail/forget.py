@@ -3,8 +3,8 @@
 What goes: the text, subject and requester of the ticket (and the door's copy, if the worker's
 masking stage has not run yet); the text and reasons of its training example (and of any imported
 example under the same id), which the training-rows rule then leaves out; the reviewers' written
-reasons on it; its text where another ticket's suggestion
-showed it as evidence. What stays: the rows themselves (ids, labels, clicks, times), so counts
+reasons on it (and in the notes its write-backs carry); the model's generated reason on its suggestions;
+its text where another ticket's suggestion showed it as evidence. What stays: the rows themselves (ids, labels, clicks, times), so counts
 and the audit trail still add up, no later row takes their ids, and a redelivered webhook or a
 re-import finds them and stores nothing again. A settlement's reason on its example (kept in
 audit_texts, never in the hash-chained audit log) is blanked.

@@ -1,5 +1,9 @@
 """Presidio recognizers for people and places: street addresses (patterns) and names (patterns and spaCy).
 
+The name patterns read the openings and sign-offs tickets use ("Hello, this is NAME from COMPANY.", "my name
+is NAME", "Regards, NAME", "Thanks,\\nNAME", "- NAME"), with name words in any Latin script, so that a name the
+model does not know (it kept a common South Asian first name in "this is NAME from" every time) is masked.
+
 Linear in the text like the rest (inference/pii_recognizers.py): bounded or possessive repeats only.
 """
 
@@ -67,7 +71,8 @@ OPENING = r"(?:^|\n|(?<![\w])" + GREETING + r"[,!.]?[ ]{1,2})"
 # ("... best practices. Additionally, ..." names no one).
 SIGN_OFF = (r"(?<![\w])(?:(?i:regards|thanks|thank[ ]you|thank[ ]u|thx|tia)(?:[ ][a-z]{1,10}){0,3}"
             r"(?:[,!]?[ ]{1,2}|[,!.]?[ ]*\n[ ]{0,4})"
-            r"|(?i:cheers|sincerely|best|best[ ]wishes|warmly|yours|yours[ ]truly)(?:[,!][ ]{1,2}|[,!.]?[ ]*\n[ ]{0,4}))")
+            r"|(?i:cheers|sincerely|best|best[ ]wishes|warmly|yours|yours[ ]truly)"
+            r"(?:[,!][ ]{1,2}|[,!.]?[ ]*\n[ ]{0,4}))")
 ENDS_LINE = r"(?=[ ]*(?:\n|\Z|[.!](?:[ ]*(?:\n|\Z))|,))"  # the name ends its line (a role or a town may follow)
 # Where tickets name their writer, as openings and sign-offs are really written. Each is measured on its own
 # (bench.pii's per-context table): the model alone missed names in some of them every time.
@@ -98,7 +103,8 @@ def _in_a_list(text: str, start: int, end: int) -> bool:
 
 class NamePatternRecognizer(LocalRecognizer):
     """Names a pattern can see without a model: after Mr/Ms/Dr, 'my name is', 'this is ... from', a greeting's
-    'this is', 'NAME here', a sign-off ('Regards, NAME', 'Thanks,\\nNAME') or a dash ('- NAME') ending the ticket."""
+    'this is', 'NAME here', a sign-off ('Regards, NAME', 'Thanks,\\nNAME'), or a dash ('- NAME') opening a line
+    or following a sentence, the name ending its line, outside a list."""
 
     PATTERNS = {context: regex.compile(pattern, regex.DOTALL) for context, pattern in NAME_CONTEXTS.items()}
 

@@ -159,6 +159,7 @@ def test_a_purge_cut_short_says_so_and_the_same_forget_finishes_it(tmp_path):
     from bot.settings import Settings
     from bot.store import audit
     from bot.store.examples import Example
+    from bot.trail.forget import forgotten_generation
     from inference.redaction import redact_snapshot, snapshot_key
 
     rt = Runtime(Settings())
@@ -178,6 +179,8 @@ def test_a_purge_cut_short_says_so_and_the_same_forget_finishes_it(tmp_path):
     with rt.sessions() as session:  # the SQL part is done
         assert session.scalar(select(Example.text).where(Example.external_id == "e1")) == "[forgotten]"
     assert [e["action"] for e in audit.entries(rt.sessions, action="forget")] == ["forget"]
+    # Serving workers are not told to reload until the files are rewritten (they would load the old ones).
+    assert forgotten_generation(rt.sessions) is None
 
     blocked.rmdir()
     again = CliRunner().invoke(main, ["forget", "demo:e1", "--by", "dana", "--json"], catch_exceptions=False)
@@ -185,3 +188,7 @@ def test_a_purge_cut_short_says_so_and_the_same_forget_finishes_it(tmp_path):
     assert len(json.loads(again.stdout)["purged"]["snapshots"]) == 1  # found by its id: the text is gone from SQL
     assert all("grumblewort" not in rt.registry.store.get_bytes(k).decode() for k in rt.registry.store.list(""))
     assert [e["action"] for e in audit.entries(rt.sessions, action="forget")] == ["forget.purge", "forget", "forget"]
+    told = forgotten_generation(rt.sessions)
+    assert told is not None
+    CliRunner().invoke(main, ["forget", "demo:e1", "--by", "dana"], catch_exceptions=False)
+    assert forgotten_generation(rt.sessions) not in (None, told)  # each purge tells them again

@@ -20,16 +20,19 @@ answer lists what was purged by counts and keys, never the text.
 from __future__ import annotations
 
 import json
+import uuid
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import select, text, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bot.store import audit
-from bot.store.base import FORGOTTEN_TEXT
+from bot.store.base import FORGOTTEN_TEXT, utc_now
 from bot.store.examples import Example
 from bot.store.feedback import Feedback, feedback_example_id
 from bot.store.masking import drop_door_texts
 from bot.store.outbox import WriteBack
+from bot.store.runs import Flag
 from bot.store.tickets import FULL, Suggestion, Ticket
 from bot.store.trail import Forgotten
 from bot.trail.purge import purge_host, purge_store
@@ -39,6 +42,7 @@ from inference.errors import TuesdayError
 from inference.redaction import RedactionError
 
 
+PURGED_FLAG = "forget.purged"  # control_flags row, a new value after every purge (forgotten_generation)
 WHY_PREFIX = "Why: "  # where a write-back's note quotes the reviewer, to its end (bot.helpdesk.adapters.decision_note)
 
 
@@ -122,19 +126,38 @@ def forget(runtime, ref: str, *, by: str, source: str | None = None) -> dict:
         why = str(exc) if isinstance(exc, TuesdayError) else type(exc).__name__
         raise ForgetError(f"'{ref}' is forgotten in the SQL store, but its copies in the files were not all purged "
                           f"({why}): run the same `tuesday forget` again to finish") from exc
-    audit.record(runtime.sessions, by, "forget.purge", ref, snapshots=len(purged["snapshots"]),
-                 versions=purged["versions"], host_files=len(purged["host_files"]))
+    _mark_purged(runtime.sessions, by, ref, purged)
     return {"ticket": ref, "tickets": len(ticket_ids), "examples": sorted(keys), "reasons_removed": reasons,
             "door_texts_removed": unmasked, "audit_texts_removed": audit_texts,
             "model_reasons_removed": model_reasons, "write_back_notes_scrubbed": notes,
             "evidence_scrubbed": scrubbed, "versions": versions, "purged": purged}
 
 
-def forgotten_generation(sessions) -> int:
-    """Changes with every ticket forgotten (the newest tombstone's id): a serving process that sees it change
-    loads its version again, with the rewritten evidence (bot.worker.predictors). One small SQL read."""
+def _mark_purged(sessions, by: str, ref: str, purged: dict) -> None:
+    """Audit the purge and move the purge flag on, together: serving processes reload after the files changed."""
+    for _ in range(2):
+        with sessions() as session:
+            flag = session.get(Flag, PURGED_FLAG)
+            if flag is None:
+                flag = Flag(name=PURGED_FLAG)
+                session.add(flag)
+            flag.value, flag.set_by, flag.set_at = uuid.uuid4().hex, by[:255], utc_now()
+            audit.record(session, by, "forget.purge", ref, snapshots=len(purged["snapshots"]),
+                         versions=purged["versions"], host_files=len(purged["host_files"]))
+            try:
+                session.commit()
+                return
+            except IntegrityError:  # another forget made the flag row at the same moment: update it instead
+                session.rollback()
+    raise ForgetError(f"'{ref}': the purge flag could not be set; run the same `tuesday forget` again")
+
+
+def forgotten_generation(sessions) -> str | None:
+    """Changes after every forget's purge of the files (the purge flag): a serving process that sees it change
+    loads its version again, with the rewritten evidence (bot.worker.predictors). One primary-key read."""
     with sessions() as session:
-        return int(session.scalar(select(func.max(Forgotten.id))) or 0)
+        flag = session.get(Flag, PURGED_FLAG)
+        return flag.value if flag is not None else None
 
 
 def is_forgotten(session: Session, source: str, external_id: str) -> bool:

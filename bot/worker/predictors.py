@@ -38,7 +38,7 @@ class PredictorCache:
                  check: Callable[[str], None] | None = None, recheck_s: float = APPROVALS_RECHECK_S,
                  clock: Callable[[], float] = time.monotonic, generation: Callable[[], object] | None = None):
         self._production_name, self._load = production_name, load
-        # generation: changes when a loaded version's files change under it (a forget rewrote its evidence);
+        # generation: changes when a loaded version's files changed under it (a forget rewrote its evidence);
         # the version is then loaded again, so no forgotten row stays in this process's memory.
         self._generation, self.generation = generation, None
         self._check, self._recheck_s, self._clock = check, recheck_s, clock

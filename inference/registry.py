@@ -38,6 +38,7 @@ PAPERS = ("task.yaml", "metrics.json", "config.json", "license.json", "MODEL_CAR
 DRIFT = "drift.json"
 # Create-only files added after commit (Registry.add_paper): the review sheet and the promotion sign-off.
 REVIEW, SIGNOFF = "review.json", "signoff.json"
+RESULT = "result.json"  # the train job's summary as the training host wrote it; the gate reads this, not Redis
 
 
 @dataclass(frozen=True)

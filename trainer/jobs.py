@@ -19,7 +19,7 @@ from inference.base_models import smollm2_gguf
 from inference.evaluation import evaluate
 from inference.job_signing import verify_job
 from inference.pii import refuse_pii
-from inference.registry import REVIEW
+from inference.registry import RESULT, REVIEW
 from inference.serving import load_predictor
 from inference.settings import NodeSettings
 from inference.snapshot import download, read_snapshot
@@ -126,7 +126,7 @@ def train_candidate(snapshot_key: str, snapshot_sha256: str, task_key: str, task
             "total_s": time.perf_counter() - started_wall, "cpu_s": time.process_time() - started_cpu}
     # The bucket holds the version now; a training host that kept every build would fill its disk.
     shutil.rmtree(version.path, ignore_errors=True)
-    return {"version": version.name, "metrics": metrics, "production": production,
+    result = {"version": version.name, "metrics": metrics, "production": production,
             "production_metrics": production_metrics, "timings": manifest["timings"],
             "training": manifest["training"], "family": manifest["family"], "choice": manifest["choice"],
             "families": {name: {"metrics": part.get("metrics"), "calibration": part.get("calibration"),
@@ -135,6 +135,10 @@ def train_candidate(snapshot_key: str, snapshot_sha256: str, task_key: str, task
             "calibration": manifest["calibration"], "snapshot": snapshot_key, "run": run_id,
             "data_approval": data_approval, "review": review_key, "cost": cost,
             "label_changes": label_changes if label_changes and any(label_changes.values()) else None}
+    # Create-only beside the version: the control side gates on this copy, so a result rewritten in
+    # Redis (whoever can write there) cannot name another version or change the numbers.
+    registry.add_paper(version.name, RESULT, json.dumps(result, sort_keys=True).encode("utf-8"))
+    return result
 
 
 def _device(config) -> str:

@@ -9,6 +9,7 @@ The SQL store, the production pointer and the Slack token stay on the CPU side.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from datetime import datetime, timezone
@@ -41,11 +42,37 @@ from bot.store import audit
 from bot.store.base import as_utc
 from bot.store.runs import active_run, active_runs, finish_run, get_run, is_paused, record_snapshot, start_run
 from bot.trail.bases import approved_licenses
-from inference.errors import TuesdayError
+from inference.errors import RegistryError, TuesdayError
+from inference.registry import RESULT
 
 log = logging.getLogger(__name__)
 
 RESULT_TTL_S = 7 * 24 * 3600  # the train job's summary waits this long for its gate job
+
+
+class UntrustedResult(TuesdayError):
+    """The train job's result in Redis names no version this run trained."""
+
+
+def stored_result(runtime: Runtime, said, run_id: int) -> dict:
+    """The train job's result as the training host stored it beside its version (create-only), not as Redis holds it.
+
+    Only the version's name is taken from Redis; the version's manifest and its result must both name this
+    run (the run id reached the GPU node in the signed job), so a rewritten result cannot promote another
+    version or better numbers.
+    """
+    name = said.get("version") if isinstance(said, dict) else None
+    try:
+        raw = runtime.registry.paper(name, RESULT) if isinstance(name, str) else None
+        manifest_run = runtime.registry.get(name).manifest.get("run") if raw is not None else None
+    except RegistryError:
+        raw = manifest_run = None
+    if raw is None:
+        raise UntrustedResult("the train job's result names no version with a stored result; nothing was gated")
+    stored = json.loads(raw)
+    if stored.get("run") != run_id or manifest_run != run_id or stored.get("version") != name:
+        raise UntrustedResult(f"version {name} was not trained by run {run_id}; nothing was gated")
+    return stored
 
 
 def _fail(runtime: Runtime, slack: WebClient | None, run_id: int, error: str, production_before: str | None):
@@ -142,7 +169,10 @@ def conclude_run(runtime: Runtime, queues: Queues, slack: WebClient | None, run_
         return _fail(runtime, slack, run_id, "the train job's result is no longer in Redis", production_before).to_dict()
     if job.get_status() != "finished":
         return _fail(runtime, slack, run_id, _train_error(job), production_before).to_dict()
-    summary = job.return_value()
+    try:
+        summary = stored_result(runtime, job.return_value(), run_id)
+    except UntrustedResult as exc:
+        return _fail(runtime, slack, run_id, str(exc), production_before).to_dict()
     try:
         verdict = gate_and_route(runtime, summary, by=promoted_by(run), note=f"retrain run {run_id}")
     except BaseException as exc:

@@ -29,6 +29,8 @@ def isolated_env(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("TUESDAY_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("TUESDAY_THREADS", "2")
+    # Clicks in tests train unless a test says otherwise (tests/test_labellers.py tests the default: held).
+    monkeypatch.setenv("TUESDAY_LABELLERS", "everyone")
     # Scrapes in tests need no token unless a test says otherwise (tests/test_metrics_access.py tests the default: closed).
     monkeypatch.setenv("TUESDAY_METRICS_OPEN", "true")
     one = tmp_path / "topic-task.yaml"

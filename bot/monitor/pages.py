@@ -16,7 +16,8 @@ from bot.monitor.charts import PALETTE, hbars, line_chart, stacked_bars
 
 # (name, path, title) of each page, in the navigation's order.
 PAGES = (("overview", "/dashboard", "Overview"), ("labels", "/dashboard/labels", "Labels"),
-         ("drift", "/dashboard/drift", "Drift"), ("versions", "/dashboard/versions", "Versions"))
+         ("drift", "/dashboard/drift", "Drift"), ("versions", "/dashboard/versions", "Versions"),
+         ("people", "/dashboard/people", "People"))
 WINDOWS = (7, 30, 90)  # days offered by the window switch (any 1..366 works in the address)
 
 STYLE = """
@@ -205,6 +206,20 @@ def labels_body(rows: list[dict]) -> str:
             "override rate = (changed + rejected) / reviewed; live precision = the label shown is the one the "
             "ticket ended with; unsafe confidence = shown above the abstain threshold, then changed or rejected.</p>")
     return graphs + body + note
+
+
+def people_body(rows: list[dict], labellers: str) -> str:
+    """Per person: clicks, corrections, held clicks and agreement with the others (bot.trail.labellers.people)."""
+    body = table(["person", "clicks", "changed or rejected", "trains the model", "held (not a labeller)",
+                  "agrees with others", "compared"],
+                 [[(who(r["user_name"]) if r["user_name"] else r["user_id"], ""), (num(r["clicks"]), "num"),
+                   (num(r["corrections"]), "num"), (num(r["trains"]), "num"), (num(r["held"]), "num"),
+                   (pct(r["agreement"]), "num"), (num(r["compared"]), "num")] for r in rows],
+                 ["warn" if r["held"] else "" for r in rows])
+    note = (f'<p class="muted">Labellers: {escape(labellers)}. A click from anyone else is held: shown on the ticket, '
+            "never trained on until a manager approves it (<code>/tuesday labellers</code>). Agrees with others = of "
+            "this person's clicks on tickets someone else also labelled, the share with the same label.</p>")
+    return (body if rows else '<p class="muted">Nobody clicked in this window.</p>') + note
 
 
 def drift_body(d: dict) -> str:

@@ -20,8 +20,6 @@ work on the machine shows there.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import os
 import random
@@ -30,6 +28,8 @@ import tempfile
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+
+from bench.monitor_load import _copy  # COPY of rows into PostgreSQL, shared with the monitoring bench
 
 PG_DB = "tuesday_bench_metrics"
 PG_SERVER = dict(host="127.0.0.1", port=5432, user="postgres")
@@ -94,15 +94,6 @@ def fill_sqlite(engine, tickets, suggestions, clicks) -> None:
         raw.commit()
     finally:
         raw.close()
-
-
-def _copy(cur, table: str, columns: list[str], data) -> None:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    for row in data:
-        writer.writerow(["\\N" if v is None else v for v in row])
-    buffer.seek(0)
-    cur.copy_expert(f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv, NULL '\\N')", buffer)
 
 
 def fill_postgresql(tickets, suggestions, clicks) -> None:

@@ -137,7 +137,9 @@ def add_examples(runtime, n: int, start: int = 0, at: datetime | None = None) ->
         session.commit()
 
 
-def fake_version(registry, macro_f1: float):
-    """A committed version with metrics only (enough for the registry, status and rollback)."""
+def fake_version(registry, macro_f1: float, run: int | None = None):
+    """A committed version with metrics only (enough for the registry, status and rollback); with `run`, as that
+    retrain run's candidate."""
     return registry.commit(registry.stage(), {"metrics": {"n": 40, "accuracy": macro_f1 + 0.1, "macro_f1": macro_f1,
-                                                          "handoff_recall": 0.5}, "files": {}})
+                                                          "handoff_recall": 0.5}, "files": {},
+                                              **({"run": run} if run is not None else {})})

@@ -21,6 +21,7 @@ from bot.web.app import create_app
 from bot.worker.jobs import worker as tuesday_worker
 from bot.worker.train_job import Heartbeat
 from bot.worker.upkeep import Upkeep
+from inference.registry import RESULT
 from tests.slash import ADMIN, MANAGER, Parts, env, fake_slack, fake_version  # noqa: F401
 from tests.test_web import GENERIC_SECRET, post_generic
 
@@ -92,10 +93,11 @@ def test_the_first_promotion_queues_the_waiting_tickets(parts):
     waiting = old_ticket(parts, 1, age=timedelta(seconds=1))
     run, _ = request_retrain(parts.runtime, parts.queues, MANAGER, "command")
     start_run(parts.runtime.sessions, run.id)
-    fake_version(parts.runtime.registry, 0.6)
-    summary = {"version": "v1", "production": None, "production_metrics": None,
+    fake_version(parts.runtime.registry, 0.6, run=run.id)
+    summary = {"version": "v1", "production": None, "production_metrics": None, "run": run.id,
                "metrics": {"n": 40, "accuracy": 0.7, "macro_f1": 0.6, "handoff_recall": 0.5}}
-    # the train job's result, as the GPU node leaves it in Redis
+    # the train job's result, as the GPU node stores it beside the version and leaves it in Redis
+    parts.runtime.registry.add_paper("v1", RESULT, json.dumps(summary).encode("utf-8"))
     parts.queues.train.enqueue_call("json.loads", args=(json.dumps(summary),), job_id=train_job_id(run.id))
     work(parts, "train")
     done = conclude_run(parts.runtime, parts.queues, None, run.id)

@@ -31,6 +31,7 @@ from bot.worker.jobs import worker as tuesday_worker
 from bot.worker.shadow_runner import ShadowRunner
 from bot.worker.suggest import Suggester
 from bot.worker.upkeep import Upkeep
+from inference.registry import RESULT
 from tests.slash import ADMIN, AGENT, GROUP, LEAD, MANAGER, GroupSlack, Parts, env  # noqa: F401
 from tests.test_suggest import NOTHING, copy_version
 from tests.demo_names import DEMO_TASK
@@ -49,10 +50,11 @@ def fake_slack():
     slack.stop()
 
 
-def served_copy(parts: Parts, trained_version, **calibration):
-    """The tiny trained model committed once more (next version name), routed by the given thresholds."""
+def served_copy(parts: Parts, trained_version, run: int | None = None, **calibration):
+    """The tiny trained model committed once more (next version name), routed by the given thresholds (and as
+    retrain run `run`'s candidate)."""
     return copy_version(parts.runtime.registry, trained_version[1],
-                        {"abstain_threshold": 0.0, "handoff_threshold": 0.0, **calibration})
+                        {"abstain_threshold": 0.0, "handoff_threshold": 0.0, **calibration}, run=run)
 
 
 @pytest.fixture
@@ -250,18 +252,21 @@ def trained_elsewhere(summary: dict) -> dict:
     return summary
 
 
-def gate_run(parts: Parts, version: str, *, by: str = MANAGER) -> RetrainRun:
-    """A retrain run whose training (on the GPU node) returned `version` as a candidate better than production on
-    the holdout; then its real gate job (conclude_run) on this CPU side."""
+def gate_run(parts: Parts, make_version, *, by: str = MANAGER) -> RetrainRun:
+    """A retrain run whose training (on the GPU node) built make_version(run id) and returned it as a candidate
+    better than production on the holdout; then its real gate job (conclude_run) on this CPU side."""
     with parts.runtime.sessions() as session:
         run = RetrainRun(task=DEMO_TASK, requested_by=by, trigger="command", status="queued", active=DEMO_TASK)
         session.add(run)
         session.commit()
     start_run(parts.runtime.sessions, run.id)
+    version = make_version(run.id).name
     headline = {"n": 40, "accuracy": 0.5, "macro_f1": 0.5, "handoff_recall": 0.5, "escalation_recall": 0.5}
     summary = {"version": version, "production": parts.runtime.production.name(),
                "metrics": {**headline, "macro_f1": 0.6}, "production_metrics": headline, "family": "decoder",
-               "choice": "only the decoder family was trained", "families": {}, "calibration": None}
+               "choice": "only the decoder family was trained", "families": {}, "calibration": None, "run": run.id}
+    # Stored beside the version as the GPU node stores it: the gate reads this copy, not Redis'.
+    parts.runtime.registry.add_paper(version, RESULT, json.dumps(summary).encode("utf-8"))
     parts.queues.enqueue("train", "tests.test_shadow.trained_elsewhere", job_id=train_job_id(run.id),
                          kwargs={"summary": summary})
     tuesday_worker(parts.queues, ["train"]).work(burst=True)
@@ -287,8 +292,8 @@ def gated(env, fake_slack, trained_version):
 def test_the_gate_holds_a_candidate_in_shadow_until_enough_is_labelled_then_promotes(gated, fake_slack,
                                                                                      trained_version):
     parts = gated
-    v2 = served_copy(parts, trained_version)  # the same model and thresholds: it agrees as often as production
-    run = gate_run(parts, v2.name)
+    # the same model and thresholds: it agrees as often as production
+    run = gate_run(parts, lambda run_id: served_copy(parts, trained_version, run=run_id))
     assert (run.status, run.candidate_version, run.production_before) == ("passed", "v2", "v1")
     assert json.loads(run.metrics)["shadow"]["status"] == "waiting"
     assert parts.runtime.production.name() == "v1"
@@ -330,12 +335,11 @@ def test_the_gate_holds_a_candidate_in_shadow_until_enough_is_labelled_then_prom
 @pytest.mark.slow
 def test_a_worse_candidate_is_kept_and_a_later_candidate_takes_the_shadow(gated, fake_slack, trained_version):
     parts = gated
-    v2 = served_copy(parts, trained_version, abstain_threshold=NOTHING)  # never shows a label
-    first = gate_run(parts, v2.name)
+    first = gate_run(parts, lambda run_id: served_copy(parts, trained_version, run_id, abstain_threshold=NOTHING))
     assert first.status == "passed" and shadow_state(parts.runtime)["version"] == "v2"
     # A second retrain passes the holdout gate meanwhile: its candidate takes the shadow, the first is closed.
-    v3 = served_copy(parts, trained_version, abstain_threshold=NOTHING)
-    second = gate_run(parts, v3.name, by=LEAD)
+    second = gate_run(parts, lambda run_id: served_copy(parts, trained_version, run_id, abstain_threshold=NOTHING),
+                      by=LEAD)
     assert second.status == "passed" and shadow_state(parts.runtime)["version"] == "v3"
     [closed] = settle(parts.runtime, slack_client(parts.settings))
     assert (closed["id"], closed["status"]) == (first.id, "kept")
@@ -359,8 +363,7 @@ def test_a_worse_candidate_is_kept_and_a_later_candidate_takes_the_shadow(gated,
 def test_with_sign_off_the_manager_signs_after_the_shadow_result(gated, fake_slack, trained_version, env):
     env.setenv("TUESDAY_PROMOTION_SIGNOFF", "true")
     parts = Parts(fake_slack)
-    v2 = served_copy(parts, trained_version)
-    run = gate_run(parts, v2.name)
+    run = gate_run(parts, lambda run_id: served_copy(parts, trained_version, run=run_id))
     assert run.status == "passed" and APPROVE not in json.dumps(fake_slack.calls_to("chat.postMessage")[0]["body"])
     with pytest.raises(SignOffRefused, match="v2 is still in shadow: 0 of the 3 live tickets"):
         approve(parts.runtime, run.id, by=f"slack:{MANAGER}")

@@ -42,14 +42,16 @@ def fake_slack():
 NOTHING = 1.0 + 1e-9  # a threshold above every confidence, as the calibrator writes it
 
 
-def copy_version(registry: Registry, version, calibration: dict | None = None):
+def copy_version(registry: Registry, version, calibration: dict | None = None, run: int | None = None):
     """Commit a copy of a trained version into another registry (it gets that registry's next name),
-    optionally with other calibrated thresholds."""
+    optionally with other calibrated thresholds, and as trained by retrain run `run`."""
     staging = registry.stage()
     shutil.copytree(version.path, staging, dirs_exist_ok=True)
     manifest = json.loads((version.path / "version.json").read_text())
     if calibration is not None:
         manifest["calibration"] = {**(manifest.get("calibration") or {}), **calibration}
+    if run is not None:
+        manifest["run"] = run
     return registry.commit(staging, manifest)
 
 

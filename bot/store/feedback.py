@@ -54,7 +54,7 @@ class Feedback(Base):
     # True when this label disagrees with an earlier feedback label on the same ticket.
     conflict: Mapped[bool] = mapped_column(Boolean, default=False)
     # Revision 0011: LABELLER, HELD, APPROVED or REJECTED; only LABELLER and APPROVED rows make training data.
-    trust: Mapped[str] = mapped_column(String(16), default=LABELLER, server_default=LABELLER, index=True)
+    trust: Mapped[str] = mapped_column(String(16), server_default=LABELLER, index=True)  # set on every insert
     trust_by: Mapped[str | None] = mapped_column(String(255), nullable=True)  # the manager who approved or rejected
     trust_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 

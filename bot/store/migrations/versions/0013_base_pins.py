@@ -24,5 +24,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("base_approvals") as batch:
-        batch.drop_column("files")
+    # A plain DROP COLUMN (SQLite 3.35+): a batch copy would leave its temporary table behind when a later
+    # step of the same downgrade refuses and SQLite's DDL is rolled back around it.
+    if "files" in {c["name"] for c in sa.inspect(op.get_bind()).get_columns("base_approvals")}:
+        op.execute("ALTER TABLE base_approvals DROP COLUMN files")

@@ -197,3 +197,38 @@ def test_with_the_setting_off_nothing_changes(runtime_env):
     assert shown.prior_id is None and shown.probs == pytest.approx(raw.probs)
     assert (shown.label, shown.confidence) == (raw.label, pytest.approx(raw.confidence))
     assert prior_line(prior_summary(off)) == "• label frequencies: not adjusted (setting off)"
+
+
+def test_a_label_the_model_never_learned_does_not_absorb_the_stream():
+    """A label with no training rows (new since training, or out of scope) keeps its training share: before, EM
+    moved the whole prior onto it (its weight live/train grew without bound) and every ticket got it."""
+    rng = np.random.default_rng(3)
+    means = np.array([[0.0, 0.0], [2.5, 0.0], [0.0, 2.5], [2.5, 2.5]])
+    live = np.array([0.4, 0.3, 0.2, 0.1])
+    y = rng.choice(4, size=5000, p=live)
+    x = means[y] + rng.normal(size=(len(y), 2))
+    logits = -0.5 * ((x[:, None, :] - means[None]) ** 2).sum(axis=-1)
+    learned = np.exp(logits - logits.max(axis=1, keepdims=True))
+    learned /= learned.sum(axis=1, keepdims=True)
+    unseen = rng.uniform(0.005, 0.05, size=len(y))  # a small, noisy probability on every ticket
+    probs = np.column_stack([learned * (1 - unseen[:, None]), unseen])
+    train = np.array([100, 100, 100, 100, 0.5])  # the fifth label: half a row, as label_priors counts none
+
+    found = estimate_prior(probs, train)
+    assert found[4] == pytest.approx(train[4] / train.sum(), rel=1e-6)  # kept at its training share
+    assert np.abs(found[:4] / found[:4].sum() - live).max() < 0.03  # the learned labels' skew is still found
+    adjusted = adjust(probs, train, found)
+    assert (adjusted.argmax(axis=1) == 4).mean() == 0.0
+    assert (adjusted.argmax(axis=1) == y).mean() >= (probs.argmax(axis=1) == y).mean()
+    # Re-weighting back from the live prior to the training one undoes it exactly (stored suggestions rely on it).
+    assert np.allclose(adjust(adjusted, found, train), probs)
+
+
+def test_no_weight_passes_its_bound():
+    from inference.priors import MAX_WEIGHT
+
+    probs = np.array([[0.5, 0.5]])
+    moved = adjust(probs, [0.5, 0.5], [0.999, 0.001])
+    # the rare label's weight 0.001/0.5 stops at 1/MAX_WEIGHT; the other's, 0.999/0.5, is within its bound
+    assert moved[0, 0] / moved[0, 1] == pytest.approx((0.999 / 0.5) * MAX_WEIGHT)
+    assert np.allclose(adjust(moved, [0.999, 0.001], [0.5, 0.5]), probs)

@@ -174,3 +174,27 @@ def test_tuesday_db_upgrade_and_current():
     assert json.loads(invoke("upgrade", "--json")) == {"from": None, "to": head, "adopted_versions": {}}
     assert invoke("upgrade") == f"schema at {head} (was {head})"
     assert json.loads(invoke("current", "--json")) == {"current": head, "head": head}
+
+
+def test_revision_0014_keeps_only_the_type_of_shadow_errors_stored_before_error_ids(engine):
+    """A failed shadow answer stored as "Type: message" (the message may quote a ticket) keeps its type only."""
+    from alembic import command
+
+    with engine.connect() as conn, conn.begin():
+        command.upgrade(_config(conn), "0013")
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO tickets (id, source, external_id, subject, text, created_at) "
+                          "VALUES (1, 't', '1', '', 'x', CURRENT_TIMESTAMP)"))
+        conn.execute(text("INSERT INTO suggestions (id, ticket_id, task, confidence, reason, model_version, "
+                          "probabilities, latency_ms, created_at) VALUES (1, 1, 'topic', 0.5, '', 'v1', '{}', 1.0, "
+                          "CURRENT_TIMESTAMP)"))
+        for sid, error in ((1, "ValueError: cannot tokenize 'my card 4111 was charged twice'"),
+                           (2, "RuntimeError (error id 1a2b3c4d)"), (3, None)):
+            conn.execute(text("INSERT INTO shadow_suggestions (id, suggestion_id, ticket_id, version, routing, error, "
+                              "latency_ms, created_at) VALUES (:id, 1, 1, :version, 'failed', :error, 0, CURRENT_TIMESTAMP)"),
+                         {"id": sid, "error": error, "version": f"v{sid + 1}"})
+    upgrade(engine)
+    with engine.connect() as conn:
+        kept = dict(conn.execute(text("SELECT id, error FROM shadow_suggestions ORDER BY id")).all())
+    assert kept == {1: "ValueError (stored before error ids; its message is not kept)",
+                    2: "RuntimeError (error id 1a2b3c4d)", 3: None}

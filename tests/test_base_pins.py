@@ -156,8 +156,8 @@ def test_other_bytes_under_an_approved_name_are_refused_before_training(store_ur
 
 
 def test_the_approved_content_trains_and_serves_until_its_approval_goes(bases, task, demo_rows, tmp_path):
-    from bot.store.tickets import add_ticket
-    from bot.worker.suggest import Suggester
+    from bot.store.tickets import Ticket, add_ticket
+    from bot.worker.suggest import Suggester, suggest_ticket
 
     gguf, folder = bases
     runtime = Runtime(Settings())
@@ -183,6 +183,12 @@ def test_the_approved_content_trains_and_serves_until_its_approval_goes(bases, t
     with pytest.raises(UnapprovedBase):
         suggester.run(ticket.id)
     suggester.close()
+    # As a queued job: the ticket waits for a model that may be served; the refusal is not counted against it
+    # (else every ticket arriving after a withdrawal would be given up on after TUESDAY_SUGGEST_MAX_ATTEMPTS).
+    with pytest.raises(UnapprovedBase):
+        suggest_ticket(ticket.id)
+    with runtime.sessions() as session:
+        assert (session.get(Ticket, ticket.id).attempts, session.get(Ticket, ticket.id).failed_at) == (0, None)
 
     # Approved again, but on other files under the same name: still refused.
     other = tmp_path / "other" / "tiny-bert"

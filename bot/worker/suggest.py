@@ -35,6 +35,7 @@ from bot.store.tickets import (
 from bot.worker.predictors import PredictorCache, Thresholds, load_version, serving_cache, version_task, version_thresholds
 from bot.worker.shadow_runner import ShadowRunner
 from inference.artifacts import ArtifactError
+from inference.base_models import UnapprovedBase
 from inference.errors import RegistryError, TuesdayError
 
 log = logging.getLogger(__name__)
@@ -226,8 +227,11 @@ def worker_suggester() -> Suggester:
 
 
 # Failures that are not the ticket's: the store, Redis, Slack, the network or the artifact store is down,
-# or no model can be loaded. They are retried without counting against the ticket.
-NOT_THE_TICKETS = (SQLAlchemyError, RedisError, SlackClientError, OSError, RegistryError, ArtifactError, TicketNotFound)
+# no model can be loaded, or the production model's base is no longer approved (an admin's decision: tickets
+# wait for a model that may be served, as they wait for a first one). They are retried without counting
+# against the ticket.
+NOT_THE_TICKETS = (SQLAlchemyError, RedisError, SlackClientError, OSError, RegistryError, ArtifactError, TicketNotFound,
+                   UnapprovedBase)
 
 
 def suggest_ticket(ticket_id: int) -> dict:

@@ -50,7 +50,8 @@ class Feedback(Base):
     label: Mapped[str] = mapped_column(String(128))
     why: Mapped[str | None] = mapped_column(Text, nullable=True)  # PII-masked
     model_version: Mapped[str] = mapped_column(String(64), default="")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    # Indexed (revision 0011): the flood alert and the People page read a window of recent clicks.
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now, index=True)
     # True when this label disagrees with an earlier feedback label on the same ticket.
     conflict: Mapped[bool] = mapped_column(Boolean, default=False)
     # Revision 0011: LABELLER, HELD, APPROVED or REJECTED; only LABELLER and APPROVED rows make training data.

@@ -24,6 +24,8 @@ def upgrade() -> None:
     op.add_column("feedback", sa.Column("trust_by", sa.String(length=255), nullable=True))
     op.add_column("feedback", sa.Column("trust_at", sa.DateTime(timezone=True), nullable=True))
     op.create_index("ix_feedback_trust", "feedback", ["trust"])
+    # The flood alert (every TUESDAY_ALERT_CHECK_MINUTES) and the People page read recent clicks by time.
+    op.create_index("ix_feedback_created_at", "feedback", ["created_at"])
 
 
 def downgrade() -> None:
@@ -36,6 +38,7 @@ def downgrade() -> None:
     if waiting:
         raise RuntimeError(f"{waiting} clicks are held or rejected (not training data); approve or delete them "
                            "before downgrading below revision 0011")
+    op.drop_index("ix_feedback_created_at", table_name="feedback")
     op.drop_index("ix_feedback_trust", table_name="feedback")
     for column in ("trust_at", "trust_by", "trust"):
         op.execute(f"ALTER TABLE feedback DROP COLUMN {column}")

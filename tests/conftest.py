@@ -4,16 +4,41 @@ from __future__ import annotations
 
 import json
 import os
+import weakref
 from pathlib import Path
 
 import pytest
 from redis import Redis
 from redis.exceptions import RedisError
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 
 from inference.task import Task, demo_examples_path, demo_task_path, load_task
 from tests.tiny_model import build_tiny_bert, build_tiny_llama
 
 TINY_CONFIG = {"epochs": 3, "batch_size": 8, "learning_rate": 0.05, "rank": 8, "alpha": 16, "dropout": 0.0}
+
+
+# Every engine that ever connected, so each test can let go of its idle connections when it ends.
+_ENGINES: weakref.WeakSet = weakref.WeakSet()
+
+
+@event.listens_for(Engine, "engine_connect")
+def _seen(connection) -> None:
+    _ENGINES.add(connection.engine)
+
+
+@pytest.fixture(autouse=True)
+def closed_connections():
+    """Each test's store engines close their pooled connections when it ends.
+
+    A test's Runtime, app and threads keep its engines reachable after the test, and each pool kept
+    its connections: a long run held dozens of idle PostgreSQL connections, and a later test that opens
+    many at once met "too many clients" (max_connections 100). dispose() closes the idle ones only; an
+    engine still in use opens new ones as it needs them."""
+    yield
+    for engine in list(_ENGINES):
+        engine.dispose()
 
 
 @pytest.fixture(autouse=True)

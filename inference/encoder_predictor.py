@@ -14,6 +14,7 @@ from inference.encoder_head import EncoderHead, unit
 from inference.errors import ModelError
 from inference.evidence import EvidenceIndex
 from inference.predictor import Suggestion, make_suggestion
+from inference.priors import VersionPrior
 from inference.stacking import Mix, TfidfBranch, knn_vote
 from inference.task import Task
 
@@ -118,18 +119,18 @@ class Evidence:
 
 class EncoderPredictor:
     """Label probabilities from the head over the ticket's embedding, mixed (inference.stacking) with
-    a TF-IDF branch and a nearest-neighbour vote where the version's holdout chose to; evidence from
-    the same embedding."""
+    a TF-IDF branch and a nearest-neighbour vote where the version's holdout chose to, then moved to the
+    version's label prior (inference.priors.VersionPrior) where it chose one; evidence from the same embedding."""
 
     def __init__(self, gguf_path: str | Path, head: EncoderHead, task: Task, *, version: str = "",
                  temperature: float = 1.0, index: EvidenceIndex | None = None, evidence_k: int = 3,
                  n_threads: int | None = None, tfidf: TfidfBranch | None = None, mix: Mix | None = None,
-                 show_evidence: bool = True, embedder=None):
+                 show_evidence: bool = True, embedder=None, prior: VersionPrior | None = None):
         """embedder: an open one to use (a pooled one, inference.embedders) instead of opening gguf_path."""
         if head.labels != task.label_names:
             raise ModelError("the classification head was trained for a different label set than the task's")
         self.task, self.head, self.version, self.temperature = task, head, version, temperature
-        self.tfidf, self.mix = tfidf, mix or Mix()
+        self.tfidf, self.mix, self.prior = tfidf, mix or Mix(), prior
         self.embedder = embedder or LlamaEmbedder(gguf_path, max_length=head.max_length, max_chunks=head.max_chunks,
                                                   n_threads=n_threads)
         self.index = index
@@ -155,13 +156,17 @@ class EncoderPredictor:
             out["knn"] = knn_vote(self.index.vectors, self._row_labels, vector, len(self.task.labels), self.mix)[0]
         return vector, out
 
+    def adjusted(self, probs: np.ndarray) -> np.ndarray:
+        """Mixed probabilities (rows or one row) under the version's label prior, as served."""
+        return probs if self.prior is None else self.prior.apply(probs, self.task.label_names)
+
     def probabilities(self, text: str) -> np.ndarray:
-        return self.mix.combine(**self.voices(text)[1])
+        return self.adjusted(self.mix.combine(**self.voices(text)[1]))
 
     def predict(self, text: str) -> Suggestion:
         started = time.perf_counter()
         vector, voices = self.voices(text)
-        probs = self.mix.combine(**voices)
+        probs = self.adjusted(self.mix.combine(**voices))
         suggestion = make_suggestion(self.task, probs, started=started, version=self.version,
                                      temperature=self.temperature)
         if self.evidence is not None:

@@ -24,6 +24,7 @@ from llama_cpp import _internals, _logger
 
 from inference.errors import ModelError
 from inference.predictor import Suggestion, make_suggestion, softmax
+from inference.priors import VersionPrior
 from inference.prompt import REASON_PREFIX, build_prompt, end_of_turn, label_target
 from inference.task import Task
 
@@ -34,9 +35,10 @@ class LlamaPredictor:
     def __init__(self, gguf_path: str | Path, task: Task, *, version: str = "", reasons: bool = True,
                  n_threads: int | None = None, n_ctx: int = 2048, max_reason_tokens: int = 40,
                  single_pass_nodes: int = 64, prune_margin: float = 12.0, temperature: float = 1.0,
-                 evidence=None, reuse_prefix: bool = True):
+                 evidence=None, reuse_prefix: bool = True, prior: VersionPrior | None = None):
         self.task, self.version, self.reasons = task, version, reasons
         self.temperature, self.evidence = temperature, evidence  # evidence: an encoder_predictor.Evidence
+        self.prior = prior  # the version's label prior (inference.priors), applied to every distribution
         self.reuse_prefix = reuse_prefix  # off only to measure what the cached instruction prefix saves
         # Small label sets are scored exactly in one decode; big ones depth by depth with pruning.
         self.single_pass_nodes, self.prune_margin = single_pass_nodes, prune_margin
@@ -197,9 +199,10 @@ class LlamaPredictor:
         return np.ctypeslib.as_array(ptr, shape=(self._n_vocab,)).copy()
 
     def probabilities(self, text: str) -> np.ndarray:
-        """Probability of each task label (task order), renormalised over the labels."""
+        """Probability of each task label (task order), renormalised over the labels, under the version's prior."""
         tokens = self.prompt_tokens(text)
-        return softmax(self._score_labels(self._feed_prompt(tokens), len(tokens)))
+        probs = softmax(self._score_labels(self._feed_prompt(tokens), len(tokens)))
+        return probs if self.prior is None else self.prior.apply(probs, self.task.label_names)
 
     def predict(self, text: str) -> Suggestion:
         started = time.perf_counter()

@@ -11,6 +11,8 @@ Everything here is numpy over rows of probabilities in task label order; nothing
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+
 import numpy as np
 
 FLOOR = 1e-6  # no label's prior reaches zero: a label unseen lately can still be suggested
@@ -67,3 +69,99 @@ def estimate_prior(probs: np.ndarray, train_prior, *, iterations: int = 200, tol
 def total_variation(a, b) -> float:
     """Half the L1 distance between two distributions (0 = same, 1 = disjoint)."""
     return float(0.5 * np.abs(normalise(a) - normalise(b)).sum())
+
+
+# -- a version's own label prior: logit adjustment chosen on the holdout ---------------------------------------
+#
+# Training rows are drawn balanced (k per label); the tickets a team labels are not. A version learns p(y|x)
+# under its training rows' frequencies; moving it towards the frequencies of every row it saw labelled
+# (training + holdout: the store's labelled tickets) is logit adjustment, p ∝ p_model · (target/train)^power.
+# The power is chosen per version on the holdout's choosing rows (0 = off) and applied inside the predictor,
+# so the holdout evaluation, the temperature fitted on it and serving all see the same probabilities.
+
+POWERS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def shares(labels: list[str], rows: list[dict]) -> dict[str, float]:
+    """Each label's share of the rows (0.0 for a label without rows), in `labels` order."""
+    counts = {label: 0 for label in labels}
+    for row in rows:
+        if row["label"] in counts:
+            counts[row["label"]] += 1
+    total = sum(counts.values()) or 1
+    return {label: n / total for label, n in counts.items()}
+
+
+@dataclass(frozen=True)
+class VersionPrior:
+    """p ∝ p_model · (target/train)^power, each weight within [1/MAX_WEIGHT, MAX_WEIGHT]; a label the model
+    learned from (almost) no rows (`unlearned`) keeps its share of the prior instead of being re-weighted."""
+
+    train: dict  # label -> share of the training rows (what the model's probabilities carry)
+    target: dict  # label -> share of every row the run saw labelled (training + holdout)
+    power: float = 0.0
+
+    def weights(self, labels: list[str]) -> np.ndarray:
+        """Each label's multiplier, `labels` order (all 1 at power 0)."""
+        if not self.power:
+            return np.ones(len(labels))
+        train = normalise([self.train.get(label, 0.0) for label in labels])
+        target = normalise([self.target.get(label, 0.0) for label in labels])
+        w = np.clip((target / train) ** self.power, 1 / MAX_WEIGHT, MAX_WEIGHT)
+        fixed = unlearned(train)
+        if fixed.all():
+            return np.ones(len(labels))
+        # an unlearned label's weight is the learned labels' mean one: its share of the prior stays as it was
+        return np.where(fixed, (train * w)[~fixed].sum() / train[~fixed].sum(), w)
+
+    def apply(self, probs: np.ndarray, labels: list[str]) -> np.ndarray:
+        """Rows (or one row) of probabilities in `labels` order under the adjusted prior; unchanged at power 0."""
+        if not self.power:
+            return np.asarray(probs, dtype=np.float64)
+        out = np.asarray(probs, dtype=np.float64) * self.weights(labels)
+        return out / np.clip(out.sum(axis=-1, keepdims=True), 1e-300, None)
+
+    def undo(self, probs: np.ndarray, labels: list[str]) -> np.ndarray:
+        """The model's own probabilities back from adjusted ones (exact inverse of apply)."""
+        if not self.power:
+            return np.asarray(probs, dtype=np.float64)
+        out = np.asarray(probs, dtype=np.float64) / self.weights(labels)
+        return out / np.clip(out.sum(axis=-1, keepdims=True), 1e-300, None)
+
+    def carried(self, training: dict[str, float]) -> dict[str, float]:
+        """The prior the adjusted probabilities carry, given the one the model's own carry (label -> share):
+        what the live EM must start from and re-weight from (bot.monitor.label_priors)."""
+        labels = list(training)
+        out = normalise([training[label] for label in labels]) * self.weights(labels)
+        return dict(zip(labels, map(float, out / out.sum())))
+
+    def to_dict(self) -> dict:
+        return {"train": dict(self.train), "target": dict(self.target), "power": float(self.power)}
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> VersionPrior | None:
+        """The prior a manifest part records (it also keeps the losses it was chosen by); None when it has none."""
+        if not data:
+            return None
+        return cls(train=dict(data["train"]), target=dict(data["target"]), power=float(data.get("power", 0.0)))
+
+    @classmethod
+    def from_rows(cls, labels: list[str], train_rows: list[dict], all_rows: list[dict], power: float = 0.0):
+        return cls(train=shares(labels, train_rows), target=shares(labels, all_rows), power=power)
+
+
+def choose_power(probs: np.ndarray, gold: np.ndarray, prior: VersionPrior, labels: list[str],
+                 grid=POWERS) -> tuple[float, dict[float, float]]:
+    """The power with the lowest log-loss after temperature scaling on these rows, and each power's loss;
+    0 unless a power lowers it (a tie keeps 0), so the adjustment stays silent where it does not pay."""
+    from inference.calibration import apply_temperature, fit_temperature, nll
+
+    probs, gold = np.asarray(probs, dtype=np.float64), np.asarray(gold)
+    losses: dict[float, float] = {}
+    if len(gold) == 0:
+        return 0.0, losses
+    for power in sorted({0.0, *map(float, grid)}):
+        adjusted = replace(prior, power=power).apply(probs, labels)
+        losses[power] = nll(apply_temperature(adjusted, fit_temperature(adjusted, gold)), gold)
+    best = min(losses, key=losses.get)  # an exact tie keeps the smaller power
+    return (best if losses[best] < losses[0.0] - 1e-4 else 0.0), losses

@@ -7,6 +7,7 @@ from inference.encoder_head import EncoderHead
 from inference.encoder_predictor import Evidence, EncoderPredictor, LlamaEmbedder
 from inference.evidence import EvidenceIndex
 from inference.llama_predictor import LlamaPredictor
+from inference.priors import VersionPrior
 from inference.registry import VersionInfo
 from inference.stacking import Mix, TfidfBranch
 from inference.task import Task
@@ -14,15 +15,17 @@ from inference.task import Task
 
 def load_predictor(info: VersionInfo, task: Task, *, threads: int | None = None, reasons: bool = True,
                    family: str | None = None, calibrated: bool = True, evidence: bool = True, every_voice: bool = False,
-                   embedders: EmbedderPool | None = None):
+                   embedders: EmbedderPool | None = None, prior: bool = True):
     """The served predictor of a version (or of one of its families); close() it when done.
     every_voice: an encoder predictor with every voice the version has loaded, mixed or not (benchmarks).
     embedders: the process's pool; an encoder version then shares its encoder file (by sha256) with every
-    other version of the pool that serves the same one, and one pass per ticket feeds them all."""
+    other version of the pool that serves the same one, and one pass per ticket feeds them all.
+    prior=False: without the version's label prior (the family part's "prior"; benchmarks show its effect)."""
     manifest = info.manifest
     family = family or manifest.get("family", "decoder")
     part = manifest.get("families", {}).get(family, {})
     temperature = part.get("calibration", {}).get("temperature", 1.0) if calibrated else 1.0
+    label_prior = VersionPrior.from_dict(part.get("prior")) if prior else None  # absent in older versions
     index = EvidenceIndex.load(info.path) if evidence else None
     k = manifest.get("evidence", {}).get("k", 3)
     if family == "encoder":
@@ -40,7 +43,7 @@ def load_predictor(info: VersionInfo, task: Task, *, threads: int | None = None,
         try:
             return EncoderPredictor(path, head, task, version=info.name, temperature=temperature, index=index,
                                     evidence_k=k, n_threads=threads, tfidf=tfidf, mix=mix, show_evidence=evidence,
-                                    embedder=embedder)
+                                    embedder=embedder, prior=label_prior)
         except BaseException:
             if embedder is not None:
                 embedder.close()
@@ -52,4 +55,4 @@ def load_predictor(info: VersionInfo, task: Task, *, threads: int | None = None,
                                  max_chunks=manifest["evidence"].get("max_chunks", 1), n_threads=threads)
         helper = Evidence(embedder, index, k)
     return LlamaPredictor(info.gguf(part.get("serve")), task, version=info.name, reasons=reasons,
-                          n_threads=threads, temperature=temperature, evidence=helper)
+                          n_threads=threads, temperature=temperature, evidence=helper, prior=label_prior)

@@ -232,3 +232,58 @@ def test_no_weight_passes_its_bound():
     # the rare label's weight 0.001/0.5 stops at 1/MAX_WEIGHT; the other's, 0.999/0.5, is within its bound
     assert moved[0, 0] / moved[0, 1] == pytest.approx((0.999 / 0.5) * MAX_WEIGHT)
     assert np.allclose(adjust(moved, [0.999, 0.001], [0.5, 0.5]), probs)
+
+
+# -- a version with its own label prior (issue 6): the live EM starts from what its probabilities carry -------------
+
+@pytest.fixture
+def prior_env(store_url, redis_url, trained_version, task, monkeypatch):
+    """Like runtime_env, but production v1 records a label prior (power 1, one label taking most rows)."""
+    import shutil
+
+    from inference.priors import VersionPrior
+
+    monkeypatch.setenv("TUESDAY_DATABASE_URL", store_url)
+    monkeypatch.setenv("TUESDAY_REDIS_URL", redis_url)
+    monkeypatch.setenv("TUESDAY_REASONS", "false")
+    monkeypatch.setenv("TUESDAY_PRIOR_MIN_TICKETS", "30")
+    _, version, train, holdout = trained_version
+    target = train + [r for r in holdout if r["label"] == "claim_status"] * 3
+    prior = VersionPrior.from_rows(task.label_names, train, target, power=1.0)
+    production = Runtime(Settings()).production
+    staging = production.registry.stage()
+    shutil.copytree(version.path, staging, dirs_exist_ok=True)
+    manifest = json.loads((version.path / "version.json").read_text())
+    manifest["calibration"] = {**manifest["calibration"], "abstain_threshold": 0.0, "handoff_threshold": 0.0}
+    manifest["families"]["decoder"]["prior"] = prior.to_dict()
+    v1 = production.registry.commit(staging, manifest)
+    production.switch(v1.name, by="test", reason="fixture")
+    return monkeypatch, prior
+
+
+@pytest.mark.slow
+def test_the_live_estimate_starts_from_the_prior_the_version_serves(prior_env, trained_version):
+    monkeypatch, version_prior = prior_env
+    off = runtime_with(monkeypatch)
+    raw = suggest(off, "before")  # served with the version's prior already applied
+    labels = list(raw.probs)
+    frequent = min(labels, key=raw.probs.get)
+    earlier = store_skewed(off, labels, frequent)
+
+    on = runtime_with(monkeypatch, prior_adjustment="true")
+    prior = estimate_label_prior(on)
+    trained = json.loads((trained_version[1].path / "drift.json").read_text())["training_labels"]
+    counts = {label: trained.get(label, 0) or 0.5 for label in labels}
+    own = {label: c / sum(counts.values()) for label, c in counts.items()}  # what the model alone carries
+    carried = version_prior.carried(own)
+    assert vector(carried, labels) != pytest.approx(vector(own, labels), abs=0.01)  # the version prior moved it
+    assert json.loads(prior.training) == pytest.approx(carried)  # re-weighting starts from what is served
+    rows = np.array([vector(p, labels) for p in [raw.probs, *earlier]])
+    live = estimate_prior(rows, vector(carried, labels))
+    assert vector(json.loads(prior.prior), labels) == pytest.approx(live, abs=1e-6)
+    assert prior.shift == pytest.approx(total_variation(live, vector(carried, labels)))
+
+    shown = suggest(on, "after")  # re-weighted from the carried prior to the live one, not from the model's own
+    assert shown.prior_id == prior.id
+    assert vector(shown.probs, labels) == pytest.approx(adjust(vector(raw.probs, labels), vector(carried, labels), live),
+                                                        abs=1e-6)

@@ -4,7 +4,8 @@ A version's probabilities carry the label frequencies of the rows it learned fro
 balanced); the live stream is often skewed. With the setting on, the CPU workers' upkeep
 (`estimate_label_prior`, every few minutes) reads the production version's newest suggestions,
 recovers the model's own probabilities (undoing any re-weighting a row got), estimates the live
-prior by EM (inference.priors) against the training one from drift.json, and stores it in
+prior by EM (inference.priors) against the training one from drift.json (moved by the version's own label
+prior where it has one: what its probabilities carry, `carried_prior`), and stores it in
 label_priors, applied when it moved at least TUESDAY_PRIOR_MIN_SHIFT (total variation). Every
 suggest worker reads its version's newest row (`PriorCache`) and, when applied, re-weights each
 prediction by it before routing; the suggestion records which row it used (prior_id).
@@ -23,7 +24,8 @@ from sqlalchemy import func, select
 
 from bot.store.base import as_utc, utc_now
 from bot.store.tickets import LabelPrior, Suggestion
-from inference.priors import adjust, estimate_prior, total_variation
+from inference.errors import RegistryError
+from inference.priors import VersionPrior, adjust, estimate_prior, total_variation
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,18 @@ def training_prior(counts: dict[str, int], labels: list[str]) -> dict[str, float
     weights = {label: float(counts.get(label, 0)) or UNSEEN_ROWS for label in labels}
     total = sum(weights.values())
     return {label: w / total for label, w in weights.items()}
+
+
+def carried_prior(runtime, version: str, training: dict[str, float]) -> dict[str, float]:
+    """The prior a version's served probabilities carry: its training rows' shares, moved by the label prior
+    the version chose on its holdout (the served family's "prior" in its manifest; none in older versions)."""
+    try:
+        manifest = runtime.registry.get(version).manifest
+    except RegistryError:
+        return training
+    part = manifest.get("families", {}).get(manifest.get("family", "decoder"), {})
+    prior = VersionPrior.from_dict(part.get("prior"))
+    return training if prior is None else prior.carried(training)
 
 
 def newest_prior(session, version: str) -> LabelPrior | None:
@@ -87,7 +101,7 @@ def estimate_label_prior(runtime, *, now: datetime | None = None) -> LabelPrior 
     if len(probs) < settings.prior_min_tickets:
         return None
     labels = list(dict.fromkeys(label for p in probs for label in p))
-    training = training_prior(counts, labels)
+    training = carried_prior(runtime, version, training_prior(counts, labels))
     train = _vector(training, labels)
     live = estimate_prior(np.array([_vector(p, labels) for p in probs]), train)
     shift = total_variation(live, train)

@@ -74,7 +74,8 @@ def table(runs: list[dict], dataset: str) -> str:
 def guarantee_table(rows: list[dict]) -> str:
     """bench.guarantee's draws: how often each threshold broke the 5 % target on test, by holdout size."""
     head = ["set", "per label", "method", "holdout", "abstain promised", "abstain broke", "answered (mean)",
-            "hand-off promised", "hand-off broke", "old hand-off rule broke"]
+            "hand-off promised", "hand-off broke", "same rows chose: abstain broke", "same rows chose: hand-off broke",
+            "old hand-off rule broke"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         d = r["draws"]
@@ -87,6 +88,8 @@ def guarantee_table(rows: list[dict]) -> str:
                  _pct(r["abstain_coverage_mean"]),
                  f"{r['promised']['handoff']}/{d}" if handoff else "–",
                  f"{r['broke']['handoff']}/{r['promised']['handoff']}" if handoff else "–",
+                 f"{r['broke'].get('abstain_reused', 0)}/{r['promised'].get('abstain_reused', 0)}",
+                 f"{r['broke'].get('handoff_reused', 0)}/{r['promised'].get('handoff_reused', 0)}" if handoff else "–",
                  f"{r['broke']['handoff_old']}/{d}" if handoff else "–"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -25,6 +25,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from inference.promise_rows import FROM_SLACK_MIN
+
 
 def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
     """Rescale distributions (rows) by a temperature; T > 1 softens, T < 1 sharpens."""
@@ -211,22 +213,44 @@ def handoff_threshold(confidence: np.ndarray, in_scope: np.ndarray, max_wrong: f
     return handoff_cut(confidence, in_scope, max_wrong, handed_off=handed_off, level=level).threshold
 
 
+FAR_SHARE = 0.5  # of the hand-off budget (max_wrong), the share of in-scope tickets the far rule may take
+
+
+def far_threshold(similarity: np.ndarray, max_wrong: float, share: float = FAR_SHARE) -> float:
+    """The far rule's cut: the nearest-neighbour similarity below which `share` x `max_wrong` of these
+    (in-scope, choosing) rows fall; 0.0 (off) with fewer rows than that quantile needs to be one row.
+
+    A ticket less similar to every labelled one than this is unlike anything the team labelled: it is
+    handed off (or, in a task without a hand-off label, asks for a label) whatever the model's confidence.
+    The rule is fixed on rows that do not promise, so the promise rows count what it escalates.
+
+    >>> round(far_threshold(np.linspace(0.2, 0.9, 100), 0.05), 4)
+    0.2175
+    """
+    similarity = np.asarray(similarity, dtype=np.float64)
+    q = share * max_wrong
+    if len(similarity) == 0 or q <= 0 or len(similarity) * q < 1:
+        return 0.0
+    return float(np.quantile(similarity, q))
+
+
 @dataclass
 class Calibration:
     """What a version stores and the server applies, and what its thresholds promise.
 
-    Versions calibrated before the promise was stored lack the fields from `confidence` on."""
+    Versions calibrated before the promise was stored lack the fields from `confidence` on; versions
+    calibrated before choosing and promising rows were split lack the fields from `choose_n` on."""
 
     temperature: float
     ece_before: float
     ece_after: float
     max_wrong: float
     abstain_threshold: float
-    coverage: float  # share of holdout rows that would get a suggestion
+    coverage: float  # share of promise rows that would get a suggestion
     wrong_when_shown: float  # share of those that were wrong
     handoff_threshold: float = 0.0
     confidence: float = 0.9  # probability over the holdout's draw that each promise holds
-    holdout_n: int = 0
+    holdout_n: int = 0  # rows the promises rest on
     abstain_bound: float | None = None  # upper bound on wrong among shown (None: no promise)
     abstain_guaranteed: bool = False
     abstain_needs: int = 0  # holdout rows any abstain promise needs
@@ -234,37 +258,61 @@ class Calibration:
     handoff_bound: float | None = None  # upper bound on wrong escalations of in-scope tickets
     handoff_guaranteed: bool = False
     handoff_needs: int | None = None  # in-scope holdout rows a hand-off promise needs
+    choose_n: int | None = None  # rows that chose the temperature (and the mix, prior, family, far cut); None: reused
+    promise_source: str | None = None  # inference.promise_rows: "slack" or "imported"
+    promise_slack: int = 0  # promise rows labelled in Slack
+    far_threshold: float = 0.0  # nearest-neighbour similarity below which a ticket is far from everything (0: off)
+    far_share: float | None = None  # share of in-scope promise rows the far rule escalates
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 def calibrate(probs: np.ndarray, gold: np.ndarray, *, max_wrong: float, in_scope: np.ndarray | None = None,
-              fit: bool = True, handoff_index: int | None = None, confidence: float = 0.9) -> Calibration:
+              fit: bool = True, handoff_index: int | None = None, confidence: float = 0.9,
+              promise: np.ndarray | None = None, similarity: np.ndarray | None = None,
+              source: str | None = None, slack_rows: int = 0) -> Calibration:
     """Fit temperature and thresholds on holdout distributions (rows) and gold label indices;
-    `handoff_index`: the hand-off label's column; `confidence`: how sure each promise is."""
+    `handoff_index`: the hand-off label's column; `confidence`: how sure each promise is.
+
+    promise: which rows set the thresholds (inference.promise_rows); the others choose the temperature
+    and the far rule. None: every row does both, as before the split (the promise is then optimistic
+    by what was chosen on the same rows). similarity: each row's nearest-neighbour similarity to the
+    training rows (as serving computes it); with it, the far rule (`far_threshold`), fixed on the
+    choosing rows and counted in both promises on the promise rows."""
     probs, gold = np.asarray(probs, dtype=np.float64), np.asarray(gold)
+    promise = np.ones(len(gold), dtype=bool) if promise is None else np.asarray(promise, dtype=bool)
+    split = not promise.all()
+    choose = ~promise if split else promise
     correct = probs.argmax(axis=1) == gold
-    temperature = fit_temperature(probs, gold) if fit else 1.0
+    temperature = fit_temperature(probs[choose], gold[choose]) if fit else 1.0
     calibrated = apply_temperature(probs, temperature)
     top = calibrated.max(axis=1)
-    abstain = abstain_cut(top, correct, max_wrong, level=confidence)
-    shown = top >= abstain.threshold
+    scope = np.ones(len(gold), dtype=bool) if in_scope is None else np.asarray(in_scope, dtype=bool)
+    far_cut, far = 0.0, np.zeros(len(gold), dtype=bool)
+    if similarity is not None:
+        similarity = np.asarray(similarity, dtype=np.float64)
+        far_cut = far_threshold(similarity[choose & scope], max_wrong)
+        far = similarity < far_cut
+    # A far ticket is never shown: it scores 0 for both cuts (handed off, or asks for a label).
+    abstain = abstain_cut(np.where(far, 0.0, top)[promise], correct[promise], max_wrong, level=confidence)
+    shown = (top >= abstain.threshold) & ~far & promise
     handoff = None
     if in_scope is not None:
-        handed_off = probs.argmax(axis=1) == handoff_index if handoff_index is not None else None
-        handoff = handoff_cut(top, in_scope, max_wrong, handed_off=handed_off, level=confidence)
+        handed_off = far | (probs.argmax(axis=1) == handoff_index if handoff_index is not None else False)
+        handoff = handoff_cut(top[promise], scope[promise], max_wrong, handed_off=handed_off[promise], level=confidence)
+    in_scope_promise = scope & promise
     return Calibration(
         temperature=temperature,
-        ece_before=expected_calibration_error(probs.max(axis=1), correct),
-        ece_after=expected_calibration_error(top, correct),
+        ece_before=expected_calibration_error(probs.max(axis=1)[promise], correct[promise]),
+        ece_after=expected_calibration_error(top[promise], correct[promise]),
         max_wrong=max_wrong,
         abstain_threshold=abstain.threshold,
-        coverage=float(shown.mean()) if len(shown) else 0.0,
+        coverage=float(shown.sum() / promise.sum()) if promise.any() else 0.0,
         wrong_when_shown=float((~correct[shown]).mean()) if shown.any() else 0.0,
         handoff_threshold=handoff.threshold if handoff else 0.0,
         confidence=confidence,
-        holdout_n=len(gold),
+        holdout_n=int(promise.sum()),
         abstain_bound=abstain.bound,
         abstain_guaranteed=abstain.bound is not None,
         abstain_needs=abstain.needs,
@@ -272,6 +320,11 @@ def calibrate(probs: np.ndarray, gold: np.ndarray, *, max_wrong: float, in_scope
         handoff_bound=handoff.bound if handoff else None,
         handoff_guaranteed=bool(handoff and handoff.bound is not None),
         handoff_needs=handoff.needs if handoff else None,
+        choose_n=int(choose.sum()) if split else None,
+        promise_source=source,
+        promise_slack=slack_rows,
+        far_threshold=far_cut,
+        far_share=float(far[in_scope_promise].mean()) if similarity is not None and in_scope_promise.any() else None,
     )
 
 
@@ -294,25 +347,54 @@ def promise_lines(cal: dict | None) -> list[str]:
         return [f"{cuts}: no guarantee recorded (calibrated before Tuesday stored one)"]
     target, sure = _pct(cal["max_wrong"]), _pct(cal["confidence"])
     n, needs = cal["holdout_n"], cal["abstain_needs"]
+    slack = cal.get("promise_source") == "slack"
+
+    def rows(count: int, kind: str = "", small: bool = False) -> str:
+        """'80 holdout tickets' ('80 tickets' when too few), or '120 tickets labelled in Slack'."""
+        return f"{count} {kind}tickets labelled in Slack" if slack else f"{count} {kind}{'' if small else 'holdout '}tickets"
+
     if cal["abstain_guaranteed"]:
         lines = [f"Suggests above {_pct(cal['abstain_threshold'])}: ≤ {target} of shown suggestions wrong with "
-                 f"{sure} confidence, from {n} holdout tickets"]
+                 f"{sure} confidence, from {rows(n)}"]
     elif n < needs:
-        lines = [f"Holdout too small to promise ≤ {target} of shown suggestions wrong ({n} tickets; needs {needs}): "
-                 "every ticket asks for a label"]
+        lines = [f"Holdout too small to promise ≤ {target} of shown suggestions wrong ({rows(n, small=True)}; needs "
+                 f"{needs}): every ticket asks for a label"]
     else:
-        lines = [f"No confidence cut promises ≤ {target} of shown suggestions wrong on {n} holdout tickets: "
+        lines = [f"No confidence cut promises ≤ {target} of shown suggestions wrong on {rows(n)}: "
                  "every ticket asks for a label"]
     m, needs = cal["holdout_in_scope"], cal["handoff_needs"]
+    far = cal.get("far_threshold") or 0.0
+    if far:
+        share = cal.get("far_share")
+        lines.append(f"Unlike every labelled ticket (nearest similarity below {far:.2f}): "
+                     + ("handed off" if m is not None else "asks for a label, marked as a new kind of ticket")
+                     + (f"; {_pct(share)} of in-scope promise rows" if share is not None else "")
+                     + (", counted in the promises" if m is not None else ""))
     if m is None:  # the task has no hand-off label
-        return lines
+        return lines + _source_lines(cal)
     if cal["handoff_guaranteed"]:
         lines.append(f"Hands off below {_pct(cal['handoff_threshold'])}: ≤ {target} wrong escalations with {sure} "
-                     f"confidence, from {m} in-scope holdout tickets")
+                     f"confidence, from {rows(m, 'in-scope ')}")
     elif m < needs:
-        lines.append(f"Holdout too small to promise ≤ {target} wrong escalations ({m} in-scope tickets; needs {needs}): "
-                     "no hand-off by confidence, unsure tickets ask for a label")
+        lines.append(f"Holdout too small to promise ≤ {target} wrong escalations ({rows(m, 'in-scope ', small=True)}; "
+                     f"needs {needs}): no hand-off by confidence, unsure tickets ask for a label")
     else:
-        lines.append(f"The model answers the hand-off label on too many of {m} in-scope holdout tickets to promise "
+        lines.append(f"The model answers the hand-off label on too many of {rows(m, 'in-scope ')} to promise "
                      f"≤ {target} wrong escalations: no hand-off by confidence")
+    return lines + _source_lines(cal)
+
+
+def _source_lines(cal: dict) -> list[str]:
+    """Which rows chose and which promised, and whether the promise rests on live tickets."""
+    source, chose = cal.get("promise_source"), cal.get("choose_n")
+    if chose is None:  # every row did both jobs: a version calibrated before the split says so
+        return [] if "choose_n" in cal or "abstain_guaranteed" not in cal else [
+            "The same holdout rows chose the temperature and set the thresholds (calibrated before Tuesday "
+            "split them): the promise may be optimistic"]
+    lines = [f"{chose} other holdout tickets chose the model's settings (mix, prior, temperature, far cut); "
+             "they set no threshold"]
+    if source == "imported":
+        slack = cal.get("promise_slack") or 0
+        lines.append(f"The promise rests on imported examples ({slack} of its rows labelled in Slack; from "
+                     f"{FROM_SLACK_MIN} it rests on those alone): it may not carry over to live tickets")
     return lines

@@ -130,12 +130,18 @@ def both_families(tiny_base, tiny_bert, task, demo_rows, tmp_path_factory):
 
 
 def test_a_run_trains_both_families_and_serves_the_gates_choice(both_families):
-    version, _, _ = both_families
+    from inference.promise_rows import promises
+
+    version, _, holdout = both_families
     manifest = version.manifest
     parts = manifest["families"]
     assert set(parts) == {"encoder", "decoder"}
-    expected, why = choose_family({name: parts[name]["metrics"] for name in ("encoder", "decoder")})
+    # chosen on the holdout rows that choose (inference.promise_rows), not on the rows that promise
+    expected, why = choose_family({name: parts[name]["choice_metrics"] for name in ("encoder", "decoder")})
     assert (manifest["family"], manifest["choice"]) == (expected, why)
+    choosing = sum(1 for r in holdout if not promises(r["text"]))
+    assert parts["encoder"]["choice_metrics"]["n"] == choosing < len(holdout) == parts["encoder"]["metrics"]["n"]
+    assert parts["encoder"]["calibration"]["choose_n"] == choosing
     assert manifest["metrics"] == parts[expected]["metrics"]
     for name, part in parts.items():
         assert part["metrics"]["n"] == 60 and 0 <= part["metrics"]["accuracy"] <= 1

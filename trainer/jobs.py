@@ -32,7 +32,7 @@ def _routing(manifest: dict, task) -> dict:
     """What a version's server cuts suggestions at (None: a version without calibration)."""
     cal = manifest.get("calibration") or {}
     return {"abstain": cal.get("abstain_threshold"), "handoff": cal.get("handoff_threshold"),
-            "handoff_label": task.handoff_label}
+            "handoff_label": task.handoff_label, "far": cal.get("far_threshold") or 0.0}
 
 
 def review_sheet(version, task, holdout_rows: list[dict], production: dict | None) -> dict:
@@ -49,7 +49,9 @@ def review_sheet(version, task, holdout_rows: list[dict], production: dict | Non
             "production": None if production is None else {"version": production["version"],
                                                             "routing": production["routing"]},
             "rows": [{"id": row.get("id"), "text": row["text"], "expected": row["label"], "reason": row.get("reason"),
-                      "candidate": {"label": ours["label"], "confidence": ours["confidence"]}, "production": other}
+                      "candidate": {"label": ours["label"], "confidence": ours["confidence"],
+                                    **({"similarity": ours["similarity"]} if ours.get("similarity") is not None else {})},
+                      "production": other}
                      for row, ours, other in zip(holdout_rows, answers, theirs)]}
 
 

@@ -30,7 +30,10 @@ from inference.drift import build_reference, top_similarities
 from inference.evidence import EvidenceIndex
 from inference.gate import choose_family
 from inference.llama_predictor import LlamaPredictor
+from inference.metrics import classification_report
 from inference.prompt import build_example
+from inference.promise_rows import Split
+from inference.promise_rows import split as split_holdout
 from inference.registry import DRIFT, Registry, VersionInfo
 from inference.stacking import Mix, TfidfBranch, choose_mix
 from inference.task import Task
@@ -127,20 +130,25 @@ def _encoder(staging: Path, task: Task, base: Path, rows: list[dict], config: Ru
 
 
 def _score(staging: Path, family: str, part: dict, task: Task, holdout: list[dict], config: RunConfig,
-           threads: int | None, progress: bool) -> tuple[dict, dict, list[dict]]:
+           threads: int | None, progress: bool, split: Split, similarity: list[float]) -> tuple[dict, dict, list[dict]]:
     """(metrics, calibration, answers) of a family's served file on the holdout; answers: each row's
-    label and the confidence the server would show (after the fitted temperature)."""
+    label and the confidence the server would show (after the fitted temperature).
+
+    The split's choosing rows pick the mix of voices, the temperature and the far cut (and, in the
+    part's "choice_metrics", what the family is chosen by); its promise rows alone set the thresholds.
+    The metrics are the whole holdout's (what the gate compares versions on)."""
     from inference.encoder_head import EncoderHead
 
     path = staging / part["files"][part["serve"]]
+    choosing = split.choose(holdout)
     if family == "encoder":
         cfg = config.encoder
         tfidf = TfidfBranch.load(staging / part["files"]["tfidf"]) if "tfidf" in part["files"] else None
         index = EvidenceIndex.load(staging) if cfg.knn_vote else None
         predictor = EncoderPredictor(path, EncoderHead.load(staging / part["files"]["head"]), task, n_threads=threads,
                                      tfidf=tfidf, index=index, show_evidence=False)
-        if tfidf is not None or index is not None:
-            predictor.mix = _choose_mix(predictor, task, holdout, part)
+        if (tfidf is not None or index is not None) and choosing:
+            predictor.mix = _choose_mix(predictor, task, choosing, part)
     else:
         predictor = LlamaPredictor(path, task, reasons=False, n_threads=threads)
     try:
@@ -151,11 +159,19 @@ def _score(staging: Path, family: str, part: dict, task: Task, holdout: list[dic
     probs = np.array(metrics.pop("probabilities"))
     index = {label: i for i, label in enumerate(task.labels)}
     gold = np.array([index[r["label"]] for r in holdout])
+    promise = np.array(split.promise, dtype=bool)
+    if choosing:
+        part["choice_metrics"] = classification_report(task, [r["label"] for r in choosing],
+                                                        [p for p, keep in zip(predicted, promise) if not keep])
     in_scope = np.array([r["label"] != task.handoff_label for r in holdout]) if task.handoff_label else None
     calibration = calibrate(probs, gold, max_wrong=config.max_wrong, in_scope=in_scope,
-                            handoff_index=index.get(task.handoff_label))
+                            handoff_index=index.get(task.handoff_label), promise=promise,
+                            similarity=np.array(similarity) if len(similarity) == len(holdout) else None,
+                            source=split.source, slack_rows=split.slack_rows)
     shown = apply_temperature(probs, calibration.temperature).max(axis=1)
     answers = [{"label": label, "confidence": round(float(c), 4)} for label, c in zip(predicted, shown)]
+    if len(similarity) == len(answers):  # the nearest labelled example's, as serving records it (the far rule's input)
+        answers = [{**a, "similarity": sim} for a, sim in zip(answers, similarity)]
     return metrics, calibration.to_dict(), answers
 
 
@@ -234,15 +250,17 @@ def build_version(registry: Registry, task: Task, base: Path, train_rows: list[d
                                      encoding="utf-8")
 
         per_label, answers = {}, {}
+        split = split_holdout(holdout_rows)
         for family in config.families:
             t = time.perf_counter()
             metrics, calibration, answers[family] = (
-                _score(staging, family, parts[family], task, holdout_rows, config, threads, progress)
+                _score(staging, family, parts[family], task, holdout_rows, config, threads, progress, split, holdout_sims)
                 if holdout_rows else ({}, {}, []))
             per_label[family] = metrics.pop("per_label", {})
             parts[family].update(metrics=metrics, calibration=calibration)
             parts[family]["timings"]["eval_s"] = time.perf_counter() - t
-        family, why = choose_family({f: parts[f]["metrics"] for f in config.families})
+        # the family is chosen on the choosing rows: the promise rows play no part in what they promise about
+        family, why = choose_family({f: parts[f].get("choice_metrics") or parts[f]["metrics"] for f in config.families})
         log(f"chosen family: {family} ({why})")
         chosen = parts[family]
 

@@ -86,12 +86,21 @@ ROUTINGS = (SUGGESTED, UNSURE, OUT_OF_SCOPE)
 
 
 def route(label: str, confidence: float, *, threshold: float, handoff_threshold: float = 0.0,
-          handoff_label: str | None = None) -> tuple[str, str | None]:
+          handoff_label: str | None = None, similarity: float | None = None,
+          far: float = 0.0) -> tuple[str, str | None]:
     """(routing, label shown) of a prediction: hand-off first, then suggest or abstain.
+
+    similarity: the ticket's nearest labelled example's; below `far` (the version's far cut) the ticket
+    is unlike anything the team labelled: handed off, or unsure in a task without a hand-off label,
+    however confident the model is.
 
     >>> route("claim_status", 0.1, threshold=0.5, handoff_threshold=0.2, handoff_label="hand_off")
     ('out_of_scope', 'hand_off')
+    >>> route("new_claim", 0.97, threshold=0.5, handoff_label="hand_off", similarity=0.31, far=0.42)
+    ('out_of_scope', 'hand_off')
     """
+    if far and similarity is not None and similarity < far:
+        return (OUT_OF_SCOPE, handoff_label) if handoff_label else (UNSURE, None)
     # Below the hand-off threshold the model is not merely unsure between labels: the ticket
     # looks unlike anything the team handles, so it goes to a human whatever the abstain threshold.
     if handoff_label and confidence < handoff_threshold:
@@ -236,14 +245,15 @@ def latest_suggestion(session: Session, ticket_id: int, task: str | None = None)
 def add_suggestion(session: Session, ticket_id: int, prediction, *, task: str, threshold: float,
                    handoff_threshold: float = 0.0,
                    handoff_label: str | None = None, cpu_ms: float | None = None,
-                   prior_id: int | None = None) -> Suggestion:
+                   prior_id: int | None = None, far: float = 0.0) -> Suggestion:
     """Record a predictor's suggestion, routed by `route`: below the threshold the label is left
     empty (unsure); below the hand-off threshold it is the hand-off label (out of scope).
     cpu_ms: the prediction's CPU time (bot.worker.suggest measures it), for the measures' cost;
-    prior_id: the LabelPrior its probabilities were re-weighted by, if any."""
-    routing, label = route(prediction.label, float(prediction.confidence), threshold=threshold,
-                           handoff_threshold=handoff_threshold, handoff_label=handoff_label)
+    prior_id: the LabelPrior its probabilities were re-weighted by, if any; far: the version's far cut."""
     evidence = getattr(prediction, "evidence", None) or []
+    routing, label = route(prediction.label, float(prediction.confidence), threshold=threshold,
+                           handoff_threshold=handoff_threshold, handoff_label=handoff_label,
+                           similarity=_nearest_similarity(evidence), far=far)
     row = Suggestion(ticket_id=ticket_id, task=task, label=label, routing=routing,
                      confidence=float(prediction.confidence), probabilities=json.dumps(prediction.probabilities),
                      reason=prediction.reason or "", model_version=prediction.model_version or "",

@@ -45,7 +45,8 @@ def judge(answer: dict | None, expected: str, routing: dict) -> dict | None:
     abstain = routing.get("abstain")
     kind, shown = route(answer["label"], answer["confidence"],
                         threshold=DEFAULT_ABSTAIN if abstain is None else abstain,
-                        handoff_threshold=routing.get("handoff") or 0.0, handoff_label=routing.get("handoff_label"))
+                        handoff_threshold=routing.get("handoff") or 0.0, handoff_label=routing.get("handoff_label"),
+                        similarity=answer.get("similarity"), far=routing.get("far") or 0.0)
     result = ABSTAIN if shown is None else PASS if shown == expected else FAIL
     return {**answer, "routing": kind, "shown": shown, "result": result}
 

@@ -148,11 +148,13 @@ DEFAULT_THRESHOLD = 0.5  # abstain threshold of a version without calibration (o
 
 @dataclass(frozen=True)
 class Thresholds:
-    """Where a version's suggestions are cut: below `abstain` unsure, below `handoff` out of scope."""
+    """Where a version's suggestions are cut: below `abstain` unsure, below `handoff` out of scope, and
+    a ticket whose nearest labelled example is less similar than `far` unlike anything labelled."""
 
     abstain: float
     handoff: float = 0.0
     handoff_label: str | None = None
+    far: float = 0.0
 
 
 def version_thresholds(info: VersionInfo, task: Task, override: float | None = None) -> Thresholds:
@@ -161,4 +163,5 @@ def version_thresholds(info: VersionInfo, task: Task, override: float | None = N
     abstain = override if override is not None else calibration.get("abstain_threshold")
     handoff = calibration.get("handoff_threshold") if task.handoff_label else None
     return Thresholds(abstain=DEFAULT_THRESHOLD if abstain is None else float(abstain),
-                      handoff=float(handoff or 0.0), handoff_label=task.handoff_label)
+                      handoff=float(handoff or 0.0), handoff_label=task.handoff_label,
+                      far=float(calibration.get("far_threshold") or 0.0))

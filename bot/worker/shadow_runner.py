@@ -84,8 +84,11 @@ class ShadowRunner:
             prediction = predictor.predict(ticket.model_text)
             row.cpu_ms = (time.process_time() - cpu) * 1000.0
             cut = self.thresholds(version)
+            evidence = getattr(prediction, "evidence", None) or []
+            similarity = evidence[0].get("similarity") if evidence and isinstance(evidence[0], dict) else None
             row.routing, row.label = route(prediction.label, float(prediction.confidence), threshold=cut.abstain,
-                                           handoff_threshold=cut.handoff, handoff_label=cut.handoff_label)
+                                           handoff_threshold=cut.handoff, handoff_label=cut.handoff_label,
+                                           similarity=similarity, far=cut.far)
             row.confidence, row.latency_ms = float(prediction.confidence), float(prediction.latency_ms)
         except Exception as exc:  # noqa: BLE001  (the shadow's failure is stored as a row, never production's)
             self.failures += 1

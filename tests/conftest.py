@@ -184,6 +184,7 @@ def store_url(request, tmp_path):
     import bot.store.production  # noqa: F401
     import bot.store.trail  # noqa: F401
     import bot.store.link_epochs  # noqa: F401
+    import bot.store.promise_checks  # noqa: F401
     from bot.store.base import Base
 
     engine = create_engine(url)

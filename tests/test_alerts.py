@@ -224,12 +224,17 @@ def test_drift_alerts_when_the_share_doubles_above_the_floor():
     assert rules.drift_finding(now, {"share": None}, s) is not None  # no week before to compare: above the floor
 
 
-def test_wrong_escalations_alert_above_the_versions_promise():
+def test_wrong_escalations_alert_when_their_interval_lies_above_the_versions_promise():
+    # The rule (promise_broken, which replaced wrong_escalation) compares the interval's lower end, not the point
+    # estimate, with the promise: tests/test_promise_watch.py has the cases where the two disagree.
+    from bot.monitor.promise import _rate
+
     s = Settings()
-    finding = rules.escalation_finding({"reviewed": 50, "wrong_escalations": 4}, s, version="v3", promise=0.05)
-    assert finding.key == "v3" and "handed off 4 tickets" in finding.message and "8 % of 50" in finding.message
-    assert "at most 5 %" in finding.message and "`/tuesday rollback`" in finding.message
-    assert rules.escalation_finding({"reviewed": 50, "wrong_escalations": 2}, s, version="v3", promise=0.05) is None
+    rates = {"version": "v3", "level": 0.9, "max_wrong": 0.05, "shown": _rate(0, 50, 0.9, 0.05, True)}
+    finding = rules.promise_finding({**rates, "escalations": _rate(9, 50, 0.9, 0.05, True)}, s, version="v3")
+    assert finding.key == "v3" and "wrong escalations 18.0 % (9 of 50; 90 % interval 9.7 %–29.3 %)" in finding.message
+    assert "at most 5.0 %" in finding.message and "`/tuesday rollback`" in finding.message
+    assert rules.promise_finding({**rates, "escalations": _rate(4, 50, 0.9, 0.05, True)}, s, version="v3") is None
 
 
 # -- the weekly digest ------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import bot.lifecycle.runs  # noqa: F401  (their tables join Base.metadata)
 import bot.lifecycle.shadow  # noqa: F401
 import bot.monitor.alerts  # noqa: F401
 import bot.store.production  # noqa: F401
+import bot.store.promise_checks  # noqa: F401
 import bot.store.trail  # noqa: F401
 from bot.cli.db import db
 from bot.runtime import Runtime

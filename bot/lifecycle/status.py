@@ -13,6 +13,9 @@ from bot.lifecycle.reports import TRIGGER_WORDS, metrics_line, who
 from bot.lifecycle.runs import labels_since_last_training
 from bot.lifecycle.shadow import shadow_summary, status_line
 from bot.monitor.label_priors import prior_line, prior_summary
+from bot.monitor.measures import window
+from bot.monitor.promise import rate_line
+from bot.monitor.promise import summary as promise_summary
 from bot.queues import count_workers
 from bot.settings import posting
 from bot.store.base import as_utc
@@ -116,6 +119,7 @@ def gather_status(runtime, queues) -> dict:
                 "calibration": production.manifest.get("calibration"),  # its thresholds' promise
                 "licenses": version_licenses(production.manifest)}),
             "since": promoted.get("at") if promoted else None, "by": promoted.get("by") if promoted else None},
+        "promise": _promise(runtime, name, production),  # realised rates, the newest exchangeability check
         "bases_unapproved": [n.name for n in bases.notes(runtime.sessions) if not n.approved],
         "labels_since_training": labels_within(runtime, deadline),
         "waiting_tickets": waiting_count(runtime.sessions, posts=posting(settings), task=runtime.tasks.routing_name),
@@ -144,10 +148,33 @@ def gather_status(runtime, queues) -> dict:
     return data
 
 
+PROMISE_DAYS = 7  # the window of the realised rates status shows
+
+
+def _promise(runtime, name: str | None, info) -> dict | None:
+    """The production version's realised rates over the last PROMISE_DAYS days and its newest check (SQL only)."""
+    calibration = info.manifest.get("calibration") if info is not None else None
+    return promise_summary(runtime, name, calibration, *window(PROMISE_DAYS))
+
+
+def promise_status_lines(promise: dict | None, unread: bool = False) -> list[str]:
+    """The banner while the promise is not valid now, and the realised rates beside the promise lines."""
+    if not promise:
+        return []
+    lines = [f"   :warning: *{promise['banner']}*"] if promise["banner"] else []
+    rates = promise["realised"]
+    said = [line for line in (rate_line("wrong among shown", rates["shown"]),
+                              rate_line("wrong escalations", rates["escalations"])) if line]
+    if not unread and said:
+        lines.append(f"   clicked in the last {PROMISE_DAYS} days ({100 * rates['level']:.3g} % intervals): "
+                     + "; ".join(said))
+    return lines
+
+
 def _field_status(runtime, deadline: Deadline) -> dict:
     """One more task's production, labels since its last training and its runs."""
     name, live = production_within(runtime, deadline)
-    return {"task": runtime.task.name,
+    return {"task": runtime.task.name, "promise": _promise(runtime, name, live),
             "production": None if name is None else _unread(name) if live is None else {
                 "version": live.name, "metrics": live.metrics, "calibration": live.manifest.get("calibration")},
             "labels_since_training": labels_within(runtime, deadline),
@@ -169,6 +196,8 @@ def field_lines(field: dict) -> list[str]:
         lines.append(f"   :warning: {live['unread']}")
     elif live:
         lines += [f"   {line}" for line in promise_lines(live.get("calibration"))]
+    if live:
+        lines += promise_status_lines(field.get("promise"), bool(live.get("unread")))
     if field["active_run"]:
         lines.append(f"   in progress: {run_line(field['active_run'])}")
     if field["last_run"] and field["last_run"]["id"] != (field["active_run"] or {}).get("id"):
@@ -218,6 +247,7 @@ def status_text(data: dict) -> str:
         lines.append(f"   holdout: {metrics_line(live['metrics'])}" if not live.get("unread")
                      else f"   :warning: {live['unread']}")
         lines += [] if live.get("unread") else [f"   {line}" for line in promise_lines(live.get("calibration"))]
+        lines += promise_status_lines(data.get("promise"), bool(live.get("unread")))
         lines += [f"   base {license_line(lic)}" for lic in live.get("licenses") or []]
     auto = (f"auto-retrain at {data['retrain_after_labels']}" if data["retrain_after_labels"] else "auto-retrain off")
     if data.get("retrain_schedule_hours"):

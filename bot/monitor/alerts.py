@@ -24,10 +24,11 @@ from bot.store.base import utc_now
 
 log = logging.getLogger(__name__)
 
-OVERRIDE, DRIFT, REVIEW_TIME, LATENCY, WRONG_ESCALATION, FAILED_TICKETS, LABEL_FLOOD, DIGEST = (
-    "override", "drift", "review_time", "latency", "wrong_escalation", "failed_tickets", "label_flood", "digest")
+OVERRIDE, DRIFT, REVIEW_TIME, LATENCY, PROMISE_BROKEN, FAILED_TICKETS, LABEL_FLOOD, DIGEST = (
+    "override", "drift", "review_time", "latency", "promise_broken", "failed_tickets", "label_flood", "digest")
 
-KINDS = (OVERRIDE, DRIFT, REVIEW_TIME, LATENCY, WRONG_ESCALATION, FAILED_TICKETS, LABEL_FLOOD)
+# promise_broken replaced wrong_escalation (a point estimate above max_wrong): rows of that kind are history only.
+KINDS = (OVERRIDE, DRIFT, REVIEW_TIME, LATENCY, PROMISE_BROKEN, FAILED_TICKETS, LABEL_FLOOD)
 
 OPEN_FOR = timedelta(hours=24)  # an unresolved alert is "open" this long after it fired
 

@@ -145,8 +145,44 @@ def table(head: list[str], rows: list[list[tuple[str, str]]], row_classes: list[
 
 # -- pages ------------------------------------------------------------------------------------------------
 
-def overview_body(ov: dict, timeline: list[dict], production: str | None, bucket: str) -> str:
-    """Volume, acceptance, review time, latency and cost over the window, and how they moved."""
+def promise_body(p: dict | None) -> str:
+    """The production version's promise, its realised rates from clicks with intervals beside it, and a banner while
+    live tickets differ from the rows it was measured on (bot.monitor.promise.summary)."""
+    if not p:
+        return ""
+    out = ["<h3>Is the promise holding?</h3>"]
+    if p["banner"]:
+        out.append(f'<p class="warn"><strong>{escape(p["banner"])}</strong></p>')
+    out.append("<ul>" + "".join(f"<li>{escape(line)}</li>" for line in p["lines"]) + "</ul>")
+    rates = p["realised"]
+    level = f"{100 * rates['level']:.3g}%"
+    rows, classes = [], []
+    for name, rate in (("wrong among shown suggestions", rates["shown"]), ("wrong escalations", rates["escalations"])):
+        if rate is None:
+            continue
+        promised = f"≤ {pct(rate['promise'])}" if rate["guaranteed"] else "no promise"
+        high = rate["guaranteed"] and rate["low"] is not None and rate["low"] > rate["promise"]
+        rows.append([(name, ""), (promised, "num"), (f"{num(rate['wrong'])} of {num(rate['n'])}", "num"),
+                     (pct(rate["rate"]), "num"), (f"{pct(rate['low'])} – {pct(rate['high'])}", "num")])
+        classes.append("warn" if high else "")
+    out.append(table(["rate", "promised", "wrong of clicked", "realised", f"{level} interval"], rows, classes))
+    check = p["check"]
+    if check is None:
+        out.append('<p class="muted">No exchangeability check yet (the CPU workers check every few minutes).</p>')
+    else:
+        state = "differ from" if check["shifted"] else "look like"
+        stale = "" if p["fresh"] else " (not recent: are the CPU workers running?)"
+        out.append(f'<p class="muted">Last check {escape(day(check["checked_at"]))} UTC{escape(stale)}: '
+                   f"{num(check['below'])} of the last {num(check['n'])} tickets below the holdout's p05 "
+                   f"({escape(pct(check['below'] / check['n']) if check['n'] else '–')}; 5% expected): live tickets "
+                   f"{state} the promise's rows.</p>")
+    return "".join(out)
+
+
+def overview_body(ov: dict, timeline: list[dict], production: str | None, bucket: str,
+                  promise: dict | None = None) -> str:
+    """Volume, acceptance, review time, latency and cost over the window, and how they moved; the promise beside the
+    realised rates (promise: bot.monitor.promise.summary)."""
     cost = ov["cost"]
     big = tiles([
         ("production", production or "none", "model version serving now"),
@@ -179,7 +215,7 @@ def overview_body(ov: dict, timeline: list[dict], production: str | None, bucket
                    unit="ms"),
         line_chart(f"Drift share per {per}", starts, {"share": [row["drift_share"] for row in timeline]}, unit="%"),
     )
-    return big + graphs
+    return big + promise_body(promise) + graphs
 
 
 def labels_body(rows: list[dict]) -> str:

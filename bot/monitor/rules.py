@@ -21,10 +21,11 @@ from bot.monitor.alerts import (
     LABEL_FLOOD,
     LATENCY,
     OVERRIDE,
+    PROMISE_BROKEN,
     REVIEW_TIME,
-    WRONG_ESCALATION,
     Finding,
 )
+from bot.monitor.promise import broken, realised
 from bot.store.base import as_utc
 from bot.store.production import ProductionPointer
 from bot.store.tickets import failed_count
@@ -143,20 +144,28 @@ def _slower(value, earlier, n, n_before, factor: float, least: int) -> bool:
     return value > factor * earlier
 
 
-def escalation_finding(now: dict, settings, *, version: str | None, promise: float | None) -> Finding | None:
-    """The live version's wrong hand-offs (of its reviewed suggestions this week) above its calibration's max_wrong.
+def promise_finding(rates: dict, settings, *, version: str | None) -> Finding | None:
+    """A realised rate whose whole interval lies above the version's promise (lower bound > max_wrong), for wrong
+    escalations or wrong among shown, over at least TUESDAY_ALERT_MIN_REVIEWS clicked tickets.
 
-    now: measures.overview of the week for that version; promise: its calibration's max_wrong.
+    rates: bot.monitor.promise.realised of the week for that version (only promises the version made count).
     """
-    reviewed, wrong = now.get("reviewed") or 0, now.get("wrong_escalations") or 0
-    if promise is None or reviewed < settings.alert_min_reviews or not wrong or wrong / reviewed <= promise:
+    names = {"escalations": "wrong escalations", "shown": "wrong among shown suggestions"}
+    over = [(key, rates[key]) for key in names if broken(rates.get(key), settings.alert_min_reviews)]
+    if not over:
         return None
-    rate = wrong / reviewed
-    return Finding(WRONG_ESCALATION, version or "", (
-        f"Wrong hand-offs: {version or 'the live version'} handed off {wrong} ticket{'s' if wrong != 1 else ''} "
-        f"this week that agents kept ({pct(rate)} of {reviewed} reviews; its holdout promised at most "
-        f"{pct(promise)}) — `/tuesday retrain` on the corrections, or `/tuesday rollback` to the version before"),
-        {"wrong_escalations": wrong, "reviewed": reviewed, "rate": rate, "promise": promise, "version": version})
+    def tenth(x: float) -> str:  # a bound just above the promise must not read as equal to it
+        return f"{100 * x:.1f} %"
+
+    level = pct(rates["level"])
+    said = "; ".join(f"{names[key]} {tenth(r['rate'])} ({r['wrong']} of {r['n']}; {level} interval "
+                     f"{tenth(r['low'])}–{tenth(r['high'])})" for key, r in over)
+    return Finding(PROMISE_BROKEN, version or "", (
+        f"Promise broken: {version or 'the live version'} promised at most {tenth(rates['max_wrong'])}, and this week's "
+        f"clicks put it above that even at the low end of the interval: {said} — `/tuesday retrain` on the "
+        f"corrections, or `/tuesday rollback` to the version before"),
+        {"version": version, "promise": rates["max_wrong"], "level": rates["level"],
+         **{key: {k: r[k] for k in ("wrong", "n", "rate", "low", "high")} for key, r in over}})
 
 
 # -- reading the store ---------------------------------------------------------------------------------
@@ -236,10 +245,9 @@ def _evaluate(runtime, now: datetime) -> list[Finding]:
     found = slowdown_findings(this_week, last_week, settings)
     if version is not None:
         found += _overrides(runtime, since, until)
-        promise = _promise(runtime)
-        if promise is not None and runtime.task.handoff_label:
-            finding = escalation_finding(measures.overview(runtime, since, until, version=version), settings,
-                                         version=version, promise=promise)
+        calibration = _calibration(runtime)
+        if calibration is not None:
+            finding = promise_finding(realised(runtime, version, since, until, calibration), settings, version=version)
             found += [finding] if finding else []
         drift = measures.drift(runtime, since, until)
         if drift_may_alert(drift, settings):
@@ -254,12 +262,12 @@ def _over(row: dict, settings) -> bool:
         and rate > settings.alert_override_rate
 
 
-def _promise(runtime) -> float | None:
+def _calibration(runtime) -> dict | None:
+    """The production version's calibration (its promise), or None."""
     from inference.errors import RegistryError
 
     try:
         info = runtime.production.info()
     except RegistryError:
         return None  # the version's files are not (yet) in the artifact store
-    value = ((info.manifest if info else {}).get("calibration") or {}).get("max_wrong")
-    return None if value is None else float(value)
+    return (info.manifest if info else {}).get("calibration") or None

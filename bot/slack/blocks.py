@@ -146,12 +146,21 @@ def _model_context(ticket: Ticket, suggestion: Suggestion) -> dict:
         f"ticket {escape(ticket.source)}:{escape(ticket.external_id)}")}]}
 
 
+def note_block(note: str | None) -> dict | None:
+    """A footer line under the message (the promise not valid now: bot.monitor.promise.note_text), or None."""
+    if not note:
+        return None
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": escaped_excerpt(note, TEXT_CHARS)}]}
+
+
 def suggestion_blocks(ticket: Ticket, suggestion: Suggestion, task: Task, *,
-                      handoff_threshold: float | None = None, link: str | None = None) -> list[dict]:
+                      handoff_threshold: float | None = None, link: str | None = None,
+                      note: str | None = None) -> list[dict]:
     """The message for one suggestion; an abstained one (label None) asks the agent to pick.
 
     An out-of-scope one (the hand-off label) gets the ordinary buttons: Accept accepts the hand-off.
     link: where the ticket opens (bot.helpdesk.adapters.ticket_link), shown on its title.
+    note: a footer line under the model line (e.g. the version's promise is not valid now).
     """
     blocks = summary_blocks(ticket, suggestion, "Please choose a label.", handoff_threshold, link)
     if suggestion.abstained:
@@ -162,6 +171,9 @@ def suggestion_blocks(ticket: Ticket, suggestion: Suggestion, task: Task, *,
                     button("Reject", REJECT, suggestion.id, "danger"),
                     button("Hand off", HANDOFF, suggestion.id)]
     blocks.append(_model_context(ticket, suggestion))
+    footer = note_block(note)
+    if footer is not None:
+        blocks.append(footer)
     # The block id carries the suggestion id too, so a click handler finds it from any element.
     blocks.append({"type": "actions", "block_id": f"tuesday_suggestion_{suggestion.id}", "elements": elements})
     return blocks

@@ -21,6 +21,7 @@ from bot.slack.blocks import (
     escaped_excerpt,
     excerpt,
     label_select,
+    note_block,
     percent,
     summary_blocks,
     ticket_section,
@@ -67,8 +68,9 @@ def _models(ticket: Ticket, routing: Suggestion, fields: dict[str, Suggestion]) 
 
 def fields_blocks(ticket: Ticket, routing: Suggestion, fields: dict[str, Suggestion], tasks: TaskSet, *,
                   handoff_threshold: float | None = None, link: str | None = None,
-                  decisions: dict[str, list[Feedback]] | None = None) -> list[dict]:
-    """The message for a ticket's suggestions: the routing task's, then each other field's (task order)."""
+                  decisions: dict[str, list[Feedback]] | None = None, note: str | None = None) -> list[dict]:
+    """The message for a ticket's suggestions: the routing task's, then each other field's (task order); note: a
+    footer line under the models line."""
     decisions = decisions or {}
     routing_task = tasks[routing.task]
     blocks = [ticket_section(ticket, link)]
@@ -82,6 +84,9 @@ def fields_blocks(ticket: Ticket, routing: Suggestion, fields: dict[str, Suggest
         if task.name in fields:
             blocks += _field_blocks(task, fields[task.name], decisions.get(task.name, []))
     blocks.append(_models(ticket, routing, fields))
+    footer = note_block(note)
+    if footer is not None:
+        blocks.append(footer)
     verb = "Choose " if routing.abstained else "Change "
     elements = [button("Accept all", ACCEPT_ALL, routing.id, "primary"),
                 label_select(routing_task, routing, (verb + routing_task.name)[:150])]

@@ -1,7 +1,7 @@
 """The store's schema revision: Alembic migrations in bot/store/migrations, applied under a lock.
 
 >>> upgrade("sqlite:///store.db")  # a fresh store: (None, head_revision())
-(None, '0014')
+(None, '0015')
 """
 
 from __future__ import annotations

@@ -23,9 +23,11 @@ from bot.monitor import pages
 from bot.monitor.drift import drift
 from bot.monitor.exporter import authorized, metrics_collector, registry_of, scrape
 from bot.monitor.measures import overview, per_label, timeline, versions, window
+from bot.monitor.promise import summary as promise_summary
 from bot.monitor.pages import DEFAULT_DAYS, MAX_DAYS
 from bot.trail.labellers import people
 from inference.artifacts import ArtifactError
+from inference.errors import RegistryError
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,17 @@ REFUSED = ("This dashboard link is unsigned, altered or expired. Ask Tuesday for
            "<code>/tuesday dashboard</code> (admins) or <code>tuesday dashboard --link</code>.")
 REVOKED = ("This dashboard link was revoked. Ask Tuesday for a new one: "
            "<code>/tuesday dashboard</code> (admins) or <code>tuesday dashboard --link</code>.")
+
+
+def _promise(runtime, since, until) -> dict | None:
+    """The production version's promise and its realised rates over the page's window."""
+    name, calibration = runtime.production.name(), None
+    if name is not None:
+        try:
+            calibration = runtime.registry.get(name).manifest.get("calibration")
+        except RegistryError:
+            pass  # not in this host's view of the artifact store yet: the rates without the promise
+    return promise_summary(runtime, name, calibration, since, until)
 
 
 def _refusal(status: int, message: str) -> HTMLResponse:
@@ -108,7 +121,8 @@ def register(app: FastAPI, runtime, queues, links: Links, clock: Callable[[], fl
     @app.get("/dashboard")
     def dashboard(request: Request) -> Response:
         return render("overview", "Overview", request, lambda rt, since, until, days, bucket: pages.overview_body(
-            overview(rt, since, until), timeline(rt, since, until, bucket=bucket), rt.production.name(), bucket))
+            overview(rt, since, until), timeline(rt, since, until, bucket=bucket), rt.production.name(), bucket,
+            _promise(rt, since, until)))
 
     @app.get("/dashboard/labels")
     def dashboard_labels(request: Request) -> Response:

@@ -7,6 +7,7 @@ the routing task's first model.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from datetime import datetime
@@ -18,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bot.helpdesk.adapters import ticket_link
 from bot.monitor.label_priors import PriorCache, reweigh
+from bot.monitor.promise import PromiseCache, note_text
 from bot.runtime import Runtime, slack_client
 from bot.settings import Settings
 from bot.slack.blocks import suggestion_blocks, suggestion_text
@@ -84,6 +86,7 @@ class Suggester:
         self.fields = {scoped.task.name: (scoped, serving_cache(scoped)) for scoped in runtime.each_task()[1:]}
         self._thresholds: dict[str, Thresholds] = {}
         self.priors = PriorCache(runtime.sessions)  # label frequencies of the live stream (TUESDAY_PRIOR_ADJUSTMENT)
+        self.promise = PromiseCache(runtime.sessions)  # whether live tickets still look like the promise's rows
         # The version in shadow (bot.lifecycle.shadow), if an admin or the shadow gate named one: its own
         # predictor. Each task has its own shadow.
         self.shadow = shadow or ShadowRunner(runtime, lambda name: load_version(runtime, name), self.thresholds)
@@ -103,7 +106,8 @@ class Suggester:
             runner.close()
 
     def thresholds(self, version: str) -> Thresholds:
-        """A version's thresholds under this process's settings (kept: a committed version never changes).
+        """A version's thresholds under this process's settings (kept: a committed version never changes), with the
+        hand-off threshold re-set while its promise is not valid now (bot.monitor.promise: a recent shifted check).
 
         Only the routing task hands off: another field's version gets no hand-off threshold."""
         if version not in self._thresholds:
@@ -112,7 +116,16 @@ class Suggester:
             if info.manifest.get("task") in set(self.runtime.tasks.names) - {self.runtime.tasks.routing_name}:
                 cut = Thresholds(abstain=cut.abstain)
             self._thresholds[version] = cut
-        return self._thresholds[version]
+        cut = self._thresholds[version]
+        shifted = self.promise.override(version) if cut.handoff_label else None
+        if shifted is not None and shifted.reset_handoff is not None:
+            cut = dataclasses.replace(cut, handoff=shifted.reset_handoff, far=cut.far if shifted.far_on else 0.0)
+        return cut
+
+    def promise_note(self, version: str) -> str | None:
+        """The message's footer while the version's promise is not valid now, else None."""
+        shifted = self.promise.override(version)
+        return None if shifted is None else note_text(shifted)
 
     def _suggest(self, scoped: Runtime, cache: PredictorCache, ticket) -> Suggestion:
         """Predict one task's label for the ticket and store it (routed by that version's thresholds)."""
@@ -179,11 +192,14 @@ class Suggester:
             if found is None:
                 handoff = self.thresholds(row.model_version).handoff if row.out_of_scope else None
                 link = ticket_link(settings, ticket.source, ticket.external_id)
+                note = self.promise_note(row.model_version)
                 if fields:  # several fields: one message with each (only the routing task's model: the classic one)
-                    blocks = fields_blocks(ticket, row, fields, self.runtime.tasks, handoff_threshold=handoff, link=link)
+                    blocks = fields_blocks(ticket, row, fields, self.runtime.tasks, handoff_threshold=handoff, link=link,
+                                           note=note)
                     text = fields_text(ticket, row, fields)
                 else:
-                    blocks = suggestion_blocks(ticket, row, self.runtime.task, handoff_threshold=handoff, link=link)
+                    blocks = suggestion_blocks(ticket, row, self.runtime.task, handoff_threshold=handoff, link=link,
+                                               note=note)
                     text = suggestion_text(ticket, row)
                 found = self.slack.chat_postMessage(
                     channel=settings.triage_channel, text=text, blocks=blocks,

@@ -5,8 +5,9 @@ RQ, tickets without a (posted) suggestion are queued again, helpdesk write-backs
 delivered, a training whose heartbeat stopped is closed as failed, a retrain whose jobs Redis
 lost is queued again (or closed), a scheduled retrain is requested when one is due, and a
 candidate waiting in shadow is promoted or kept once agents labelled enough of its tickets, the
-production version's label frequencies are estimated from its recent suggestions (bot.monitor.label_priors);
-one worker every few minutes checks the alert rules and the weekly digest (bot.monitor.checks).
+production version's label frequencies are estimated from its recent suggestions (bot.monitor.label_priors),
+each production version's live tickets are checked against the rows its promise was measured on
+(bot.monitor.promise, every 5 minutes); one worker every few minutes checks the alert rules and the weekly digest (bot.monitor.checks).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from bot.lifecycle.runs import Paused, maybe_scheduled_retrain
 from bot.lifecycle.shadow_gate import settle
 from bot.monitor.checks import check_monitoring
 from bot.monitor.label_priors import estimate_label_prior
+from bot.monitor.promise import check_promises
 from bot.queues import sweep_tickets
 
 log = logging.getLogger(__name__)
@@ -53,6 +55,7 @@ class Upkeep:
                   "schedule": lambda: maybe_scheduled_retrain(self.runtime, self.queues),
                   "shadow": self._shadow,
                   "priors": lambda: estimate_label_prior(self.runtime),
+                  "promise": lambda: check_promises(self.runtime),
                   "monitor": lambda: check_monitoring(self.runtime, self.queues, self.slack)}
         for name, chore in chores.items():
             try:

@@ -23,9 +23,19 @@ Reported on test: what each promised and what happened (coverage and wrong-when-
 hand-off recall and realised wrong escalations, a ticket being escalated when the predicted
 label is `oos` or the confidence is below the threshold).
 
+Skewed labels (inference.priors.VersionPrior, issue 6): every method's probabilities are moved by
+p ∝ p · (target/train)^power, target = the label frequencies of the train + validation rows, train
+= those of the train rows, the power chosen on the validation rows by log-loss after temperature
+scaling (0 unless it pays): Tuesday's pipeline chooses it for its version, the baselines get it by
+the same rule here. Each method's row reports accuracy as chosen and, under "label_prior", the power, the
+losses it was chosen by and the accuracy and macro-F1 with the prior undone (power 0).
+
 Label frequencies (inference.priors): the test split is also read as an unlabelled live stream;
-EM re-estimates the label prior from each method's calibrated probabilities and the columns
-"with prior" score the re-weighted probabilities (labels are never read by it).
+EM re-estimates the label prior from each method's calibrated probabilities (starting from the
+prior they carry: the train rows' moved by the method's own) and the columns "with prior" score
+the re-weighted probabilities (labels are never read by it).
+
+    python -m bench.compare --dataset support_tickets --per-label 10 --families none   # baselines only
 
 Writes bench/out/compare-<dataset>[-<field>]-k<k>-s<seed>-<families>.json (metrics) and .npz
 (each method's validation and test probabilities, read by bench.guarantee); docs/benchmarks.md
@@ -46,7 +56,7 @@ from bench.baselines import minilm_lr, tfidf_lr
 from bench.datasets import load_split, sample_per_label
 from inference.calibration import apply_temperature, calibrate, expected_calibration_error
 from inference.metrics import classification_report
-from inference.priors import adjust, estimate_prior, total_variation
+from inference.priors import VersionPrior, adjust, choose_power, estimate_prior, total_variation
 from inference.registry import Registry
 from inference.serving import load_predictor
 from inference.stacking import Mix
@@ -122,6 +132,21 @@ def scores(task: Task, probs_test: np.ndarray, test: list[dict], cal: dict, trai
     return out
 
 
+def choose_label_prior(task: Task, probs_val: np.ndarray, val: list[dict], train: list[dict]) -> tuple[VersionPrior, dict]:
+    """The baselines' label prior by the rule Tuesday's pipeline follows (trainer.label_prior): target = the
+    train + validation rows' label frequencies, the power chosen on the validation rows; and its losses."""
+    prior = VersionPrior.from_rows(task.label_names, train, train + val)
+    power, losses = choose_power(probs_val, gold_of(task, val), prior, task.label_names)
+    return VersionPrior(prior.train, prior.target, power), {str(p): round(loss, 4) for p, loss in losses.items()}
+
+
+def prior_report(task: Task, prior: VersionPrior | None, undone_test: np.ndarray, test: list[dict],
+                 losses: dict | None) -> dict:
+    """The row's "prior": the power chosen (0: none), what it was chosen by, and the test scores without it."""
+    return {"power": prior.power if prior is not None else 0.0, "losses": losses,
+            "undone": _label_metrics(task, undone_test, test)}
+
+
 def _baseline_probs(result, labels: list[str]) -> np.ndarray:
     """Reorder a baseline's columns to task order (a label absent from training gets 0)."""
     out = np.zeros((len(result.probabilities), len(labels)))
@@ -130,8 +155,9 @@ def _baseline_probs(result, labels: list[str]) -> np.ndarray:
     return out
 
 
-def tuesday_probs(version, task: Task, family: str, rows: list[dict], threads: int) -> tuple[np.ndarray, list]:
-    """Uncalibrated distributions and per-ticket latencies of one family as served (decoder; encoder: see encoder_voices)."""
+def tuesday_probs(version, task: Task, family: str, rows: list[dict], threads: int):
+    """Uncalibrated distributions (the version's label prior applied, as served), per-ticket latencies and that
+    prior (None: none) of one family (decoder; encoder: see encoder_voices)."""
     predictor = load_predictor(version, task, family=family, calibrated=False, evidence=False, reasons=False,
                                threads=threads)
     probs, ms = [], []
@@ -142,12 +168,13 @@ def tuesday_probs(version, task: Task, family: str, rows: list[dict], threads: i
             ms.append(suggestion.latency_ms)
     finally:
         predictor.close()
-    return np.array(probs), ms
+    return np.array(probs), ms, predictor.prior
 
 
 def encoder_voices(version, task: Task, rows_by_split: dict[str, list[dict]], threads: int, timed: int = 300):
-    """Each voice's probabilities on each split (for the served mix and the head alone) and the
-    served per-ticket latency (predict(), evidence off) on the first `timed` test rows."""
+    """Each voice's probabilities on each split (for the served mix and the head alone), the mix, the
+    version's label prior (None: none), and the served per-ticket latency (predict(), evidence off)
+    on the first `timed` test rows."""
     predictor = load_predictor(version, task, family="encoder", calibrated=False, evidence=False, threads=threads,
                                every_voice=True)
     try:
@@ -159,7 +186,7 @@ def encoder_voices(version, task: Task, rows_by_split: dict[str, list[dict]], th
                 for name, probs in predictor.voices(row["text"], every=True)[1].items():
                     got.setdefault(name, []).append(probs)
             voices[split] = {name: np.array(v) for name, v in got.items()}
-        return voices, predictor.mix, ms
+        return voices, predictor.mix, predictor.prior, ms
     finally:
         predictor.close()
 
@@ -174,7 +201,7 @@ def run(dataset: str, per_label: str, seed: int, families: list[str], threads: i
     task = Task(name=dataset, labels={label: "" for label in labels}, handoff_label=HANDOFF if HANDOFF in labels else None,
                 description="messages from customers", list_labels=False)
     counts = np.array([sum(r["label"] == label for r in train) for label in labels], dtype=float)
-    train_prior = counts / counts.sum()
+    train_shares = dict(zip(labels, counts / counts.sum()))
     result = {"dataset": dataset, "field": field, "per_label": per_label, "seed": seed, "n_train": len(train),
               "n_validation": len(val), "n_test": len(test), "labels": len(labels), "label_names": labels, "threads": threads,
               "machine": platform.machine(), "families": families, "decoder_config": DECODER, "encoder_config": encoder,
@@ -182,8 +209,12 @@ def run(dataset: str, per_label: str, seed: int, families: list[str], threads: i
               "methods": {}}
     saved = {"gold_val": gold_of(task, val), "gold_test": gold_of(task, test)}
 
-    def record(name: str, probs_val: np.ndarray, probs_test: np.ndarray, cal: dict | None = None, **extra) -> None:
-        row = scores(task, probs_test, test, cal or fit_on_validation(task, probs_val, val), train_prior)
+    def record(name: str, probs_val: np.ndarray, probs_test: np.ndarray, cal: dict | None = None, *,
+               prior: VersionPrior | None = None, **extra) -> None:
+        # the EM starts from the prior the probabilities carry: the train rows' moved by the method's own
+        carried = prior.carried(train_shares) if prior is not None else train_shares
+        row = scores(task, probs_test, test, cal or fit_on_validation(task, probs_val, val),
+                     np.array([carried[label] for label in labels]))
         row.update(extra)
         result["methods"][name] = row
         saved[f"{name}_val"], saved[f"{name}_test"] = probs_val, probs_test
@@ -192,8 +223,14 @@ def run(dataset: str, per_label: str, seed: int, families: list[str], threads: i
     for name, fit in (("tfidf_lr", tfidf_lr), ("minilm_lr", minilm_lr)):
         both = fit([r["text"] for r in train], [r["label"] for r in train], [r["text"] for r in val + test])
         probs = _baseline_probs(both, labels)
-        record(name, probs[:len(val)], probs[len(val):], train_s=both.train_seconds,
-               ms_per_ticket_batched=1000 * both.predict_seconds_per_text)
+        prior, losses = choose_label_prior(task, probs[:len(val)], val, train)
+        moved = prior.apply(probs, labels)
+        record(name, moved[:len(val)], moved[len(val):], prior=prior, train_s=both.train_seconds,
+               ms_per_ticket_batched=1000 * both.predict_seconds_per_text,
+               label_prior=prior_report(task, prior, probs[len(val):], test, losses))
+
+    if not families:  # baselines only
+        return result, saved
 
     config = RunConfig.from_dict({"families": families, "encoder": encoder, "decoder": DECODER, "max_wrong": MAX_WRONG})
     started = time.perf_counter()
@@ -204,16 +241,22 @@ def run(dataset: str, per_label: str, seed: int, families: list[str], threads: i
         part = version.manifest["families"][family]
         common = dict(train_s=part["timings"]["train_s"], version=version.name, training=part.get("training"))
         if family == "encoder":
-            voices, mix, ms = encoder_voices(version, task, {"val": val, "test": test}, threads)
+            voices, mix, prior, ms = encoder_voices(version, task, {"val": val, "test": test}, threads)
             common.update(p50_ms=float(np.percentile(ms, 50)), p95_ms=float(np.percentile(ms, 95)), mix=part.get("mix"))
-            # as served: the mix and the temperature and thresholds the pipeline chose on validation
-            record("encoder", mix.combine(**voices["val"]), mix.combine(**voices["test"]), part["calibration"], **common)
-            if mix != Mix(k=mix.k, tau=mix.tau):  # the head alone, for comparison (its own validation fit)
+            own = {split: mix.combine(**voices[split]) for split in ("val", "test")}
+            served = {split: probs if prior is None else prior.apply(probs, labels) for split, probs in own.items()}
+            # as served: the mix, the label prior, and the temperature and thresholds the pipeline chose on validation
+            record("encoder", served["val"], served["test"], part["calibration"], prior=prior,
+                   label_prior=prior_report(task, prior, own["test"], test, (part.get("prior") or {}).get("losses")),
+                   **common)
+            if mix != Mix(k=mix.k, tau=mix.tau):  # the head alone, for comparison (its own validation fit, no prior)
                 record("encoder_head", voices["val"]["head"], voices["test"]["head"], **common)
         else:
-            probs_test, ms = tuesday_probs(version, task, family, test, threads)
-            record(family, np.zeros((0, len(labels))), probs_test, part["calibration"], p50_ms=float(np.percentile(ms, 50)),
-                   p95_ms=float(np.percentile(ms, 95)), **common)
+            probs_test, ms, prior = tuesday_probs(version, task, family, test, threads)
+            own = probs_test if prior is None else prior.undo(probs_test, labels)
+            record(family, np.zeros((0, len(labels))), probs_test, part["calibration"], prior=prior,
+                   label_prior=prior_report(task, prior, own, test, (part.get("prior") or {}).get("losses")),
+                   p50_ms=float(np.percentile(ms, 50)), p95_ms=float(np.percentile(ms, 95)), **common)
     return result, saved
 
 
@@ -230,18 +273,19 @@ def main() -> None:
     parser.add_argument("--field", default="label", help="the column used as the label (support_tickets: type, priority)")
     parser.add_argument("--per-label", default="10", help="train rows per label, or 'full'")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--families", default="encoder", help="encoder, decoder or encoder,decoder")
+    parser.add_argument("--families", default="encoder",
+                        help="encoder, decoder, encoder,decoder, or none (the baselines only)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--test-per-label", type=int, default=0, help="test on this many rows per label (0 = all)")
     parser.add_argument("--encoder", type=json.loads, default={}, help="JSON of EncoderConfig overrides")
     args = parser.parse_args()
-    families = [f.strip() for f in args.families.split(",") if f.strip()]
+    families = [f.strip() for f in args.families.split(",") if f.strip() and f.strip() != "none"]
     result, saved = run(args.dataset, args.per_label, args.seed, families, args.threads, args.test_per_label,
                         args.encoder, args.field)
     OUT.mkdir(parents=True, exist_ok=True)
     name = args.dataset + ("" if args.field == "label" else f"-{args.field}")
     tag = "" if not args.encoder else "-" + "-".join(f"{k}{v}" for k, v in sorted(args.encoder.items()))
-    out = OUT / f"compare-{name}-k{args.per_label}-s{args.seed}-{'+'.join(families)}{tag}.json"
+    out = OUT / f"compare-{name}-k{args.per_label}-s{args.seed}-{'+'.join(families) or 'baselines'}{tag}.json"
     out.write_text(json.dumps(result, indent=2))
     np.savez_compressed(out.with_suffix(".npz"), **saved)
     print(f"wrote {out}")

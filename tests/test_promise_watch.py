@@ -123,6 +123,17 @@ def test_realised_rates_count_last_clicks_with_clopper_pearson_intervals(runtime
     assert promise.interval(0, 0, 0.9) == (None, None)
 
 
+def test_a_shown_hand_off_label_is_an_escalation(runtime):
+    now = utc_now()
+    version = promote(runtime, calibration())
+    store(runtime, version, [(SUGGESTED, H, 0.95, 0.8, [C])] * 2 + [(SUGGESTED, H, 0.95, 0.8, [H])]
+          + [(SUGGESTED, B, 0.9, 0.8, [B])] * 3, now=now)
+    got = promise.realised(runtime, version, now - timedelta(days=7), now, calibration())
+    # shown: all 6, 2 wrong; in scope: the 2 handed off that agents labelled claim_status and the 3 kept
+    assert (got["shown"]["wrong"], got["shown"]["n"]) == (2, 6)
+    assert (got["escalations"]["wrong"], got["escalations"]["n"]) == (2, 5)
+
+
 # -- the alert ---------------------------------------------------------------------------------------------------
 
 def test_the_alert_fires_when_the_interval_lies_above_the_promise_not_when_it_straddles(runtime):

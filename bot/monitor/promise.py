@@ -3,7 +3,7 @@ exchangeable with the rows its promise was measured on.
 
 - Realised rates (per version, over a window, the LAST click's label being the truth as in bot.monitor.queries):
   *wrong escalations* = of clicked tickets whose final label is in scope (not the hand-off label), the share the
-  version routed out of scope; *wrong among shown* = of clicked suggestions that showed a label, the share whose
+  version handed off (routed out of scope, or shown with the hand-off label); *wrong among shown* = of clicked suggestions that showed a label, the share whose
   final label is another. Each with a two-sided Clopper-Pearson interval at the version's promise confidence.
 - Exchangeability: under it, a live ticket's nearest-neighbour similarity falls below the holdout's 5th
   percentile (drift.json) 5 % of the time, so k of n live tickets below it is Binomial(n, 0.05). Far more is a
@@ -103,7 +103,8 @@ def realised(runtime, version: str, since: datetime, until: datetime, calibratio
             t["shown_wrong"] += n if final != shown else 0
         if handoff and final != handoff:
             t["in_scope"] += n
-            t["escalated"] += n if routing == OUT_OF_SCOPE else 0
+            # handed off: below the hand-off threshold or far (out of scope), or the hand-off label shown
+            t["escalated"] += n if routing == OUT_OF_SCOPE or shown == handoff else 0
     return {"version": version, "level": level, "max_wrong": max_wrong,
             "shown": _rate(t["shown_wrong"], t["shown"], level, max_wrong, bool(cal.get("abstain_guaranteed"))),
             "escalations": _rate(t["escalated"], t["in_scope"], level, max_wrong,

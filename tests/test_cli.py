@@ -73,7 +73,9 @@ def test_train_eval_predict_models_round_trip(run, labelled, tmp_path):
 
     suggestion = json.loads(run("predict", "mail me at a@b.co about claim CLM-1", "--json", "--no-reason").stdout)
     assert suggestion["model_version"] == "v1" and abs(sum(suggestion["probabilities"].values()) - 1) < 1e-6
-    assert "label" in run("predict", "where is my claim", "--version", "v1").output
+    assert suggestion["routing"]["routing"] in ("suggested", "unsure", "out_of_scope")  # as the worker would route it
+    shown = run("predict", "where is my claim", "--version", "v1").output
+    assert "label" in shown and "routed :" in shown
 
 
 def test_second_training_on_same_data_is_not_promoted(run, labelled, tmp_path):

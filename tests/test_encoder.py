@@ -219,6 +219,7 @@ def test_run_config_reads_sections_and_flat_decoder_keys():
 
 
 def test_the_served_encoder_mixes_in_the_voices_its_holdout_chose(both_families, task):
+    from inference.priors import VersionPrior
     from inference.stacking import Mix
 
     version, _, holdout = both_families
@@ -234,7 +235,10 @@ def test_the_served_encoder_mixes_in_the_voices_its_holdout_chose(both_families,
         for row in holdout[:5]:
             _, voices = every.voices(row["text"], every=True)
             assert set(voices) == {"head", "tfidf", "knn"}
-            assert np.allclose(served.probabilities(row["text"]), mix.combine(**voices), atol=1e-6)
+            # the mix, then the version's label prior (trainer.label_prior; unchanged at power 0)
+            prior = VersionPrior.from_dict(part.get("prior"))
+            expected = mix.combine(**voices) if prior is None else prior.apply(mix.combine(**voices), task.label_names)
+            assert np.allclose(served.probabilities(row["text"]), expected, atol=1e-6)
     finally:
         every.close()
         served.close()

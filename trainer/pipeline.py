@@ -38,6 +38,7 @@ from inference.registry import DRIFT, Registry, VersionInfo
 from inference.stacking import Mix, TfidfBranch, choose_mix
 from inference.task import Task
 from trainer.config import RunConfig, TrainConfig, resolve_families
+from trainer.label_prior import choose_prior
 from trainer.export import quantize_gguf, write_encoder_gguf, write_gguf
 from trainer.shared_encoder import shared_encoder_part, windows_of
 
@@ -130,11 +131,12 @@ def _encoder(staging: Path, task: Task, base: Path, rows: list[dict], config: Ru
 
 
 def _score(staging: Path, family: str, part: dict, task: Task, holdout: list[dict], config: RunConfig,
-           threads: int | None, progress: bool, split: Split, similarity: list[float]) -> tuple[dict, dict, list[dict]]:
+           threads: int | None, progress: bool, split: Split, similarity: list[float],
+           train_rows: list[dict]) -> tuple[dict, dict, list[dict]]:
     """(metrics, calibration, answers) of a family's served file on the holdout; answers: each row's
     label and the confidence the server would show (after the fitted temperature).
 
-    The split's choosing rows pick the mix of voices, the temperature and the far cut (and, in the
+    The split's choosing rows pick the mix of voices, the label prior, the temperature and the far cut (and, in the
     part's "choice_metrics", what the family is chosen by); its promise rows alone set the thresholds.
     The metrics are the whole holdout's (what the gate compares versions on)."""
     from inference.encoder_head import EncoderHead
@@ -152,6 +154,8 @@ def _score(staging: Path, family: str, part: dict, task: Task, holdout: list[dic
     else:
         predictor = LlamaPredictor(path, task, reasons=False, n_threads=threads)
     try:
+        if choosing:  # the label prior the choosing rows prefer (trainer.label_prior), inside the served predictor
+            choose_prior(predictor, task, choosing, train_rows, train_rows + holdout, part)
         metrics = evaluate(predictor, task, holdout, progress=progress, desc=f"holdout ({family})")
     finally:
         predictor.close()
@@ -254,7 +258,8 @@ def build_version(registry: Registry, task: Task, base: Path, train_rows: list[d
         for family in config.families:
             t = time.perf_counter()
             metrics, calibration, answers[family] = (
-                _score(staging, family, parts[family], task, holdout_rows, config, threads, progress, split, holdout_sims)
+                _score(staging, family, parts[family], task, holdout_rows, config, threads, progress, split, holdout_sims,
+                       train_rows)
                 if holdout_rows else ({}, {}, []))
             per_label[family] = metrics.pop("per_label", {})
             parts[family].update(metrics=metrics, calibration=calibration)

@@ -2,8 +2,7 @@
 from clicked tickets, the alert, and the warning in status, on the dashboard and under posted suggestions.
 
 Real SQLite and PostgreSQL (rows stored as the store stores them, clicks through the feedback table's trigger),
-real Redis, Slack faked at HTTP, the tiny trained model for the posted messages. Numbers are worked out by hand
-in the comments."""
+real Redis. Numbers are worked out by hand in the comments. The posted messages: tests/test_promise_footer.py."""
 
 from __future__ import annotations
 
@@ -21,24 +20,21 @@ from bot.links import Links
 from bot.monitor import promise, rules
 from bot.monitor.alerts import PROMISE_BROKEN
 from bot.queues import Queues
-from bot.runtime import Runtime, slack_client
+from bot.runtime import Runtime
 from bot.settings import Settings
 from bot.store.base import utc_now
 from bot.store.feedback import Feedback
-from bot.store.promise_checks import PromiseCheck, add_check
-from bot.store.tickets import OUT_OF_SCOPE, SUGGESTED, UNSURE, Suggestion, Ticket, add_ticket, route
+from bot.store.promise_checks import PromiseCheck
+from bot.store.tickets import OUT_OF_SCOPE, SUGGESTED, UNSURE, Suggestion, Ticket
 from bot.web.app import create_app
-from bot.worker.suggest import Suggester
 from inference.calibration import binomial_cdf, calibrate
 from inference.drift import quantile
 from inference.registry import DRIFT
 from tests.demo_names import DEMO_TASK
-from tests.fake_slack import FakeSlack
 
 REDIS_DB = 12  # this module's own database on the local Redis, flushed around every test
 B, C, H = "billing_dispute", "claim_status", "hand_off"
-CHANNEL, LINK_SECRET, PUBLIC = "C0TRIAGE", "promise-link-secret", "https://tuesday.example.test"
-NOTHING = 1.0 + 1e-9  # a threshold above every confidence
+LINK_SECRET, PUBLIC = "promise-link-secret", "https://tuesday.example.test"
 
 
 def calibration(**changes) -> dict:
@@ -316,90 +312,3 @@ def test_status_and_dashboard_warn_when_live_tickets_shift(web_env):
     assert "Hand-off threshold re-set to 20 % from 50 clicked tickets (45 in scope; ≤ 4.99 % wrong escalations" in text
     words = dashboard_text(runtime, queues, now + timedelta(minutes=6))
     assert "Promise not valid now: 60 of the last 113 tickets" in words and "live tickets differ from" in words
-
-
-# -- the posted message ------------------------------------------------------------------------------------------------
-
-@pytest.fixture
-def fake_slack():
-    slack = FakeSlack().start()
-    yield slack
-    slack.stop()
-
-
-@pytest.fixture
-def served(trained_version, monkeypatch, redis_url, fake_slack):
-    """The tiny trained model as production, never handing off by its own thresholds."""
-    from tests.test_suggest import copy_version
-
-    for key, value in {"REDIS_URL": redis_url, "SLACK_BOT_TOKEN": "xoxb-test", "SLACK_API_URL": fake_slack.url,
-                       "TRIAGE_CHANNEL": CHANNEL, "CONFIDENCE_THRESHOLD": "0"}.items():
-        monkeypatch.setenv(f"TUESDAY_{key}", value)
-    runtime = Runtime(Settings())
-    live = copy_version(runtime.registry, trained_version[1],
-                        {"handoff_threshold": 0.0, "max_wrong": 0.05, "confidence": 0.9, "far_threshold": 0.0})
-    runtime.production.switch(live.name, by="test", reason="fixture")
-    return runtime, live
-
-
-def post(runtime, fake_slack, external_id: str) -> tuple[Suggestion, dict]:
-    suggester = Suggester(runtime, slack_client(runtime.settings))  # a fresh worker: nothing cached
-    try:
-        ticket, _ = add_ticket(runtime.sessions, source="generic", external_id=external_id, text="Where is my claim?")
-        result = suggester.run(ticket.id)
-    finally:
-        suggester.close()
-    with runtime.sessions() as session:
-        row = session.get(Suggestion, result["suggestion_id"])
-    return row, fake_slack.calls_to("chat.postMessage")[-1]["body"]
-
-
-def footer(body: dict) -> list[str]:
-    return [e["text"] for b in body["blocks"] if b["type"] == "context" for e in b["elements"]
-            if "Promise not valid now" in e["text"]]
-
-
-@pytest.mark.slow
-def test_the_posted_message_warns_and_hands_off_by_the_reset_while_a_recent_check_says_shifted(served, fake_slack):
-    runtime, live = served
-    row, body = post(runtime, fake_slack, "before")
-    assert footer(body) == [] and row.routing != OUT_OF_SCOPE  # its own thresholds: never out of scope
-
-    check = {"version": live.name, "task": DEMO_TASK, "n": 200, "below": 90, "p05": 0.6, "p_value": 1e-30,
-             "shifted": True, "reset_handoff": NOTHING, "reset_bound": 0.05, "far_on": False, "clicked_n": 120,
-             "in_scope_n": 110, "rule": promise.RESET}
-    add_check(runtime.sessions, checked_at=utc_now() - timedelta(hours=1), **check)  # too old to act on
-    row, body = post(runtime, fake_slack, "stale")
-    assert footer(body) == [] and row.routing != OUT_OF_SCOPE
-
-    add_check(runtime.sessions, checked_at=utc_now(), **check)
-    row, body = post(runtime, fake_slack, "shifted")
-    [note] = footer(body)
-    assert note == (":warning: Promise not valid now: recent tickets differ from the ones it was measured on (90 of 200 "
-                    "less similar to any labelled ticket than 95 % of the holdout); hand-off threshold re-set to 100 % "
-                    "from 120 clicked tickets")
-    assert (row.routing, row.label) == (OUT_OF_SCOPE, H)  # the re-set threshold routed it
-    assert "below the hand-off threshold 100%" in json.dumps(body["blocks"])
-
-    add_check(runtime.sessions, checked_at=utc_now(), **{**check, "shifted": False, "reset_handoff": None,
-                                                         "rule": None})
-    row, body = post(runtime, fake_slack, "after")
-    assert footer(body) == [] and row.routing != OUT_OF_SCOPE
-
-
-@pytest.mark.slow
-def test_live_tickets_that_shift_put_the_warning_under_the_next_message(served, fake_slack):
-    """The whole way: stored live suggestions far below the version's holdout p05, with clicks, the upkeep's check,
-    then a ticket posted by the real model."""
-    runtime, live = served
-    p05 = promise.reference(runtime, live.name)["holdout_similarity"]["p05"]
-    now = utc_now()
-    rows = [(SUGGESTED, B, conf, round(p05 - 0.3, 4), [final]) for conf, _, _, final in clicked()]
-    store(runtime, live.name, rows, now=now)
-    assert promise.check_promises(runtime, now) == {DEMO_TASK: True}
-    row, body = post(runtime, fake_slack, "next")
-    [note] = footer(body)
-    assert "(50 of 50 less similar" in note and "re-set to 40 % from 50 clicked tickets" in note
-    top = max(row.probs, key=row.probs.get)
-    assert (row.routing, row.label) == route(top, row.confidence, threshold=0.0, handoff_threshold=0.40,
-                                             handoff_label=H)

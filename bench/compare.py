@@ -10,9 +10,10 @@ Rows, per run (seeded, the same rows for every method):
 - train: k rows per label of the train split (or all of it);
 - validation: the dataset's validation split (clinc150, banking77_oos, support_tickets);
   banking77 has none, so 5 rows per label are set aside from its train split before the train
-  rows are drawn. Tuesday uses these rows as its holdout (gate between families, mix of its
-  voices, temperature, thresholds); the baselines get their temperature and thresholds from
-  them by the same code (inference.calibration.calibrate);
+  rows are drawn. Tuesday uses these rows as its holdout, split by text (inference.promise_rows):
+  half choose (family, mix of its voices, label prior, temperature, far cut), the other half set
+  the thresholds and nothing else; the baselines get their label prior, temperature and
+  thresholds from the same halves by the same code (inference.calibration.calibrate);
 - test: the whole test split (or --test-per-label rows per label), used once per method, never
   to choose anything.
 
@@ -56,6 +57,7 @@ from bench.baselines import minilm_lr, tfidf_lr
 from bench.datasets import load_split, sample_per_label
 from inference.calibration import apply_temperature, calibrate, expected_calibration_error
 from inference.metrics import classification_report
+from inference.promise_rows import split
 from inference.priors import VersionPrior, adjust, choose_power, estimate_prior, total_variation
 from inference.registry import Registry
 from inference.serving import load_predictor
@@ -99,7 +101,9 @@ def fit_on_validation(task: Task, probs_val: np.ndarray, val: list[dict]) -> dic
     gold = gold_of(task, val)
     handoff = task.label_names.index(HANDOFF) if task.handoff_label else None
     in_scope = gold != handoff if handoff is not None else None
-    return calibrate(probs_val, gold, max_wrong=MAX_WRONG, in_scope=in_scope, handoff_index=handoff).to_dict()
+    holdout = split(val)  # the rows that choose (temperature) never set the thresholds, as in the pipeline
+    return calibrate(probs_val, gold, max_wrong=MAX_WRONG, in_scope=in_scope, handoff_index=handoff,
+                     promise=np.array(holdout.promise), source=holdout.source).to_dict()
 
 
 def _label_metrics(task: Task, probs: np.ndarray, test: list[dict]) -> dict:
@@ -134,9 +138,10 @@ def scores(task: Task, probs_test: np.ndarray, test: list[dict], cal: dict, trai
 
 def choose_label_prior(task: Task, probs_val: np.ndarray, val: list[dict], train: list[dict]) -> tuple[VersionPrior, dict]:
     """The baselines' label prior by the rule Tuesday's pipeline follows (trainer.label_prior): target = the
-    train + validation rows' label frequencies, the power chosen on the validation rows; and its losses."""
+    train + validation rows' label frequencies, the power chosen on the validation rows that choose; and its losses."""
     prior = VersionPrior.from_rows(task.label_names, train, train + val)
-    power, losses = choose_power(probs_val, gold_of(task, val), prior, task.label_names)
+    choosing = ~np.array(split(val).promise)  # as the pipeline: only the rows that choose
+    power, losses = choose_power(probs_val[choosing], gold_of(task, val)[choosing], prior, task.label_names)
     return VersionPrior(prior.train, prior.target, power), {str(p): round(loss, 4) for p, loss in losses.items()}
 
 

@@ -247,9 +247,26 @@ def test_out_of_scope_says_so_and_keeps_the_ordinary_buttons(runtime, task):
     # close to the cut, the percentages do not read as equal
     assert "19.6% is below the hand-off threshold 20.0%" in json.dumps(
         suggestion_blocks(ticket, stored_again(runtime, ticket, 0.196), task, handoff_threshold=0.2))
-    # the decided message (no threshold at hand) still says why
+    # the decided message (no threshold at hand) still says which rules hand off
     decided = json.dumps(decided_blocks(ticket, row, []))
-    assert "Out of scope for Tuesday* (confidence 12% is below the hand-off threshold)" in decided
+    assert ("Out of scope for Tuesday* (confidence 12%: below the hand-off threshold or unlike every labelled "
+            "ticket)") in decided
+
+
+def test_a_ticket_unlike_every_labelled_one_says_so(runtime, task):
+    """The far rule (issue 21): handed off however confident, and the message says why."""
+    ticket, row = stored(runtime, prediction(confidence=0.97), threshold=0.5, handoff_threshold=0.2,
+                         handoff_label="hand_off", far=0.95)
+    assert row.out_of_scope and row.nearest_similarity < 0.95
+    text = json.dumps(suggestion_blocks(ticket, row, task, handoff_threshold=0.2, far=0.95), ensure_ascii=False)
+    assert (f"(unlike every labelled ticket: its closest labelled ticket is only {row.nearest_similarity:.2f} similar)"
+            ": handed to a human as `hand_off`") in text
+    assert "below the hand-off threshold" not in text
+    # a task without a hand-off label: the ticket asks for a label, as a new kind of ticket
+    ticket, row = stored(runtime, prediction(confidence=0.97), threshold=0.5, far=0.95)
+    assert row.abstained
+    text = json.dumps(suggestion_blocks(ticket, row, task, far=0.95), ensure_ascii=False)
+    assert "*A new kind of ticket*: unlike every labelled one" in text and "Tuesday is unsure" not in text
 
 
 def stored_again(runtime, ticket, confidence) -> Suggestion:

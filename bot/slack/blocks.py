@@ -110,16 +110,29 @@ def button(text: str, action_id: str, suggestion_id: int, style: str | None = No
     return button
 
 
+def far_from_everything(suggestion: Suggestion, far: float) -> bool:
+    """Routed by the far rule: its nearest labelled example is less similar than the version's far cut."""
+    return bool(far) and suggestion.nearest_similarity is not None and suggestion.nearest_similarity < far
+
+
 def summary_blocks(ticket: Ticket, suggestion: Suggestion, unsure: str,
-                    handoff_threshold: float | None = None, link: str | None = None) -> list[dict]:
-    """The ticket, what the model said about it and the evidence; `unsure` is shown when it abstained."""
+                   handoff_threshold: float | None = None, link: str | None = None, far: float = 0.0) -> list[dict]:
+    """The ticket, what the model said about it and the evidence; `unsure` is shown when it abstained.
+    far: the version's far cut, to say when a ticket was handed off (or asks) for being unlike every labelled one."""
     blocks = [ticket_section(ticket, link)]
-    if suggestion.abstained:
+    unlike = far_from_everything(suggestion, far)
+    nearest = f"its closest labelled ticket is only {suggestion.nearest_similarity:.2f} similar" if unlike else ""
+    if suggestion.abstained and unlike:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": (
+            f":new: *A new kind of ticket*: unlike every labelled one ({nearest}). {unsure}")}})
+    elif suggestion.abstained:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": (
             f":thinking_face: *Tuesday is unsure* (best guess only {percent(suggestion.confidence)}). {unsure}")}})
     elif suggestion.out_of_scope:
-        if handoff_threshold is None:
-            why = f"confidence {percent(suggestion.confidence)} is below the hand-off threshold"
+        if unlike:
+            why = f"unlike every labelled ticket: {nearest}"
+        elif handoff_threshold is None:
+            why = f"confidence {percent(suggestion.confidence)}: below the hand-off threshold or unlike every labelled ticket"
         else:
             conf, cut = _percents(suggestion.confidence, handoff_threshold)
             why = f"confidence {conf} is below the hand-off threshold {cut}"
@@ -155,14 +168,14 @@ def note_block(note: str | None) -> dict | None:
 
 def suggestion_blocks(ticket: Ticket, suggestion: Suggestion, task: Task, *,
                       handoff_threshold: float | None = None, link: str | None = None,
-                      note: str | None = None) -> list[dict]:
+                      note: str | None = None, far: float = 0.0) -> list[dict]:
     """The message for one suggestion; an abstained one (label None) asks the agent to pick.
 
     An out-of-scope one (the hand-off label) gets the ordinary buttons: Accept accepts the hand-off.
     link: where the ticket opens (bot.helpdesk.adapters.ticket_link), shown on its title.
     note: a footer line under the model line (e.g. the version's promise is not valid now).
     """
-    blocks = summary_blocks(ticket, suggestion, "Please choose a label.", handoff_threshold, link)
+    blocks = summary_blocks(ticket, suggestion, "Please choose a label.", handoff_threshold, link, far)
     if suggestion.abstained:
         elements = [label_select(task, suggestion, "Choose a label"), button("Hand off", HANDOFF, suggestion.id)]
     else:

@@ -114,7 +114,7 @@ class Suggester:
             info = self.runtime.registry.get(version)
             cut = version_thresholds(info, version_task(self.runtime, info), self.runtime.settings.confidence_threshold)
             if info.manifest.get("task") in set(self.runtime.tasks.names) - {self.runtime.tasks.routing_name}:
-                cut = Thresholds(abstain=cut.abstain)
+                cut = Thresholds(abstain=cut.abstain, far=cut.far)
             self._thresholds[version] = cut
         cut = self._thresholds[version]
         shifted = self.promise.override(version) if cut.handoff_label else None
@@ -144,7 +144,7 @@ class Suggester:
         with self.runtime.sessions() as session:
             row = add_suggestion(session, ticket.id, prediction, task=scoped.task.name, threshold=cut.abstain,
                                  handoff_threshold=cut.handoff, handoff_label=cut.handoff_label, cpu_ms=cpu_ms,
-                                 prior_id=prior.id if prior is not None else None)
+                                 prior_id=prior.id if prior is not None else None, far=cut.far)
         log.info("ticket %s %s: %s %s (%.2f) by %s", ticket.id, scoped.task.name, row.routing, row.label or "-",
                  row.confidence, row.model_version)
         return row
@@ -190,16 +190,17 @@ class Suggester:
             # the store does not know of: find it by its metadata rather than post it twice.
             found = find_posted(self.slack, settings.triage_channel, row.id, row.created_at) if retried else None
             if found is None:
-                handoff = self.thresholds(row.model_version).handoff if row.out_of_scope else None
+                cut = self.thresholds(row.model_version)
+                handoff = cut.handoff if row.out_of_scope else None
                 link = ticket_link(settings, ticket.source, ticket.external_id)
                 note = self.promise_note(row.model_version)
                 if fields:  # several fields: one message with each (only the routing task's model: the classic one)
                     blocks = fields_blocks(ticket, row, fields, self.runtime.tasks, handoff_threshold=handoff, link=link,
-                                           note=note)
+                                           note=note, far=cut.far)
                     text = fields_text(ticket, row, fields)
                 else:
                     blocks = suggestion_blocks(ticket, row, self.runtime.task, handoff_threshold=handoff, link=link,
-                                               note=note)
+                                               note=note, far=cut.far)
                     text = suggestion_text(ticket, row)
                 found = self.slack.chat_postMessage(
                     channel=settings.triage_channel, text=text, blocks=blocks,

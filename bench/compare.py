@@ -55,7 +55,7 @@ import numpy as np
 
 from bench.baselines import minilm_lr, tfidf_lr
 from bench.datasets import load_split, sample_per_label
-from inference.calibration import apply_temperature, calibrate, expected_calibration_error
+from inference.calibration import abstain_needs, apply_temperature, calibrate, expected_calibration_error
 from inference.metrics import classification_report
 from inference.promise_rows import split
 from inference.priors import VersionPrior, adjust, choose_power, estimate_prior, total_variation
@@ -101,7 +101,7 @@ def fit_on_validation(task: Task, probs_val: np.ndarray, val: list[dict]) -> dic
     gold = gold_of(task, val)
     handoff = task.label_names.index(HANDOFF) if task.handoff_label else None
     in_scope = gold != handoff if handoff is not None else None
-    holdout = split(val)  # the rows that choose (temperature) never set the thresholds, as in the pipeline
+    holdout = split(val, needs=abstain_needs(MAX_WRONG))  # rows that choose never set thresholds, as in the pipeline
     return calibrate(probs_val, gold, max_wrong=MAX_WRONG, in_scope=in_scope, handoff_index=handoff,
                      promise=np.array(holdout.promise), source=holdout.source).to_dict()
 
@@ -140,7 +140,7 @@ def choose_label_prior(task: Task, probs_val: np.ndarray, val: list[dict], train
     """The baselines' label prior by the rule Tuesday's pipeline follows (trainer.label_prior): target = the
     train + validation rows' label frequencies, the power chosen on the validation rows that choose; and its losses."""
     prior = VersionPrior.from_rows(task.label_names, train, train + val)
-    choosing = ~np.array(split(val).promise)  # as the pipeline: only the rows that choose
+    choosing = ~np.array(split(val, needs=abstain_needs(MAX_WRONG)).promise)  # as the pipeline: the rows that choose
     power, losses = choose_power(probs_val[choosing], gold_of(task, val)[choosing], prior, task.label_names)
     return VersionPrior(prior.train, prior.target, power), {str(p): round(loss, 4) for p, loss in losses.items()}
 

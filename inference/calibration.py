@@ -213,25 +213,47 @@ def handoff_threshold(confidence: np.ndarray, in_scope: np.ndarray, max_wrong: f
     return handoff_cut(confidence, in_scope, max_wrong, handed_off=handed_off, level=level).threshold
 
 
-FAR_SHARE = 0.5  # of the hand-off budget (max_wrong), the share of in-scope tickets the far rule may take
+FAR_SHARE = 0.2  # of the hand-off budget (max_wrong), the share of in-scope tickets the far rule aims to take
 
 
 def far_threshold(similarity: np.ndarray, max_wrong: float, share: float = FAR_SHARE) -> float:
     """The far rule's cut: the nearest-neighbour similarity below which `share` x `max_wrong` of these
-    (in-scope, choosing) rows fall; 0.0 (off) with fewer rows than that quantile needs to be one row.
+    (in-scope, choosing) rows fall, or, with fewer rows than that quantile needs, below their least
+    similar one (the rule then takes about 1 / (rows + 1) of tickets); 0.0 (off) without rows.
 
     A ticket less similar to every labelled one than this is unlike anything the team labelled: it is
-    handed off (or, in a task without a hand-off label, asks for a label) whatever the model's confidence.
-    The rule is fixed on rows that do not promise, so the promise rows count what it escalates.
+    handed off, or asks for a label as a new kind of ticket, whatever the model's confidence. The cut is
+    fixed on rows that do not promise, so the promise rows count what it takes (`far_hands_off`).
 
-    >>> round(far_threshold(np.linspace(0.2, 0.9, 100), 0.05), 4)
-    0.2175
+    >>> round(far_threshold(np.linspace(0.2, 0.9, 1000), 0.05), 4)
+    0.207
+    >>> far_threshold(np.array([0.5, 0.4, 0.7]), 0.05)
+    0.4
     """
-    similarity = np.asarray(similarity, dtype=np.float64)
-    q = share * max_wrong
-    if len(similarity) == 0 or q <= 0 or len(similarity) * q < 1:
+    similarity = np.sort(np.asarray(similarity, dtype=np.float64))
+    if len(similarity) == 0:
         return 0.0
-    return float(np.quantile(similarity, q))
+    q = share * max_wrong
+    return float(np.quantile(similarity, q)) if len(similarity) * q >= 1 else float(similarity[0])
+
+
+def handoff_allowance(n: int, max_wrong: float, level: float = 0.9) -> int:
+    """How many of n in-scope promise rows a hand-off promise may escalate (-1: none may be, no promise).
+
+    >>> handoff_allowance(57, 0.05), handoff_allowance(1000, 0.05)
+    (0, 40)
+    """
+    allowed = np.flatnonzero(np.cumsum(_binomial_pmf(n, max_wrong)) <= 1 - level)
+    return int(allowed[-1]) if n and len(allowed) else -1
+
+
+def far_hands_off(far_rate: float, in_scope_promise: int, max_wrong: float, level: float = 0.9) -> bool:
+    """Whether far tickets are handed off inside the hand-off promise: only where what the far rule takes (its
+    rate on the choosing rows) is at most half of what the promise rows allow; else they ask for a label (a
+    new kind of ticket) and leave the hand-off budget to the confidence cut. Decided from counts alone, never
+    from how the promise rows score."""
+    allowance = handoff_allowance(in_scope_promise, max_wrong, level)
+    return allowance >= 1 and far_rate * in_scope_promise <= allowance / 2
 
 
 @dataclass
@@ -262,7 +284,8 @@ class Calibration:
     promise_source: str | None = None  # inference.promise_rows: "slack" or "imported"
     promise_slack: int = 0  # promise rows labelled in Slack
     far_threshold: float = 0.0  # nearest-neighbour similarity below which a ticket is far from everything (0: off)
-    far_share: float | None = None  # share of in-scope promise rows the far rule escalates
+    far_share: float | None = None  # share of in-scope promise rows the far rule takes
+    far_hands_off: bool = False  # far tickets handed off (in the hand-off promise); else they ask for a label
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -294,13 +317,17 @@ def calibrate(probs: np.ndarray, gold: np.ndarray, *, max_wrong: float, in_scope
         similarity = np.asarray(similarity, dtype=np.float64)
         far_cut = far_threshold(similarity[choose & scope], max_wrong)
         far = similarity < far_cut
-    # A far ticket is never shown: it scores 0 for both cuts (handed off, or asks for a label).
+    # A far ticket is never shown: it scores 0 for the abstain cut (handed off, or asks for a label).
     abstain = abstain_cut(np.where(far, 0.0, top)[promise], correct[promise], max_wrong, level=confidence)
     shown = (top >= abstain.threshold) & ~far & promise
-    handoff = None
+    handoff, hands_off = None, False
     if in_scope is not None:
-        handed_off = far | (probs.argmax(axis=1) == handoff_index if handoff_index is not None else False)
-        handoff = handoff_cut(top[promise], scope[promise], max_wrong, handed_off=handed_off[promise], level=confidence)
+        took = float(far[choose & scope].mean()) if (choose & scope).any() else 0.0
+        hands_off = bool(far_cut) and far_hands_off(took, int((scope & promise).sum()), max_wrong, confidence)
+        handed_off = (far if hands_off else False) | (probs.argmax(axis=1) == handoff_index
+                                                      if handoff_index is not None else False)
+        handoff = handoff_cut(top[promise], scope[promise], max_wrong, handed_off=np.broadcast_to(
+            handed_off, gold.shape)[promise], level=confidence)
     in_scope_promise = scope & promise
     return Calibration(
         temperature=temperature,
@@ -325,4 +352,5 @@ def calibrate(probs: np.ndarray, gold: np.ndarray, *, max_wrong: float, in_scope
         promise_slack=slack_rows,
         far_threshold=far_cut,
         far_share=float(far[in_scope_promise].mean()) if similarity is not None and in_scope_promise.any() else None,
+        far_hands_off=hands_off,
     )

@@ -41,13 +41,14 @@ def promise_lines(cal: dict | None) -> list[str]:
         lines = [f"No confidence cut promises ≤ {target} of shown suggestions wrong on {rows(n)}: "
                  "every ticket asks for a label"]
     m, needs = cal["holdout_in_scope"], cal["handoff_needs"]
-    far = cal.get("far_threshold") or 0.0
+    far, hands_off = cal.get("far_threshold") or 0.0, bool(cal.get("far_hands_off"))
     if far:
         share = cal.get("far_share")
         lines.append(f"Unlike every labelled ticket (nearest similarity below {far:.2f}): "
-                     + ("handed off" if m is not None else "asks for a label, marked as a new kind of ticket")
+                     + ("handed off" if hands_off else "asks for a label, marked as a new kind of ticket")
                      + (f"; {_pct(share)} of in-scope promise rows" if share is not None else "")
-                     + (", counted in the promises" if m is not None else ""))
+                     + (", counted in the hand-off promise" if hands_off else
+                        " (the holdout allows too few escalations to hand them off)" if m is not None else ""))
     if m is None:  # the task has no hand-off label
         return lines + _source_lines(cal)
     if cal["handoff_guaranteed"]:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from bot.store.tickets import OUT_OF_SCOPE, SUGGESTED, UNSURE, route
-from inference.calibration import calibrate, far_threshold, promise_lines
+from inference.calibration import FAR_SHARE, calibrate, far_threshold, handoff_allowance, promise_lines
 from inference.promise_rows import FROM_SLACK_MIN, IMPORTED, SLACK, promises, split
 
 ALPHA = 0.05
@@ -84,9 +84,10 @@ def test_the_far_rule_is_set_on_choosing_rows_and_counted_in_the_promise():
     promise = rng.random(n) < 0.5
     cal = calibrate(probs, gold, max_wrong=ALPHA, in_scope=in_scope, handoff_index=2, fit=False, promise=promise,
                     similarity=similarity, source=IMPORTED).to_dict()
-    # the cut is the in-scope choosing rows' 2.5 % quantile: these rows alone decide it
+    # the cut is the in-scope choosing rows' 1 % quantile: these rows alone decide it
     assert cal["far_threshold"] == pytest.approx(far_threshold(similarity[~promise & in_scope], ALPHA))
-    assert cal["far_threshold"] == pytest.approx(np.quantile(similarity[~promise & in_scope], ALPHA / 2))
+    assert cal["far_threshold"] == pytest.approx(np.quantile(similarity[~promise & in_scope], ALPHA * FAR_SHARE))
+    assert cal["far_hands_off"]  # ~540 in-scope promise rows allow far more escalations than the rule takes
     assert cal["choose_n"] == (~promise).sum() and cal["holdout_n"] == promise.sum()
     far = similarity < cal["far_threshold"]
     assert cal["far_share"] == pytest.approx(far[promise & in_scope].mean())
@@ -102,6 +103,26 @@ def test_the_far_rule_is_set_on_choosing_rows_and_counted_in_the_promise():
     assert any("Unlike every labelled ticket" in line and "handed off" in line for line in lines)
     assert any("rests on imported examples" in line for line in lines)
     assert any(f"{(~promise).sum()} other holdout tickets chose" in line for line in lines)
+
+
+def test_on_a_small_holdout_far_tickets_ask_for_a_label_and_the_handoff_promise_stays():
+    """57 in-scope promise rows may escalate none (5 %, 90 %): the far rule must not spend that budget."""
+    rng = np.random.default_rng(5)
+    n = 124
+    gold = np.where(np.arange(n) < 8, 2, 0)
+    similarity = rng.uniform(0.3, 0.9, n)
+    top = np.where(gold == 2, 0.4, rng.uniform(0.7, 0.99, n))
+    probs = np.stack([top, np.zeros(n), 1 - top], axis=1)
+    promise = np.arange(n) % 2 == 0
+    cal = calibrate(probs, gold, max_wrong=ALPHA, in_scope=gold != 2, handoff_index=2, fit=False, promise=promise,
+                    similarity=similarity).to_dict()
+    assert handoff_allowance(cal["holdout_in_scope"], ALPHA) <= 1
+    assert cal["far_threshold"] > 0 and not cal["far_hands_off"]
+    assert cal["handoff_guaranteed"]  # the confidence cut keeps its promise: far tickets are not escalated
+    assert any("asks for a label" in line and "Unlike every labelled ticket" in line for line in promise_lines(cal))
+    args = dict(threshold=0.6, handoff_threshold=cal["handoff_threshold"], handoff_label="hand_off",
+                far=cal["far_threshold"], far_hands_off=cal["far_hands_off"])
+    assert route("claim_status", 0.97, similarity=cal["far_threshold"] - 0.01, **args) == (UNSURE, None)
 
 
 def test_a_ticket_far_from_everything_is_handed_off_however_confident():

@@ -43,7 +43,7 @@ def calibration(**changes) -> dict:
     probs = np.where(np.eye(2)[gold] == 1, 0.9, 0.1)
     cal = calibrate(probs, gold, max_wrong=0.05, in_scope=gold == 0, handoff_index=1, fit=False).to_dict()
     assert cal["abstain_guaranteed"] and cal["handoff_guaranteed"]
-    return {**cal, **changes}
+    return {**cal, "far_hands_off": True, **changes}  # a far cut given in `changes` hands off
 
 
 def promote(runtime, cal: dict | None, p05: float | None = 0.6) -> str:
@@ -236,6 +236,14 @@ def test_the_reset_turns_the_far_rule_off_when_only_that_promises():
     rows[3] = (0.43, B, 0.1, B)  # far (0.1 < 0.2): scores 0 with the far rule, 0.43 without
     got = promise.reset_handoff(rows, H, calibration(far_threshold=0.2))
     assert (got["rule"], got["far_on"]) == (promise.RESET_FAR_OFF, False)
+    assert got["reset_handoff"] == pytest.approx(0.40)
+
+
+def test_the_reset_leaves_far_tickets_that_ask_for_a_label_marked_and_uncounted():
+    rows = clicked()
+    rows[3] = (0.43, B, 0.1, B)  # far, but this version's far tickets ask for a label: never escalated
+    got = promise.reset_handoff(rows, H, calibration(far_threshold=0.2, far_hands_off=False))
+    assert (got["rule"], got["far_on"]) == (promise.RESET, True)
     assert got["reset_handoff"] == pytest.approx(0.40)
 
 

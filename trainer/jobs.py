@@ -32,7 +32,8 @@ def _routing(manifest: dict, task) -> dict:
     """What a version's server cuts suggestions at (None: a version without calibration)."""
     cal = manifest.get("calibration") or {}
     return {"abstain": cal.get("abstain_threshold"), "handoff": cal.get("handoff_threshold"),
-            "handoff_label": task.handoff_label, "far": cal.get("far_threshold") or 0.0}
+            "handoff_label": task.handoff_label, "far": cal.get("far_threshold") or 0.0,
+            "far_hands_off": bool(cal.get("far_hands_off"))}
 
 
 def review_sheet(version, task, holdout_rows: list[dict], production: dict | None) -> dict:

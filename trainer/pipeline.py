@@ -22,7 +22,7 @@ from typing import Callable
 import numpy as np
 
 from inference.base_models import LicenseNote, license_note_for, minilm_dir, require_approved
-from inference.calibration import apply_temperature, calibrate, promise_lines
+from inference.calibration import abstain_needs, apply_temperature, calibrate, promise_lines
 from inference.encoder_predictor import EncoderPredictor, LlamaEmbedder
 from inference.errors import ModelError
 from inference.evaluation import evaluate
@@ -254,7 +254,8 @@ def build_version(registry: Registry, task: Task, base: Path, train_rows: list[d
                                      encoding="utf-8")
 
         per_label, answers = {}, {}
-        split = split_holdout(holdout_rows)
+        # which holdout rows choose the settings and which promise (enough of them for an abstain promise)
+        split = split_holdout(holdout_rows, needs=abstain_needs(config.max_wrong))
         for family in config.families:
             t = time.perf_counter()
             metrics, calibration, answers[family] = (

@@ -180,10 +180,11 @@ def routed(rt: Runtime, scoped: Runtime, suggestion) -> dict:
     info = rt.registry.get(suggestion.model_version)
     cut = version_thresholds(info, version_task(rt, info), rt.settings.confidence_threshold)
     if scoped.task.name != rt.tasks.routing_name:
-        cut = type(cut)(abstain=cut.abstain, far=cut.far)  # only the routing task hands off
+        cut = type(cut)(abstain=cut.abstain, far=cut.far)  # only the routing task hands off (far: asks for a label)
     similarity = suggestion.evidence[0].get("similarity") if suggestion.evidence else None
     kind, shown = route(suggestion.label, suggestion.confidence, threshold=cut.abstain, handoff_threshold=cut.handoff,
-                        handoff_label=cut.handoff_label, similarity=similarity, far=cut.far)
+                        handoff_label=cut.handoff_label, similarity=similarity, far=cut.far,
+                        far_hands_off=cut.far_hands_off)
     if cut.far and similarity is not None and similarity < cut.far:
         why = f"unlike every labelled ticket (nearest similarity {similarity:.2f} < {cut.far:.2f})"
     elif kind == OUT_OF_SCOPE:

@@ -136,10 +136,17 @@ def reset_handoff(rows: list[tuple], handoff_label: str, calibration: dict) -> d
     In scope: the final label is not the hand-off label. Each scores 0 when the version hands it off by label
     or by the far rule (similarity below the calibration's far_threshold), else its confidence; the threshold
     is `handoff_cut` of those scores at the version's max_wrong and confidence. No promise: again with the far
-    rule off (kept off while shifted); still none: hand off by label only (threshold 0, far rule off).
+    rule off (kept off while shifted); still none: hand off by label only (threshold 0, far rule off). A version
+    whose far tickets ask for a label instead (`far_hands_off` false) keeps that marking: it escalates nothing.
     Returns {reset_handoff, reset_bound, far_on, clicked_n, in_scope_n, rule}.
     """
     max_wrong, level = float(calibration.get("max_wrong") or 0.05), float(calibration.get("confidence") or 0.9)
+    if calibration.get("far_threshold") and not calibration.get("far_hands_off"):
+        # far tickets ask for a label and are not escalated: they stay marked, outside the hand-off rule
+        calibration = {**calibration, "far_threshold": 0.0}
+        marked = True
+    else:
+        marked = False
     far_cut = float(calibration.get("far_threshold") or 0.0)
     confidence = np.array([r[0] for r in rows], dtype=np.float64)
     by_label = np.array([r[1] == handoff_label for r in rows], dtype=bool)
@@ -148,13 +155,14 @@ def reset_handoff(rows: list[tuple], handoff_label: str, calibration: dict) -> d
     done = {"clicked_n": len(rows), "in_scope_n": int(in_scope.sum())}
     cut = handoff_cut(confidence, in_scope, max_wrong, handed_off=by_label | far, level=level)
     if cut.bound is not None:
-        return {**done, "reset_handoff": cut.threshold, "reset_bound": cut.bound, "far_on": far_cut > 0, "rule": RESET}
+        return {**done, "reset_handoff": cut.threshold, "reset_bound": cut.bound, "far_on": far_cut > 0 or marked,
+                "rule": RESET}
     if far_cut > 0:
         cut = handoff_cut(confidence, in_scope, max_wrong, handed_off=by_label, level=level)
         if cut.bound is not None:
             return {**done, "reset_handoff": cut.threshold, "reset_bound": cut.bound, "far_on": False,
                     "rule": RESET_FAR_OFF}
-    return {**done, "reset_handoff": 0.0, "reset_bound": None, "far_on": False, "rule": LABEL_ONLY}
+    return {**done, "reset_handoff": 0.0, "reset_bound": None, "far_on": marked, "rule": LABEL_ONLY}
 
 
 def check_version(runtime, version: str, calibration: dict | None, now: datetime | None = None) -> PromiseCheck | None:

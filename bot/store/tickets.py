@@ -87,12 +87,12 @@ ROUTINGS = (SUGGESTED, UNSURE, OUT_OF_SCOPE)
 
 def route(label: str, confidence: float, *, threshold: float, handoff_threshold: float = 0.0,
           handoff_label: str | None = None, similarity: float | None = None,
-          far: float = 0.0) -> tuple[str, str | None]:
+          far: float = 0.0, far_hands_off: bool = True) -> tuple[str, str | None]:
     """(routing, label shown) of a prediction: hand-off first, then suggest or abstain.
 
     similarity: the ticket's nearest labelled example's; below `far` (the version's far cut) the ticket
-    is unlike anything the team labelled: handed off, or unsure in a task without a hand-off label,
-    however confident the model is.
+    is unlike anything the team labelled: handed off (where the version's promise carries it,
+    `far_hands_off`), else unsure (a new kind of ticket, asking for a label), however confident the model is.
 
     >>> route("claim_status", 0.1, threshold=0.5, handoff_threshold=0.2, handoff_label="hand_off")
     ('out_of_scope', 'hand_off')
@@ -100,7 +100,7 @@ def route(label: str, confidence: float, *, threshold: float, handoff_threshold:
     ('out_of_scope', 'hand_off')
     """
     if far and similarity is not None and similarity < far:
-        return (OUT_OF_SCOPE, handoff_label) if handoff_label else (UNSURE, None)
+        return (OUT_OF_SCOPE, handoff_label) if handoff_label and far_hands_off else (UNSURE, None)
     # Below the hand-off threshold the model is not merely unsure between labels: the ticket
     # looks unlike anything the team handles, so it goes to a human whatever the abstain threshold.
     if handoff_label and confidence < handoff_threshold:
@@ -245,7 +245,7 @@ def latest_suggestion(session: Session, ticket_id: int, task: str | None = None)
 def add_suggestion(session: Session, ticket_id: int, prediction, *, task: str, threshold: float,
                    handoff_threshold: float = 0.0,
                    handoff_label: str | None = None, cpu_ms: float | None = None,
-                   prior_id: int | None = None, far: float = 0.0) -> Suggestion:
+                   prior_id: int | None = None, far: float = 0.0, far_hands_off: bool = True) -> Suggestion:
     """Record a predictor's suggestion, routed by `route`: below the threshold the label is left
     empty (unsure); below the hand-off threshold it is the hand-off label (out of scope).
     cpu_ms: the prediction's CPU time (bot.worker.suggest measures it), for the measures' cost;
@@ -253,7 +253,7 @@ def add_suggestion(session: Session, ticket_id: int, prediction, *, task: str, t
     evidence = getattr(prediction, "evidence", None) or []
     routing, label = route(prediction.label, float(prediction.confidence), threshold=threshold,
                            handoff_threshold=handoff_threshold, handoff_label=handoff_label,
-                           similarity=_nearest_similarity(evidence), far=far)
+                           similarity=_nearest_similarity(evidence), far=far, far_hands_off=far_hands_off)
     row = Suggestion(ticket_id=ticket_id, task=task, label=label, routing=routing,
                      confidence=float(prediction.confidence), probabilities=json.dumps(prediction.probabilities),
                      reason=prediction.reason or "", model_version=prediction.model_version or "",

@@ -46,7 +46,8 @@ def judge(answer: dict | None, expected: str, routing: dict) -> dict | None:
     kind, shown = route(answer["label"], answer["confidence"],
                         threshold=DEFAULT_ABSTAIN if abstain is None else abstain,
                         handoff_threshold=routing.get("handoff") or 0.0, handoff_label=routing.get("handoff_label"),
-                        similarity=answer.get("similarity"), far=routing.get("far") or 0.0)
+                        similarity=answer.get("similarity"), far=routing.get("far") or 0.0,
+                        far_hands_off=bool(routing.get("far_hands_off")))
     result = ABSTAIN if shown is None else PASS if shown == expected else FAIL
     return {**answer, "routing": kind, "shown": shown, "result": result}
 

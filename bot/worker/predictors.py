@@ -155,6 +155,7 @@ class Thresholds:
     handoff: float = 0.0
     handoff_label: str | None = None
     far: float = 0.0
+    far_hands_off: bool = False  # far tickets handed off (else they ask for a label)
 
 
 def version_thresholds(info: VersionInfo, task: Task, override: float | None = None) -> Thresholds:
@@ -164,4 +165,5 @@ def version_thresholds(info: VersionInfo, task: Task, override: float | None = N
     handoff = calibration.get("handoff_threshold") if task.handoff_label else None
     return Thresholds(abstain=DEFAULT_THRESHOLD if abstain is None else float(abstain),
                       handoff=float(handoff or 0.0), handoff_label=task.handoff_label,
-                      far=float(calibration.get("far_threshold") or 0.0))
+                      far=float(calibration.get("far_threshold") or 0.0),
+                      far_hands_off=bool(calibration.get("far_hands_off")))

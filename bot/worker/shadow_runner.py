@@ -88,7 +88,7 @@ class ShadowRunner:
             similarity = evidence[0].get("similarity") if evidence and isinstance(evidence[0], dict) else None
             row.routing, row.label = route(prediction.label, float(prediction.confidence), threshold=cut.abstain,
                                            handoff_threshold=cut.handoff, handoff_label=cut.handoff_label,
-                                           similarity=similarity, far=cut.far)
+                                           similarity=similarity, far=cut.far, far_hands_off=cut.far_hands_off)
             row.confidence, row.latency_ms = float(prediction.confidence), float(prediction.latency_ms)
         except Exception as exc:  # noqa: BLE001  (the shadow's failure is stored as a row, never production's)
             self.failures += 1

@@ -144,7 +144,8 @@ class Suggester:
         with self.runtime.sessions() as session:
             row = add_suggestion(session, ticket.id, prediction, task=scoped.task.name, threshold=cut.abstain,
                                  handoff_threshold=cut.handoff, handoff_label=cut.handoff_label, cpu_ms=cpu_ms,
-                                 prior_id=prior.id if prior is not None else None, far=cut.far)
+                                 prior_id=prior.id if prior is not None else None, far=cut.far,
+                                 far_hands_off=cut.far_hands_off)
         log.info("ticket %s %s: %s %s (%.2f) by %s", ticket.id, scoped.task.name, row.routing, row.label or "-",
                  row.confidence, row.model_version)
         return row

@@ -237,6 +237,13 @@ def far_threshold(similarity: np.ndarray, max_wrong: float, share: float = FAR_S
     return float(np.quantile(similarity, q)) if len(similarity) * q >= 1 else float(similarity[0])
 
 
+def far_rate(n: int, max_wrong: float, share: float = FAR_SHARE) -> float:
+    """The share of in-scope tickets the far cut from n choosing rows is set to take: `share` x `max_wrong`, or
+    1 / (n + 1) where it is their least similar row (too few rows for that quantile)."""
+    q = share * max_wrong
+    return q if n * q >= 1 else 1.0 / (n + 1)
+
+
 def handoff_allowance(n: int, max_wrong: float, level: float = 0.9) -> int:
     """How many of n in-scope promise rows a hand-off promise may escalate (-1: none may be, no promise).
 
@@ -248,8 +255,8 @@ def handoff_allowance(n: int, max_wrong: float, level: float = 0.9) -> int:
 
 
 def far_hands_off(far_rate: float, in_scope_promise: int, max_wrong: float, level: float = 0.9) -> bool:
-    """Whether far tickets are handed off inside the hand-off promise: only where what the far rule takes (its
-    rate on the choosing rows) is at most half of what the promise rows allow; else they ask for a label (a
+    """Whether far tickets are handed off inside the hand-off promise: only where what the far rule is set to
+    take (`far_rate`) is at most half of what the promise rows allow; else they ask for a label (a
     new kind of ticket) and leave the hand-off budget to the confidence cut. Decided from counts alone, never
     from how the promise rows score."""
     allowance = handoff_allowance(in_scope_promise, max_wrong, level)
@@ -322,7 +329,7 @@ def calibrate(probs: np.ndarray, gold: np.ndarray, *, max_wrong: float, in_scope
     shown = (top >= abstain.threshold) & ~far & promise
     handoff, hands_off = None, False
     if in_scope is not None:
-        took = float(far[choose & scope].mean()) if (choose & scope).any() else 0.0
+        took = far_rate(int((choose & scope).sum()), max_wrong)  # what the cut is set to take, not what it took
         hands_off = bool(far_cut) and far_hands_off(took, int((scope & promise).sum()), max_wrong, confidence)
         handed_off = (far if hands_off else False) | (probs.argmax(axis=1) == handoff_index
                                                       if handoff_index is not None else False)

@@ -139,7 +139,8 @@ def scores(task: Task, probs_test: np.ndarray, test: list[dict], cal: dict, trai
 def choose_label_prior(task: Task, probs_val: np.ndarray, val: list[dict], train: list[dict]) -> tuple[VersionPrior, dict]:
     """The baselines' label prior by the rule Tuesday's pipeline follows (trainer.label_prior): target = the
     train + validation rows' label frequencies, the power chosen on the validation rows that choose; and its losses."""
-    prior = VersionPrior.from_rows(task.label_names, train, train + val)
+    prior = VersionPrior.from_rows(task.label_names, train, train + val,
+                                   keep=(task.handoff_label,) if task.handoff_label else ())
     choosing = ~np.array(split(val, needs=abstain_needs(MAX_WRONG)).promise)  # as the pipeline: the rows that choose
     power, losses = choose_power(probs_val[choosing], gold_of(task, val)[choosing], prior, task.label_names)
     return VersionPrior(prior.train, prior.target, power), {str(p): round(loss, 4) for p, loss in losses.items()}

@@ -48,27 +48,35 @@ def table(runs: list[dict], dataset: str) -> str:
     runs = sorted((r for r in runs if f"{r['dataset']}{'' if r.get('field', 'label') == 'label' else '/' + r['field']}"
                    == dataset), key=lambda r: (SIZES.index(r["per_label"]), json.dumps(r["encoder_config"])))
     oos = any("handoff_recall" in m for r in runs for m in r["methods"].values())
-    head = ["per label", "train rows", "method", "accuracy", "macro-F1", "ECE after", "with live prior (shift)",
-            "abstain promise", "answered / wrong"]
+    head = ["per label", "train rows", "method", "accuracy", "macro-F1", "label prior: power (accuracy without)",
+            "ECE after", "with live prior (shift)", "abstain promise", "answered / wrong"]
     if oos:
         head += ["hand-off promise", "hand-off recall", "wrong escalations"]
     head += ["train time", "p50 latency"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in runs:
         for key, m in r["methods"].items():
-            cal, prior = m["calibration"], m["with_prior"]
-            cells = [r["per_label"], str(r["n_train"]), _name(r, key), _pct(m["accuracy"]), _pct(m["macro_f1"]),
-                     f"{m['ece_after']:.3f}", f"{_pct(prior['accuracy'])} ({prior['shift']:.2f})",
+            cal, live = m["calibration"], m["with_prior"]
+            lp = m.get("label_prior")
+            prior = f"{lp['power']:g} ({_pct(lp['undone']['accuracy'])})" if lp and lp.get("power") else "0" if lp else "–"
+            cells = [r["per_label"], str(r["n_train"]), _name(r, key), _pct(m["accuracy"]), _pct(m["macro_f1"]), prior,
+                     f"{m['ece_after']:.3f}", f"{_pct(live['accuracy'])} ({live['shift']:.2f})",
                      _promise(cal, "abstain"), f"{_pct(m['coverage'])} / {_pct(m['wrong_when_shown'])}"]
             if oos:
                 cells += [_promise(cal, "handoff"), _pct(m.get("handoff_recall")), _pct(m.get("wrong_escalations"))]
             latency = f"{m['p50_ms']:.0f} ms" if "p50_ms" in m else f"{m['ms_per_ticket_batched']:.1f} ms (batched)"
             cells += [f"{m['train_s']:.0f} s", latency]
             lines.append("| " + " | ".join(cells) + " |")
-    sets = {(r["per_label"], r["n_validation"], r["n_test"], r["test_majority"]) for r in runs}
-    notes = "; ".join(f"{k} per label: {v} validation rows, {t} test rows (largest label {100 * mj:.0f} %)"
-                      for k, v, t, mj in sorted(sets, key=lambda x: SIZES.index(x[0])))
+    sets = {(r["per_label"], r["n_validation"], r["n_test"], r["test_majority"], _rows_note(r)) for r in runs}
+    notes = "; ".join(f"{k} per label: {v} validation rows{rows}, {t} test rows (largest label {100 * mj:.0f} %)"
+                      for k, v, t, mj, rows in sorted(sets, key=lambda x: SIZES.index(x[0])))
     return "\n".join(lines) + f"\n\n{notes}."
+
+
+def _rows_note(run: dict) -> str:
+    """' (n choose, m promise)': which validation rows chose and which set the thresholds (Tuesday's split)."""
+    cal = next((m["calibration"] for m in run["methods"].values() if m["calibration"].get("choose_n")), None)
+    return f" ({cal['choose_n']} choose, {cal['holdout_n']} promise)" if cal else ""
 
 
 def guarantee_table(rows: list[dict]) -> str:

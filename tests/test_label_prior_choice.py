@@ -264,3 +264,19 @@ def test_the_decoder_applies_the_same_prior_in_evaluation_and_in_serving(trained
         assert np.allclose(probabilities(served, task, holdout[:6]), evaluated, rtol=0, atol=1e-12)
     finally:
         served.close()
+
+
+def test_the_handoff_label_keeps_its_weight_and_the_others_share_the_rest():
+    """How often tickets are out of scope is left to the hand-off threshold and its promise."""
+    from inference.priors import VersionPrior
+
+    labels = ["a", "b", "oos"]
+    train = [{"label": "a"}] * 48 + [{"label": "b"}] * 47 + [{"label": "oos"}] * 5
+    seen = train + [{"label": "a"}] * 300 + [{"label": "oos"}] * 200
+    prior = VersionPrior.from_rows(labels, train, seen, power=1.0, keep=("oos",))
+    weights = prior.weights(labels)
+    assert weights[2] == pytest.approx(1.0)
+    assert weights[0] > 1 > weights[1]  # a is the common in-scope label among what was labelled
+    assert sum(prior.target.values()) == pytest.approx(1.0)
+    free = VersionPrior.from_rows(labels, train, seen, power=1.0)
+    assert free.weights(labels)[2] > 5  # without keep the hand-off label would be boosted

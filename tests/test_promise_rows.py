@@ -144,3 +144,14 @@ def test_older_calibrations_say_their_rows_were_reused():
     slack = {**cal, "choose_n": 150, "promise_source": SLACK}
     assert any("tickets labelled in Slack" in line for line in promise_lines(slack))
     assert not any("imported" in line for line in promise_lines(slack))
+
+
+def test_a_row_labelled_by_a_click_is_known_as_labelled_in_slack():
+    """The trainer sees only row ids: a click's example must carry the prefix the split looks for."""
+    from bot.store.examples import Example
+    from bot.store.feedback import FEEDBACK_SOURCE
+    from inference.promise_rows import labelled_in_slack
+
+    clicked = Example(task="topic", source=FEEDBACK_SOURCE, external_id="42", text="t", label="a")
+    imported = Example(task="topic", source="csv", external_id="42", text="t", label="a")
+    assert labelled_in_slack(clicked.to_row()) and not labelled_in_slack(imported.to_row())

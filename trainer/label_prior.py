@@ -29,7 +29,8 @@ def choose_prior(predictor, task: Task, choose_rows: list[dict], train_rows: lis
         probs = np.array([predictor.probabilities(row["text"]) for row in choose_rows]).reshape(-1, len(labels))
     position = {label: i for i, label in enumerate(labels)}
     gold = np.array([position[row["label"]] for row in choose_rows], dtype=np.int64)
-    prior = VersionPrior.from_rows(labels, train_rows, all_rows)
+    prior = VersionPrior.from_rows(labels, train_rows, all_rows,
+                                   keep=(task.handoff_label,) if task.handoff_label else ())
     power, losses = choose_power(probs, gold, prior, labels, grid)
     chosen = VersionPrior(train=prior.train, target=prior.target, power=power)
     part["prior"] = {**chosen.to_dict(), "losses": {str(p): round(loss, 4) for p, loss in losses.items()},

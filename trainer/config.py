@@ -190,6 +190,11 @@ class EncoderConfig:
     # logistic regression over word and character TF-IDF, and a vote of the nearest training rows.
     tfidf_branch: bool = True
     knn_vote: bool = True
+    # A SetFit-style first stage (trainer/contrastive.py): LoRA tuned on pairs of training rows,
+    # same label -> cosine 1, other label -> 0, before the head is fitted. Pairs drawn per row
+    # (half same label, half other; 0 = no stage) and passes over those pairs.
+    contrastive_pairs: int = 0
+    contrastive_epochs: float = 1.0
     seed: int = 0
     quantization: str = "q8_0"
     device: str = "auto"
@@ -214,6 +219,10 @@ class EncoderConfig:
             problems.append("label_smoothing must be in [0, 1)")
         if self.head_init not in ("logreg", "centroid"):
             problems.append("head_init must be logreg or centroid")
+        if self.contrastive_pairs < 0:
+            problems.append("contrastive_pairs must be >= 0 (0 = no contrastive stage)")
+        if self.contrastive_epochs < 0:
+            problems.append("contrastive_epochs must be >= 0")
         if problems:
             raise ConfigError("bad encoder config: " + "; ".join(problems))
 

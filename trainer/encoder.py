@@ -4,7 +4,9 @@ Embeddings are mean-pooled over real tokens and L2-normalised, exactly as llama.
 serves them from the exported GGUF. The head (logits = W @ embedding + b) starts as a
 logistic regression fitted on the untuned embeddings (or at the label centroids), so
 step 0 is already the strong few-shot baseline; LoRA adapters on every linear layer of
-the encoder then train together with the head.
+the encoder then train together with the head. With contrastive_pairs set, a SetFit-style
+stage (trainer/contrastive.py) tunes the LoRA adapters on pairs of rows first, and the head
+starts from the tuned embeddings instead.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 import math
 import random
 import time
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +26,17 @@ from inference.encoder_head import EncoderHead, unit
 from inference.errors import ModelError
 from inference.task import Task
 from trainer.config import EncoderConfig
+from trainer.contrastive import contrastive_stage
 from trainer.lora import TrainResult, optimizer_step, pick_device
 
 CENTROID_SCALE = 20.0  # logits of a centroid head: 20 x cosine similarity
+
+
+@dataclass
+class EncoderResult(TrainResult):
+    """The joint training's record; seconds include the contrastive stage, which `contrastive` describes."""
+
+    contrastive: dict = field(default_factory=dict)  # empty when the stage is off
 
 
 def load_encoder(base: str | Path):
@@ -90,6 +102,12 @@ def embed(model, tokenizer, texts: list[str], max_length: int, max_chunks: int =
     return np.concatenate(out) if out else np.zeros((0, model.config.hidden_size), dtype=np.float32)
 
 
+def unit_embeddings(model, tokenizer, texts: list[str], config: EncoderConfig, device) -> torch.Tensor:
+    """Unit embeddings of texts with gradients: what training optimises, pooled as embed() serves it."""
+    batch, owner = tokenize_chunks(tokenizer, texts, config.max_length, config.max_chunks, device)
+    return torch.nn.functional.normalize(mean_pool(model, batch, owner, len(texts)), dim=-1)
+
+
 def label_text(label: str, description: str) -> str:
     """'card_arrival' + description -> 'card arrival: <description>'."""
     name = label.replace("_", " ").replace("-", " ")
@@ -123,7 +141,7 @@ def initial_head(embeddings: np.ndarray, labels: np.ndarray, n_labels: int, how:
 
 
 def train_encoder(model, tokenizer, task: Task, rows: list[dict], config: EncoderConfig, *, progress: bool = True):
-    """Train LoRA + head; returns (peft_model, EncoderHead, TrainResult)."""
+    """Train LoRA + head (after the contrastive stage, if on); returns (peft_model, EncoderHead, EncoderResult)."""
     from peft import LoraConfig, get_peft_model
 
     random.seed(config.seed)
@@ -135,17 +153,24 @@ def train_encoder(model, tokenizer, task: Task, rows: list[dict], config: Encode
         raise ModelError("no training rows for the encoder")
     n_labels = len(task.labels)
 
-    # The head starts where a classifier on the untuned embeddings would be.
     model = model.to(device)
+    lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
+                      target_modules=list(config.target_modules))
+    stage, stage_pairs = None, 0
+    if config.contrastive_pairs:
+        # SetFit's order: the encoder learns from pairs first, then the head is fitted on what it now embeds.
+        model = get_peft_model(model, lora)
+        encode = partial(unit_embeddings, model, tokenizer, config=config, device=device)
+        stage, stage_pairs = contrastive_stage(model, encode, texts, labels, config, progress=progress)
+    # The head starts where a classifier on the untuned (or pair-tuned) embeddings would be.
     start = embed(model, tokenizer, texts, config.max_length, config.max_chunks)
     w0, b0 = initial_head(start, np.array(labels), n_labels, config.head_init)
     weight = torch.nn.Parameter(torch.tensor(w0, device=device))
     bias = torch.nn.Parameter(torch.tensor(b0, device=device))
     target = torch.tensor(labels, device=device)
 
-    lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
-                      target_modules=list(config.target_modules))
-    model = get_peft_model(model, lora)
+    if stage is None:
+        model = get_peft_model(model, lora)
     model.train()
     lora_params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW([
@@ -158,7 +183,10 @@ def train_encoder(model, tokenizer, task: Task, rows: list[dict], config: Encode
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: (s + 1) / warmup if s < warmup else max(0.0, (total - s) / max(1, total - warmup)))
 
-    result = TrainResult(steps=total)
+    result = EncoderResult(steps=total)
+    if stage is not None:
+        result.contrastive = {"pairs": stage_pairs, "steps": stage.steps, "seconds": stage.seconds,
+                              "first_loss": stage.first_loss, "final_loss": stage.final_loss}
     started = time.perf_counter()
     order: list[int] = []
     bar = tqdm(total=total, desc="training encoder", unit="step", disable=not progress)
@@ -166,13 +194,12 @@ def train_encoder(model, tokenizer, task: Task, rows: list[dict], config: Encode
         if len(order) < config.batch_size:
             order += rng.sample(range(len(texts)), len(texts))
         idx, order = order[:config.batch_size], order[config.batch_size:]
-        batch, owner = tokenize_chunks(tokenizer, [texts[i] for i in idx], config.max_length, config.max_chunks, device)
-        emb = torch.nn.functional.normalize(mean_pool(model, batch, owner, len(idx)), dim=-1)
+        emb = unit_embeddings(model, tokenizer, [texts[i] for i in idx], config, device)
         logits = emb @ weight.T + bias
         loss = torch.nn.functional.cross_entropy(logits, target[idx], label_smoothing=config.label_smoothing)
         optimizer_step(loss, lora_params + [weight], optimizer, schedule, result, bar)
     bar.close()
-    result.seconds = time.perf_counter() - started
+    result.seconds = time.perf_counter() - started + (stage.seconds if stage is not None else 0.0)
     model.eval()
     head = EncoderHead(labels=task.label_names, weight=weight.detach().cpu().numpy(),
                        bias=bias.detach().cpu().numpy(), scale=1.0, max_length=config.max_length,

@@ -116,7 +116,8 @@ def _encoder(staging: Path, task: Task, base: Path, rows: list[dict], config: Ru
             except ModelError as exc:
                 log(f"encoder: no TF-IDF branch ({exc})")
             result.seconds += time.perf_counter() - t
-        part["training"] = {"steps": result.steps, "first_loss": result.first_loss, "final_loss": result.final_loss}
+        part["training"] = {"steps": result.steps, "first_loss": result.first_loss, "final_loss": result.final_loss,
+                            **({"contrastive": result.contrastive} if getattr(result, "contrastive", None) else {})}
         part["timings"] = {"train_s": result.seconds}
     t = time.perf_counter()
     with torch.inference_mode():

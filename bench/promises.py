@@ -69,18 +69,20 @@ def outcome(cal: dict, probs: np.ndarray, gold: np.ndarray, sims: np.ndarray, ha
     return out
 
 
-def first_warning(below: np.ndarray, shifted) -> int | None:
-    """After how many live tickets the exchangeability check first fails (None: never)."""
-    counts = np.cumsum(below)
+def first_warning(below: np.ndarray) -> int | None:
+    """After how many live tickets the exchangeability check first fails (None: never): the check as the
+    upkeep runs it, on the newest WINDOW_TICKETS tickets, here after every ticket."""
+    from bot.monitor.promise import WINDOW_TICKETS, is_shifted
+
+    counts = np.concatenate([[0], np.cumsum(below)])
     for n in range(1, len(below) + 1):
-        if shifted(int(counts[n - 1]), n):
+        start = max(0, n - WINDOW_TICKETS)
+        if is_shifted(int(counts[n] - counts[start]), n - start):
             return n
     return None
 
 
 def run(dataset: str, per_label: str, seed: int, foreign: str | None, threads: int) -> dict:
-    from bot.monitor.promise import shifted
-
     meta = json.loads((OUT / f"compare-{dataset}-k{per_label}-s{seed}-encoder.json").read_text())
     data = np.load(OUT / f"compare-{dataset}-k{per_label}-s{seed}-encoder.npz")
     info = Registry.local(OUT / "models").get(meta["methods"]["encoder"]["version"])
@@ -114,7 +116,7 @@ def run(dataset: str, per_label: str, seed: int, foreign: str | None, threads: i
     for name, order in streams.items():
         result["streams"][name] = {**outcome(far_on, probs_test[order], gold_test[order], sims_test[order], handoff),
                                    "below_p05": float((sims_test[order] < ref).mean()),
-                                   "warned_after": first_warning(sims_test[order] < ref, shifted)}
+                                   "warned_after": first_warning(sims_test[order] < ref)}
     if foreign and handoff is not None:
         foreign_rows = load_split(foreign, "test")
         pick = np.random.default_rng(seed + 5).permutation(len(foreign_rows))[:1000]
@@ -126,7 +128,8 @@ def run(dataset: str, per_label: str, seed: int, foreign: str | None, threads: i
                     list_labels=False)
         predictor = load_predictor(info, task, family="encoder", calibrated=False, evidence=False, threads=threads)
         try:
-            foreign_probs = np.array([[predictor.predict(t).probabilities[label] for label in names] for t in foreign_texts])
+            got = [predictor.predict(t).probabilities for t in foreign_texts]
+            foreign_probs = np.array([[p[label] for label in names] for p in got])
         finally:
             predictor.close()
         foreign_sims = similarities(info, foreign_texts, threads)
@@ -141,7 +144,7 @@ def run(dataset: str, per_label: str, seed: int, foreign: str | None, threads: i
             result["streams"][f"in scope + {100 * share:.0f} % {foreign}"] = {
                 **outcome(far_on, probs[order], gold[order], sims[order], handoff),
                 "below_p05": float((sims[order] < ref).mean()),
-                "warned_after": first_warning(sims[order] < ref, shifted)}
+                "warned_after": first_warning(sims[order] < ref)}
     return result
 
 

@@ -103,6 +103,55 @@ def guarantee_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def held_table(runs: list[dict]) -> str:
+    """Each promise made on validation against the realised rate on test (held: at most the target)."""
+    lines = ["| set | method | hand-off promise → realised wrong escalations | abstain promise → realised wrong among shown |",
+             "|---|---|---|---|"]
+
+    def cell(promised: bool, realised, target: float) -> str:
+        if not promised:
+            return "none made" + ("" if realised is None else f" ({_pct(realised)})")
+        return f"≤ {100 * target:.0f} % → {_pct(realised)} ({'held' if realised <= target else '**broke**'})"
+
+    for r in sorted(runs, key=lambda r: (r["dataset"], r["per_label"])):
+        if r.get("field", "label") != "label" or r["encoder_config"]:
+            continue
+        for key, m in r["methods"].items():
+            cal = m["calibration"]
+            handoff = cell(cal["handoff_guaranteed"], m.get("wrong_escalations"), cal["max_wrong"]) \
+                if "wrong_escalations" in m else "–"
+            abstain = cell(cal["abstain_guaranteed"], m.get("wrong_when_shown"), cal["max_wrong"])
+            lines.append(f"| {r['dataset']} {r['per_label']} | {METHODS[key]} | {handoff} | {abstain} |")
+    return "\n".join(lines)
+
+
+def far_table(promises: list[dict]) -> str:
+    """bench.promises: the far rule on and off on the same version and promise rows, scored on test."""
+    lines = ["| set | far rule | far cut | hand-off recall | wrong escalations | out-of-scope caught by the far rule alone |",
+             "|---|---|---|---|---|---|"]
+    for p in promises:
+        for key, name in (("far_off", "off"), ("far_on", "on")):
+            t, cal = p["test"][key], p["calibration"][key]
+            cut = f"{cal['far_threshold']:.3f}" + ("" if cal.get("far_hands_off") or not cal["far_threshold"]
+                                                   else " (asks)")
+            lines.append(f"| {p['dataset']} {p['per_label']} | {name} | {cut if cal['far_threshold'] else '–'} | "
+                         f"{_pct(t['handoff_recall'])} | {_pct(t['wrong_escalations'])} | "
+                         f"{_pct(t['far_catches']) if cal['far_threshold'] else '–'} |")
+    return "\n".join(lines)
+
+
+def shift_table(promises: list[dict]) -> str:
+    """bench.promises: live streams against the holdout, the check's first warning and the realised rates."""
+    lines = ["| holdout → live stream | tickets | below the holdout's p05 | warned after | wrong among shown | "
+             "wrong escalations |", "|---|---|---|---|---|---|"]
+    for p in promises:
+        for name, s in p["streams"].items():
+            warned = "–" if s["warned_after"] is None else f"{s['warned_after']} tickets"
+            lines.append(f"| {p['dataset']} validation → {name} | {s['n']} | {_pct(s['below_p05'])} | {warned} | "
+                         f"{_pct(s['wrong_when_shown'])} | {_pct(s.get('wrong_escalations'))} |")
+    return "\n".join(lines)
+
+
 def datasets(runs: list[dict]) -> list[str]:
     return sorted({r["dataset"] + ("" if r.get("field", "label") == "label" else "/" + r["field"]) for r in runs})
 
@@ -140,6 +189,10 @@ def main() -> None:
     runs = load()
     for dataset in datasets(runs):
         print(f"### {dataset}\n\n{table(runs, dataset)}\n")
+    print(f"### Did the promises hold?\n\n{held_table(runs)}\n")
+    promises = [json.loads(p.read_text()) for p in sorted(OUT.glob("promises-*.json"))]
+    if promises:
+        print(f"### The far rule\n\n{far_table(promises)}\n\n### Shifted live traffic\n\n{shift_table(promises)}\n")
     if (OUT / "guarantee.json").exists():
         print(f"### Promises on small holdouts\n\n{guarantee_table(json.loads((OUT / 'guarantee.json').read_text()))}\n")
     plot(runs, args.plot)

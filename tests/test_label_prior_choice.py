@@ -218,7 +218,9 @@ def test_choose_prior_sets_the_predictor_and_records_what_it_chose(encoder_versi
         recorded = part["prior"]
         assert set(recorded) == {"train", "target", "power", "losses", "n_choose"} and recorded["n_choose"] == len(choose)
         assert recorded["train"] == shares(task.label_names, train)
-        assert recorded["target"] == shares(task.label_names, train + holdout)
+        # the labelled tickets' shares, the hand-off label kept at its training share
+        expected = VersionPrior.from_rows(task.label_names, train, train + holdout, keep=(task.handoff_label,))
+        assert recorded["target"] == expected.target
         losses = {float(p): loss for p, loss in recorded["losses"].items()}
         assert set(losses) == {0.0, 0.25, 0.5, 0.75, 1.0}
         if recorded["power"]:

@@ -155,3 +155,15 @@ def test_a_row_labelled_by_a_click_is_known_as_labelled_in_slack():
     clicked = Example(task="topic", source=FEEDBACK_SOURCE, external_id="42", text="t", label="a")
     imported = Example(task="topic", source="csv", external_id="42", text="t", label="a")
     assert labelled_in_slack(clicked.to_row()) and not labelled_in_slack(imported.to_row())
+
+
+def test_the_far_rule_can_be_turned_off_where_a_team_serves(tmp_path, task):
+    from bot.worker.predictors import version_thresholds
+    from inference.registry import VersionInfo
+
+    info = VersionInfo("v1", tmp_path, {"calibration": {"abstain_threshold": 0.6, "handoff_threshold": 0.2,
+                                                        "far_threshold": 0.45, "far_hands_off": True}})
+    on, off = version_thresholds(info, task), version_thresholds(info, task, far_rule=False)
+    assert (on.far, on.far_hands_off, off.far) == (0.45, True, 0.0)
+    assert route("new_claim", 0.97, threshold=on.abstain, handoff_threshold=off.handoff, handoff_label="hand_off",
+                 similarity=0.3, far=off.far) == (SUGGESTED, "new_claim")

@@ -36,6 +36,14 @@ from tests.slash import ADMIN, AGENT, GROUP, LEAD, MANAGER, GroupSlack, Parts, e
 from tests.test_suggest import NOTHING, copy_version
 from tests.demo_names import DEMO_TASK
 
+
+@pytest.fixture(autouse=True)
+def no_far_rule(monkeypatch):
+    """These tests route by confidence on the tiny random encoder, whose similarities mean nothing: the far rule
+    (tests/test_promise_rows.py, tests/test_evidence_blocks.py) is off here (TUESDAY_FAR_RULE)."""
+    monkeypatch.setenv("TUESDAY_FAR_RULE", "false")
+
+
 REDIS_DB = 12  # this module's own database on the local Redis, flushed around every test
 HANDOFF = "hand_off"
 TEXTS = ["Where is my claim? I sent the photos last week.", "Please change the address on my home policy.",

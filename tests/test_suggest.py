@@ -26,6 +26,13 @@ from tests.fake_slack import FakeSlack
 from tests.test_intake import EVENT
 from tests.test_web import SECRET, post_zendesk
 
+
+@pytest.fixture(autouse=True)
+def no_far_rule(monkeypatch):
+    """These tests route by confidence on the tiny random encoder, whose similarities mean nothing: the far rule
+    (tests/test_promise_rows.py, tests/test_evidence_blocks.py) is off here (TUESDAY_FAR_RULE)."""
+    monkeypatch.setenv("TUESDAY_FAR_RULE", "false")
+
 pytestmark = pytest.mark.slow
 
 REDIS_DB = 11  # this module's own database on the local Redis, flushed around every test

@@ -178,7 +178,7 @@ def routed(rt: Runtime, scoped: Runtime, suggestion) -> dict:
     from bot.worker.predictors import version_task, version_thresholds
 
     info = rt.registry.get(suggestion.model_version)
-    cut = version_thresholds(info, version_task(rt, info), rt.settings.confidence_threshold)
+    cut = version_thresholds(info, version_task(rt, info), rt.settings.confidence_threshold, rt.settings.far_rule)
     if scoped.task.name != rt.tasks.routing_name:
         cut = type(cut)(abstain=cut.abstain, far=cut.far)  # only the routing task hands off (far: asks for a label)
     similarity = suggestion.evidence[0].get("similarity") if suggestion.evidence else None

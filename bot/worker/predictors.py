@@ -158,12 +158,14 @@ class Thresholds:
     far_hands_off: bool = False  # far tickets handed off (else they ask for a label)
 
 
-def version_thresholds(info: VersionInfo, task: Task, override: float | None = None) -> Thresholds:
-    """The version's calibrated thresholds; `override` (TUESDAY_CONFIDENCE_THRESHOLD) replaces the abstain one."""
+def version_thresholds(info: VersionInfo, task: Task, override: float | None = None,
+                       far_rule: bool = True) -> Thresholds:
+    """The version's calibrated thresholds; `override` (TUESDAY_CONFIDENCE_THRESHOLD) replaces the abstain one;
+    far_rule=False (TUESDAY_FAR_RULE) leaves the version's far cut out."""
     calibration = info.manifest.get("calibration") or {}
     abstain = override if override is not None else calibration.get("abstain_threshold")
     handoff = calibration.get("handoff_threshold") if task.handoff_label else None
     return Thresholds(abstain=DEFAULT_THRESHOLD if abstain is None else float(abstain),
                       handoff=float(handoff or 0.0), handoff_label=task.handoff_label,
-                      far=float(calibration.get("far_threshold") or 0.0),
+                      far=float(calibration.get("far_threshold") or 0.0) if far_rule else 0.0,
                       far_hands_off=bool(calibration.get("far_hands_off")))

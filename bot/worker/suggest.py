@@ -112,7 +112,8 @@ class Suggester:
         Only the routing task hands off: another field's version gets no hand-off threshold."""
         if version not in self._thresholds:
             info = self.runtime.registry.get(version)
-            cut = version_thresholds(info, version_task(self.runtime, info), self.runtime.settings.confidence_threshold)
+            cut = version_thresholds(info, version_task(self.runtime, info), self.runtime.settings.confidence_threshold,
+                                     self.runtime.settings.far_rule)
             if info.manifest.get("task") in set(self.runtime.tasks.names) - {self.runtime.tasks.routing_name}:
                 cut = Thresholds(abstain=cut.abstain, far=cut.far)
             self._thresholds[version] = cut

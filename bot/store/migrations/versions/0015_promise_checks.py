@@ -40,5 +40,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_index("ix_promise_checks_version", table_name="promise_checks")
-    op.drop_table("promise_checks")
+    # Idempotent, as 0012's: on SQLite a downgrade refused further down (0007) leaves this one already run.
+    if "promise_checks" in sa.inspect(op.get_bind()).get_table_names():
+        op.drop_index("ix_promise_checks_version", table_name="promise_checks")
+        op.drop_table("promise_checks")

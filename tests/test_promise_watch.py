@@ -284,15 +284,14 @@ def web_env(monkeypatch, redis_url, store_url):
 
 
 def dashboard_text(runtime, queues, now: datetime) -> str:
-    import re
-    from html import unescape
+    from tests.test_dashboard import text_of
 
     clock = now.timestamp
     web = TestClient(create_app(runtime, queues, clock=clock))
     url = Links.for_runtime(runtime, clock=clock).url("/dashboard")[len(PUBLIC):] + "&days=7"
     response = web.get(url)
     assert response.status_code == 200, response.text
-    return " ".join(unescape(re.sub(r"<[^>]+>", " ", response.text)).split())
+    return " ".join(text_of(response.text).split())
 
 
 def test_status_and_dashboard_warn_when_live_tickets_shift(web_env):

@@ -18,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from trainer.config import EncoderConfig
-from trainer.lora import TrainResult, optimizer_step
+from trainer.lora import TrainResult, optimizer_step, shuffled_batches
 
 
 def draw_pairs(labels: list[int], per_row: int, rng: random.Random) -> list[tuple[int, int, float]]:
@@ -66,12 +66,8 @@ def contrastive_stage(model, encode: Callable[[list[str]], torch.Tensor], texts:
     device = next(model.parameters()).device
     model.train()
     started = time.perf_counter()
-    order: list[int] = []
     bar = tqdm(total=total, desc="contrastive stage", unit="step", disable=not progress)
-    for _ in range(total):
-        if len(order) < config.batch_size:
-            order += rng.sample(range(len(pairs)), len(pairs))
-        idx, order = order[:config.batch_size], order[config.batch_size:]
+    for idx in shuffled_batches(len(pairs), config.batch_size, total, rng):
         batch = [pairs[i] for i in idx]
         emb = encode([texts[a] for a, _, _ in batch] + [texts[b] for _, b, _ in batch])
         cosine = (emb[:len(batch)] * emb[len(batch):]).sum(dim=-1)

@@ -27,7 +27,7 @@ from inference.errors import ModelError
 from inference.task import Task
 from trainer.config import EncoderConfig
 from trainer.contrastive import contrastive_stage
-from trainer.lora import TrainResult, optimizer_step, pick_device
+from trainer.lora import TrainResult, optimizer_step, pick_device, shuffled_batches
 
 CENTROID_SCALE = 20.0  # logits of a centroid head: 20 x cosine similarity
 
@@ -188,12 +188,8 @@ def train_encoder(model, tokenizer, task: Task, rows: list[dict], config: Encode
         result.contrastive = {"pairs": stage_pairs, "steps": stage.steps, "seconds": stage.seconds,
                               "first_loss": stage.first_loss, "final_loss": stage.final_loss}
     started = time.perf_counter()
-    order: list[int] = []
     bar = tqdm(total=total, desc="training encoder", unit="step", disable=not progress)
-    for _ in range(total):
-        if len(order) < config.batch_size:
-            order += rng.sample(range(len(texts)), len(texts))
-        idx, order = order[:config.batch_size], order[config.batch_size:]
+    for idx in shuffled_batches(len(texts), config.batch_size, total, rng):
         emb = unit_embeddings(model, tokenizer, [texts[i] for i in idx], config, device)
         logits = emb @ weight.T + bias
         loss = torch.nn.functional.cross_entropy(logits, target[idx], label_smoothing=config.label_smoothing)

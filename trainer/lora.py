@@ -116,6 +116,16 @@ def warmup_then_linear(optimizer, total: int, warmup: int):
         optimizer, lambda s: (s + 1) / (warmup + 1) if s < warmup else max(0.0, (total - s) / max(1, total - warmup)))
 
 
+def shuffled_batches(n: int, batch_size: int, steps: int, rng):
+    """`steps` batches of row indices: passes over 0..n-1, each in a fresh seeded order, cut in batches."""
+    order: list[int] = []
+    for _ in range(steps):
+        if len(order) < batch_size:
+            order += rng.sample(range(n), n)
+        idx, order = order[:batch_size], order[batch_size:]
+        yield idx
+
+
 def optimizer_step(loss, params, optimizer, schedule, result: TrainResult, bar) -> None:
     """Backward, clip, step, record the loss: one training step of either family."""
     loss.backward()

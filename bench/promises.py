@@ -83,7 +83,11 @@ def first_warning(below: np.ndarray) -> int | None:
 
 
 def run(dataset: str, per_label: str, seed: int, foreign: str | None, threads: int) -> dict:
-    meta = json.loads((OUT / f"compare-{dataset}-k{per_label}-s{seed}-encoder.json").read_text())
+    found = OUT / f"compare-{dataset}-k{per_label}-s{seed}-encoder.json"
+    if not found.exists():
+        raise SystemExit(f"no {found.name}: run `python -m bench.compare --dataset {dataset} --per-label {per_label} "
+                         f"--seed {seed}` first")
+    meta = json.loads(found.read_text())
     data = np.load(OUT / f"compare-{dataset}-k{per_label}-s{seed}-encoder.npz")
     info = Registry.local(OUT / "models").get(meta["methods"]["encoder"]["version"])
     _, val, test = split_rows(dataset, per_label, seed, 0)

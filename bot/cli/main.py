@@ -165,22 +165,19 @@ def predict(rt: Runtime, text: str, version: str | None, task_name: str | None, 
             suggestion = predictor.predict(masked)
         finally:
             predictor.close()
-        routing = routed(rt, scoped, suggestion)
+        routing = routed(rt, suggestion)
         fields[scoped.task.name] = {**suggestion.to_dict(), "routing": routing}
         card = suggestion_card(suggestion, masked, routing)
         cards.append(f"[{scoped.task.name}]\n{card}" if len(rt.tasks) > 1 else card)
     _emit(as_json, next(iter(fields.values())) if len(fields) == 1 else {"fields": fields}, "\n\n".join(cards))
 
 
-def routed(rt: Runtime, scoped: Runtime, suggestion) -> dict:
+def routed(rt: Runtime, suggestion) -> dict:
     """What the worker would do with the suggestion: {routing, shown, why}, by its version's thresholds."""
     from bot.store.tickets import OUT_OF_SCOPE, SUGGESTED, route
-    from bot.worker.predictors import version_task, version_thresholds
+    from bot.worker.predictors import served_thresholds
 
-    info = rt.registry.get(suggestion.model_version)
-    cut = version_thresholds(info, version_task(rt, info), rt.settings.confidence_threshold, rt.settings.far_rule)
-    if scoped.task.name != rt.tasks.routing_name:
-        cut = type(cut)(abstain=cut.abstain, far=cut.far)  # only the routing task hands off (far: asks for a label)
+    cut = served_thresholds(rt, rt.registry.get(suggestion.model_version))
     similarity = suggestion.evidence[0].get("similarity") if suggestion.evidence else None
     kind, shown = route(suggestion.label, suggestion.confidence, threshold=cut.abstain, handoff_threshold=cut.handoff,
                         handoff_label=cut.handoff_label, similarity=similarity, far=cut.far,

@@ -91,6 +91,16 @@ def version_task(runtime: Runtime, info: VersionInfo) -> Task:
     return load_task(task_file) if task_file.exists() else runtime.task
 
 
+def served_thresholds(runtime: Runtime, info: VersionInfo) -> Thresholds:
+    """A version's thresholds as this process serves them (TUESDAY_CONFIDENCE_THRESHOLD, TUESDAY_FAR_RULE). Only
+    the routing task hands off: another field's version keeps its abstain and far cuts (a far ticket asks)."""
+    settings = runtime.settings
+    cut = version_thresholds(info, version_task(runtime, info), settings.confidence_threshold, settings.far_rule)
+    if info.manifest.get("task") in set(runtime.tasks.names) - {runtime.tasks.routing_name}:
+        cut = Thresholds(abstain=cut.abstain, far=cut.far)
+    return cut
+
+
 def check_bases(runtime: Runtime, name: str) -> None:
     """UnapprovedBase when version `name` was built on base content no longer approved in SQL.
 

@@ -34,7 +34,7 @@ from bot.store.tickets import (
     record_failure,
     set_slack_message,
 )
-from bot.worker.predictors import PredictorCache, Thresholds, load_version, serving_cache, version_task, version_thresholds
+from bot.worker.predictors import PredictorCache, Thresholds, load_version, served_thresholds, serving_cache
 from bot.worker.shadow_runner import ShadowRunner
 from inference.artifacts import ArtifactError
 from inference.base_models import UnapprovedBase
@@ -111,12 +111,7 @@ class Suggester:
 
         Only the routing task hands off: another field's version gets no hand-off threshold."""
         if version not in self._thresholds:
-            info = self.runtime.registry.get(version)
-            cut = version_thresholds(info, version_task(self.runtime, info), self.runtime.settings.confidence_threshold,
-                                     self.runtime.settings.far_rule)
-            if info.manifest.get("task") in set(self.runtime.tasks.names) - {self.runtime.tasks.routing_name}:
-                cut = Thresholds(abstain=cut.abstain, far=cut.far)
-            self._thresholds[version] = cut
+            self._thresholds[version] = served_thresholds(self.runtime, self.runtime.registry.get(version))
         cut = self._thresholds[version]
         shifted = self.promise.override(version) if cut.handoff_label else None
         if shifted is not None and shifted.reset_handoff is not None:

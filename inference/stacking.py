@@ -6,8 +6,10 @@
 - a nearest-neighbour vote: the labels of the k training rows closest to the ticket in the
   evidence index, weighted by similarity.
 
-The mix is p ∝ ((1 - knn) * head + knn * vote) * tfidf ** w; the trainer picks knn and w on the
-holdout (0 and 0 = the head alone), so a voice that does not pay on a team's data stays silent.
+The mix is p ∝ ((1 - knn) * head + knn * vote) ** h * tfidf ** w; the trainer picks knn, h and w
+on the holdout's choosing rows (0, 1 and 0 = the head alone), so a voice that does not pay on a
+team's data stays silent, and where the words carry more than the encoder (long, noisy helpdesk
+e-mails with few examples) the TF-IDF branch can lead or speak alone (h = 0.5 or 0).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ HEAD_CHARS, TAIL_CHARS = 16_000, 4_000  # what the TF-IDF branch reads of a very
 class Mix:
     tfidf: float = 0.0  # exponent of the TF-IDF branch's probabilities (0 = not used)
     knn: float = 0.0  # share of the nearest-neighbour vote (0 = not used)
+    head: float = 1.0  # exponent of the head (and vote) term (0 = the TF-IDF branch alone)
     k: int = 10
     tau: float = 0.05  # softmax temperature over the neighbours' cosine similarities
 
@@ -34,6 +37,8 @@ class Mix:
         p = np.asarray(head, dtype=np.float64)
         if self.knn and knn is not None:
             p = (1.0 - self.knn) * p + self.knn * np.asarray(knn, dtype=np.float64)
+        if self.head != 1.0 and self.tfidf and tfidf is not None:
+            p = np.clip(p, 1e-12, None) ** self.head
         if self.tfidf and tfidf is not None:
             p = p * np.clip(np.asarray(tfidf, dtype=np.float64), 1e-12, None) ** self.tfidf
         return p / np.clip(p.sum(axis=-1, keepdims=True), 1e-300, None)
@@ -140,7 +145,8 @@ def knn_vote(vectors: np.ndarray, row_labels: np.ndarray, query: np.ndarray, n_l
     return out
 
 
-TFIDF_WEIGHTS = (0.0, 0.25, 0.5, 1.0)
+# (head exponent, TF-IDF exponent), simplest first; only their ratio matters once a temperature is fitted
+HEAD_TFIDF = ((1.0, 0.0), (1.0, 0.25), (1.0, 0.5), (1.0, 1.0), (0.5, 1.0), (0.0, 1.0))
 KNN_SHARES = (0.0, 0.2, 0.4)
 
 
@@ -151,9 +157,9 @@ def choose_mix(voices: dict[str, np.ndarray], gold: np.ndarray, k: int = Mix.k, 
 
     gold = np.asarray(gold)
     best, best_loss = Mix(k=k, tau=tau), np.inf
-    for w in TFIDF_WEIGHTS if "tfidf" in voices else (0.0,):
-        for share in KNN_SHARES if "knn" in voices else (0.0,):
-            mix = Mix(tfidf=w, knn=share, k=k, tau=tau)
+    for h, w in HEAD_TFIDF if "tfidf" in voices else HEAD_TFIDF[:1]:
+        for share in KNN_SHARES if "knn" in voices and h else (0.0,):  # with h = 0 the vote is silent too
+            mix = Mix(tfidf=w, knn=share, head=h, k=k, tau=tau)
             probs = mix.combine(**voices)
             loss = nll(apply_temperature(probs, fit_temperature(probs, gold)), gold)
             if loss < best_loss - 1e-4:

@@ -16,7 +16,7 @@ from inference.encoder_predictor import EncoderPredictor
 from inference.evaluation import evaluate
 from inference.evidence import EvidenceIndex
 from inference.llama_predictor import LlamaPredictor
-from inference.priors import MAX_WEIGHT, VersionPrior, choose_power, shares
+from inference.priors import MAX_WEIGHT, POWERS, VersionPrior, choose_power, shares
 from inference.registry import Registry
 from inference.serving import load_predictor
 from inference.splits import in_holdout
@@ -61,6 +61,20 @@ def test_the_power_is_chosen_where_the_holdout_is_skewed_and_stays_0_where_it_is
     claimed = VersionPrior.from_rows(LABELS, TRAIN, rows_of(np.repeat(np.arange(4), [70, 10, 10, 10])))
     power, losses = choose_power(probs, gold, claimed, LABELS)
     assert power == 0.0 and losses[1.0] > losses[0.0]
+
+
+def test_over_confident_scores_get_the_power_that_makes_up_for_their_temperature():
+    """Scores sharpened 2.5x (a mix that multiplies voices) get T ≈ 2.5 after the prior, which divides the prior's
+    log-weights too: the holdout asks for a power above 1, and it beats the plain correction."""
+    probs, gold = gaussian_rows([700, 100, 100, 100], seed=3)
+    sharp = probs ** 2.5
+    sharp /= sharp.sum(axis=1, keepdims=True)
+    prior = VersionPrior.from_rows(LABELS, TRAIN, TRAIN + rows_of(gold))
+    power, losses = choose_power(sharp, gold, prior, LABELS)
+    assert power > 1.0 and losses[power] < losses[1.0] - 0.005
+    plain = VersionPrior(prior.train, prior.target, 1.0).apply(sharp, LABELS)
+    chosen = VersionPrior(prior.train, prior.target, power).apply(sharp, LABELS)
+    assert (chosen.argmax(1) == gold).mean() > (plain.argmax(1) == gold).mean()
 
 
 def test_a_label_without_training_rows_never_gets_a_weight_above_the_bound_nor_absorbs_the_stream():
@@ -222,7 +236,7 @@ def test_choose_prior_sets_the_predictor_and_records_what_it_chose(encoder_versi
         expected = VersionPrior.from_rows(task.label_names, train, train + holdout, keep=(task.handoff_label,))
         assert recorded["target"] == expected.target
         losses = {float(p): loss for p, loss in recorded["losses"].items()}
-        assert set(losses) == {0.0, 0.25, 0.5, 0.75, 1.0}
+        assert set(losses) == set(POWERS)
         if recorded["power"]:
             assert losses[recorded["power"]] < losses[0.0] and chosen == predictor.prior
             assert chosen.power == recorded["power"]
@@ -246,7 +260,7 @@ def test_the_decoder_applies_the_same_prior_in_evaluation_and_in_serving(trained
     registry, version, train, holdout = trained_version
     family = version.manifest["family"]
     assert family == "decoder"
-    prior = VersionPrior.from_rows(task.label_names, train, train + skewed(holdout, "claim_status"), power=0.5)
+    prior = VersionPrior.from_rows(task.label_names, train, train + skewed(holdout, "claim_status"), power=1.0)
     part = version.manifest["families"]["decoder"]
 
     def evaluated_with(label_prior) -> np.ndarray:  # a fresh context each time: its cached prefix moves scores a little
@@ -258,7 +272,10 @@ def test_the_decoder_applies_the_same_prior_in_evaluation_and_in_serving(trained
 
     evaluated, plain = evaluated_with(prior), evaluated_with(None)
     assert np.allclose(evaluated, prior.apply(plain, task.label_names), rtol=0, atol=1e-12)
-    assert np.abs(evaluated - plain).max() > 0.01
+    # not a no-op: the weights differ, and the evaluated scores moved far beyond the 1e-12 above (how far depends on
+    # where the tiny decoder puts its mass: rows sure of one label barely move)
+    weights = prior.weights(task.label_names)
+    assert weights.max() / weights.min() > 1.3 and np.abs(evaluated - plain).max() > 1e-4
     stored = with_prior(Registry.local(tmp_path / "registry"), version, "decoder", prior.to_dict())
     served = load_predictor(stored, task, calibrated=False, evidence=False, reasons=False)
     try:

@@ -65,6 +65,21 @@ def test_the_holdout_picks_a_voice_that_helps_and_silences_one_that_does_not():
     assert np.allclose(Mix().combine(voices["head"], voices["tfidf"], voices["knn"]), voices["head"])
 
 
+def test_where_the_words_carry_more_than_the_encoder_the_tfidf_branch_leads():
+    """Long, noisy e-mails with ten examples a label: a head no better than chance must not drag down
+    a TF-IDF branch that is right 80 % of the time (the product of the two could not drop the head)."""
+    voices, gold = synthetic_voices(seed=1)
+    rng = np.random.default_rng(2)
+    chance = np.full_like(voices["head"], 0.4 / (voices["head"].shape[1] - 1))
+    chance[np.arange(len(gold)), rng.integers(voices["head"].shape[1], size=len(gold))] = 0.6
+    voices = {"head": chance, "tfidf": voices["tfidf"]}
+    mix, _ = choose_mix(voices, gold)
+    assert mix.head < 1.0 and mix.tfidf > 0
+    tfidf_alone = (voices["tfidf"].argmax(1) == gold).mean()
+    assert (mix.combine(**voices).argmax(1) == gold).mean() >= tfidf_alone - 0.01
+    assert Mix.from_dict({"tfidf": 1.0, "knn": 0.2}).head == 1.0  # a manifest written before the exponent
+
+
 @pytest.mark.parametrize("family, wanted", [("encoder", {"head.npz", "tfidf.npz", "encoder-q8_0.gguf"}),
                                             ("decoder", {"model-q8_0.gguf"})])
 def test_a_serving_host_fetches_the_tfidf_branch_with_the_encoder(family, wanted):

@@ -229,6 +229,20 @@ def test_unsure_shows_the_evidence_to_help_pick(runtime, task):
     assert "unsure" in suggestion_text(ticket, row)
 
 
+def test_a_version_without_an_abstain_promise_shows_its_best_guess_as_such(runtime, task):
+    """A small holdout makes no abstain promise: every ticket asks for a label, however confident; the message
+    says why and names the guess instead of calling a 96 % guess a doubt."""
+    from inference.calibration import NOTHING_SHOWN
+
+    ticket, row = stored(runtime, prediction(confidence=0.96), threshold=NOTHING_SHOWN)
+    assert row.abstained and row.predicted_label == "claim_status"
+    text = json.dumps(suggestion_blocks(ticket, row, task, unpromised=True), ensure_ascii=False)
+    assert "*Best guess `claim_status`* (96%), not promised" in text and "Tuesday is unsure" not in text
+    assert "Suggested label" not in text and action_ids(suggestion_blocks(ticket, row, task)) == [CHANGE, HANDOFF]
+    # a version that promises and still abstains on this ticket doubts it
+    assert "Tuesday is unsure" in json.dumps(suggestion_blocks(ticket, row, task, unpromised=False))
+
+
 def test_out_of_scope_says_so_and_keeps_the_ordinary_buttons(runtime, task):
     ticket, row = stored(runtime, prediction(confidence=0.12), threshold=0.5, handoff_threshold=0.2,
                          handoff_label="hand_off")

@@ -116,15 +116,23 @@ def far_from_everything(suggestion: Suggestion, far: float) -> bool:
 
 
 def summary_blocks(ticket: Ticket, suggestion: Suggestion, unsure: str,
-                   handoff_threshold: float | None = None, link: str | None = None, far: float = 0.0) -> list[dict]:
+                   handoff_threshold: float | None = None, link: str | None = None, far: float = 0.0,
+                   unpromised: bool = False) -> list[dict]:
     """The ticket, what the model said about it and the evidence; `unsure` is shown when it abstained.
-    far: the version's far cut, to say when a ticket was handed off (or asks) for being unlike every labelled one."""
+    far: the version's far cut, to say when a ticket was handed off (or asks) for being unlike every labelled one.
+    unpromised: the version makes no abstain promise (its holdout is too small), so every ticket asks for a label:
+    the best guess is shown as such, not as a doubt about this ticket."""
     blocks = [ticket_section(ticket, link)]
     unlike = far_from_everything(suggestion, far)
     nearest = f"its closest labelled ticket is only {suggestion.nearest_similarity:.2f} similar" if unlike else ""
     if suggestion.abstained and unlike:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": (
             f":new: *A new kind of ticket*: unlike every labelled one ({nearest}). {unsure}")}})
+    elif suggestion.abstained and unpromised and suggestion.predicted_label:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": (
+            f":thinking_face: *Best guess `{escape(suggestion.predicted_label)}`* ({percent(suggestion.confidence)}), "
+            f"not promised: until its holdout can promise how often a shown label is wrong, Tuesday asks for a "
+            f"label on every ticket. {unsure}")}})
     elif suggestion.abstained:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": (
             f":thinking_face: *Tuesday is unsure* (best guess only {percent(suggestion.confidence)}). {unsure}")}})
@@ -168,14 +176,15 @@ def note_block(note: str | None) -> dict | None:
 
 def suggestion_blocks(ticket: Ticket, suggestion: Suggestion, task: Task, *,
                       handoff_threshold: float | None = None, link: str | None = None,
-                      note: str | None = None, far: float = 0.0) -> list[dict]:
+                      note: str | None = None, far: float = 0.0, unpromised: bool = False) -> list[dict]:
     """The message for one suggestion; an abstained one (label None) asks the agent to pick.
 
     An out-of-scope one (the hand-off label) gets the ordinary buttons: Accept accepts the hand-off.
     link: where the ticket opens (bot.helpdesk.adapters.ticket_link), shown on its title.
     note: a footer line under the model line (e.g. the version's promise is not valid now).
+    unpromised: the version makes no abstain promise (summary_blocks).
     """
-    blocks = summary_blocks(ticket, suggestion, "Please choose a label.", handoff_threshold, link, far)
+    blocks = summary_blocks(ticket, suggestion, "Please choose a label.", handoff_threshold, link, far, unpromised)
     if suggestion.abstained:
         elements = [label_select(task, suggestion, "Choose a label"), button("Hand off", HANDOFF, suggestion.id)]
     else:

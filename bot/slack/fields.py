@@ -69,13 +69,14 @@ def _models(ticket: Ticket, routing: Suggestion, fields: dict[str, Suggestion]) 
 def fields_blocks(ticket: Ticket, routing: Suggestion, fields: dict[str, Suggestion], tasks: TaskSet, *,
                   handoff_threshold: float | None = None, link: str | None = None,
                   decisions: dict[str, list[Feedback]] | None = None, note: str | None = None,
-                  far: float = 0.0) -> list[dict]:
+                  far: float = 0.0, unpromised: bool = False) -> list[dict]:
     """The message for a ticket's suggestions: the routing task's, then each other field's (task order); note: a
-    footer line under the models line."""
+    footer line under the models line; unpromised: the routing version makes no abstain promise."""
     decisions = decisions or {}
     routing_task = tasks[routing.task]
     blocks = [ticket_section(ticket, link)]
-    summary = summary_blocks(ticket, routing, "Please choose a label.", handoff_threshold, far=far)[1:]
+    summary = summary_blocks(ticket, routing, "Please choose a label.", handoff_threshold, far=far,
+                             unpromised=unpromised)[1:]
     if summary and summary[0].get("fields"):
         summary[0]["fields"][0]["text"] = f"*{escape(routing_task.name)}*\n`{escape(routing.label)}`"
     blocks += summary

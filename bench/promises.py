@@ -2,6 +2,7 @@
 
     python -m bench.promises --dataset clinc150 --per-label 10
     python -m bench.promises --dataset banking77_oos --per-label 10 --foreign clinc150
+    python -m bench.promises --dataset banking77_oos --per-label full --tag=-epochs1 --foreign clinc150
 
 Reads the version bench.compare built (bench/out/compare-<set>-k<k>-s<seed>-encoder.json and
 .npz: the encoder's served mix on validation and test, before temperature) and embeds the
@@ -82,13 +83,13 @@ def first_warning(below: np.ndarray) -> int | None:
     return None
 
 
-def run(dataset: str, per_label: str, seed: int, foreign: str | None, threads: int) -> dict:
-    found = OUT / f"compare-{dataset}-k{per_label}-s{seed}-encoder.json"
+def run(dataset: str, per_label: str, seed: int, foreign: str | None, threads: int, tag: str = "") -> dict:
+    found = OUT / f"compare-{dataset}-k{per_label}-s{seed}-encoder{tag}.json"
     if not found.exists():
         raise SystemExit(f"no {found.name}: run `python -m bench.compare --dataset {dataset} --per-label {per_label} "
                          f"--seed {seed}` first")
     meta = json.loads(found.read_text())
-    data = np.load(OUT / f"compare-{dataset}-k{per_label}-s{seed}-encoder.npz")
+    data = np.load(found.with_suffix(".npz"))
     info = Registry.local(OUT / "models").get(meta["methods"]["encoder"]["version"])
     _, val, test = split_rows(dataset, per_label, seed, 0)
     names = meta["label_names"]
@@ -159,9 +160,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--foreign", default=None, help="another set whose test tickets are mixed in as out of scope")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--tag", default="", help="the bench.compare run's --encoder tag, e.g. -epochs1 for a full split")
     args = parser.parse_args()
-    result = run(args.dataset, args.per_label, args.seed, args.foreign, args.threads)
-    out = OUT / f"promises-{args.dataset}-k{args.per_label}-s{args.seed}.json"
+    result = run(args.dataset, args.per_label, args.seed, args.foreign, args.threads, args.tag)
+    out = OUT / f"promises-{args.dataset}-k{args.per_label}-s{args.seed}{args.tag}.json"
     out.write_text(json.dumps(result, indent=2))
     print(json.dumps(result["test"], indent=2))
     print(json.dumps(result["streams"], indent=2))

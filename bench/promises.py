@@ -86,8 +86,9 @@ def first_warning(below: np.ndarray) -> int | None:
 def run(dataset: str, per_label: str, seed: int, foreign: str | None, threads: int, tag: str = "") -> dict:
     found = OUT / f"compare-{dataset}-k{per_label}-s{seed}-encoder{tag}.json"
     if not found.exists():
+        encoder = " --encoder '{...}'" if tag else ""  # the tag names the run's EncoderConfig overrides
         raise SystemExit(f"no {found.name}: run `python -m bench.compare --dataset {dataset} --per-label {per_label} "
-                         f"--seed {seed}` first")
+                         f"--seed {seed}{encoder}` first")
     meta = json.loads(found.read_text())
     data = np.load(found.with_suffix(".npz"))
     info = Registry.local(OUT / "models").get(meta["methods"]["encoder"]["version"])

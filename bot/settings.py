@@ -75,6 +75,7 @@ class Settings(NodeSettings):
     intake_channel: str = Field("", description="Slack channel id whose new top-level messages become tickets (source slack); empty turns Slack intake off.")
     slack_app_token: str = Field("", description="Slack app-level token (xapp-..., scope connections:write) for `tuesday socket` (Socket Mode); unused by `tuesday serve`.")
     confidence_threshold: float | None = Field(None, ge=0.0, le=1.0, description="Below this confidence the message shows no label and asks the agent to pick one; empty means the served version's calibrated threshold (chosen on the holdout to meet max_wrong).")
+    far_rule: bool = Field(True, description="Hand off (or ask for a label on) a ticket whose nearest labelled example is less similar than its version's far cut, whatever the model's confidence; false serves without the far rule (the version's promise then no longer counts what it would have taken).")
 
     # -- slash commands and retraining -------------------------------------------------------------
     managers: str = Field("", description="Comma-separated Slack user ids and user-group ids (S...) allowed to /tuesday retrain and eval; admins may too.")
@@ -104,7 +105,6 @@ class Settings(NodeSettings):
     metrics_wait_s: float = Field(2.0, gt=0.0, le=30.0, description="How long a scrape waits for aggregates being computed when none are cached yet (a process's first scrape); past it the scrape answers the live queue series alone.")
 
     # -- label frequencies from the live stream (bot/monitor/label_priors.py) -----------------------------
-    far_rule: bool = Field(True, description="Hand off (or ask for a label on) a ticket whose nearest labelled example is less similar than its version's far cut, whatever the model's confidence; false serves without the far rule (the version's promise then no longer counts what it would have taken).")
     prior_adjustment: bool = Field(False, description="Re-estimate how often each label occurs from the production version's recent suggestions (EM on its probabilities) and re-weight its probabilities by it when serving, if it moved far enough from the training rows' frequencies.")
     prior_window: int = Field(1000, ge=10, description="How many of the production version's most recent suggestions the label-frequency estimate reads.")
     prior_min_tickets: int = Field(200, ge=1, description="Suggestions the production version needs before its label frequencies are estimated.")

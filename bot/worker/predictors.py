@@ -167,6 +167,12 @@ class Thresholds:
     far: float = 0.0
     far_hands_off: bool = False  # far tickets handed off (else they ask for a label)
 
+    @property
+    def unpromised(self) -> bool:
+        """The version made no abstain promise (calibration's NOTHING_SHOWN, above every confidence): every ticket
+        asks for a label, so a message names its best guess as not promised rather than as a doubt."""
+        return self.abstain > 1.0
+
 
 def version_thresholds(info: VersionInfo, task: Task, override: float | None = None,
                        far_rule: bool = True) -> Thresholds:

@@ -193,11 +193,11 @@ class Suggester:
                 note = self.promise_note(row.model_version)
                 if fields:  # several fields: one message with each (only the routing task's model: the classic one)
                     blocks = fields_blocks(ticket, row, fields, self.runtime.tasks, handoff_threshold=handoff, link=link,
-                                           note=note, far=cut.far, unpromised=cut.abstain > 1.0)
+                                           note=note, far=cut.far, unpromised=cut.unpromised)
                     text = fields_text(ticket, row, fields)
                 else:
                     blocks = suggestion_blocks(ticket, row, self.runtime.task, handoff_threshold=handoff, link=link,
-                                               note=note, far=cut.far, unpromised=cut.abstain > 1.0)
+                                               note=note, far=cut.far, unpromised=cut.unpromised)
                     text = suggestion_text(ticket, row)
                 found = self.slack.chat_postMessage(
                     channel=settings.triage_channel, text=text, blocks=blocks,
